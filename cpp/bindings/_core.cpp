@@ -1,0 +1,77 @@
+// The extension module convcore._core: geometry, threads, ISA, and the ops (bind_conv.cpp).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <sstream>
+
+#include "convcore/gemm.hpp"
+#include "convcore/geometry.hpp"
+#include "convcore/parallel.hpp"
+
+namespace py = pybind11;
+
+void bind_conv(py::module_& m);
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "convcore native core: 2-D convolution forward, backward and SGD in C++.";
+  using convcore::Conv2dGeometry;
+  py::class_<Conv2dGeometry>(m, "Geometry",
+                             "Sizes of a 2-D convolution (NCHW); per-side padding pt pb pl pr.")
+      .def(py::init<>())
+      .def(py::init([](int64_t mb, int64_t ic, int64_t ih, int64_t iw, int64_t oc, int64_t kh,
+                       int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                       int64_t pr, int64_t dh, int64_t dw, int64_t groups) {
+             return Conv2dGeometry{mb, ic, ih, iw, oc, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups};
+           }),
+           py::arg("mb"), py::arg("ic"), py::arg("ih"), py::arg("iw"), py::arg("oc"), py::arg("kh"),
+           py::arg("kw"), py::arg("sh") = 1, py::arg("sw") = 1, py::arg("pt") = 0,
+           py::arg("pb") = 0, py::arg("pl") = 0, py::arg("pr") = 0, py::arg("dh") = 1,
+           py::arg("dw") = 1, py::arg("groups") = 1)
+#define CONVCORE_FIELD(name) .def_readwrite(#name, &Conv2dGeometry::name)
+      CONVCORE_FIELD(mb) CONVCORE_FIELD(ic) CONVCORE_FIELD(ih) CONVCORE_FIELD(iw)
+      CONVCORE_FIELD(oc) CONVCORE_FIELD(kh) CONVCORE_FIELD(kw) CONVCORE_FIELD(sh)
+      CONVCORE_FIELD(sw) CONVCORE_FIELD(pt) CONVCORE_FIELD(pb) CONVCORE_FIELD(pl)
+      CONVCORE_FIELD(pr) CONVCORE_FIELD(dh) CONVCORE_FIELD(dw) CONVCORE_FIELD(groups)
+#undef CONVCORE_FIELD
+      .def_property_readonly("oh", &Conv2dGeometry::oh)
+      .def_property_readonly("ow", &Conv2dGeometry::ow)
+      .def_property_readonly("eh", &Conv2dGeometry::eh)
+      .def_property_readonly("ew", &Conv2dGeometry::ew)
+      .def("validate", &Conv2dGeometry::validate, py::arg("op") = "conv2d",
+           "Raises ValueError (or OverflowError) when the geometry is not a valid convolution.")
+      .def("__repr__", [](const Conv2dGeometry& g) {
+        std::ostringstream os;
+        os << g;
+        return os.str();
+      });
+
+  m.def("set_num_threads", &convcore::set_num_threads, py::arg("n"),
+        "Sets the number of threads convcore uses (n >= 1; 1 without OpenMP).");
+  m.def("get_num_threads", &convcore::get_num_threads, "Number of threads convcore uses.");
+  m.attr("has_openmp") = convcore::has_openmp();
+
+  m.def("isa", [] { return std::string(convcore::isa_name(convcore::active_isa())); },
+        "Name of the GEMM kernel path in use: 'avx512', 'avx2' or 'generic'.");
+  m.def(
+      "supported_isas",
+      [] {
+        std::vector<std::string> out;
+        for (auto isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512})
+          if (convcore::isa_supported(isa)) out.emplace_back(convcore::isa_name(isa));
+        return out;
+      },
+      "Kernel paths this CPU and build can run.");
+  m.def(
+      "set_isa",
+      [](const std::string& name) {
+        for (auto isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512})
+          if (name == convcore::isa_name(isa)) return convcore::set_isa(isa);
+        throw std::invalid_argument("set_isa: unknown path '" + name +
+                                    "', expected 'generic', 'avx2' or 'avx512'");
+      },
+      py::arg("name"), "Forces a kernel path (it must be supported).");
+#ifdef CONVCORE_VERSION
+  m.attr("__version__") = CONVCORE_VERSION;
+#endif
+  bind_conv(m);
+}

@@ -1,0 +1,71 @@
+#pragma once
+// Threads. The only file that mentions OpenMP. Work is split statically, so which thread computes
+// an element never changes what is computed: results are bitwise identical for any thread count.
+#include <cstdint>
+
+#ifdef CONVCORE_HAS_OPENMP
+#include <omp.h>
+#endif
+
+namespace convcore {
+
+// Number of threads the library's parallel regions use (default: OpenMP's default, 1 without OpenMP).
+int get_num_threads();
+// n >= 1. Affects only this library, not the process-wide OpenMP setting.
+void set_num_threads(int n);
+// Whether the library was built with OpenMP.
+constexpr bool has_openmp() {
+#ifdef CONVCORE_HAS_OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace detail {
+
+inline bool in_parallel() {
+#ifdef CONVCORE_HAS_OPENMP
+  return omp_in_parallel() != 0;
+#else
+  return false;
+#endif
+}
+
+// Runs f(tid, nthr) on min(nthr_max, get_num_threads()) threads; once, serially, when already
+// inside a parallel region or when one thread is asked for. f must not throw.
+template <class F>
+void parallel(int64_t nthr_max, F&& f) {
+  int64_t nthr = get_num_threads();
+  if (nthr_max < nthr) nthr = nthr_max;
+  if (nthr <= 1 || in_parallel()) {
+    f(int64_t{0}, int64_t{1});
+    return;
+  }
+#ifdef CONVCORE_HAS_OPENMP
+#pragma omp parallel num_threads(static_cast<int>(nthr))
+  f(int64_t{omp_get_thread_num()}, int64_t{omp_get_num_threads()});
+#else
+  f(int64_t{0}, int64_t{1});
+#endif
+}
+
+// Static balanced split of [0, n) into nthr parts: part tid is [begin, end).
+inline void balance(int64_t n, int64_t nthr, int64_t tid, int64_t& begin, int64_t& end) {
+  const int64_t q = n / nthr, r = n % nthr;
+  begin = tid * q + (tid < r ? tid : r);
+  end = begin + q + (tid < r ? 1 : 0);
+}
+
+// f(i) for i in [0, n), split statically over the threads.
+template <class F>
+void parallel_for(int64_t n, F&& f) {
+  parallel(n, [&](int64_t tid, int64_t nthr) {
+    int64_t begin, end;
+    balance(n, nthr, tid, begin, end);
+    for (int64_t i = begin; i < end; ++i) f(i);
+  });
+}
+
+}  // namespace detail
+}  // namespace convcore

@@ -1,0 +1,168 @@
+#include <algorithm>
+#include <cstring>
+
+#include "conv2d_impl.hpp"
+#include "convcore/conv2d.hpp"
+#include "convcore/gemm.hpp"
+#include "convcore/im2col.hpp"
+#include "scratch.hpp"
+
+namespace convcore {
+namespace {
+
+// The tutorial's method: dx = crop(pad(expand(dy), k-1) * flip(w)), a stride-1 forward
+// convolution with geometry g.flipped() (its negative padding, if any, is the crop).
+// Images are expanded a chunk at a time so the zero-inserted copy never spans the whole batch.
+template <class T>
+void backward_input_flip(const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
+  Conv2dGeometry f = g.flipped();
+  detail::Scratch wf(1, g.wei_size() * int64_t(sizeof(T)));
+  flip_kernels(g, w, wf.get<T>(0));
+  if (g.sh == 1 && g.sw == 1) {  // nothing to insert: expand(dy) == dy
+    detail::forward_unchecked(f, dy, wf.get<T>(0), static_cast<const T*>(nullptr), dx,
+                              Activation::identity);
+    return;
+  }
+  const int64_t chunk = detail::image_threads(g.mb);
+  const int64_t e_img = g.oc * g.eh() * g.ew(), dy_img = g.oc * g.oh() * g.ow();
+  const int64_t dx_img = g.ic * g.ih * g.iw;
+  detail::Scratch expanded(1, chunk * e_img * int64_t(sizeof(T)));
+  T* e = expanded.get<T>(0);
+  for (int64_t n0 = 0; n0 < g.mb; n0 += chunk) {
+    const int64_t cnt = std::min(chunk, g.mb - n0);
+    detail::parallel_for(cnt, [&](int64_t i) {
+      expand_stride(g, g.oc, dy + (n0 + i) * dy_img, e + i * e_img);
+    });
+    f.mb = cnt;
+    detail::forward_unchecked(f, static_cast<const T*>(e), wf.get<T>(0),
+                              static_cast<const T*>(nullptr), dx + n0 * dx_img,
+                              Activation::identity);
+  }
+}
+
+// The classic method: dcol = W^T * dy per image and group, then col2im (scatter-add).
+template <class T>
+void backward_input_col2im(const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
+  const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
+  const int64_t ihw = g.ih * g.iw;
+  const bool direct = detail::col_is_input(g);
+  const int64_t nthr = detail::image_threads(g.mb);
+  detail::Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
+
+  detail::parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    detail::balance(g.mb, nt, tid, begin, end);
+    T* dcol = direct ? nullptr : col_buf.get<T>(tid);
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        T* dxg = dx + (n * g.ic + gi * icg) * ihw;
+        const T* dyg = dy + (n * g.oc + gi * ocg) * N;
+        // dcol[K x N] = W_g^T[K x ocg] * dY_g[ocg x N]
+        gemm<T>(true, false, K, N, ocg, T(1), w + gi * ocg * K, K, dyg, N, T(0),
+                direct ? dxg : dcol, N);
+        if (direct) continue;
+        std::fill(dxg, dxg + icg * ihw, T(0));
+        col2im(g, dcol, dxg);
+      }
+  });
+}
+
+// Weight-gradient partial sums are formed over fixed chunks of images (the chunking depends on
+// the geometry only) and added in chunk order: the same bits for any thread count.
+constexpr int64_t kMaxWeightChunks = 8;
+constexpr int64_t kMaxWeightChunkBytes = int64_t{64} << 20;
+
+int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
+  int64_t chunks = std::min(g.mb, kMaxWeightChunks);
+  const int64_t bytes = g.wei_size() * elem_size;
+  while (chunks > 1 && chunks * bytes > kMaxWeightChunkBytes) --chunks;
+  return std::max<int64_t>(chunks, 1);
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, T* dx,
+                           BackwardInputMethod method) {
+  g.validate("conv2d_backward_input");
+  if (g.mb == 0) return;
+  if (method == BackwardInputMethod::automatic)
+    method = (g.sh == 1 && g.sw == 1) ? BackwardInputMethod::flip : BackwardInputMethod::col2im;
+  if (method == BackwardInputMethod::flip)
+    backward_input_flip(g, w, dy, dx);
+  else
+    backward_input_col2im(g, w, dy, dx);
+}
+
+template <class T>
+void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
+                            bool accumulate) {
+  g.validate("conv2d_backward_weight");
+  const int64_t wsize = g.wei_size();
+  if (g.mb == 0) {
+    if (!accumulate) std::fill(dw, dw + wsize, T(0));
+    return;
+  }
+  const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
+  const int64_t ihw = g.ih * g.iw;
+  const bool direct = detail::col_is_input(g);
+  const int64_t chunks = weight_chunks(g, sizeof(T));
+  const int64_t nthr = std::max<int64_t>(1, std::min<int64_t>(chunks, get_num_threads()));
+  // With one chunk the GEMM writes dw directly (and is itself parallel); else into partials.
+  detail::Scratch partial(chunks > 1 ? chunks : 0, wsize * int64_t(sizeof(T)));
+  detail::Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
+
+  detail::parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t c_begin, c_end;
+    detail::balance(chunks, nt, tid, c_begin, c_end);
+    T* col = direct ? nullptr : col_buf.get<T>(tid);
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      T* sum = chunks > 1 ? partial.get<T>(c) : dw;
+      int64_t begin, end;
+      detail::balance(g.mb, chunks, c, begin, end);
+      for (int64_t n = begin; n < end; ++n)
+        for (int64_t gi = 0; gi < g.groups; ++gi) {
+          const T* xg = x + (n * g.ic + gi * icg) * ihw;
+          if (!direct) im2col(g, xg, col);
+          const bool first = n == begin && !(chunks == 1 && accumulate);
+          // dW_g[ocg x K] (+)= dY_g[ocg x N] * col^T[N x K]
+          gemm<T>(false, true, ocg, K, N, T(1), dy + (n * g.oc + gi * ocg) * N, N,
+                  direct ? xg : col, N, first ? T(0) : T(1), sum + gi * ocg * K, K);
+        }
+    }
+  });
+  if (chunks == 1) return;
+  detail::parallel_for((wsize + 4095) / 4096, [&](int64_t blk) {
+    const int64_t end = std::min(wsize, (blk + 1) * 4096);
+    for (int64_t i = blk * 4096; i < end; ++i) {
+      T s = accumulate ? dw[i] : T(0);
+      for (int64_t c = 0; c < chunks; ++c) s += partial.get<T>(c)[i];
+      dw[i] = s;
+    }
+  });
+}
+
+template <class T>
+void conv2d_backward_bias(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
+  g.validate("conv2d_backward_bias");
+  const int64_t N = g.oh() * g.ow();
+  detail::parallel_for(g.oc, [&](int64_t o) {
+    T s = T(0);
+    for (int64_t n = 0; n < g.mb; ++n) {
+      const T* row = dy + (n * g.oc + o) * N;
+      for (int64_t p = 0; p < N; ++p) s += row[p];
+    }
+    db[o] = accumulate ? db[o] + s : s;
+  });
+}
+
+#define CONVCORE_INSTANTIATE(T)                                                                 \
+  template void conv2d_backward_input<T>(const Conv2dGeometry&, const T*, const T*, T*,         \
+                                         BackwardInputMethod);                                  \
+  template void conv2d_backward_weight<T>(const Conv2dGeometry&, const T*, const T*, T*, bool); \
+  template void conv2d_backward_bias<T>(const Conv2dGeometry&, const T*, T*, bool);
+CONVCORE_INSTANTIATE(float)
+CONVCORE_INSTANTIATE(double)
+#undef CONVCORE_INSTANTIATE
+
+}  // namespace convcore

@@ -1,0 +1,158 @@
+#include "convcore/conv2d.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "check.hpp"
+#include "convcore/parallel.hpp"
+#include "reference/conv2d_ref.hpp"
+#include "test_util.hpp"
+
+using convcore::Conv2dGeometry;
+using testutil::geom;
+
+template <class T>
+bool all_close(const std::vector<T>& got, const std::vector<T>& want, double tol) {
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!check::close(double(got[i]), double(want[i]), tol, tol)) {
+      std::fprintf(stderr, "  at %zu: got %.10g want %.10g\n", i, double(got[i]), double(want[i]));
+      return false;
+    }
+  return true;
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+template <class T>
+void check_geometry(const Conv2dGeometry& g, double tol) {
+  using convcore::BackwardInputMethod;
+  auto x = testutil::random_vector<T>(g.src_size(), 11);
+  auto w = testutil::random_vector<T>(g.wei_size(), 12);
+  auto b = testutil::random_vector<T>(g.oc, 13);
+  auto dy = testutil::random_vector<T>(g.dst_size(), 14);
+
+  std::vector<T> y_ref(g.dst_size()), dx_ref(g.src_size()), dw_ref(g.wei_size()), db_ref(g.oc);
+  convcore::ref::conv2d_forward(g, x.data(), w.data(), b.data(), y_ref.data());
+  convcore::ref::conv2d_backward_input(g, w.data(), dy.data(), dx_ref.data());
+  convcore::ref::conv2d_backward_weight(g, x.data(), dy.data(), dw_ref.data());
+  convcore::ref::conv2d_backward_bias(g, dy.data(), db_ref.data());
+
+  std::vector<T> first_y, first_dx, first_dw, first_db;
+  for (int threads : {1, 2, 3}) {
+    convcore::set_num_threads(threads);
+    std::vector<T> y(g.dst_size(), T(NAN));
+    convcore::conv2d_forward(g, x.data(), w.data(), b.data(), y.data());
+    CHECK_MSG(all_close(y, y_ref, tol), "forward " << g << " threads=" << threads);
+
+    for (auto m : {BackwardInputMethod::flip, BackwardInputMethod::col2im,
+                   BackwardInputMethod::automatic}) {
+      std::vector<T> dx(g.src_size(), T(NAN));
+      convcore::conv2d_backward_input(g, w.data(), dy.data(), dx.data(), m);
+      CHECK_MSG(all_close(dx, dx_ref, tol),
+                "backward_input " << g << " method=" << int(m) << " threads=" << threads);
+      if (m == BackwardInputMethod::flip) {
+        if (threads == 1) first_dx = dx;
+        CHECK_MSG(same_bits(dx, first_dx), "backward_input bits " << g << " threads=" << threads);
+      }
+    }
+
+    std::vector<T> dw(g.wei_size(), T(NAN)), db(g.oc, T(NAN));
+    convcore::conv2d_backward_weight(g, x.data(), dy.data(), dw.data(), false);
+    convcore::conv2d_backward_bias(g, dy.data(), db.data(), false);
+    CHECK_MSG(all_close(dw, dw_ref, tol), "backward_weight " << g << " threads=" << threads);
+    CHECK_MSG(all_close(db, db_ref, tol), "backward_bias " << g << " threads=" << threads);
+
+    // Accumulating a second time doubles the gradient.
+    convcore::conv2d_backward_weight(g, x.data(), dy.data(), dw.data(), true);
+    convcore::conv2d_backward_bias(g, dy.data(), db.data(), true);
+    std::vector<T> dw2(dw_ref), db2(db_ref);
+    for (auto& v : dw2) v *= T(2);
+    for (auto& v : db2) v *= T(2);
+    CHECK_MSG(all_close(dw, dw2, tol), "accumulate weight " << g);
+    CHECK_MSG(all_close(db, db2, tol), "accumulate bias " << g);
+
+    if (threads == 1) {
+      first_y = y;
+      first_dw = dw;
+      first_db = db;
+    }
+    CHECK_MSG(same_bits(y, first_y), "forward bits " << g << " threads=" << threads);
+    CHECK_MSG(same_bits(dw, first_dw), "weight bits " << g << " threads=" << threads);
+    CHECK_MSG(same_bits(db, first_db), "bias bits " << g << " threads=" << threads);
+  }
+  convcore::set_num_threads(2);
+}
+
+template <class T>
+void check_activations(double tol) {
+  using convcore::Activation;
+  const Conv2dGeometry g = geom(2, 3, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1);
+  auto x = testutil::random_vector<T>(g.src_size(), 21);
+  auto w = testutil::random_vector<T>(g.wei_size(), 22);
+  auto b = testutil::random_vector<T>(g.oc, 23);
+  std::vector<T> lin(g.dst_size());
+  convcore::ref::conv2d_forward(g, x.data(), w.data(), b.data(), lin.data());
+  for (Activation act : {Activation::relu, Activation::sigmoid, Activation::tanh}) {
+    std::vector<T> y(g.dst_size()), want(g.dst_size());
+    convcore::conv2d_forward(g, x.data(), w.data(), b.data(), y.data(), act);
+    for (size_t i = 0; i < want.size(); ++i) {
+      const double v = double(lin[i]);
+      want[i] = T(act == Activation::relu      ? (v > 0 ? v : 0)
+                  : act == Activation::sigmoid ? 1 / (1 + std::exp(-v))
+                                               : std::tanh(v));
+    }
+    CHECK_MSG(all_close(y, want, tol), "activation " << int(act));
+    // activation_backward: grad * f'(y) checked by a central difference of f.
+    auto grad = testutil::random_vector<T>(g.dst_size(), 24);
+    std::vector<T> delta(g.dst_size());
+    convcore::activation_backward(act, int64_t(y.size()), grad.data(), y.data(), delta.data());
+    bool ok = true;
+    for (size_t i = 0; i < y.size(); ++i) {
+      const double v = double(lin[i]), h = 1e-6;
+      if (act == Activation::relu && std::fabs(v) < 1e-3) continue;  // kink
+      auto f = [&](double t) {
+        return act == Activation::relu ? (t > 0 ? t : 0)
+               : act == Activation::sigmoid ? 1 / (1 + std::exp(-t)) : std::tanh(t);
+      };
+      const double d = (f(v + h) - f(v - h)) / (2 * h);
+      ok = ok && check::close(double(delta[i]), double(grad[i]) * d, 1e-4, 1e-4);
+    }
+    CHECK_MSG(ok, "activation_backward " << int(act));
+  }
+}
+
+template <class T>
+void run(double tol) {
+  const Conv2dGeometry cases[] = {
+      geom(1, 1, 5, 5, 1, 3, 3),                                     // the tutorial's
+      geom(2, 3, 7, 7, 4, 3, 3, 2, 2),                               // stride 2, divides
+      geom(3, 2, 8, 9, 3, 3, 3, 2, 2, 1, 1, 1, 1),                   // stride 2, does not
+      geom(2, 3, 10, 11, 2, 3, 2, 3, 3, 0, 0, 0, 0),                 // stride 3, kh != kw
+      geom(2, 2, 5, 5, 3, 3, 3, 1, 1, 3, 3, 3, 3),                   // padding > k-1
+      geom(2, 2, 6, 7, 3, 3, 3, 2, 2, 0, 1, 1, 1),                   // asymmetric
+      geom(2, 8, 6, 6, 5, 1, 1),                                     // 1x1 direct
+      geom(2, 4, 7, 7, 6, 1, 1, 2, 2),                               // 1x1 strided
+      geom(2, 2, 9, 9, 3, 3, 3, 1, 2, 2, 2, 1, 1, 2, 2),             // dilation
+      geom(2, 4, 7, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2),          // groups
+      geom(3, 4, 8, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4),          // depthwise, multiplier 2
+      geom(9, 3, 12, 12, 16, 5, 5, 1, 1, 2, 2, 2, 2),                // more images than threads
+      geom(1, 20, 14, 14, 24, 3, 3, 1, 1, 1, 1, 1, 1),               // larger K and N
+  };
+  for (const auto& g : cases) check_geometry<T>(g, tol);
+  // Empty batch: nothing happens, gradients are zero when not accumulating.
+  const Conv2dGeometry e = geom(0, 2, 5, 5, 3, 3, 3);
+  std::vector<T> dw(e.wei_size(), T(5));
+  convcore::conv2d_backward_weight<T>(e, nullptr, nullptr, dw.data(), false);
+  CHECK(dw[0] == T(0) && dw.back() == T(0));
+  check_activations<T>(tol * 10);
+}
+
+int main() {
+  run<float>(2e-5);
+  run<double>(1e-12);
+  return check::report("conv2d");
+}

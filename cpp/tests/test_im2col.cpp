@@ -1,0 +1,102 @@
+#include "convcore/im2col.hpp"
+
+#include <vector>
+
+#include "check.hpp"
+#include "test_util.hpp"
+
+using convcore::Conv2dGeometry;
+using testutil::geom;
+
+template <class T>
+void check_im2col(const Conv2dGeometry& g) {
+  const int64_t oh = g.oh(), ow = g.ow(), K = g.col_rows(), N = g.col_cols();
+  auto x = testutil::random_vector<T>(g.icg() * g.ih * g.iw, 3);
+  std::vector<T> col(K * N, T(-7));
+  convcore::im2col(g, x.data(), col.data());
+  bool ok = true;
+  for (int64_t c = 0; c < g.icg(); ++c)
+    for (int64_t r = 0; r < g.kh; ++r)
+      for (int64_t s = 0; s < g.kw; ++s)
+        for (int64_t i = 0; i < oh; ++i)
+          for (int64_t j = 0; j < ow; ++j) {
+            const int64_t y = i * g.sh + r * g.dh - g.pt, xx = j * g.sw + s * g.dw - g.pl;
+            const T want = (y >= 0 && y < g.ih && xx >= 0 && xx < g.iw)
+                               ? x[(c * g.ih + y) * g.iw + xx] : T(0);
+            ok = ok && col[(((c * g.kh + r) * g.kw + s) * oh + i) * ow + j] == want;
+          }
+  CHECK_MSG(ok, "im2col " << g);
+
+  // col2im is the adjoint of im2col: <im2col(x), c> == <x, col2im(c)>.
+  auto cvec = testutil::random_vector<T>(K * N, 4);
+  std::vector<T> back(x.size(), T(0));
+  convcore::col2im(g, cvec.data(), back.data());
+  double lhs = 0, rhs = 0;
+  for (int64_t k = 0; k < K * N; ++k) lhs += double(col[k]) * double(cvec[k]);
+  for (size_t k = 0; k < x.size(); ++k) rhs += double(x[k]) * double(back[k]);
+  CHECK_MSG(check::close(lhs, rhs, 1e-5, 1e-6), "adjoint " << g << " " << lhs << " vs " << rhs);
+}
+
+template <class T>
+void check_expand_pad_flip() {
+  // expand_stride: stride 3 on a 2x2 delta of an input whose size does not divide (trailing zeros).
+  const Conv2dGeometry g = geom(1, 1, 8, 7, 2, 3, 2, 3, 2);  // oh=2, ow=3, eh=6, ew=6
+  CHECK(g.oh() == 2 && g.ow() == 3 && g.eh() == 6 && g.ew() == 6);
+  auto d = testutil::random_vector<T>(2 * 2 * 3, 5);
+  std::vector<T> e(2 * 6 * 6, T(-1));
+  convcore::expand_stride(g, 2, d.data(), e.data());
+  bool ok = true;
+  for (int64_t c = 0; c < 2; ++c)
+    for (int64_t y = 0; y < 6; ++y)
+      for (int64_t x = 0; x < 6; ++x) {
+        const bool hit = y % 3 == 0 && x % 2 == 0 && y / 3 < 2 && x / 2 < 3;
+        const T want = hit ? d[(c * 2 + y / 3) * 3 + x / 2] : T(0);
+        ok = ok && e[(c * 6 + y) * 6 + x] == want;
+      }
+  CHECK_MSG(ok, "expand_stride");
+
+  // pad
+  auto s = testutil::random_vector<T>(2 * 3 * 4, 6);
+  std::vector<T> p(2 * 6 * 5, T(-1));
+  convcore::pad<T>(2, 3, 4, 1, 2, 0, 1, s.data(), p.data());
+  ok = true;
+  for (int64_t c = 0; c < 2; ++c)
+    for (int64_t y = 0; y < 6; ++y)
+      for (int64_t x = 0; x < 5; ++x) {
+        const bool in = y >= 1 && y < 4 && x < 4;
+        ok = ok && p[(c * 6 + y) * 5 + x] == (in ? s[(c * 3 + y - 1) * 4 + x] : T(0));
+      }
+  CHECK_MSG(ok, "pad");
+
+  // flip_kernels with groups: wf[g*icg+c][o][r][s] = w[g*ocg+o][c][kh-1-r][kw-1-s]
+  const Conv2dGeometry h = geom(1, 4, 5, 5, 6, 2, 3, 1, 1, 0, 0, 0, 0, 1, 1, 2);
+  auto w = testutil::random_vector<T>(h.wei_size(), 7);
+  std::vector<T> wf(w.size());
+  convcore::flip_kernels(h, w.data(), wf.data());
+  ok = true;
+  for (int64_t gi = 0; gi < 2; ++gi)
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t o = 0; o < 3; ++o)
+        for (int64_t r = 0; r < 2; ++r)
+          for (int64_t q = 0; q < 3; ++q)
+            ok = ok && wf[(((gi * 2 + c) * 3 + o) * 2 + r) * 3 + q] ==
+                           w[(((gi * 3 + o) * 2 + c) * 2 + (1 - r)) * 3 + (2 - q)];
+  CHECK_MSG(ok, "flip_kernels");
+}
+
+template <class T>
+void run() {
+  for (const Conv2dGeometry& g :
+       {geom(1, 1, 5, 5, 1, 3, 3), geom(1, 3, 7, 6, 1, 3, 2, 2, 3, 1, 2, 0, 1),
+        geom(1, 2, 9, 9, 1, 3, 3, 1, 1, 2, 2, 2, 2, 2, 3), geom(1, 2, 4, 4, 1, 1, 1),
+        geom(1, 2, 6, 5, 1, 2, 2, 3, 3, 4, 4, 4, 4),
+        geom(1, 2, 6, 6, 1, 3, 3, 1, 1, -1, -1, -1, 0) /* negative padding crops */})
+    check_im2col<T>(g);
+  check_expand_pad_flip<T>();
+}
+
+int main() {
+  run<float>();
+  run<double>();
+  return check::report("im2col");
+}

@@ -1,0 +1,60 @@
+"""convcore: a fast, exact 2-D convolution layer for NumPy.
+
+The C++ core computes the whole training step of a convolution layer — forward pass, error
+back-propagation with flipped kernels and stride zero insertion, weight and bias gradients with
+accumulation, and the SGD update — in float32 or float64, in parallel with OpenMP.
+"""
+
+from __future__ import annotations
+
+from . import _core, reference
+from ._core import __version__, get_num_threads, has_openmp, set_num_threads
+from .functional import (
+    activation_backward,
+    col2im,
+    conv2d,
+    conv2d_bias,
+    conv2d_input,
+    conv2d_weight,
+    expand_stride,
+    flip_kernels,
+    im2col,
+    output_size,
+    sgd_update,
+)
+from .layers import Conv2D
+from .optim import SGD, Parameter
+
+__all__ = [
+    "Conv2D",
+    "Parameter",
+    "SGD",
+    "__version__",
+    "activation_backward",
+    "col2im",
+    "conv2d",
+    "conv2d_bias",
+    "conv2d_input",
+    "conv2d_weight",
+    "expand_stride",
+    "flip_kernels",
+    "get_num_threads",
+    "has_openmp",
+    "im2col",
+    "info",
+    "output_size",
+    "reference",
+    "set_num_threads",
+    "sgd_update",
+]
+
+
+def info() -> dict:
+    """Build and run-time facts: version, kernel path in use, supported paths, threads, OpenMP."""
+    return {
+        "version": __version__,
+        "isa": _core.isa(),
+        "supported_isas": list(_core.supported_isas()),
+        "num_threads": get_num_threads(),
+        "openmp": bool(has_openmp),
+    }

@@ -1,0 +1,434 @@
+"""PyTorch-style functions over NumPy arrays: the convolution, its gradients and the update.
+
+Layouts (PyTorch's): input ``(N, C, H, W)`` or one sample ``(C, H, W)``; weight
+``(out_channels, in_channels / groups, kh, kw)``; bias ``(out_channels,)``; output and
+grad_output ``(N, out_channels, oh, ow)``.
+
+Arguments shared by the functions:
+
+- ``stride``, ``dilation``: an int or a pair ``(h, w)``.
+- ``padding``: an int, a pair ``(ph, pw)``, per-side pairs ``((top, bottom), (left, right))``,
+  ``"valid"`` (no padding) or ``"same"`` (output size ``ceil(input / stride)``; the extra row or
+  column goes to the bottom/right when the total is odd, as TensorFlow does).
+
+dtypes: computations run in float32 or float64. Inputs of other real dtypes are promoted as NumPy
+would (float16 -> float32, integers -> float64; float32 with float64 -> float64); nothing is
+narrowed. Bool, complex, object and string arrays are refused with TypeError. Output buffers
+(``out=``, SGD parameters) must already have the exact dtype and be C-contiguous and writeable.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+
+IntPair = Union[int, Tuple[int, int]]
+Padding = Union[int, str, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
+
+__all__ = [
+    "conv2d",
+    "conv2d_input",
+    "conv2d_weight",
+    "conv2d_bias",
+    "activation_backward",
+    "expand_stride",
+    "flip_kernels",
+    "im2col",
+    "col2im",
+    "sgd_update",
+    "output_size",
+]
+
+ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
+METHODS = ("auto", "flip", "col2im")
+
+
+# --------------------------------------------------------------------------- argument normalising
+
+
+def _int(value, name: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        msg = f"{name}: expected an int, got {value!r}"
+        raise TypeError(msg) from None
+
+
+def _pair(value, name: str) -> Tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            msg = f"{name}: expected an int or a pair of ints, got {value!r}"
+            raise ValueError(msg)
+        return _int(value[0], name), _int(value[1], name)
+    v = _int(value, name)
+    return v, v
+
+
+def _same_padding(size: int, k: int, s: int, d: int) -> Tuple[int, int]:
+    out = -(-size // s)
+    total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _padding(padding, ih, iw, kh, kw, sh, sw, dh, dw) -> Tuple[int, int, int, int]:
+    """Per-side padding (top, bottom, left, right) from any accepted form."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "same":
+            return _same_padding(ih, kh, sh, dh) + _same_padding(iw, kw, sw, dw)
+        msg = f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}"
+        raise ValueError(msg)
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+        isinstance(p, (tuple, list)) for p in padding
+    ):
+        (pt, pb), (pl, pr) = (_pair(p, "padding") for p in padding)
+        return pt, pb, pl, pr
+    ph, pw = _pair(padding, "padding")
+    return ph, ph, pw, pw
+
+
+def _array(a, name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiu":
+        msg = f"{name}: expected a real numeric array, got dtype {arr.dtype}"
+        raise TypeError(msg)
+    return arr
+
+
+def _dtype(*arrays: Optional[np.ndarray]) -> np.dtype:
+    """The computation dtype: NumPy's promotion of the inputs, at least float32."""
+    dt = np.result_type(*(a.dtype for a in arrays if a is not None), np.float32)
+    if dt not in (np.float32, np.float64):
+        msg = f"dtype {dt} is not supported: convcore computes in float32 or float64"
+        raise TypeError(msg)
+    return dt
+
+
+def _contiguous(a: np.ndarray, dtype) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _batched(x: np.ndarray, name: str) -> Tuple[np.ndarray, bool]:
+    """(N, C, H, W) as is; (C, H, W) as a batch of one (and a flag to drop it again)."""
+    if x.ndim == 4:
+        return x, False
+    if x.ndim == 3:
+        return x[None], True
+    msg = f"{name}: expected a 4-D (N, C, H, W) or 3-D (C, H, W) array, got shape {x.shape}"
+    raise ValueError(msg)
+
+
+def _size(size, name: str) -> Tuple[Tuple[int, int, int, int], bool]:
+    dims = tuple(_int(v, name) for v in size)
+    if len(dims) == 4:
+        return dims, False
+    if len(dims) == 3:
+        return (1, *dims), True
+    msg = f"{name}: expected (N, C, H, W) or (C, H, W), got {tuple(size)}"
+    raise ValueError(msg)
+
+
+def _weight_shape(weight_size, name: str) -> Tuple[int, int, int, int]:
+    dims = tuple(_int(v, name) for v in weight_size)
+    if len(dims) != 4:
+        msg = f"{name}: expected a 4-D (out_channels, in_channels/groups, kh, kw), got {dims}"
+        raise ValueError(msg)
+    return dims
+
+
+def _geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_core.Geometry":
+    """The one place arguments become a geometry; the native code validates it."""
+    mb, ic, ih, iw = x_shape
+    oc, icg, kh, kw = w_shape
+    sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
+    groups = _int(groups, "groups")
+    if groups >= 1 and ic % groups == 0 and icg * groups != ic:
+        msg = (
+            f"weight: expected shape (out_channels, {ic // groups}, kh, kw) for {ic} input "
+            f"channels and groups={groups}, got {tuple(w_shape)}"
+        )
+        raise ValueError(msg)
+    if sh < 1 or sw < 1:
+        msg = f"stride: must be >= 1, got {(sh, sw)}"
+        raise ValueError(msg)
+    if dh < 1 or dw < 1:
+        msg = f"dilation: must be >= 1, got {(dh, dw)}"
+        raise ValueError(msg)
+    pt, pb, pl, pr = _padding(padding, ih, iw, kh, kw, sh, sw, dh, dw)
+    g = _core.Geometry(mb, ic, ih, iw, oc, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups)
+    g.validate("conv2d")
+    return g
+
+
+def _check_grad_output(dy: np.ndarray, g) -> None:
+    want = (g.mb, g.oc, g.oh, g.ow)
+    if dy.shape != want:
+        msg = f"grad_output: expected shape {want} for this convolution, got {dy.shape}"
+        raise ValueError(msg)
+
+
+def _check_out(out: Optional[np.ndarray], *inputs: np.ndarray) -> None:
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        msg = f"out: expected a numpy.ndarray, got {type(out).__name__}"
+        raise TypeError(msg)
+    for a in inputs:
+        if np.may_share_memory(out, a):
+            msg = "out: must not share memory with an input"
+            raise ValueError(msg)
+
+
+def _activation(activation: Optional[str]) -> str:
+    act = "identity" if activation is None else activation
+    if act not in ACTIVATIONS:
+        msg = f"activation: expected None or one of {ACTIVATIONS}, got {activation!r}"
+        raise ValueError(msg)
+    return act
+
+
+# --------------------------------------------------------------------------------------- the ops
+
+
+def output_size(input_size, kernel_size, stride=1, padding: Padding = 0, dilation=1):
+    """Output ``(oh, ow)`` of a convolution of an ``(H, W)`` (or N, C, H, W) input."""
+    ih, iw = (_int(v, "input_size") for v in tuple(input_size)[-2:])
+    kh, kw = _pair(kernel_size, "kernel_size")
+    g = _geometry((1, 1, ih, iw), (1, 1, kh, kw), stride, padding, dilation, 1)
+    return g.oh, g.ow
+
+
+def conv2d(
+    input,
+    weight,
+    bias=None,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    activation: Optional[str] = None,
+) -> np.ndarray:
+    """Forward pass ``f(conv(input, weight) + bias)`` (cross-correlation, as PyTorch).
+
+    input ``(N, C, H, W)`` or ``(C, H, W)``; weight ``(oc, C/groups, kh, kw)``; bias ``(oc,)`` or
+    None; activation None (identity), ``"relu"``, ``"sigmoid"`` or ``"tanh"``, applied in the
+    same pass. Returns ``(N, oc, oh, ow)`` (``(oc, oh, ow)`` for a 3-D input).
+    """
+    x, single = _batched(_array(input, "input"), "input")
+    w = _array(weight, "weight")
+    b = None if bias is None else _array(bias, "bias")
+    dt = _dtype(x, w, b)
+    g = _geometry(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups)
+    if b is not None and b.shape != (g.oc,):
+        msg = f"bias: expected shape ({g.oc},), got {b.shape}"
+        raise ValueError(msg)
+    y = _core.conv2d_forward(
+        g,
+        _contiguous(x, dt),
+        _contiguous(w, dt),
+        None if b is None else _contiguous(b, dt),
+        _activation(activation),
+    )
+    return y[0] if single else y
+
+
+def conv2d_input(
+    input_size: Sequence[int],
+    weight,
+    grad_output,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    method: str = "auto",
+) -> np.ndarray:
+    """Gradient of the loss with respect to the input: the error propagated to the layer below.
+
+    input_size ``(N, C, H, W)`` or ``(C, H, W)``; weight ``(oc, C/groups, kh, kw)``; grad_output
+    ``(N, oc, oh, ow)`` (the layer's delta: the activation's derivative already applied, see
+    :func:`activation_backward`). ``method``: ``"flip"`` is the tutorial's — zero-insert the
+    stride, pad by ``k-1-p``, correlate with the 180°-rotated kernels; ``"col2im"`` computes
+    ``W^T · delta`` and scatters it back; ``"auto"`` picks the faster. Both are exact.
+    Returns an array of ``input_size``.
+    """
+    if method not in METHODS:
+        msg = f"method: expected one of {METHODS}, got {method!r}"
+        raise ValueError(msg)
+    size, single = _size(input_size, "input_size")
+    w = _array(weight, "weight")
+    dy = _array(grad_output, "grad_output")
+    if single:
+        dy = _batched(dy, "grad_output")[0]
+    dt = _dtype(w, dy)
+    g = _geometry(size, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups)
+    _check_grad_output(dy, g)
+    dx = _core.conv2d_backward_input(g, _contiguous(w, dt), _contiguous(dy, dt), method)
+    return dx[0] if single else dx
+
+
+def conv2d_weight(
+    input,
+    weight_size: Sequence[int],
+    grad_output,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    out: Optional[np.ndarray] = None,
+    accumulate: bool = False,
+) -> np.ndarray:
+    """Gradient of the loss with respect to the weight, summed over the batch.
+
+    input ``(N, C, H, W)`` or ``(C, H, W)``; weight_size ``(oc, C/groups, kh, kw)``; grad_output
+    ``(N, oc, oh, ow)``. With ``out`` (exact dtype, C-contiguous, writeable, shape weight_size)
+    the gradient is written there, or added to it when ``accumulate=True`` — the way gradients
+    of micro-batches add up to the gradient of the whole batch. Returns the gradient (``out``
+    when given).
+    """
+    x, single = _batched(_array(input, "input"), "input")
+    dy = _array(grad_output, "grad_output")
+    if single:
+        dy = _batched(dy, "grad_output")[0]
+    dt = _dtype(x, dy)
+    g = _geometry(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation, groups)
+    _check_grad_output(dy, g)
+    _check_out(out, x, dy)
+    if accumulate and out is None:
+        msg = "accumulate=True needs an out buffer to add to"
+        raise ValueError(msg)
+    return _core.conv2d_backward_weight(g, _contiguous(x, dt), _contiguous(dy, dt), out, bool(accumulate))
+
+
+def conv2d_bias(grad_output, out: Optional[np.ndarray] = None, accumulate: bool = False) -> np.ndarray:
+    """Gradient of the loss with respect to the bias: grad_output summed over N, oh and ow.
+
+    grad_output ``(N, oc, oh, ow)`` or ``(oc, oh, ow)``; returns ``(oc,)``. ``out`` and
+    ``accumulate`` as in :func:`conv2d_weight`.
+    """
+    dy = _batched(_array(grad_output, "grad_output"), "grad_output")[0]
+    dt = _dtype(dy)
+    mb, oc, oh, ow = dy.shape
+    g = _geometry((mb, 1, oh, ow), (oc, 1, 1, 1), 1, 0, 1, 1)
+    _check_out(out, dy)
+    if accumulate and out is None:
+        msg = "accumulate=True needs an out buffer to add to"
+        raise ValueError(msg)
+    return _core.conv2d_backward_bias(g, _contiguous(dy, dt), out, bool(accumulate))
+
+
+def activation_backward(grad, output, activation: Optional[str]) -> np.ndarray:
+    """``grad * f'(y)``, with the derivative written in terms of the output ``a = f(y)``.
+
+    The tutorial's ``delta = dE/da ∘ f'(net)``. grad and output have the same shape (any).
+    """
+    g = _array(grad, "grad")
+    a = _array(output, "output")
+    if g.shape != a.shape:
+        msg = f"grad: expected the shape of output {a.shape}, got {g.shape}"
+        raise ValueError(msg)
+    dt = _dtype(g, a)
+    return _core.activation_backward(_activation(activation), _contiguous(g, dt), _contiguous(a, dt))
+
+
+def expand_stride(grad_output, stride: IntPair, input_size, kernel_size, padding: Padding = 0, dilation: IntPair = 1):
+    """Zero insertion: the delta of a strided convolution laid out at stride 1.
+
+    grad_output ``(N, C, oh, ow)`` or ``(C, oh, ow)``; input_size ``(H, W)`` (or a full shape,
+    whose last two entries are used). Returns ``(N, C, eh, ew)`` with ``eh = H + pt + pb -
+    dh*(kh-1)``: ``expanded[..., i*sh, j*sw] = grad_output[..., i, j]``, zeros elsewhere —
+    including trailing rows/columns when the stride did not divide the input.
+    """
+    dy, single = _batched(_array(grad_output, "grad_output"), "grad_output")
+    ih, iw = (_int(v, "input_size") for v in tuple(input_size)[-2:])
+    kh, kw = _pair(kernel_size, "kernel_size")
+    mb, c = dy.shape[:2]
+    g = _geometry((mb, 1, ih, iw), (c, 1, kh, kw), stride, padding, dilation, 1)
+    _check_grad_output(dy, g)
+    e = _core.expand_stride(g, _contiguous(dy, _dtype(dy)))
+    return e[0] if single else e
+
+
+def flip_kernels(weight, groups: int = 1) -> np.ndarray:
+    """Kernels rotated by 180° with the roles of input and output channels swapped.
+
+    weight ``(oc, ic/groups, kh, kw)`` -> ``(ic, oc/groups, kh, kw)`` with
+    ``wf[g*icg + c, o, r, s] = w[g*ocg + o, c, kh-1-r, kw-1-s]``: the weights of the
+    convolution that carries the error backwards.
+    """
+    w = _array(weight, "weight")
+    oc, icg, kh, kw = _weight_shape(w.shape, "weight")
+    groups = _int(groups, "groups")
+    if groups < 1:
+        msg = f"groups: must be >= 1, got {groups}"
+        raise ValueError(msg)
+    g = _geometry((1, icg * groups, kh, kw), (oc, icg, kh, kw), 1, 0, 1, groups)
+    return _core.flip_kernels(g, _contiguous(w, _dtype(w)))
+
+
+def im2col(input, kernel_size, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1) -> np.ndarray:
+    """Unfold every receptive field into a column.
+
+    input ``(N, C, H, W)`` or ``(C, H, W)``; returns ``(N, C*kh*kw, oh*ow)`` (2-D for a 3-D
+    input) with ``col[n, (c*kh + r)*kw + s, i*ow + j] = x_padded[n, c, i*sh + r*dh, j*sw + s*dw]``.
+    """
+    x, single = _batched(_array(input, "input"), "input")
+    kh, kw = _pair(kernel_size, "kernel_size")
+    g = _geometry(x.shape, (1, x.shape[1], kh, kw), stride, padding, dilation, 1)
+    col = _core.im2col(g, _contiguous(x, _dtype(x)))
+    return col[0] if single else col
+
+
+def col2im(col, input_size, kernel_size, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1) -> np.ndarray:
+    """The adjoint of :func:`im2col`: every column entry added back where it was read from.
+
+    col ``(N, C*kh*kw, oh*ow)`` (or 2-D for one sample); input_size ``(N, C, H, W)`` or
+    ``(C, H, W)``. Returns an array of input_size; overlapping windows sum.
+    """
+    size, single = _size(input_size, "input_size")
+    c = _array(col, "col")
+    if single and c.ndim == 2:
+        c = c[None]
+    kh, kw = _pair(kernel_size, "kernel_size")
+    g = _geometry(size, (1, size[1], kh, kw), stride, padding, dilation, 1)
+    want = (g.mb, size[1] * kh * kw, g.oh * g.ow)
+    if c.shape != want:
+        msg = f"col: expected shape {want}, got {c.shape}"
+        raise ValueError(msg)
+    x = _core.col2im(g, _contiguous(c, _dtype(c)))
+    return x[0] if single else x
+
+
+def sgd_update(param: np.ndarray, grad, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+               velocity: Optional[np.ndarray] = None) -> None:
+    """One SGD step, in place: ``v = momentum*v + grad + weight_decay*param; param -= lr*v``.
+
+    param: float32 or float64 array, C-contiguous and writeable (updated in place). grad: same
+    shape; converted to param's dtype only when that loses nothing. velocity: required when
+    momentum != 0, same shape and dtype as param, updated in place. Nothing is written when an
+    argument is refused.
+    """
+    if not isinstance(param, np.ndarray):
+        msg = f"param: expected a numpy.ndarray to update in place, got {type(param).__name__}"
+        raise TypeError(msg)
+    g = _array(grad, "grad")
+    if g.shape != param.shape:
+        msg = f"grad: expected shape {param.shape} (the shape of param), got {g.shape}"
+        raise ValueError(msg)
+    if param.dtype in (np.float32, np.float64) and not np.can_cast(g.dtype, param.dtype, "safe"):
+        msg = f"grad: dtype {g.dtype} would be narrowed to param's {param.dtype}"
+        raise TypeError(msg)
+    if momentum != 0 and velocity is None:
+        msg = f"velocity: required when momentum={momentum} is not 0"
+        raise ValueError(msg)
+    for name, buf in (("grad", g), ("velocity", velocity)):
+        if buf is not None and buf is not param and np.may_share_memory(buf, param):
+            msg = f"{name}: must not share memory with param"
+            raise ValueError(msg)
+    _core.sgd_update(param, _contiguous(g, param.dtype) if param.dtype.kind == "f" else g, velocity,
+                     float(lr), float(momentum), float(weight_decay))

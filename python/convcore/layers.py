@@ -1,0 +1,123 @@
+"""Layer objects: the convolution layer with its parameters, gradients and update."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from . import functional as F
+from .optim import SGD, Parameter
+
+__all__ = ["Conv2D"]
+
+
+class Conv2D:
+    """A 2-D convolution layer: ``a = f(conv(x, W) + b)`` with its training step.
+
+    ``forward(x)`` takes ``(N, in_channels, H, W)`` (or one ``(C, H, W)`` sample) and returns
+    ``(N, out_channels, oh, ow)``. ``backward(grad_output)`` takes dE/da of that shape, applies
+    the activation's derivative, **adds** the weight and bias gradients to ``grad_weight`` /
+    ``grad_bias`` and returns dE/dx for the layer below. ``zero_grad()`` clears the gradients;
+    ``step(lr, ...)`` or ``convcore.SGD(layer.parameters(), lr).step()`` updates W and b.
+
+    Weights ``(out_channels, in_channels/groups, kh, kw)`` are drawn, like PyTorch's default,
+    uniformly from ``±1/sqrt(fan_in)`` (He-scaled ``±sqrt(6/fan_in)`` when activation is
+    ``"relu"``), from ``numpy.random.default_rng(seed)``; biases start at 0.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, activation: Optional[str] = None,
+                 dtype=np.float32, seed: Optional[int] = None, method: str = "auto"):
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            msg = f"dtype: expected float32 or float64, got {dtype}"
+            raise TypeError(msg)
+        if in_channels < 1 or out_channels < 1 or groups < 1 or in_channels % groups or out_channels % groups:
+            msg = (f"in_channels={in_channels} and out_channels={out_channels} must be >= 1 and "
+                   f"divisible by groups={groups}")
+            raise ValueError(msg)
+        F._activation(activation)
+        kh, kw = F._pair(kernel_size, "kernel_size")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = (kh, kw)
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.activation = activation
+        self.method = method
+        fan_in = in_channels // groups * kh * kw
+        bound = np.sqrt(6.0 / fan_in) if activation == "relu" else 1.0 / np.sqrt(fan_in)
+        rng = np.random.default_rng(seed)
+        w = rng.uniform(-bound, bound, size=(out_channels, in_channels // groups, kh, kw))
+        self.weight_param = Parameter(w.astype(dtype), decay=True, name="weight")
+        self.bias_param = Parameter(np.zeros(out_channels, dtype), decay=False, name="bias") if bias else None
+        self._input: Optional[np.ndarray] = None
+        self._output: Optional[np.ndarray] = None
+
+    # Arrays, for convenience.
+    @property
+    def weight(self) -> np.ndarray:
+        return self.weight_param.data
+
+    @property
+    def bias(self) -> Optional[np.ndarray]:
+        return None if self.bias_param is None else self.bias_param.data
+
+    @property
+    def grad_weight(self) -> np.ndarray:
+        return self.weight_param.grad
+
+    @property
+    def grad_bias(self) -> Optional[np.ndarray]:
+        return None if self.bias_param is None else self.bias_param.grad
+
+    def parameters(self) -> List[Parameter]:
+        """The trainable parameters: weight, then bias (when the layer has one)."""
+        return [p for p in (self.weight_param, self.bias_param) if p is not None]
+
+    def _conv_args(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+
+    def forward(self, x) -> np.ndarray:
+        """``(N, C, H, W)`` or ``(C, H, W)`` -> activation of the convolution, kept for backward."""
+        x = np.asarray(x)
+        if x.dtype != self.weight.dtype:
+            if not np.can_cast(x.dtype, self.weight.dtype, "safe") or x.dtype.kind not in "fiu":
+                msg = f"input: dtype {x.dtype} would be narrowed to the layer's {self.weight.dtype}"
+                raise TypeError(msg)
+            x = x.astype(self.weight.dtype)
+        y = F.conv2d(x, self.weight, self.bias, activation=self.activation, **self._conv_args())
+        self._input, self._output = x, y
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output) -> np.ndarray:
+        """dE/da -> dE/dx; adds dE/dW and dE/db to the gradient buffers."""
+        if self._input is None:
+            msg = "backward: call forward first"
+            raise RuntimeError(msg)
+        dy = np.asarray(grad_output)
+        if dy.shape != self._output.shape:
+            msg = f"grad_output: expected shape {self._output.shape}, got {dy.shape}"
+            raise ValueError(msg)
+        dy = dy.astype(self.weight.dtype, copy=False)
+        if self.activation not in (None, "identity"):
+            dy = F.activation_backward(dy, self._output, self.activation)
+        F.conv2d_weight(self._input, self.weight.shape, dy, out=self.grad_weight, accumulate=True,
+                        **self._conv_args())
+        if self.bias_param is not None:
+            F.conv2d_bias(dy, out=self.grad_bias, accumulate=True)
+        return F.conv2d_input(self._input.shape, self.weight, dy, method=self.method, **self._conv_args())
+
+    def zero_grad(self) -> None:
+        """Clears the accumulated weight and bias gradients."""
+        for p in self.parameters():
+            p.zero_grad()
+
+    def step(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+        """One SGD update of W and b from the accumulated gradients (velocity kept in the layer)."""
+        SGD(self.parameters(), lr, momentum, weight_decay).step()
+
+    def __repr__(self) -> str:
+        return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, activation={self.activation!r})")

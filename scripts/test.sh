@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs convcore into a fresh virtual environment and runs every test: pytest (with PyTorch
+# parity tests when torch is installed) and the C++ unit tests through ctest.
+#   bash scripts/test.sh            # venv in .venv
+#   VENV=/tmp/v bash scripts/test.sh
+#   CONVCORE_WITH_TORCH=0 ...       # skip installing torch (its tests are then skipped)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+BUILD=${BUILD_DIR:-build/ctest}
+
+"$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --upgrade pip
+"$VENV/bin/python" -m pip install ".[test]"
+if [[ ${CONVCORE_WITH_TORCH:-1} == 1 ]]; then
+  # The CPU build of PyTorch, used only as a test oracle.
+  "$VENV/bin/python" -m pip install "torch==2.13.0" || echo "torch not installable here: its tests will be skipped"
+fi
+
+# pytest from outside the source tree, so the installed package (with its native module) is tested.
+(cd tests && "../$VENV/bin/python" -m pytest -c ../pyproject.toml --rootdir=.. -q)
+
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCONVCORE_BUILD_TESTS=ON
+cmake --build "$BUILD" -j "$(nproc)"
+ctest --test-dir "$BUILD" --output-on-failure
