@@ -1,4 +1,4 @@
-"""Command line: ``python -m convcore info``."""
+"""Command line: ``python -m convcore info | bench``."""
 
 from __future__ import annotations
 
@@ -15,11 +15,23 @@ def _info(_args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.rest)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="convcore", description="convcore command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print version, kernel path, threads and OpenMP status").set_defaults(func=_info)
-    args = parser.parse_args(argv)
+    bench = sub.add_parser("bench", help="time convcore against PyTorch and NumPy (see 'bench -- --help')",
+                           add_help=False)
+    bench.set_defaults(func=_bench)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.func is not _bench:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     return args.func(args)
 
 
