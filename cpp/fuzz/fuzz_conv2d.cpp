@@ -53,8 +53,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   convcore::Conv2dGeometry g;
   g.mb = r.field(0, 3);
   g.groups = r.field(1, 3);
-  g.ic = r.field(1, 3) * (g.groups > 0 && g.groups < 8 ? g.groups : 1);
-  g.oc = r.field(1, 3) * (g.groups > 0 && g.groups < 8 ? g.groups : 1);
+  // Mostly multiples of groups, so that valid grouped problems come up often.
+  const auto per_group = [&](int64_t c) { return c > 0 && c < 8 && g.groups > 0 && g.groups < 8 ? c * g.groups : c; };
+  g.ic = per_group(r.field(1, 3));
+  g.oc = per_group(r.field(1, 3));
   g.ih = r.field(1, 9);
   g.iw = r.field(1, 9);
   g.kh = r.field(1, 4);
