@@ -11,6 +11,7 @@
 namespace py = pybind11;
 
 void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native core: 2-D convolution forward, backward and SGD in C++.";
@@ -74,4 +75,5 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = CONVCORE_VERSION;
 #endif
   bind_conv(m);
+  bind_pool(m);
 }

@@ -7,7 +7,7 @@ accumulation, and the SGD update — in float32 or float64, in parallel with Ope
 
 from __future__ import annotations
 
-from . import _core, reference
+from . import _core, nn, reference
 from ._core import __version__, get_num_threads, has_openmp, set_num_threads
 from .functional import (
     activation_backward,
@@ -42,6 +42,7 @@ __all__ = [
     "has_openmp",
     "im2col",
     "info",
+    "nn",
     "output_size",
     "reference",
     "set_num_threads",

@@ -1,10 +1,12 @@
-"""Command line: ``python -m convcore info | bench``."""
+"""Command line: ``python -m convcore demo | info | bench``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import List, Optional
+
+from .demo import add_arguments as add_demo_arguments
 
 
 def _info(_args) -> int:
@@ -13,6 +15,12 @@ def _info(_args) -> int:
     for key, value in convcore.info().items():
         print(f"{key:>15}: {value}")
     return 0
+
+
+def _demo(args) -> int:
+    from .demo import run
+
+    return run(args)
 
 
 def _bench(args) -> int:
@@ -24,6 +32,10 @@ def _bench(args) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="convcore", description="convcore command line")
     sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="train a small CNN on scikit-learn's handwritten digits",
+                          description="Train a small CNN on scikit-learn's 8x8 handwritten digits "
+                                      "and report the test accuracy (needs convcore[demo]).")
+    add_demo_arguments(demo).set_defaults(func=_demo)
     sub.add_parser("info", help="print version, kernel path, threads and OpenMP status").set_defaults(func=_info)
     bench = sub.add_parser("bench", help="time convcore against PyTorch and NumPy (see 'bench -- --help')",
                            add_help=False)

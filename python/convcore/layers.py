@@ -9,10 +9,37 @@ import numpy as np
 from . import functional as F
 from .optim import SGD, Parameter
 
-__all__ = ["Conv2D"]
+__all__ = ["Conv2D", "Module"]
 
 
-class Conv2D:
+class Module:
+    """Base of the layers: ``forward``, ``backward``, ``parameters`` and ``zero_grad``.
+
+    ``forward(x)`` computes the output and keeps what ``backward`` needs; ``backward(grad)``
+    takes dE/d(output), **adds** the layer's parameter gradients to their buffers and returns
+    dE/d(input) for the layer below. Layers without parameters inherit the empty list.
+    """
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    def parameters(self) -> List[Parameter]:
+        """The trainable parameters, in a fixed order."""
+        return []
+
+    def zero_grad(self) -> None:
+        """Clears the accumulated gradients of every parameter."""
+        for p in self.parameters():
+            p.zero_grad()
+
+    def __call__(self, x):
+        return self.forward(x)
+
+
+class Conv2D(Module):
     """A 2-D convolution layer: ``a = f(conv(x, W) + b)`` with its training step.
 
     ``forward(x)`` takes ``(N, in_channels, H, W)`` (or one ``(C, H, W)`` sample) and returns

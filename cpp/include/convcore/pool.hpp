@@ -1,0 +1,41 @@
+#pragma once
+// Max pooling, forward and backward. A pooling window is described by a Conv2dGeometry with
+// oc == ic and groups == ic (one window per channel, like a depthwise convolution), so the output
+// size comes from the one formula in geometry.hpp:
+//
+//   x[mb][ic][ih][iw] -> y[mb][ic][oh][ow]       idx[mb][ic][oh][ow] = r * iw + c
+//   y[n,c,i,j] = max over taps (r, s) of xp[n, c, i*sh + r*dh, j*sw + s*dw]
+//
+// idx is the flat index, into the input plane x[n][c], of the cell that won. Padded cells count
+// as -inf (PyTorch's semantics) and never win; padding is limited, as in PyTorch, to half the
+// dilated window. Taps are scanned row by row (r, then s) and a later cell replaces the current
+// maximum only when it is strictly greater, so on ties the first maximum in scan order wins. NaN
+// propagates: the first NaN of a window wins over every number. A window that holds only padded
+// cells (possible with dilation) gives y = -inf and idx = -1.
+//
+// Backward scatters: dx = 0, then dx[n][c][idx[n,c,i,j]] += dy[n,c,i,j] for every output cell
+// (idx == -1 is skipped). Where windows overlap (stride < kernel) a cell that wins several
+// windows receives the sum of their gradients.
+//
+// Work is split over the mb*ic planes; every plane is computed by one thread in a fixed order, so
+// results are bitwise identical for any number of threads.
+#include <cstdint>
+
+#include "convcore/geometry.hpp"
+
+namespace convcore {
+
+// Checks that g describes a pooling window (oc == ic, groups == ic, padding <= half the dilated
+// window) and that its sizes are valid; throws std::invalid_argument naming `op` otherwise.
+void validate_pool(const Conv2dGeometry& g, const char* op = "max_pool2d");
+
+// y and idx have g.mb * g.ic * g.oh() * g.ow() elements.
+template <class T>
+void max_pool2d_forward(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx);
+
+// dx (g.src_size() elements) is overwritten. Throws std::invalid_argument, writing nothing, when
+// an index is outside [-1, ih*iw).
+template <class T>
+void max_pool2d_backward(const Conv2dGeometry& g, const int64_t* idx, const T* dy, T* dx);
+
+}  // namespace convcore

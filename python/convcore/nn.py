@@ -1,0 +1,476 @@
+"""A small neural-network toolkit around the convolution layer: enough for a LeNet-style CNN.
+
+Layers share one protocol (:class:`Module`): ``forward(x)`` computes the output and keeps what
+the backward pass needs; ``backward(grad_output)`` takes dE/d(output), **adds** the layer's
+parameter gradients to ``Parameter.grad`` and returns dE/d(input) for the layer below;
+``parameters()`` lists the :class:`~convcore.Parameter` objects; ``zero_grad()`` clears their
+gradients. Gradients accumulate across backward calls until ``zero_grad``, so the micro-batches
+of a large batch add up to its gradient (see :func:`train_step`).
+
+::
+
+    import numpy as np
+    import convcore as cc
+    from convcore import nn
+
+    model = nn.Sequential(
+        nn.Conv2D(1, 16, 3, padding=1, activation="relu", seed=1), nn.MaxPool2D(2),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, 10, seed=2),
+    )
+    loss_fn = nn.SoftmaxCrossEntropy()
+    opt = cc.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss, correct = nn.train_step(model, loss_fn, opt, x_batch, labels, micro_batches=2)
+    model.save("digits.npz")
+
+:class:`Conv2D` is the library's convolution layer (``convcore.Conv2D``); :class:`MaxPool2D` is
+native too. :class:`ReLU`, :class:`Flatten`, :class:`Linear` and :class:`SoftmaxCrossEntropy` are
+NumPy. Everything runs in float32 or float64, the dtype of the parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from . import functional as F
+from .layers import Conv2D, Module
+from .optim import SGD, Parameter
+
+__all__ = [
+    "Conv2D",
+    "Flatten",
+    "Linear",
+    "MaxPool2D",
+    "Module",
+    "ReLU",
+    "Sequential",
+    "SoftmaxCrossEntropy",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "train_step",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+# --------------------------------------------------------------------------------- max pooling
+
+
+def _pool_geometry(shape, kernel_size, stride, padding, dilation) -> "_core.Geometry":
+    """A pooling window as a depthwise convolution geometry (oc == ic == groups)."""
+    mb, c, ih, iw = shape
+    kh, kw = F._pair(kernel_size, "kernel_size")
+    sh, sw = F._pair((kh, kw) if stride is None else stride, "stride")
+    dh, dw = F._pair(dilation, "dilation")
+    if min(kh, kw, sh, sw, dh, dw) < 1:
+        msg = (f"max_pool2d: kernel_size {(kh, kw)}, stride {(sh, sw)} and dilation {(dh, dw)} "
+               "must be >= 1")
+        raise ValueError(msg)
+    pt, pb, pl, pr = F._padding(padding, ih, iw, kh, kw, sh, sw, dh, dw)
+    return _core.Geometry(mb, c, ih, iw, c, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, c)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False):
+    """Max pooling of ``(N, C, H, W)`` (or ``(C, H, W)``) over ``kernel_size`` windows.
+
+    ``stride`` defaults to ``kernel_size``. Padded cells count as -inf (PyTorch's semantics);
+    each padding must be at most half the (dilated) window. On ties the first maximum in
+    row-by-row scan order of the window wins. With ``return_indices`` also returns int64 indices,
+    flat into each ``H x W`` input plane, of the cells that won (what
+    :func:`max_pool2d_backward` needs).
+    """
+    x, single = F._batched(F._array(input, "input"), "input")
+    g = _pool_geometry(x.shape, kernel_size, stride, padding, dilation)
+    y, idx = _core.max_pool2d_forward(g, F._contiguous(x, F._dtype(x)))
+    if single:
+        y, idx = y[0], idx[0]
+    return (y, idx) if return_indices else y
+
+
+def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride=None, padding=0,
+                        dilation=1) -> np.ndarray:
+    """Gradient of :func:`max_pool2d`: every ``grad_output`` entry added to the cell that won.
+
+    Where windows overlap (stride < kernel) a cell that wins several windows receives the sum of
+    their gradients. ``indices`` come from ``max_pool2d(..., return_indices=True)``;
+    ``input_size`` is ``(N, C, H, W)`` or ``(C, H, W)``.
+    """
+    size, single = F._size(input_size, "input_size")
+    dy = F._array(grad_output, "grad_output")
+    idx = np.asarray(indices)
+    if single:
+        dy, idx = dy[None], idx[None]
+    if idx.dtype.kind not in "iu":
+        msg = f"indices: expected an integer array, got dtype {idx.dtype}"
+        raise TypeError(msg)
+    g = _pool_geometry(size, kernel_size, stride, padding, dilation)
+    want = (g.mb, g.ic, g.oh, g.ow)
+    for name, a in (("grad_output", dy), ("indices", idx)):
+        if a.shape != want:
+            msg = f"{name}: expected shape {want} for this pooling, got {a.shape}"
+            raise ValueError(msg)
+    dx = _core.max_pool2d_backward(g, np.ascontiguousarray(idx, dtype=np.int64),
+                                   F._contiguous(dy, F._dtype(dy)))
+    return dx[0] if single else dx
+
+
+# -------------------------------------------------------------------------------------- layers
+
+
+def _layer_input(x, dtype: np.dtype, name: str) -> np.ndarray:
+    """``x`` in the layer's dtype; widening is fine, narrowing (float64 into float32) is refused."""
+    x = np.asarray(x)
+    if x.dtype != dtype:
+        if x.dtype.kind not in "fiu" or not np.can_cast(x.dtype, dtype, "safe"):
+            msg = f"{name}: dtype {x.dtype} would be narrowed to the layer's {dtype}"
+            raise TypeError(msg)
+        x = x.astype(dtype)
+    return x
+
+
+def _need_forward(state, name: str) -> None:
+    if state is None:
+        msg = f"{name}.backward: call forward first"
+        raise RuntimeError(msg)
+
+
+def _check_grad(grad_output, shape, name: str) -> np.ndarray:
+    g = np.asarray(grad_output)
+    if g.shape != tuple(shape):
+        msg = f"{name}.backward: grad_output must have shape {tuple(shape)}, got {g.shape}"
+        raise ValueError(msg)
+    return g
+
+
+class MaxPool2D(Module):
+    """Max pooling over ``kernel_size`` windows (native). See :func:`max_pool2d` for the rules.
+
+    ``backward`` adds each output gradient into the input cell that won its window, so cells
+    that win overlapping windows receive the sum.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        self.kernel_size = F._pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else F._pair(stride, "stride")
+        self.padding = padding
+        self.dilation = F._pair(dilation, "dilation")
+        self._input_shape: Optional[Tuple[int, ...]] = None
+        self._indices: Optional[np.ndarray] = None
+
+    def _args(self):
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                    dilation=self.dilation)
+
+    def forward(self, x) -> np.ndarray:
+        x = F._array(x, "input")
+        y, self._indices = max_pool2d(x, return_indices=True, **self._args())
+        self._input_shape = x.shape
+        return y
+
+    def backward(self, grad_output) -> np.ndarray:
+        _need_forward(self._indices, "MaxPool2D")
+        dy = _check_grad(grad_output, self._indices.shape, "MaxPool2D")
+        return max_pool2d_backward(dy, self._indices, self._input_shape, **self._args())
+
+    def __repr__(self) -> str:
+        return (f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding})")
+
+
+class ReLU(Module):
+    """``max(x, 0)``; the gradient passes where the input was positive."""
+
+    def __init__(self):
+        self._mask: Optional[np.ndarray] = None
+
+    def forward(self, x) -> np.ndarray:
+        x = F._array(x, "input")
+        self._mask = x > 0
+        return np.where(self._mask, x, x.dtype.type(0))
+
+    def backward(self, grad_output) -> np.ndarray:
+        _need_forward(self._mask, "ReLU")
+        g = _check_grad(grad_output, self._mask.shape, "ReLU")
+        return np.where(self._mask, g, g.dtype.type(0))
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+
+class Flatten(Module):
+    """``(N, d1, d2, ...)`` -> ``(N, d1*d2*...)``; backward restores the shape."""
+
+    def __init__(self):
+        self._shape: Optional[Tuple[int, ...]] = None
+
+    def forward(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim < 1:
+            msg = "Flatten: expected an array with a batch dimension"
+            raise ValueError(msg)
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_output) -> np.ndarray:
+        _need_forward(self._shape, "Flatten")
+        n = int(np.prod(self._shape[1:], dtype=np.int64))
+        g = _check_grad(grad_output, (self._shape[0], n), "Flatten")
+        return g.reshape(self._shape)
+
+    def __repr__(self) -> str:
+        return "Flatten()"
+
+
+class Linear(Module):
+    """Fully connected layer ``y = x W^T + b``: x ``(N, in_features)``, W ``(out, in)``.
+
+    W is drawn, like :class:`Conv2D`'s, uniformly from ``±1/sqrt(in_features)`` with
+    ``numpy.random.default_rng(seed)``; b starts at 0. ``backward`` adds ``dy^T x`` and the sum
+    of ``dy`` over the batch to the gradients and returns ``dy W``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32,
+                 seed: Optional[int] = None):
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            msg = f"dtype: expected float32 or float64, got {dtype}"
+            raise TypeError(msg)
+        in_features, out_features = F._int(in_features, "in_features"), F._int(out_features, "out_features")
+        if in_features < 1 or out_features < 1:
+            msg = f"in_features={in_features} and out_features={out_features} must be >= 1"
+            raise ValueError(msg)
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / np.sqrt(in_features)
+        w = np.random.default_rng(seed).uniform(-bound, bound, size=(out_features, in_features))
+        self.weight_param = Parameter(w.astype(dtype), decay=True, name="weight")
+        self.bias_param = Parameter(np.zeros(out_features, dtype), decay=False, name="bias") if bias else None
+        self._input: Optional[np.ndarray] = None
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self.weight_param.data
+
+    @property
+    def bias(self) -> Optional[np.ndarray]:
+        return None if self.bias_param is None else self.bias_param.data
+
+    def parameters(self) -> List[Parameter]:
+        """weight, then bias (when the layer has one)."""
+        return [p for p in (self.weight_param, self.bias_param) if p is not None]
+
+    def forward(self, x) -> np.ndarray:
+        x = _layer_input(x, self.weight.dtype, "Linear input")
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            msg = f"Linear: expected input of shape (N, {self.in_features}), got {x.shape}"
+            raise ValueError(msg)
+        self._input = x
+        y = x @ self.weight.T
+        if self.bias_param is not None:
+            y += self.bias
+        return y
+
+    def backward(self, grad_output) -> np.ndarray:
+        _need_forward(self._input, "Linear")
+        dy = _check_grad(grad_output, (self._input.shape[0], self.out_features), "Linear")
+        dy = dy.astype(self.weight.dtype, copy=False)
+        self.weight_param.grad += dy.T @ self._input
+        if self.bias_param is not None:
+            self.bias_param.grad += dy.sum(axis=0)
+        return dy @ self.weight
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features}, bias={self.bias_param is not None})"
+
+
+class SoftmaxCrossEntropy:
+    """Softmax followed by the cross-entropy with integer class labels.
+
+    ``forward(logits, labels)`` takes logits ``(N, classes)`` and labels ``(N,)`` in
+    ``[0, classes)`` and returns the loss as a float: the mean over the batch (``reduction=
+    "mean"``) or the sum (``"sum"``), computed stably (log-sum-exp after subtracting the row
+    maximum). ``backward(grad=1.0)`` returns ``grad * dloss/dlogits`` (``(softmax - onehot) / N``
+    for the mean); ``grad`` is the weight of this loss in a larger one — e.g. ``n_i / N`` for a
+    micro-batch of ``n_i`` of the ``N`` samples of a batch.
+    """
+
+    def __init__(self, reduction: str = "mean"):
+        if reduction not in ("mean", "sum"):
+            msg = f"reduction: expected 'mean' or 'sum', got {reduction!r}"
+            raise ValueError(msg)
+        self.reduction = reduction
+        self._probs: Optional[np.ndarray] = None
+        self._labels: Optional[np.ndarray] = None
+
+    def forward(self, logits, labels) -> float:
+        z = np.asarray(logits)
+        if z.ndim != 2 or z.shape[0] < 1 or z.dtype.kind != "f":
+            msg = f"logits: expected a non-empty float array (N, classes), got {z.dtype} {z.shape}"
+            raise ValueError(msg)
+        y = np.asarray(labels)
+        if y.shape != (z.shape[0],) or y.dtype.kind not in "iu":
+            msg = f"labels: expected integers of shape ({z.shape[0]},), got {y.dtype} {y.shape}"
+            raise ValueError(msg)
+        if y.min() < 0 or y.max() >= z.shape[1]:
+            msg = f"labels: expected values in [0, {z.shape[1]}), got [{y.min()}, {y.max()}]"
+            raise ValueError(msg)
+        shifted = z - z.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        log_probs = shifted - log_norm
+        self._probs = np.exp(log_probs)
+        self._labels = y
+        losses = -log_probs[np.arange(z.shape[0]), y]
+        return float(losses.mean() if self.reduction == "mean" else losses.sum())
+
+    __call__ = forward
+
+    def backward(self, grad: float = 1.0) -> np.ndarray:
+        _need_forward(self._probs, "SoftmaxCrossEntropy")
+        n = self._probs.shape[0]
+        d = self._probs.copy()
+        d[np.arange(n), self._labels] -= 1
+        scale = float(grad) / n if self.reduction == "mean" else float(grad)
+        d *= d.dtype.type(scale)
+        return d
+
+    def __repr__(self) -> str:
+        return f"SoftmaxCrossEntropy(reduction={self.reduction!r})"
+
+
+# ---------------------------------------------------------------------------------- Sequential
+
+
+class Sequential(Module):
+    """Layers applied in order; backward runs them in reverse.
+
+    Parameters are named ``"<layer index>.<parameter name>"`` (``"0.weight"``, ``"4.bias"``);
+    :meth:`state_dict` / :meth:`load_state_dict` and :meth:`save` / :meth:`load` (``.npz``)
+    use these names and round-trip every value exactly.
+    """
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            if not all(callable(getattr(layer, a, None)) for a in ("forward", "backward", "parameters")):
+                msg = (f"Sequential: layer {i} ({type(layer).__name__}) needs forward, backward "
+                       "and parameters methods")
+                raise TypeError(msg)
+        self.layers = list(layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __iter__(self) -> Iterator:
+        return iter(self.layers)
+
+    def forward(self, x) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output) -> np.ndarray:
+        g = grad_output
+        for layer in reversed(self.layers):
+            g = layer.backward(g)
+        return g
+
+    def parameters(self) -> List[Parameter]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def named_parameters(self) -> List[Tuple[str, Parameter]]:
+        """``("<layer index>.<name>", parameter)`` pairs; unnamed parameters use their position."""
+        out = []
+        for i, layer in enumerate(self.layers):
+            params = layer.parameters()
+            names = [p.name for p in params]
+            for j, p in enumerate(params):
+                unique = p.name and names.count(p.name) == 1
+                out.append((f"{i}.{p.name if unique else j}", p))
+        return out
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Copies of every parameter, by name."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state) -> None:
+        """Copies ``state`` into the parameters, in place (optimisers keep their references).
+
+        The names, shapes and dtypes must match exactly; otherwise ValueError, and nothing is
+        changed.
+        """
+        params = dict(self.named_parameters())
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        if missing or unexpected:
+            msg = (f"load_state_dict: parameter names do not match this network: "
+                   f"missing {missing}, unexpected {unexpected}")
+            raise ValueError(msg)
+        arrays = {}
+        for name, p in params.items():
+            a = np.asarray(state[name])
+            if a.shape != p.data.shape or a.dtype != p.data.dtype:
+                msg = (f"load_state_dict: {name!r} is {a.dtype} {a.shape}, the network expects "
+                       f"{p.data.dtype} {p.data.shape}")
+                raise ValueError(msg)
+            arrays[name] = a
+        for name, p in params.items():
+            np.copyto(p.data, arrays[name])
+
+    def save(self, path: PathLike) -> None:
+        """Writes the parameters to ``path`` as an uncompressed ``.npz`` (exactly that path)."""
+        with open(path, "wb") as f:
+            np.savez(f, **self.state_dict())
+
+    def load(self, path: PathLike) -> None:
+        """Reads parameters written by :meth:`save` (see :meth:`load_state_dict` for the checks)."""
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            msg = f"load: {os.fspath(path)!r} holds a single array, expected an .npz archive"
+            raise ValueError(msg)
+        with data:
+            state = {k: data[k] for k in data.files}
+        self.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def train_step(model: Module, loss_fn: SoftmaxCrossEntropy, optimizer: SGD, x, labels,
+               micro_batches: int = 1) -> Tuple[float, int]:
+    """One optimiser step on a batch, computed in ``micro_batches`` pieces.
+
+    Clears the gradients, runs forward and backward on each of ``micro_batches`` consecutive
+    slices of ``x``/``labels`` (sizes differ by at most one), weighting each slice's loss
+    gradient by its share of the batch, then calls ``optimizer.step()`` once. The update equals
+    that of the whole batch in one piece, to rounding; only the memory held at once shrinks.
+    Returns the batch's mean loss and the number of correct predictions (argmax of the logits).
+    """
+    x = np.asarray(x)
+    labels = np.asarray(labels)
+    n = x.shape[0]
+    k = F._int(micro_batches, "micro_batches")
+    if not 1 <= k <= max(n, 1) or labels.shape[:1] != (n,):
+        msg = f"train_step: need 1 <= micro_batches <= batch size {n} and {n} labels, got {k}, {labels.shape}"
+        raise ValueError(msg)
+    model.zero_grad()
+    loss, correct = 0.0, 0
+    sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        logits = model.forward(x[lo:hi])
+        # A mean over the batch is the slices' means weighted by their shares; a sum just adds.
+        share = (hi - lo) / n if loss_fn.reduction == "mean" else 1.0
+        loss += loss_fn.forward(logits, labels[lo:hi]) * share
+        model.backward(loss_fn.backward(share))
+        correct += int(np.count_nonzero(logits.argmax(axis=1) == labels[lo:hi]))
+    optimizer.step()
+    return loss, correct
+
