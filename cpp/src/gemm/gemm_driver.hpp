@@ -1,0 +1,160 @@
+#pragma once
+// The GEMM driver: cache blocking, threading and edge tiles, with the packing of each operand
+// supplied by the caller. gemm() is this driver with the plain-matrix packers of pack.hpp; an
+// implicit-GEMM convolution passes a pack_b that reads the image directly (im2col on the fly).
+//
+//   C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C,   C row-major: c[i*ldc + j]
+//
+// Loops (BLIS), inside the region of C owned by one thread:
+//
+//   for jc in [0, n) step NC                               B block  (L3)
+//     for pc in [0, k) step kc                             kc <= KC, the same split for all threads
+//       pack_b(pc, kc, jc, nc, NR, Bp)                     Bp: kc x nc
+//       for ic in [0, m) step MC                           A block  (L2)
+//         pack_a(ic, mc, pc, kc, MR, Ap)                   Ap: mc x kc
+//         for jr in [0, nc) step NR                        B micro-panel (L1)
+//           for ir in [0, mc) step MR
+//             ukernel(kc, alpha, Ap[ir], Bp[jr], pc == 0 ? beta : 1, C[ic+ir][jc+jr])
+//
+// Packed layouts (the packer's contract):
+//
+//   Ap, mc x kc, in ceil(mc/MR) panels          Bp, kc x nc, in ceil(nc/NR) panels
+//
+//        p ->                                         j ->
+//     +---------------+  panel 0                   +------+------+-- ... --+------+
+//   i | MR x kc       |  Ap[0*kc*MR + p*MR + i]  p |  kc  |  kc  |         |  kc  |
+//   | +---------------+                          | |  x   |  x   |         |  x   |
+//   v | MR x kc       |  panel 1                 v |  NR  |  NR  |         |  NR  |
+//     +---------------+                            +------+------+-- ... --+------+
+//     :  last panel:  :                             panel 0  panel 1         last panel:
+//     :  rows >= mc   :                             Bp[jp*kc*NR + p*NR + j]  columns >= nc
+//     :  are zero     :                                                      are zero
+//
+//   pack_a(i0, mc, p0, kc, mr, dst): dst[(i/mr)*kc*mr + p*mr + i%mr] = op(A)[i0+i][p0+p]
+//   pack_b(p0, kc, j0, nc, nr, dst): dst[(j/nr)*kc*nr + p*nr + j%nr] = op(B)[p0+p][j0+j]
+//   for i < round_up(mc, mr), j < round_up(nc, nr), p < kc, with zeros beyond mc / nc.
+//   dst is 64-byte aligned. Packers are called concurrently from several threads (each with its
+//   own dst), must not throw, and must write every element of the padded panels.
+//
+// Threads: C is cut into an nthr_m x nthr_n grid at multiples of MR and NR, and each thread runs
+// the loops above on its part with its own packing buffers. k is never split, MC and NC are
+// multiples of MR and NR, and the kc split depends on k only: every element of C is computed by
+// the same kernel with the same summation order for any thread count (bitwise reproducible).
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+
+#include "convcore/gemm.hpp"
+#include "convcore/parallel.hpp"
+#include "gemm/pack.hpp"
+#include "gemm/ukernel.hpp"
+
+namespace convcore::detail {
+
+// Per-thread scratch memory, 64-byte aligned, grown on demand and kept for later calls.
+// The pointer stays valid until the same thread asks again.
+void* gemm_workspace(std::size_t bytes);
+
+// How C is cut among threads (gemm_driver.cpp).
+struct GemmPartition {
+  int64_t nthr_m, nthr_n;
+};
+// Threads worth starting for this product (at least 1).
+int64_t gemm_max_threads(int64_t m, int64_t n, int64_t k, int64_t mr, int64_t nr);
+// The grid for exactly nthr threads: nthr_m * nthr_n == nthr.
+GemmPartition gemm_partition(int64_t m, int64_t n, int64_t k, int64_t mr, int64_t nr, int64_t nc,
+                             int64_t nthr);
+// The k split: ceil(k / KC) blocks of nearly equal size; returns the block size (<= KC).
+inline int64_t gemm_kc_step(int64_t k, int64_t kc_max) {
+  const int64_t blocks = (k + kc_max - 1) / kc_max;
+  return (k + blocks - 1) / blocks;
+}
+
+// C = beta * C over m x n; beta == 0 writes zeros without reading C.
+template <class T>
+void gemm_scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc);
+
+// The loops of one thread over rows [ib, ie) and columns [jb, je) of C.
+template <class T, class PackA, class PackB>
+void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, int64_t je,
+                 int64_t k, T alpha, const PackA& pack_a, const PackB& pack_b, T beta, T* c,
+                 int64_t ldc) {
+  const int64_t mr = kern.mr, nr = kern.nr;
+  const int64_t kc_step = gemm_kc_step(k, kern.kc);
+  assert(kern.ukernel != nullptr && mr <= kMaxMR && nr <= kMaxNR && kc_step <= kern.kc);
+  const auto round_up = [](int64_t x, int64_t r) { return (x + r - 1) / r * r; };
+  const int64_t mc_max = ie - ib < kern.mc ? round_up(ie - ib, mr) : kern.mc;
+  const int64_t nc_max = je - jb < kern.nc ? round_up(je - jb, nr) : kern.nc;
+  const std::size_t a_elems = static_cast<std::size_t>(round_up(mc_max * kc_step, 64));
+  const std::size_t b_elems = static_cast<std::size_t>(nc_max * kc_step);
+  T* const ap = static_cast<T*>(gemm_workspace((a_elems + b_elems) * sizeof(T)));
+  T* const bp = ap + a_elems;
+  alignas(64) T edge[kMaxMR * kMaxNR];
+
+  for (int64_t jc = jb; jc < je; jc += kern.nc) {
+    const int64_t nc = je - jc < kern.nc ? je - jc : kern.nc;
+    for (int64_t pc = 0; pc < k; pc += kc_step) {
+      const int64_t kc = k - pc < kc_step ? k - pc : kc_step;
+      const T beta_p = pc == 0 ? beta : T(1);
+      pack_b(pc, kc, jc, nc, nr, bp);
+      for (int64_t ic = ib; ic < ie; ic += kern.mc) {
+        const int64_t mc = ie - ic < kern.mc ? ie - ic : kern.mc;
+        pack_a(ic, mc, pc, kc, mr, ap);
+        for (int64_t jr = 0; jr < nc; jr += nr) {
+          const int64_t nv = nc - jr < nr ? nc - jr : nr;
+          const T* b_panel = bp + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += mr) {
+            const int64_t mv = mc - ir < mr ? mc - ir : mr;
+            const T* a_panel = ap + ir * kc;
+            T* ct = c + (ic + ir) * ldc + (jc + jr);
+            if (mv == mr && nv == nr) {
+              kern.ukernel(kc, alpha, a_panel, b_panel, beta_p, ct, ldc);
+              continue;
+            }
+            kern.ukernel(kc, alpha, a_panel, b_panel, T(0), edge, nr);
+            for (int64_t i = 0; i < mv; ++i) {
+              T* crow = ct + i * ldc;
+              const T* erow = edge + i * nr;
+              if (beta_p == T(0)) {
+                for (int64_t j = 0; j < nv; ++j) crow[j] = erow[j];
+              } else {
+                for (int64_t j = 0; j < nv; ++j) crow[j] = beta_p * crow[j] + erow[j];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// C = alpha * op(A) * op(B) + beta * C with caller-supplied packers (contract above):
+//   pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr, T* dst)
+//   pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst)
+// Sizes are assumed valid (callers validate). Runs on get_num_threads() threads at most, or on
+// the calling thread alone inside a parallel region.
+template <class T, class PackA, class PackB>
+void gemm_driver(int64_t m, int64_t n, int64_t k, T alpha, const PackA& pack_a,
+                 const PackB& pack_b, T beta, T* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == T(0)) {
+    gemm_scale_c(m, n, beta, c, ldc);
+    return;
+  }
+  const GemmKernel<T>& kern = gemm_kernel<T>(active_isa());
+  const int64_t mt = (m + kern.mr - 1) / kern.mr, nt = (n + kern.nr - 1) / kern.nr;
+  parallel(gemm_max_threads(m, n, k, kern.mr, kern.nr), [&](int64_t tid, int64_t nthr) {
+    const GemmPartition part = gemm_partition(m, n, k, kern.mr, kern.nr, kern.nc, nthr);
+    int64_t ib, ie, jb, je;
+    balance(mt, part.nthr_m, tid / part.nthr_n, ib, ie);
+    balance(nt, part.nthr_n, tid % part.nthr_n, jb, je);
+    ib *= kern.mr;
+    jb *= kern.nr;
+    ie = ie * kern.mr < m ? ie * kern.mr : m;
+    je = je * kern.nr < n ? je * kern.nr : n;
+    if (ib < ie && jb < je)
+      gemm_region(kern, ib, ie, jb, je, k, alpha, pack_a, pack_b, beta, c, ldc);
+  });
+}
+
+}  // namespace convcore::detail

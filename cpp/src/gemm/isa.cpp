@@ -1,0 +1,131 @@
+// Run-time choice of the GEMM path and the kernel table (XNNPACK gemm-config style): the CPU is
+// asked once, and the environment variable CONVCORE_ISA=avx512|avx2|generic can lower the choice.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "convcore/gemm.hpp"
+#include "gemm/ukernel.hpp"
+
+namespace convcore {
+namespace detail {
+
+namespace {
+
+template <class T, Isa I>
+constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel) {
+  using B = GemmBlocking<T, I>;
+  static_assert(B::MR <= kMaxMR && B::NR <= kMaxNR, "tile larger than the driver's edge buffer");
+  static_assert(B::MC % B::MR == 0 && B::NC % B::NR == 0, "MC, NC must be multiples of MR, NR");
+  static_assert(B::KC > 0, "KC must be positive");
+  return GemmKernel<T>{I, B::MR, B::NR, B::MC, B::KC, B::NC, ukernel};
+}
+
+template <class T, Isa I>
+constexpr GemmKernel<T> make_ref_kernel() {
+  using B = GemmBlocking<T, I>;
+  return make_kernel<T, I>(&ukernel_ref<T, int(B::MR), int(B::NR)>);
+}
+
+#ifdef CONVCORE_X86_SIMD
+constexpr Ukernel<float> kAvx2F32 = &ukernel_6x16__avx2_fma;
+constexpr Ukernel<double> kAvx2F64 = &ukernel_6x8__avx2_fma;
+constexpr Ukernel<float> kAvx512F32 = &ukernel_12x32__avx512f;
+constexpr Ukernel<double> kAvx512F64 = &ukernel_12x16__avx512f;
+#else
+constexpr Ukernel<float> kAvx2F32 = nullptr;
+constexpr Ukernel<double> kAvx2F64 = nullptr;
+constexpr Ukernel<float> kAvx512F32 = nullptr;
+constexpr Ukernel<double> kAvx512F64 = nullptr;
+#endif
+
+// Indexed by Isa.
+constexpr GemmKernel<float> kKernelsF32[] = {
+    make_ref_kernel<float, Isa::generic>(),
+    make_kernel<float, Isa::avx2>(kAvx2F32),
+    make_kernel<float, Isa::avx512>(kAvx512F32),
+};
+constexpr GemmKernel<double> kKernelsF64[] = {
+    make_ref_kernel<double, Isa::generic>(),
+    make_kernel<double, Isa::avx2>(kAvx2F64),
+    make_kernel<double, Isa::avx512>(kAvx512F64),
+};
+
+bool cpu_has(Isa isa) {
+#ifdef CONVCORE_X86_SIMD
+  __builtin_cpu_init();
+  switch (isa) {
+    case Isa::generic: return true;
+    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  }
+  return false;
+#else
+  return isa == Isa::generic;
+#endif
+}
+
+Isa best_isa() {
+  if (isa_supported(Isa::avx512)) return Isa::avx512;
+  if (isa_supported(Isa::avx2)) return Isa::avx2;
+  return Isa::generic;
+}
+
+std::atomic<int>& active_slot() {
+  static std::atomic<int> slot{static_cast<int>(choose_isa(std::getenv("CONVCORE_ISA")))};
+  return slot;
+}
+
+}  // namespace
+
+Isa choose_isa(const char* env) {
+  const Isa best = best_isa();
+  if (env == nullptr) return best;
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
+    // Supported paths are nested (avx512 implies avx2 here), so a supported path is never
+    // better than the best one.
+    if (std::strcmp(env, isa_name(isa)) == 0 && isa_supported(isa)) return isa;
+  }
+  return best;
+}
+
+template <>
+const GemmKernel<float>& gemm_kernel<float>(Isa isa) {
+  return kKernelsF32[static_cast<int>(isa)];
+}
+template <>
+const GemmKernel<double>& gemm_kernel<double>(Isa isa) {
+  return kKernelsF64[static_cast<int>(isa)];
+}
+
+}  // namespace detail
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::generic: return "generic";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+  }
+  return "unknown";
+}
+
+bool isa_supported(Isa isa) {
+  static const bool supported[] = {detail::cpu_has(Isa::generic), detail::cpu_has(Isa::avx2),
+                                   detail::cpu_has(Isa::avx512)};
+  const int i = static_cast<int>(isa);
+  return i >= 0 && i < 3 && supported[i];
+}
+
+Isa active_isa() { return static_cast<Isa>(detail::active_slot().load(std::memory_order_relaxed)); }
+
+void set_isa(Isa isa) {
+  if (!isa_supported(isa)) {
+    throw std::invalid_argument(std::string("set_isa: the ") + isa_name(isa) +
+                                " path is not supported by this CPU or build");
+  }
+  detail::active_slot().store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+}  // namespace convcore

@@ -1,0 +1,106 @@
+#pragma once
+// Packing of GEMM operands into micro-panels. Transposition and the zero-fill of edge panels
+// happen here and nowhere else, so the driver and the micro-kernels see one layout only.
+//
+// Both operands are packed by one routine. It reads a logical matrix X[r][p] (r: the m or n
+// index, p: the k index) through two strides and writes panels of w consecutive r:
+//
+//   dst[r / w][p][r % w] <- X[r][p] = src[r*rs + p*ps],    r in [0, rows), p in [0, kc)
+//
+// rows are padded with zeros up to a multiple of w. For op(A) (w = MR), X = op(A) with
+// (rs, ps) = (lda, 1), or (1, lda) when transposed; for op(B) (w = NR), X = op(B)^T with
+// (rs, ps) = (1, ldb), or (ldb, 1) when transposed.
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace convcore::detail {
+
+// Sources up to this size are assumed to be in cache (L2) when packed.
+constexpr int64_t kPackInCacheBytes = 256 * 1024;
+
+// W > 0: the panel width known at compile time (w must equal W); W == 0: any w.
+template <int W, class T>
+void pack_panels_w(int64_t w_rt, int64_t rows, int64_t kc, const T* src, int64_t rs, int64_t ps,
+                   T* dst) {
+  assert(W == 0 || w_rt == W);
+  assert(w_rt > 0 && rows >= 0 && kc >= 0);
+  const int64_t w = W > 0 ? W : w_rt;
+  const int64_t full = rows / w, panel = w * kc;
+  if (rs == 1) {
+    // Each p gives w contiguous values per panel: fixed-size copies. A source that is likely in
+    // cache is read panel by panel, so each panel is written in order; a large one is swept row
+    // by row, which the hardware prefetcher follows (about 2x faster each way, measured).
+    const std::size_t bytes = static_cast<std::size_t>(w) * sizeof(T);
+    if (rows * kc * static_cast<int64_t>(sizeof(T)) <= kPackInCacheBytes) {
+      for (int64_t q = 0; q < full; ++q)
+        for (int64_t p = 0; p < kc; ++p)
+          std::memcpy(dst + q * panel + p * w, src + p * ps + q * w, bytes);
+    } else {
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t q = 0; q < full; ++q)
+          std::memcpy(dst + q * panel + p * w, src + p * ps + q * w, bytes);
+    }
+  } else {
+    // Gathers w rows at a time (for ps == 1, w sequential streams) and writes each panel in
+    // order; writing one r at a time with stride w is several times slower.
+    for (int64_t q = 0; q < full; ++q)
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t r = 0; r < w; ++r)
+          dst[q * panel + p * w + r] = src[(q * w + r) * rs + p * ps];
+  }
+  // The edge panel: rows past the end are zero.
+  const int64_t rv = rows - full * w;
+  if (rv > 0) {
+    const T* s = src + full * w * rs;
+    T* d = dst + full * panel;
+    for (int64_t p = 0; p < kc; ++p) {
+      for (int64_t r = 0; r < rv; ++r) d[p * w + r] = s[r * rs + p * ps];
+      for (int64_t r = rv; r < w; ++r) d[p * w + r] = T(0);
+    }
+  }
+}
+
+// Packs with a fixed-width body for the panel widths the kernel table uses.
+template <class T>
+void pack_panels(int64_t w, int64_t rows, int64_t kc, const T* src, int64_t rs, int64_t ps,
+                 T* dst) {
+  switch (w) {
+    case 4: pack_panels_w<4>(w, rows, kc, src, rs, ps, dst); break;
+    case 6: pack_panels_w<6>(w, rows, kc, src, rs, ps, dst); break;
+    case 8: pack_panels_w<8>(w, rows, kc, src, rs, ps, dst); break;
+    case 12: pack_panels_w<12>(w, rows, kc, src, rs, ps, dst); break;
+    case 16: pack_panels_w<16>(w, rows, kc, src, rs, ps, dst); break;
+    case 32: pack_panels_w<32>(w, rows, kc, src, rs, ps, dst); break;
+    default: pack_panels_w<0>(w, rows, kc, src, rs, ps, dst); break;
+  }
+}
+
+// pack_a for a plain matrix: op(A)[i][p] = a[i*lda + p], or a[p*lda + i] when transposed.
+template <class T>
+struct MatrixPackA {
+  const T* a;
+  int64_t rs, ps;
+  MatrixPackA(bool trans, const T* a_, int64_t lda)
+      : a(a_), rs(trans ? 1 : lda), ps(trans ? lda : 1) {}
+  // Rows [i0, i0+mc) and columns [p0, p0+kc) of op(A), in MR-row panels.
+  void operator()(int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr, T* dst) const {
+    pack_panels(mr, mc, kc, a + i0 * rs + p0 * ps, rs, ps, dst);
+  }
+};
+
+// pack_b for a plain matrix: op(B)[p][j] = b[p*ldb + j], or b[j*ldb + p] when transposed.
+template <class T>
+struct MatrixPackB {
+  const T* b;
+  int64_t rs, ps;  // strides along j and along p
+  MatrixPackB(bool trans, const T* b_, int64_t ldb)
+      : b(b_), rs(trans ? ldb : 1), ps(trans ? 1 : ldb) {}
+  // Rows [p0, p0+kc) and columns [j0, j0+nc) of op(B), in NR-column panels.
+  void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
+    pack_panels(nr, nc, kc, b + j0 * rs + p0 * ps, rs, ps, dst);
+  }
+};
+
+}  // namespace convcore::detail

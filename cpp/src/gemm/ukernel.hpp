@@ -1,0 +1,104 @@
+#pragma once
+// GEMM micro-kernels: the contract, the per-ISA block sizes and the kernel table.
+//
+// Declarations and constants only. This header is included by the files built with ISA flags
+// (ukernel_avx2.cpp, ukernel_avx512.cpp), so it must not define any inline function: a function
+// emitted there with AVX-512 instructions could be the copy the linker keeps for generic code.
+//
+// Micro-kernel contract (BLIS):
+//
+//   C[MR x NR] = alpha * Apanel[MR x kc] * Bpanel[kc x NR] + beta * C[MR x NR]
+//
+//     a: packed A micro-panel, a[p*MR + i]  (column p of the panel is MR consecutive values)
+//     b: packed B micro-panel, b[p*NR + j]  (row p of the panel is NR consecutive values)
+//     c: row-major tile, c[i*ldc + j], all MR x NR elements are written
+//
+//   - kc >= 0; the k loop is summed in order p = 0, 1, ..., kc-1 for every element.
+//   - beta == 0: C is written and never read (it may hold NaN).
+//   - There are no m/n edge cases inside a kernel: the driver sends edge tiles to a local
+//     MR x NR buffer (beta = 0, ldc = NR) and copies the valid part.
+#include <cstdint>
+
+#include "convcore/gemm.hpp"
+
+namespace convcore::detail {
+
+template <class T>
+using Ukernel = void (*)(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int64_t ldc);
+
+// Portable kernel, plain C++ left to the compiler's vectoriser (ukernel_ref.cpp).
+template <class T, int MR, int NR>
+void ukernel_ref(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int64_t ldc);
+
+// AVX2 + FMA, 12 ymm accumulators (ukernel_avx2.cpp). Defined only in x86 SIMD builds.
+void ukernel_6x16__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
+                            float* c, int64_t ldc);
+void ukernel_6x8__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
+                           double beta, double* c, int64_t ldc);
+
+// AVX-512F, 24 zmm accumulators (ukernel_avx512.cpp). Defined only in x86 SIMD builds.
+void ukernel_12x32__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
+                            float* c, int64_t ldc);
+void ukernel_12x16__avx512f(int64_t kc, double alpha, const double* a, const double* b,
+                            double beta, double* c, int64_t ldc);
+
+// Block sizes (BLIS names). MR x NR is the micro-tile; an MC x KC block of packed A stays in L2,
+// a KC x NR micro-panel of packed B in L1, a KC x NC block of packed B in L3.
+// MC is a multiple of MR and NC a multiple of NR.
+//
+// Tuned on AMD Zen 3 (32 KiB L1d, 512 KiB L2 per core): KC = 256 keeps a float B micro-panel at
+// 16 KiB (half of L1d); MC keeps the A block near a third of L2.
+template <class T, Isa I>
+struct GemmBlocking;
+
+// Baseline x86-64 has 16 xmm registers: 6x8 float / 6x4 double need 12 accumulators.
+template <>
+struct GemmBlocking<float, Isa::generic> {
+  static constexpr int64_t MR = 6, NR = 8, MC = 120, KC = 256, NC = 4080;
+};
+template <>
+struct GemmBlocking<double, Isa::generic> {
+  static constexpr int64_t MR = 6, NR = 4, MC = 96, KC = 256, NC = 4080;
+};
+// BLIS haswell/zen: 6x16 float, 6x8 double (12 of the 16 ymm registers hold C).
+template <>
+struct GemmBlocking<float, Isa::avx2> {
+  static constexpr int64_t MR = 6, NR = 16, MC = 144, KC = 256, NC = 4080;
+};
+template <>
+struct GemmBlocking<double, Isa::avx2> {
+  static constexpr int64_t MR = 6, NR = 8, MC = 72, KC = 256, NC = 4080;
+};
+// BLIS skx-like: two zmm vectors per row and 12 rows, so 24 of the 32 zmm registers hold C,
+// leaving room for two B vectors and an A broadcast. A 12x32 float tile does 24 FMAs per
+// 2 loads + 12 broadcasts, enough to keep two FMA ports busy from L1.
+template <>
+struct GemmBlocking<float, Isa::avx512> {
+  static constexpr int64_t MR = 12, NR = 32, MC = 144, KC = 256, NC = 4096;
+};
+template <>
+struct GemmBlocking<double, Isa::avx512> {
+  static constexpr int64_t MR = 12, NR = 16, MC = 96, KC = 256, NC = 4096;
+};
+
+// Largest tile over all paths: the size of the driver's edge buffer.
+constexpr int64_t kMaxMR = 12;
+constexpr int64_t kMaxNR = 32;
+
+// One row of the kernel table (isa.cpp).
+template <class T>
+struct GemmKernel {
+  Isa isa;
+  int64_t mr, nr, mc, kc, nc;
+  Ukernel<T> ukernel;  // nullptr when the path is not built
+};
+
+// The table row for a path; isa must be supported.
+template <class T>
+const GemmKernel<T>& gemm_kernel(Isa isa);
+
+// The path to use given the value of CONVCORE_ISA (nullptr when unset): the named path when it
+// is known and supported, else the best supported one.
+Isa choose_isa(const char* env);
+
+}  // namespace convcore::detail

@@ -1,0 +1,69 @@
+// AVX-512F micro-kernels, built with -mavx512f -mfma and called only when the CPU has
+// AVX-512F (isa.cpp).
+//
+//   ukernel_12x32__avx512f (float), ukernel_12x16__avx512f (double)
+//
+// Shape (as BLIS skylakex / oneDNN avx512 GEMM): two zmm vectors per row and 12 rows, so C takes
+// 24 of the 32 zmm registers, plus 2 for a row of B and 1 for the broadcast of A. Per k step:
+// 2 loads, 12 broadcasts and 24 FMAs, which keeps two FMA ports busy with 4-cycle latency.
+// k is unrolled by 4 (no spills with GCC 12).
+#include <cstdint>
+
+#include "gemm/ukernel.hpp"
+
+#ifdef CONVCORE_X86_SIMD
+#include <immintrin.h>
+
+namespace convcore::detail {
+namespace {
+
+struct F32x16 {
+  using T = float;
+  using V = __m512;
+  static constexpr int L = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const T* p) { return _mm512_loadu_ps(p); }
+  static V bcast(const T* p) { return _mm512_set1_ps(*p); }
+  static V set1(T x) { return _mm512_set1_ps(x); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+};
+
+struct F64x8 {
+  using T = double;
+  using V = __m512d;
+  static constexpr int L = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V load(const T* p) { return _mm512_loadu_pd(p); }
+  static V bcast(const T* p) { return _mm512_set1_pd(*p); }
+  static V set1(T x) { return _mm512_set1_pd(x); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+};
+
+}  // namespace
+}  // namespace convcore::detail
+
+#include "gemm/ukernel_simd.hpp"
+
+namespace convcore::detail {
+
+using F32Tile = GemmBlocking<float, Isa::avx512>;
+using F64Tile = GemmBlocking<double, Isa::avx512>;
+static_assert(F32Tile::MR == 12 && F32Tile::NR == 2 * F32x16::L, "12x32 float tile");
+static_assert(F64Tile::MR == 12 && F64Tile::NR == 2 * F64x8::L, "12x16 double tile");
+
+void ukernel_12x32__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
+                            float* c, int64_t ldc) {
+  ukernel_simd<F32x16, 12, 2, 4>(kc, alpha, a, b, beta, c, ldc);
+}
+
+void ukernel_12x16__avx512f(int64_t kc, double alpha, const double* a, const double* b,
+                            double beta, double* c, int64_t ldc) {
+  ukernel_simd<F64x8, 12, 2, 4>(kc, alpha, a, b, beta, c, ldc);
+}
+
+}  // namespace convcore::detail
+#endif  // CONVCORE_X86_SIMD

@@ -1,0 +1,312 @@
+// gemm: every supported path (set_isa) against a direct triple loop, float and double.
+//
+//   - the XNNPACK-style edge matrix: m in {1, MR-1, MR, MR+1}, n in {1, NR-1, NR, 2NR+1},
+//     k in {0, 1, KC-1, KC+1}, all four transpose combinations, beta in {0, 1, 0.5},
+//     alpha in {1, -0.5};
+//   - larger products crossing MC, KC and NC blocks, each run with 1, 2 and 3 threads and
+//     required to be bitwise identical;
+//   - prime leading dimensions, NaN in the padding of A and B and in C when beta == 0, and a
+//     sentinel in C outside the m x n window that must survive;
+//   - the driver with a caller-supplied pack_b (the implicit-GEMM contract);
+//   - ISA selection and argument errors.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "check.hpp"
+#include "convcore/gemm.hpp"
+#include "convcore/parallel.hpp"
+#include "gemm/gemm_driver.hpp"
+
+using convcore::Isa;
+
+namespace {
+
+struct Problem {
+  bool ta, tb;
+  int64_t m, n, k;
+  double alpha, beta;
+};
+
+std::string id(const Problem& p) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%c%c m%lld n%lld k%lld alpha%g beta%g", p.ta ? 'T' : 'N',
+                p.tb ? 'T' : 'N', static_cast<long long>(p.m), static_cast<long long>(p.n),
+                static_cast<long long>(p.k), p.alpha, p.beta);
+  return buf;
+}
+
+bool is_prime(int64_t x) {
+  if (x < 2) return false;
+  for (int64_t d = 2; d * d <= x; ++d)
+    if (x % d == 0) return false;
+  return true;
+}
+
+// A prime leading dimension larger than needed.
+int64_t prime_ld(int64_t cols) {
+  int64_t ld = cols + 2;
+  while (!is_prime(ld)) ++ld;
+  return ld;
+}
+
+// A rows x ld matrix: the rows x cols window holds values in [-1, 1], the padding holds NaN.
+template <class T>
+std::vector<T> operand(int64_t rows, int64_t cols, int64_t ld, std::mt19937& rng) {
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  std::vector<T> v(static_cast<size_t>((rows > 0 ? rows : 1) * ld),
+                   std::numeric_limits<T>::quiet_NaN());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) v[i * ld + j] = T(dist(rng));
+  return v;
+}
+
+template <class T>
+struct Case {
+  Problem p;
+  int64_t lda, ldb, ldc;
+  std::vector<T> a, b, c0;  // c0: C before the call (one extra row of sentinel below)
+};
+
+constexpr double kSentinel = 12345.0;
+
+template <class T>
+Case<T> make_case(const Problem& p, std::mt19937& rng) {
+  Case<T> cs{p, 0, 0, 0, {}, {}, {}};
+  const int64_t a_rows = p.ta ? p.k : p.m, a_cols = p.ta ? p.m : p.k;
+  const int64_t b_rows = p.tb ? p.n : p.k, b_cols = p.tb ? p.k : p.n;
+  cs.lda = prime_ld(a_cols);
+  cs.ldb = prime_ld(b_cols);
+  cs.ldc = prime_ld(p.n);
+  cs.a = operand<T>(a_rows, a_cols, cs.lda, rng);
+  cs.b = operand<T>(b_rows, b_cols, cs.ldb, rng);
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  cs.c0.assign(static_cast<size_t>((p.m + 1) * cs.ldc), T(kSentinel));
+  for (int64_t i = 0; i < p.m; ++i)
+    for (int64_t j = 0; j < p.n; ++j)
+      cs.c0[i * cs.ldc + j] = p.beta == 0 ? std::numeric_limits<T>::quiet_NaN() : T(dist(rng));
+  return cs;
+}
+
+template <class T>
+std::vector<T> run_gemm(const Case<T>& cs) {
+  std::vector<T> c = cs.c0;
+  const Problem& p = cs.p;
+  convcore::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, T(p.alpha), cs.a.data(), cs.lda, cs.b.data(),
+                    cs.ldb, T(p.beta), c.data(), cs.ldc);
+  return c;
+}
+
+// Compares c with a long double triple loop; returns the number of wrong elements.
+// Tolerance: 16 eps sqrt(k+1) times the sum of the magnitudes of the terms.
+template <class T>
+int64_t count_wrong(const Case<T>& cs, const std::vector<T>& c, std::string& first) {
+  const Problem& p = cs.p;
+  const double eps = std::numeric_limits<T>::epsilon();
+  const double rtol = 16 * eps * std::sqrt(double(p.k + 1));
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < p.m; ++i) {
+    for (int64_t j = 0; j < p.n; ++j) {
+      long double sum = 0, mag = 0;
+      for (int64_t q = 0; q < p.k; ++q) {
+        const long double av = p.ta ? cs.a[q * cs.lda + i] : cs.a[i * cs.lda + q];
+        const long double bv = p.tb ? cs.b[j * cs.ldb + q] : cs.b[q * cs.ldb + j];
+        sum += av * bv;
+        mag += std::fabs(av * bv);
+      }
+      long double want = p.alpha * sum;
+      mag = std::fabs(p.alpha) * mag;
+      if (p.beta != 0) {
+        const long double cb = (long double)p.beta * cs.c0[i * cs.ldc + j];
+        want += cb;
+        mag += std::fabs(cb);
+      }
+      const double got = c[i * cs.ldc + j];
+      const double err = std::fabs(double(got - want));
+      if (!(err <= rtol * double(mag) + std::numeric_limits<T>::min())) {
+        if (wrong++ == 0) {
+          char buf[160];
+          std::snprintf(buf, sizeof buf, "C[%lld][%lld] = %.9g, want %.9g",
+                        static_cast<long long>(i), static_cast<long long>(j), got, double(want));
+          first = buf;
+        }
+      }
+    }
+  }
+  return wrong;
+}
+
+// Elements outside the m x n window (the ldc padding and the row below) must be untouched.
+template <class T>
+bool outside_untouched(const Case<T>& cs, const std::vector<T>& c) {
+  for (int64_t i = 0; i <= cs.p.m; ++i)
+    for (int64_t j = 0; j < cs.ldc; ++j) {
+      if (i < cs.p.m && j < cs.p.n) continue;
+      if (c[i * cs.ldc + j] != T(kSentinel)) return false;
+    }
+  return true;
+}
+
+template <class T>
+void check_case(const Case<T>& cs, const std::vector<T>& c, const char* isa) {
+  std::string first;
+  const int64_t wrong = count_wrong(cs, c, first);
+  CHECK_MSG(wrong == 0, isa << " " << sizeof(T) * 8 << "-bit " << id(cs.p) << ": " << wrong
+                            << " wrong, first " << first);
+  CHECK_MSG(outside_untouched(cs, c), isa << " " << id(cs.p) << ": C written outside m x n");
+}
+
+template <class T>
+void test_edges(Isa isa, std::mt19937& rng) {
+  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
+  const int64_t mr = kern.mr, nr = kern.nr, kc = kern.kc;
+  convcore::set_num_threads(1);
+  for (int64_t m : {int64_t{1}, mr - 1, mr, mr + 1})
+    for (int64_t n : {int64_t{1}, nr - 1, nr, 2 * nr + 1})
+      for (int64_t k : {int64_t{0}, int64_t{1}, kc - 1, kc + 1})
+        for (int t = 0; t < 4; ++t)
+          for (double beta : {0.0, 1.0, 0.5})
+            for (double alpha : {1.0, -0.5}) {
+              const Case<T> cs = make_case<T>({t / 2 == 1, t % 2 == 1, m, n, k, alpha, beta}, rng);
+              check_case(cs, run_gemm(cs), convcore::isa_name(isa));
+            }
+}
+
+// Products crossing the MC, KC and NC blocks; 1, 2 and 3 threads give the same bits.
+template <class T>
+void test_blocks_and_threads(Isa isa, std::mt19937& rng) {
+  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
+  const int64_t mr = kern.mr, nr = kern.nr, mc = kern.mc, kc = kern.kc, nc = kern.nc;
+  const std::vector<Problem> problems = {
+      {false, false, 2 * mc + 3, 2 * nr + 1, kc + 1, -0.5, 0.5},
+      {false, true, 2 * mc + 3, 2 * nr + 1, kc + 1, 1.0, 0.0},
+      {true, false, 2 * mc + 3, 2 * nr + 1, kc + 1, 1.0, 1.0},
+      {true, true, 2 * mc + 3, 2 * nr + 1, kc + 1, -0.5, 0.0},
+      {false, false, mc + mr + 1, 3 * nr + 5, 2 * kc + 3, 1.0, 0.0},
+      {true, true, mr + 1, nc + nr + 3, kc - 1, 1.0, 1.0},
+      {false, true, 2 * mc + 3, nc + 2, 3, -0.5, 0.0},
+      {true, false, 4 * mr, 8 * nr, 40, 1.0, 0.5},
+  };
+  for (const Problem& p : problems) {
+    const Case<T> cs = make_case<T>(p, rng);
+    convcore::set_num_threads(1);
+    const std::vector<T> c1 = run_gemm(cs);
+    check_case(cs, c1, convcore::isa_name(isa));
+    for (int nthr : {2, 3}) {
+      convcore::set_num_threads(nthr);
+      const std::vector<T> cn = run_gemm(cs);
+      CHECK_MSG(std::memcmp(c1.data(), cn.data(), c1.size() * sizeof(T)) == 0,
+                convcore::isa_name(isa) << " " << id(p) << ": " << nthr
+                                        << " threads differ from 1 thread");
+    }
+  }
+  convcore::set_num_threads(1);
+}
+
+// Degenerate sizes and alpha == 0: C = beta * C (beta == 0 writes zeros), or C untouched.
+template <class T>
+void test_degenerate(std::mt19937& rng) {
+  for (const Problem& p : {Problem{false, false, 0, 5, 7, 1.0, 0.0},
+                           Problem{false, false, 5, 0, 7, 1.0, 0.0},
+                           Problem{true, false, 9, 17, 0, 1.0, 0.0},
+                           Problem{false, true, 9, 17, 0, 1.0, 0.5},
+                           Problem{false, false, 9, 17, 5, 0.0, 0.5},
+                           Problem{false, false, 9, 17, 5, 0.0, 0.0}}) {
+    const Case<T> cs = make_case<T>(p, rng);
+    check_case(cs, run_gemm(cs), "any");
+  }
+}
+
+// gemm_driver with a pack_b that builds op(B)[p][j] = f(p, j) on the fly must match gemm on the
+// materialised matrix bit for bit: the packing contract of gemm_driver.hpp.
+template <class T>
+void test_custom_pack_b(Isa isa) {
+  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
+  const int64_t m = 2 * kern.mr + 1, n = 3 * kern.nr + 2, k = kern.kc + 7;
+  const auto f = [](int64_t p, int64_t j) { return T(((p * 7 + j * 3) % 11) - 5) / T(4); };
+  std::vector<T> a(m * k), b(k * n), c_ref(m * n), c(m * n);
+  for (int64_t i = 0; i < m * k; ++i) a[i] = T((i * 5) % 13 - 6) / T(8);
+  for (int64_t p = 0; p < k; ++p)
+    for (int64_t j = 0; j < n; ++j) b[p * n + j] = f(p, j);
+  convcore::gemm<T>(false, false, m, n, k, T(1), a.data(), k, b.data(), n, T(0), c_ref.data(), n);
+  bool contract_ok = true;
+  const auto pack_b = [&](int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) {
+    if (reinterpret_cast<uintptr_t>(dst) % 64 != 0) contract_ok = false;
+    for (int64_t j = 0; j < (nc + nr - 1) / nr * nr; ++j)
+      for (int64_t p = 0; p < kc; ++p)
+        dst[(j / nr) * kc * nr + p * nr + j % nr] = j < nc ? f(p0 + p, j0 + j) : T(0);
+  };
+  convcore::detail::gemm_driver<T>(m, n, k, T(1), convcore::detail::MatrixPackA<T>(false, a.data(), k),
+                                   pack_b, T(0), c.data(), n);
+  CHECK_MSG(contract_ok, convcore::isa_name(isa) << ": packing buffer not 64-byte aligned");
+  CHECK_MSG(std::memcmp(c.data(), c_ref.data(), c.size() * sizeof(T)) == 0,
+            convcore::isa_name(isa) << ": custom pack_b differs from gemm");
+}
+
+void test_isa_selection() {
+  CHECK(isa_supported(Isa::generic));
+  CHECK(isa_supported(convcore::active_isa()));
+  CHECK(std::string(convcore::isa_name(Isa::avx2)) == "avx2");
+  const Isa best = isa_supported(Isa::avx512) ? Isa::avx512
+                   : isa_supported(Isa::avx2) ? Isa::avx2
+                                              : Isa::generic;
+  CHECK(convcore::detail::choose_isa(nullptr) == best);
+  CHECK(convcore::detail::choose_isa("bogus") == best);
+  CHECK(convcore::detail::choose_isa("generic") == Isa::generic);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const Isa want = isa_supported(isa) ? isa : best;
+    CHECK_MSG(convcore::detail::choose_isa(convcore::isa_name(isa)) == want, isa_name(isa));
+    if (!isa_supported(isa)) {
+      CHECK_THROWS(convcore::set_isa(isa), std::invalid_argument);
+      try {
+        convcore::set_isa(isa);
+      } catch (const std::invalid_argument& e) {
+        CHECK_MSG(std::string(e.what()).find(isa_name(isa)) != std::string::npos, e.what());
+      }
+    }
+  }
+}
+
+void test_errors() {
+  float x[64] = {};
+  using convcore::gemm;
+  CHECK_THROWS(gemm<float>(false, false, -1, 2, 2, 1.f, x, 2, x, 2, 0.f, x, 2), std::invalid_argument);
+  CHECK_THROWS(gemm<float>(false, false, 2, 3, 4, 1.f, x, 3, x, 3, 0.f, x, 3), std::invalid_argument);
+  CHECK_THROWS(gemm<float>(true, false, 5, 3, 2, 1.f, x, 4, x, 3, 0.f, x, 3), std::invalid_argument);
+  CHECK_THROWS(gemm<float>(false, true, 2, 3, 4, 1.f, x, 4, x, 3, 0.f, x, 3), std::invalid_argument);
+  CHECK_THROWS(gemm<float>(false, false, 2, 3, 4, 1.f, x, 4, x, 3, 0.f, x, 2), std::invalid_argument);
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(20240611);
+  test_isa_selection();
+  test_errors();
+  const Isa initial = convcore::active_isa();
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
+    if (!convcore::isa_supported(isa)) {
+      std::printf("gemm: skipping the %s path (not supported here)\n", convcore::isa_name(isa));
+      continue;
+    }
+    convcore::set_isa(isa);
+    std::printf("gemm: testing the %s path\n", convcore::isa_name(isa));
+    test_edges<float>(isa, rng);
+    test_edges<double>(isa, rng);
+    test_blocks_and_threads<float>(isa, rng);
+    test_blocks_and_threads<double>(isa, rng);
+    test_degenerate<float>(rng);
+    test_degenerate<double>(rng);
+    test_custom_pack_b<float>(isa);
+    test_custom_pack_b<double>(isa);
+  }
+  convcore::set_isa(initial);
+  if (!convcore::has_openmp()) std::printf("gemm: built without OpenMP, thread checks run serially\n");
+  return check::report("gemm");
+}
