@@ -23,14 +23,14 @@ void backward_input_flip(const Conv2dGeometry& g, const T* w, const T* dy, T* dx
                               Activation::identity);
     return;
   }
-  const int64_t chunk = detail::image_threads(g.mb);
+  const int64_t chunk = detail::image_threads(g);
   const int64_t e_img = g.oc * g.eh() * g.ew(), dy_img = g.oc * g.oh() * g.ow();
   const int64_t dx_img = g.ic * g.ih * g.iw;
   detail::Scratch expanded(1, chunk * e_img * int64_t(sizeof(T)));
   T* e = expanded.get<T>(0);
   for (int64_t n0 = 0; n0 < g.mb; n0 += chunk) {
     const int64_t cnt = std::min(chunk, g.mb - n0);
-    detail::parallel_for(cnt, [&](int64_t i) {
+    detail::parallel_for(cnt, e_img, [&](int64_t i) {
       expand_stride(g, g.oc, dy + (n0 + i) * dy_img, e + i * e_img);
     });
     f.mb = cnt;
@@ -46,7 +46,7 @@ void backward_input_col2im(const Conv2dGeometry& g, const T* w, const T* dy, T* 
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
   const bool direct = detail::col_is_input(g);
-  const int64_t nthr = detail::image_threads(g.mb);
+  const int64_t nthr = detail::image_threads(g);
   detail::Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
 
   detail::parallel(nthr, [&](int64_t tid, int64_t nt) {
@@ -73,7 +73,9 @@ constexpr int64_t kMaxWeightChunks = 8;
 constexpr int64_t kMaxWeightChunkBytes = int64_t{64} << 20;
 
 int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
-  int64_t chunks = std::min(g.mb, kMaxWeightChunks);
+  // As many chunks as the work is worth threads (a function of the geometry, not of the threads).
+  const int64_t per_image = g.oc * g.col_rows() * g.col_cols();
+  int64_t chunks = std::min(detail::threads_for_work(g.mb, per_image), kMaxWeightChunks);
   const int64_t bytes = g.wei_size() * elem_size;
   while (chunks > 1 && chunks * bytes > kMaxWeightChunkBytes) --chunks;
   return std::max<int64_t>(chunks, 1);
@@ -132,7 +134,7 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T*
     }
   });
   if (chunks == 1) return;
-  detail::parallel_for((wsize + 4095) / 4096, [&](int64_t blk) {
+  detail::parallel_for((wsize + 4095) / 4096, 4096 * chunks, [&](int64_t blk) {
     const int64_t end = std::min(wsize, (blk + 1) * 4096);
     for (int64_t i = blk * 4096; i < end; ++i) {
       T s = accumulate ? dw[i] : T(0);
@@ -146,7 +148,7 @@ template <class T>
 void conv2d_backward_bias(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
   g.validate("conv2d_backward_bias");
   const int64_t N = g.oh() * g.ow();
-  detail::parallel_for(g.oc, [&](int64_t o) {
+  detail::parallel_for(g.oc, g.mb * N, [&](int64_t o) {
     T s = T(0);
     for (int64_t n = 0; n < g.mb; ++n) {
       const T* row = dy + (n * g.oc + o) * N;

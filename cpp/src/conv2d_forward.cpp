@@ -16,7 +16,7 @@ void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T*
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
   const bool direct = col_is_input(g);
-  const int64_t nthr = image_threads(g.mb);
+  const int64_t nthr = image_threads(g);
   Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
 
   parallel(nthr, [&](int64_t tid, int64_t nt) {
@@ -57,7 +57,7 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
 
 template <class T>
 void activation_backward(Activation act, int64_t n, const T* grad, const T* output, T* delta) {
-  detail::parallel_for((n + 4095) / 4096, [&](int64_t blk) {
+  detail::parallel_for((n + 4095) / 4096, 4096, [&](int64_t blk) {
     const int64_t end = std::min(n, (blk + 1) * 4096);
     for (int64_t i = blk * 4096; i < end; ++i)
       delta[i] = grad[i] * activation_derivative(act, output[i]);

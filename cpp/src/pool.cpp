@@ -57,7 +57,7 @@ template <class T>
 void max_pool2d_forward(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx) {
   validate_pool(g, "max_pool2d_forward");
   const int64_t planes = g.mb * g.ic, in_plane = g.ih * g.iw, out_plane = g.oh() * g.ow();
-  detail::parallel_for(planes, [&](int64_t p) {
+  detail::parallel_for(planes, out_plane * g.kh * g.kw, [&](int64_t p) {
     max_pool2d_plane(g, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
   });
 }
@@ -72,7 +72,7 @@ void max_pool2d_backward(const Conv2dGeometry& g, const int64_t* idx, const T* d
     CONVCORE_CHECK(idx[k] >= -1 && idx[k] < in_plane, "max_pool2d_backward: index ", idx[k],
                    " at position ", k, " is outside the input plane of ", in_plane,
                    " cells (expected -1 or 0..", in_plane - 1, ")");
-  detail::parallel_for(planes, [&](int64_t p) {
+  detail::parallel_for(planes, in_plane + out_plane, [&](int64_t p) {
     T* dxp = dx + p * in_plane;
     const T* dyp = dy + p * out_plane;
     const int64_t* ip = idx + p * out_plane;

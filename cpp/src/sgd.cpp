@@ -21,7 +21,7 @@ void sgd_update(int64_t n, T* param, const T* grad, T* velocity, const SgdOption
                  "sgd_update: momentum=", opt.momentum, " needs a velocity buffer");
   const T lr = T(opt.lr), mu = T(opt.momentum), wd = T(opt.weight_decay);
   constexpr int64_t kBlock = 4096;
-  detail::parallel_for((n + kBlock - 1) / kBlock, [&](int64_t blk) {
+  detail::parallel_for((n + kBlock - 1) / kBlock, kBlock, [&](int64_t blk) {
     const int64_t end = std::min(n, (blk + 1) * kBlock);
     for (int64_t i = blk * kBlock; i < end; ++i) {
       T step = grad[i] + wd * param[i];

@@ -70,9 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--micro-batches", type=_positive_int, default=1,
                         help="split each batch into this many pieces and accumulate their gradients "
                              "(same update, less memory; default 1)")
-    parser.add_argument("--threads", type=_positive_int, default=1,
-                        help="threads for the native layers (default 1: 8x8 images are too small "
-                             "for more threads to pay off)")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="threads for the native layers (default: convcore's default, all cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the shuffling and the initial weights (default 0)")
     parser.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of the images held out for testing (default 0.2)")
     parser.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images (quick runs)")
@@ -177,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
 
     import convcore
 
-    convcore.set_num_threads(args.threads)
+    if args.threads is not None:
+        convcore.set_num_threads(args.threads)
     x_train, y_train, x_test, y_test = load_data(args.seed, args.test_fraction, args.limit)
     if args.micro_batches > args.batch_size:
         print(f"convcore demo: --micro-batches ({args.micro_batches}) must not exceed --batch-size "

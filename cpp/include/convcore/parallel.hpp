@@ -2,6 +2,7 @@
 // Threads. The only file that mentions OpenMP. Work is split statically, so which thread computes
 // an element never changes what is computed: results are bitwise identical for any thread count.
 #include <cstdint>
+#include <climits>
 
 #ifdef CONVCORE_HAS_OPENMP
 #include <omp.h>
@@ -50,6 +51,19 @@ void parallel(int64_t nthr_max, F&& f) {
 #endif
 }
 
+// Work (about one multiply-add or element update per unit) below which waking another thread
+// costs more than it saves.
+constexpr int64_t kMinWorkPerThread = int64_t{1} << 16;
+
+// Threads worth using for `items` independent items of `work_per_item` units each (>= 1).
+inline int64_t threads_for_work(int64_t items, int64_t work_per_item) {
+  const int64_t total = work_per_item > 0 && items > INT64_MAX / work_per_item ? INT64_MAX
+                                                                                : items * work_per_item;
+  const int64_t by_work = total / kMinWorkPerThread;
+  const int64_t n = by_work < items ? by_work : items;
+  return n < 1 ? 1 : n;
+}
+
 // Static balanced split of [0, n) into nthr parts: part tid is [begin, end).
 inline void balance(int64_t n, int64_t nthr, int64_t tid, int64_t& begin, int64_t& end) {
   const int64_t q = n / nthr, r = n % nthr;
@@ -57,10 +71,11 @@ inline void balance(int64_t n, int64_t nthr, int64_t tid, int64_t& begin, int64_
   end = begin + q + (tid < r ? 1 : 0);
 }
 
-// f(i) for i in [0, n), split statically over the threads.
+// f(i) for i in [0, n), split statically over the threads; each f(i) is about work_per_item
+// units of work, which decides how many threads are worth waking.
 template <class F>
-void parallel_for(int64_t n, F&& f) {
-  parallel(n, [&](int64_t tid, int64_t nthr) {
+void parallel_for(int64_t n, int64_t work_per_item, F&& f) {
+  parallel(threads_for_work(n, work_per_item), [&](int64_t tid, int64_t nthr) {
     int64_t begin, end;
     balance(n, nthr, tid, begin, end);
     for (int64_t i = begin; i < end; ++i) f(i);
