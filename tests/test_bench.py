@@ -1,0 +1,68 @@
+"""Smoke test of the benchmark: a minimal run completes and writes the documented JSON."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+bench = pytest.importorskip("convcore.bench")
+
+OPS = ("fwd", "bwd_input", "bwd_weight", "total")
+
+
+def run(tmp_path, *extra):
+    path = tmp_path / "bench.json"
+    argv = ["--quick", "--repeat", "1", "--min-time", "0.001", "--threads", "1", "--shapes", "tiny",
+            "--no-torch-heap-reuse", "--quiet", "--json", str(path), *extra]
+    assert bench.main(argv) == 0
+    return json.loads(path.read_text())
+
+
+def check_times(case, lib):
+    for op in OPS:
+        entry = case["libs"][lib][op]
+        assert math.isfinite(entry["ms"])
+        assert entry["ms"] > 0
+        assert entry["gflops"] > 0
+
+
+def test_json_keys_and_positive_times(tmp_path):
+    data = run(tmp_path, "--no-torch")
+    assert {"schema", "date", "machine", "settings", "peak", "cases", "summary"} <= data.keys()
+    assert {"cpu_model", "threads", "numpy", "convcore"} <= data["machine"].keys()
+    assert data["machine"]["convcore"]["num_threads"] >= 1
+    assert data["peak"]["blas"]["float32"] > 0
+    [case] = data["cases"]
+    assert (case["shape"], case["dtype"]) == ("tiny", "float32")
+    assert case["flops"]["fwd"] == 2 * 1 * 1 * 3 * 3 * 1 * 3 * 3
+    for lib in ("convcore", "numpy"):
+        check_times(case, lib)
+    assert all(c["ok"] for c in case["check"].values())
+    assert case["overhead_us"]["convcore"]["fwd"] > 0
+    assert case["overhead_us"]["convcore"]["fwd_bwd"] > 0
+
+
+def test_with_torch(tmp_path):
+    pytest.importorskip("torch")
+    data = run(tmp_path, "--no-numpy")
+    [case] = data["cases"]
+    check_times(case, "convcore")
+    check_times(case, "torch")
+    assert case["check"]["convcore/fwd"]["ok"]
+    assert data["summary"]["geomean_torch_over_convcore_total"]["all"] > 0
+
+
+def test_numpy_baseline_agrees_with_convcore():
+    import convcore as cc
+
+    shapes = (bench.Shape("strided", 2, 4, 9, 8, 6, 3, 2, 1), bench.Shape("grouped", 2, 4, 7, 7, 8, 3, 1, 1, groups=4))
+    for shape in shapes:
+        x, w, b, dy = bench.make_inputs(shape, "float64")
+        base = bench.NumpyConv(shape, x, w, b, dy)
+        kw = {"stride": shape.stride, "padding": shape.pad, "groups": shape.groups}
+        np.testing.assert_allclose(base.fwd(), cc.conv2d(x, w, b, **kw), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(base.bwd_input(), cc.conv2d_input(x.shape, w, dy, **kw), rtol=1e-10, atol=1e-10)
+        dw, db = base.bwd_weight()
+        np.testing.assert_allclose(dw, cc.conv2d_weight(x, w.shape, dy, **kw), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(db, cc.conv2d_bias(dy), rtol=1e-10, atol=1e-10)
