@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <limits>
 #include <stdexcept>
 #include <vector>
@@ -39,6 +40,12 @@ struct Reader {
     }
   }
 };
+
+// Reports the failing op and geometry, then aborts (which the fuzzer or ctest records).
+[[noreturn]] void fail(const char* op, const convcore::Conv2dGeometry& g) {
+  std::cerr << "fuzz_conv2d: " << op << " disagrees with the reference for " << g << "\n";
+  std::abort();
+}
 
 bool close(const std::vector<double>& a, const std::vector<double>& b) {
   for (size_t i = 0; i < a.size(); ++i)
@@ -90,7 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<double> y(g.dst_size()), y_ref(g.dst_size());
   convcore::conv2d_forward(g, x.data(), w.data(), b.data(), y.data());
   convcore::ref::conv2d_forward(g, x.data(), w.data(), b.data(), y_ref.data());
-  if (!close(y, y_ref)) std::abort();
+  if (!close(y, y_ref)) fail("conv2d_forward", g);
 
   std::vector<double> dx(g.src_size()), dx_ref(g.src_size());
   convcore::ref::conv2d_backward_input(g, w.data(), dy.data(), dx_ref.data());
@@ -100,14 +107,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (m == convcore::BackwardInputMethod::flip && g.oc * g.eh() * g.ew() > (int64_t{1} << 20))
       continue;
     convcore::conv2d_backward_input(g, w.data(), dy.data(), dx.data(), m);
-    if (!close(dx, dx_ref)) std::abort();
+    if (!close(dx, dx_ref))
+      fail(m == convcore::BackwardInputMethod::flip ? "backward_input(flip)" : "backward_input(col2im)", g);
   }
   std::vector<double> dw(g.wei_size()), dw_ref(g.wei_size()), db(g.oc), db_ref(g.oc);
   convcore::conv2d_backward_weight(g, x.data(), dy.data(), dw.data(), false);
   convcore::ref::conv2d_backward_weight(g, x.data(), dy.data(), dw_ref.data());
-  if (!close(dw, dw_ref)) std::abort();
+  if (!close(dw, dw_ref)) fail("conv2d_backward_weight", g);
   convcore::conv2d_backward_bias(g, dy.data(), db.data(), false);
   convcore::ref::conv2d_backward_bias(g, dy.data(), db_ref.data());
-  if (!close(db, db_ref)) std::abort();
+  if (!close(db, db_ref)) fail("conv2d_backward_bias", g);
   return 0;
 }

@@ -3,8 +3,9 @@
 #include "conv2d_impl.hpp"
 #include "convcore/conv2d.hpp"
 #include "convcore/gemm.hpp"
-#include "convcore/im2col.hpp"
-#include "scratch.hpp"
+#include "gemm/gemm_driver.hpp"
+#include "gemm/pack.hpp"
+#include "im2col_pack.hpp"
 
 namespace convcore {
 namespace detail {
@@ -16,21 +17,20 @@ void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T*
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
   const bool direct = col_is_input(g);
-  const int64_t nthr = image_threads(g);
-  Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
 
-  parallel(nthr, [&](int64_t tid, int64_t nt) {
+  parallel(image_threads(g), [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
     balance(g.mb, nt, tid, begin, end);
-    T* col = direct ? nullptr : col_buf.get<T>(tid);
     for (int64_t n = begin; n < end; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const T* xg = x + (n * g.ic + gi * icg) * ihw;
-        if (!direct) im2col(g, xg, col);
         T* yg = y + (n * g.oc + gi * ocg) * N;
-        // Y[ocg x N] = W_g[ocg x K] * col[K x N]
-        gemm<T>(false, false, ocg, N, K, T(1), w + gi * ocg * K, K, direct ? xg : col, N, T(0), yg,
-                N);
+        // Y[ocg x N] = W_g[ocg x K] * col[K x N], col packed straight from the image.
+        const MatrixPackA<T> pack_w(false, w + gi * ocg * K, K);
+        if (direct)
+          gemm_driver<T>(ocg, N, K, T(1), pack_w, MatrixPackB<T>(false, xg, N), T(0), yg, N);
+        else
+          gemm_driver<T>(ocg, N, K, T(1), pack_w, Im2colPackB<T>{g, xg}, T(0), yg, N);
         if (bias == nullptr && act == Activation::identity) continue;
         for (int64_t o = 0; o < ocg; ++o) {
           const T b = bias ? bias[gi * ocg + o] : T(0);

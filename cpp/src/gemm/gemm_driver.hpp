@@ -70,6 +70,13 @@ inline int64_t gemm_kc_step(int64_t k, int64_t kc_max) {
   return (k + blocks - 1) / blocks;
 }
 
+// The B block width that keeps a kc x nc block of packed B within about half of L2.
+inline int64_t gemm_nc_for_l2(int64_t kc, int64_t nr, int64_t nc_max, std::size_t elem) {
+  constexpr int64_t kL2BlockBytes = 256 * 1024;
+  const int64_t nc = kL2BlockBytes / (kc * static_cast<int64_t>(elem)) / nr * nr;
+  return nc < nr ? nr : (nc > nc_max ? nc_max : nc);
+}
+
 // C = beta * C over m x n; beta == 0 writes zeros without reading C.
 template <class T>
 void gemm_scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc);
@@ -84,15 +91,19 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
   assert(kern.ukernel != nullptr && mr <= kMaxMR && nr <= kMaxNR && kc_step <= kern.kc);
   const auto round_up = [](int64_t x, int64_t r) { return (x + r - 1) / r * r; };
   const int64_t mc_max = ie - ib < kern.mc ? round_up(ie - ib, mr) : kern.mc;
-  const int64_t nc_max = je - jb < kern.nc ? round_up(je - jb, nr) : kern.nc;
+  // With a single A block (few rows, as in convolutions) every B panel is used once per pass:
+  // a B block sized for L2 rather than L3 is then read back by the kernel from L2.
+  const int64_t nc_step =
+      ie - ib <= kern.mc ? gemm_nc_for_l2(kc_step, nr, kern.nc, sizeof(T)) : kern.nc;
+  const int64_t nc_max = je - jb < nc_step ? round_up(je - jb, nr) : nc_step;
   const std::size_t a_elems = static_cast<std::size_t>(round_up(mc_max * kc_step, 64));
   const std::size_t b_elems = static_cast<std::size_t>(nc_max * kc_step);
   T* const ap = static_cast<T*>(gemm_workspace((a_elems + b_elems) * sizeof(T)));
   T* const bp = ap + a_elems;
   alignas(64) T edge[kMaxMR * kMaxNR];
 
-  for (int64_t jc = jb; jc < je; jc += kern.nc) {
-    const int64_t nc = je - jc < kern.nc ? je - jc : kern.nc;
+  for (int64_t jc = jb; jc < je; jc += nc_step) {
+    const int64_t nc = je - jc < nc_step ? je - jc : nc_step;
     for (int64_t pc = 0; pc < k; pc += kc_step) {
       const int64_t kc = k - pc < kc_step ? k - pc : kc_step;
       const T beta_p = pc == 0 ? beta : T(1);

@@ -1,0 +1,430 @@
+#include "conv2d_depthwise.hpp"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "convcore/parallel.hpp"
+#include "scratch.hpp"
+
+namespace convcore::detail {
+namespace {
+
+// Half-open range of output positions j in [0, count) whose input position j*s + c lies in [0, n).
+struct Range {
+  int64_t begin, end;
+};
+
+inline Range valid_range(int64_t c, int64_t s, int64_t n, int64_t count) {
+  int64_t begin = 0, end = 0;
+  if (s == 1) {
+    begin = -c;
+    end = n - c;
+  } else {
+    begin = c < 0 ? (-c + s - 1) / s : 0;
+    end = n - c > 0 ? (n - 1 - c) / s + 1 : 0;
+  }
+  begin = std::max<int64_t>(begin, 0);
+  end = std::min(end, count);
+  return {begin, std::max(begin, end)};
+}
+
+// y[j] += a * x[j*s] for j < len. The unit-stride loop is the one that matters; it vectorises.
+template <class T>
+inline void axpy(int64_t len, T a, const T* __restrict x, int64_t s, T* __restrict y) {
+  if (s == 1) {
+    for (int64_t j = 0; j < len; ++j) y[j] += a * x[j];
+  } else {
+    for (int64_t j = 0; j < len; ++j) y[j] += a * x[j * s];
+  }
+}
+
+// y[j*s] += a * x[j] for j < len: the transposed (scatter) form of axpy.
+template <class T>
+inline void axpy_scatter(int64_t len, T a, const T* __restrict x, int64_t s, T* __restrict y) {
+  if (s == 1) {
+    for (int64_t j = 0; j < len; ++j) y[j] += a * x[j];
+  } else {
+    for (int64_t j = 0; j < len; ++j) y[j * s] += a * x[j];
+  }
+}
+
+// Partial sums of a dot product, kept in kLanes independent lanes so that the loop vectorises
+// without reassociating (lane k sums the products j = k mod kLanes, in order of j).
+constexpr int64_t kLanes = 8;
+
+// lanes[k] += sum_{j < len, j = k mod kLanes} a[j] * b[j*s]
+template <class T>
+inline void dot_lanes(int64_t len, const T* __restrict a, const T* __restrict b, int64_t s,
+                      T* __restrict lanes) {
+  T l[kLanes];
+  for (int64_t k = 0; k < kLanes; ++k) l[k] = lanes[k];
+  int64_t j = 0;
+  if (s == 1) {
+    for (; j + kLanes <= len; j += kLanes)
+      for (int64_t k = 0; k < kLanes; ++k) l[k] += a[j + k] * b[j + k];
+  } else {
+    for (; j + kLanes <= len; j += kLanes)
+      for (int64_t k = 0; k < kLanes; ++k) l[k] += a[j + k] * b[(j + k) * s];
+  }
+  for (int64_t k = 0; j < len; ++j, ++k) l[k] += a[j] * b[j * s];
+  for (int64_t k = 0; k < kLanes; ++k) lanes[k] = l[k];
+}
+
+// One output plane: y[i][j] = f(b + sum_{r,q} w[r][q] * x[i*sh + r*dh - pt][j*sw + q*dw - pl]).
+// x is the plane's input channel, w its kh x kw filter.
+template <class T>
+void forward_plane(const Conv2dGeometry& g, const T* x, const T* w, T b, T* y, Activation act) {
+  const int64_t oh = g.oh(), ow = g.ow();
+  for (int64_t i = 0; i < oh; ++i) {
+    T* yr = y + i * ow;
+    for (int64_t j = 0; j < ow; ++j) yr[j] = b;
+    const Range rr = valid_range(i * g.sh - g.pt, g.dh, g.ih, g.kh);
+    for (int64_t r = rr.begin; r < rr.end; ++r) {
+      const T* xr = x + (i * g.sh + r * g.dh - g.pt) * g.iw;
+      for (int64_t q = 0; q < g.kw; ++q) {
+        const int64_t c = q * g.dw - g.pl;
+        const Range cr = valid_range(c, g.sw, g.iw, ow);
+        axpy(cr.end - cr.begin, w[r * g.kw + q], xr + cr.begin * g.sw + c, g.sw, yr + cr.begin);
+      }
+    }
+    if (act != Activation::identity)
+      for (int64_t j = 0; j < ow; ++j) yr[j] = activate(act, yr[j]);
+  }
+}
+
+// Adds one output plane's contribution to its input plane's gradient (scatter form):
+// dx[i*sh + r*dh - pt][j*sw + q*dw - pl] += w[r][q] * dy[i][j].
+template <class T>
+void backward_input_plane(const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
+  const int64_t oh = g.oh(), ow = g.ow();
+  for (int64_t i = 0; i < oh; ++i) {
+    const T* dyr = dy + i * ow;
+    const Range rr = valid_range(i * g.sh - g.pt, g.dh, g.ih, g.kh);
+    for (int64_t r = rr.begin; r < rr.end; ++r) {
+      T* dxr = dx + (i * g.sh + r * g.dh - g.pt) * g.iw;
+      for (int64_t q = 0; q < g.kw; ++q) {
+        const int64_t c = q * g.dw - g.pl;
+        const Range cr = valid_range(c, g.sw, g.iw, ow);
+        axpy_scatter(cr.end - cr.begin, w[r * g.kw + q], dyr + cr.begin,
+                     g.sw, dxr + cr.begin * g.sw + c);
+      }
+    }
+  }
+}
+
+// One output channel's filter gradient, summed over the images:
+//   dw[r][q] = sum_{n,i,j} dy[n][i][j] * x[n][i*sh + r*dh - pt][j*sw + q*dw - pl]
+// Per tap, one dot product over the valid rows and columns of every image, in a fixed order.
+template <class T>
+void backward_weight_channel(const Conv2dGeometry& g, const T* x, int64_t x_image_stride,
+                             const T* dy, int64_t dy_image_stride, T* dw, bool accumulate) {
+  const int64_t oh = g.oh(), ow = g.ow();
+  for (int64_t r = 0; r < g.kh; ++r) {
+    const Range ir = valid_range(r * g.dh - g.pt, g.sh, g.ih, oh);
+    for (int64_t q = 0; q < g.kw; ++q) {
+      const int64_t c = q * g.dw - g.pl;
+      const Range jr = valid_range(c, g.sw, g.iw, ow);
+      T lanes[kLanes] = {};
+      for (int64_t n = 0; n < g.mb; ++n) {
+        const T* xn = x + n * x_image_stride;
+        const T* dyn = dy + n * dy_image_stride;
+        for (int64_t i = ir.begin; i < ir.end; ++i)
+          dot_lanes(jr.end - jr.begin, dyn + i * ow + jr.begin,
+                    xn + (i * g.sh + r * g.dh - g.pt) * g.iw + jr.begin * g.sw + c, g.sw, lanes);
+      }
+      T total = T(0);
+      for (int64_t k = 0; k < kLanes; ++k) total += lanes[k];
+      T& out = dw[r * g.kw + q];
+      out = accumulate ? out + total : total;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stride 1: a plane is copied once into a zero-padded buffer xp[hp][wp], after which every tap
+// reads a contiguous run of it, and output pixel (i, j) lives at flat index p = i*wp + j:
+//   out[p] = sum_{r,q} w[r][q] * xp[p + r*dh*wp + q*dw],   p < len = (oh-1)*wp + ow
+// (the positions with j >= ow are computed and dropped). The flat loop is long even for small
+// planes, and it adds up to kMaxFused taps per pass so that the sum stays in a register.
+
+constexpr int kMaxFused = 9;
+
+// dst[hp][wp] = src[h][w] placed with its corner at (top, left), zero elsewhere; a negative top or
+// left crops.
+template <class T>
+void pad_plane(const T* src, int64_t h, int64_t w, int64_t top, int64_t left, int64_t hp,
+               int64_t wp, T* dst) {
+  const int64_t x0 = std::max<int64_t>(left, 0), x1 = std::min(wp, left + w);
+  for (int64_t yy = 0; yy < hp; ++yy) {
+    T* d = dst + yy * wp;
+    const int64_t sy = yy - top;
+    if (sy < 0 || sy >= h || x0 >= x1) {
+      std::fill(d, d + wp, T(0));
+      continue;
+    }
+    std::fill(d, d + x0, T(0));
+    std::copy(src + sy * w + (x0 - left), src + sy * w + (x1 - left), d + x0);
+    std::fill(d + x1, d + wp, T(0));
+  }
+}
+
+// out[p] = (add ? out[p] : 0) + a[0]*x[off[0] + p] + ... + a[N-1]*x[off[N-1] + p], p < len.
+template <class T, int N>
+void fused_pass(int64_t len, const T* x, const int64_t* off, const T* a, bool add,
+                T* __restrict out) {
+  const T* __restrict xs[N];
+  T as[N];
+  for (int t = 0; t < N; ++t) {
+    xs[t] = x + off[t];
+    as[t] = a[t];
+  }
+  if (add) {
+    for (int64_t p = 0; p < len; ++p) {
+      T s = out[p];
+      for (int t = 0; t < N; ++t) s += as[t] * xs[t][p];
+      out[p] = s;
+    }
+  } else {
+    for (int64_t p = 0; p < len; ++p) {
+      T s = as[0] * xs[0][p];
+      for (int t = 1; t < N; ++t) s += as[t] * xs[t][p];
+      out[p] = s;
+    }
+  }
+}
+
+template <class T>
+void fused_pass_n(int n, int64_t len, const T* x, const int64_t* off, const T* a, bool add,
+                  T* out) {
+  switch (n) {
+    case 1: return fused_pass<T, 1>(len, x, off, a, add, out);
+    case 2: return fused_pass<T, 2>(len, x, off, a, add, out);
+    case 3: return fused_pass<T, 3>(len, x, off, a, add, out);
+    case 4: return fused_pass<T, 4>(len, x, off, a, add, out);
+    case 5: return fused_pass<T, 5>(len, x, off, a, add, out);
+    case 6: return fused_pass<T, 6>(len, x, off, a, add, out);
+    case 7: return fused_pass<T, 7>(len, x, off, a, add, out);
+    case 8: return fused_pass<T, 8>(len, x, off, a, add, out);
+    default: return fused_pass<T, kMaxFused>(len, x, off, a, add, out);
+  }
+}
+
+// Images whose products the stride-1 weight gradient adds in one pass.
+constexpr int kImageGroup = 4;
+
+// acc[p] = (add ? acc[p] : 0) + a[0][p]*b[0][p] + ... + a[N-1][p]*b[N-1][p] for p < len.
+template <class T, int N>
+void mul_acc(int64_t len, const T* const* a, const T* const* b, bool add, T* __restrict acc) {
+  const T* __restrict as[N];
+  const T* __restrict bs[N];
+  for (int k = 0; k < N; ++k) {
+    as[k] = a[k];
+    bs[k] = b[k];
+  }
+  for (int64_t p = 0; p < len; ++p) {
+    T s = add ? acc[p] : T(0);
+    for (int k = 0; k < N; ++k) s += as[k][p] * bs[k][p];
+    acc[p] = s;
+  }
+}
+
+template <class T>
+void mul_acc_n(int n, int64_t len, const T* const* a, const T* const* b, bool add, T* acc) {
+  switch (n) {
+    case 1: return mul_acc<T, 1>(len, a, b, add, acc);
+    case 2: return mul_acc<T, 2>(len, a, b, add, acc);
+    case 3: return mul_acc<T, 3>(len, a, b, add, acc);
+    default: return mul_acc<T, kImageGroup>(len, a, b, add, acc);
+  }
+}
+
+// Taps of a stride-1 correlation over a padded plane of row length wp.
+struct Taps {
+  int64_t kh, kw, row_step, col_step;  // row_step = dh*wp, col_step = dw
+};
+
+// out[p] (+)= sum_{r,q} w[r][q] * xp[p + r*row_step + q*col_step] for p < len; with flip,
+// w[kh-1-r][kw-1-q] instead (the rotated filter). Taps are added in row-major order.
+template <class T>
+void correlate_flat(int64_t len, const T* xp, const T* w, bool flip, const Taps& t, bool add,
+                    T* out) {
+  const int64_t khw = t.kh * t.kw;
+  int64_t off[kMaxFused];
+  T a[kMaxFused];
+  for (int64_t t0 = 0; t0 < khw; t0 += kMaxFused) {
+    const int n = int(std::min<int64_t>(kMaxFused, khw - t0));
+    for (int k = 0; k < n; ++k) {
+      const int64_t tap = t0 + k;
+      off[k] = (tap / t.kw) * t.row_step + (tap % t.kw) * t.col_step;
+      a[k] = w[flip ? khw - 1 - tap : tap];
+    }
+    fused_pass_n(n, len, xp, off, a, add || t0 > 0, out);
+  }
+}
+
+}  // namespace
+
+bool use_depthwise(const Conv2dGeometry& g) { return g.icg() == 1 && g.groups > 1; }
+
+template <class T>
+void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+                       Activation act) {
+  const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
+  const int64_t ocg = g.ocg(), planes = g.mb * g.oc;
+  if (g.sh != 1 || g.sw != 1) {
+    parallel_for(planes, ohw * khw, [&](int64_t p) {
+      const int64_t n = p / g.oc, o = p % g.oc;
+      forward_plane(g, x + (n * g.ic + o / ocg) * ihw, w + o * khw, bias ? bias[o] : T(0),
+                    y + p * ohw, act);
+    });
+    return;
+  }
+  // Stride 1: pad each input plane once (it serves its ocg outputs), correlate flat, then write
+  // the ow useful columns of every row with bias and activation.
+  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
+  const int64_t len = (oh - 1) * wp + ow, pad_size = hp * wp;
+  const Taps taps{g.kh, g.kw, g.dh * wp, g.dw};
+  const int64_t nthr = std::min<int64_t>(threads_for_work(planes, ohw * khw), get_num_threads());
+  Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(planes, nt, tid, begin, end);
+    T* xp = buf.get<T>(tid);
+    T* acc = xp + pad_size;
+    int64_t padded = -1;  // input plane now in xp
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / g.oc, o = p % g.oc, plane = n * g.ic + o / ocg;
+      if (plane != padded) pad_plane(x + plane * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp);
+      padded = plane;
+      correlate_flat(len, xp, w + o * khw, false, taps, false, acc);
+      const T b = bias ? bias[o] : T(0);
+      for (int64_t i = 0; i < oh; ++i) {
+        const T* ar = acc + i * wp;
+        T* yr = y + p * ohw + i * ow;
+        if (act == Activation::identity) {
+          for (int64_t j = 0; j < ow; ++j) yr[j] = ar[j] + b;
+        } else {
+          for (int64_t j = 0; j < ow; ++j) yr[j] = activate(act, ar[j] + b);
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+void depthwise_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
+  const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
+  const int64_t ocg = g.ocg(), planes = g.mb * g.ic;
+  if (g.sh != 1 || g.sw != 1) {
+    // Scatter each dy row into the rows of dx it reaches (strided columns).
+    parallel_for(planes, ihw + ocg * ohw * khw, [&](int64_t p) {
+      const int64_t n = p / g.ic, c = p % g.ic;
+      T* dxp = dx + p * ihw;
+      std::fill(dxp, dxp + ihw, T(0));
+      for (int64_t og = 0; og < ocg; ++og) {
+        const int64_t o = c * ocg + og;
+        backward_input_plane(g, w + o * khw, dy + (n * g.oc + o) * ohw, dxp);
+      }
+    });
+    return;
+  }
+  // Stride 1: dx is the correlation of dy, padded by dh*(kh-1) - pt etc. (negative: cropped),
+  // with the rotated filter; the ocg output channels of a group add up in order.
+  const int64_t eh = g.dh * (g.kh - 1), ew = g.dw * (g.kw - 1);
+  const int64_t hp = g.ih + eh, wp = g.iw + ew;
+  const int64_t len = (g.ih - 1) * wp + g.iw, pad_size = hp * wp;
+  const Taps taps{g.kh, g.kw, g.dh * wp, g.dw};
+  const int64_t nthr =
+      std::min<int64_t>(threads_for_work(planes, ocg * ihw * khw), get_num_threads());
+  Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(planes, nt, tid, begin, end);
+    T* dyp = buf.get<T>(tid);
+    T* acc = dyp + pad_size;
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / g.ic, c = p % g.ic;
+      for (int64_t og = 0; og < ocg; ++og) {
+        const int64_t o = c * ocg + og;
+        pad_plane(dy + (n * g.oc + o) * ohw, oh, ow, eh - g.pt, ew - g.pl, hp, wp, dyp);
+        correlate_flat(len, dyp, w + o * khw, true, taps, og > 0, acc);
+      }
+      for (int64_t i = 0; i < g.ih; ++i)
+        std::copy(acc + i * wp, acc + i * wp + g.iw, dx + p * ihw + i * g.iw);
+    }
+  });
+}
+
+// Largest per-thread buffer (bytes) the stride-1 weight gradient uses; above it, the generic loop.
+constexpr int64_t kMaxWeightScratch = int64_t{32} << 20;
+
+template <class T>
+void depthwise_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
+                               bool accumulate) {
+  const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
+  const int64_t ocg = g.ocg();
+  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr, len = (oh - 1) * wp + ow;
+  const int64_t group = std::min<int64_t>(kImageGroup, std::max<int64_t>(g.mb, 1));
+  const int64_t img_size = hp * wp + oh * wp;
+  const int64_t flat_size = group * img_size + khw * len;
+  if (g.sh != 1 || g.sw != 1 || g.mb == 0 || flat_size * int64_t(sizeof(T)) > kMaxWeightScratch) {
+    parallel_for(g.oc, g.mb * ohw * khw, [&](int64_t o) {
+      backward_weight_channel(g, x + (o / ocg) * ihw, g.ic * ihw, dy + o * ohw, g.oc * ohw,
+                              dw + o * khw, accumulate);
+    });
+    return;
+  }
+  // Stride 1: per channel, the products dy * x are accumulated elementwise over the images into
+  // one flat plane per tap, acc[r][q][i*wp + j] (the padded layout of the forward pass; columns
+  // j >= ow hold values that are never used), kImageGroup images per pass; then each plane is
+  // summed over i and j < ow. The order depends on g only.
+  const int64_t row_step = g.dh * wp;
+  const int64_t nthr =
+      std::min<int64_t>(threads_for_work(g.oc, g.mb * ohw * khw), get_num_threads());
+  Scratch buf(nthr, flat_size * int64_t(sizeof(T)));
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(g.oc, nt, tid, begin, end);
+    T* acc = buf.get<T>(tid);
+    T* imgs = acc + khw * len;  // per image of a group: xp[hp][wp], then dyp[oh][wp]
+    const T* xs[kImageGroup];
+    const T* dys[kImageGroup];
+    for (int64_t o = begin; o < end; ++o) {
+      for (int64_t n0 = 0; n0 < g.mb; n0 += group) {
+        const int cnt = int(std::min(group, g.mb - n0));
+        for (int k = 0; k < cnt; ++k) {
+          T* xp = imgs + k * img_size;
+          T* dyp = xp + hp * wp;
+          pad_plane(x + ((n0 + k) * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp);
+          pad_plane(dy + ((n0 + k) * g.oc + o) * ohw, oh, ow, int64_t{0}, int64_t{0}, oh, wp, dyp);
+          dys[k] = dyp;
+        }
+        for (int64_t t = 0; t < khw; ++t) {
+          const int64_t off = (t / g.kw) * row_step + (t % g.kw) * g.dw;
+          for (int k = 0; k < cnt; ++k) xs[k] = imgs + k * img_size + off;
+          mul_acc_n(cnt, len, dys, xs, n0 > 0, acc + t * len);
+        }
+      }
+      for (int64_t t = 0; t < khw; ++t) {
+        T* a = acc + t * len;  // rows added into row 0, then its ow columns summed
+        for (int64_t i = 1; i < oh; ++i)
+          for (int64_t j = 0; j < ow; ++j) a[j] += a[i * wp + j];
+        T total = T(0);
+        for (int64_t j = 0; j < ow; ++j) total += a[j];
+        T& out = dw[o * khw + t];
+        out = accumulate ? out + total : total;
+      }
+    }
+  });
+}
+
+#define CONVCORE_INSTANTIATE(T)                                                                  \
+  template void depthwise_forward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*,    \
+                                     Activation);                                                \
+  template void depthwise_backward_input<T>(const Conv2dGeometry&, const T*, const T*, T*);      \
+  template void depthwise_backward_weight<T>(const Conv2dGeometry&, const T*, const T*, T*, bool);
+CONVCORE_INSTANTIATE(float)
+CONVCORE_INSTANTIATE(double)
+#undef CONVCORE_INSTANTIATE
+
+}  // namespace convcore::detail

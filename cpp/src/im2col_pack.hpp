@@ -1,0 +1,95 @@
+#pragma once
+// im2col fused into the GEMM's B packing (implicit GEMM): the forward product
+//   Y[ocg x oh*ow] = W[ocg x icg*kh*kw] * col[icg*kh*kw x oh*ow]
+// never materialises col. The packer writes the panels the driver asks for straight from the
+// image, so the only extra memory is the driver's packing buffer (a KC x NC block per thread).
+//
+//   dst[(j/nr)*kc*nr + p*nr + j%nr] = col[p0 + p][j0 + j]
+//   col[(c*kh + r)*kw + s][i*ow + j] = xp[c][i*sh + r*dh][j*sw + s*dw]   (xp: x zero-padded)
+//
+// Within a panel, the nr columns split into runs that stay on one output row; a run reads one
+// input row at stride sw (contiguous for stride 1), with the part that falls in the padding
+// written as zeros. Negative padding (a crop) is fine.
+#include <algorithm>
+#include <cassert>
+#include <cstdint>
+
+#include "convcore/geometry.hpp"
+
+namespace convcore::detail {
+
+template <class T>
+struct Im2colPackB {
+  const Conv2dGeometry& g;
+  const T* x;  // one group of one image: x[icg][ih][iw]
+
+  void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
+    const int64_t ow = g.ow(), panels = (nc + nr - 1) / nr;
+    for (int64_t q = 0; q < panels; ++q) {
+      T* panel = dst + q * kc * nr;
+      const int64_t jb = j0 + q * nr, width = std::min(nr, j0 + nc - jb);
+      // Columns past nc in the last panel are zero.
+      if (width < nr)
+        for (int64_t p = 0; p < kc; ++p)
+          for (int64_t t = width; t < nr; ++t) panel[p * nr + t] = T(0);
+      // Runs of columns on one output row: [jj, jj + len) of the panel is output (i, j ..).
+      int64_t jj = 0, i = jb / ow, j = jb % ow;
+      while (jj < width) {
+        const int64_t len = std::min(width - jj, ow - j);
+        pack_run(p0, kc, nr, panel + jj, i, j, len);
+        jj += len;
+        j += len;
+        if (j == ow) {
+          j = 0;
+          ++i;
+        }
+      }
+    }
+  }
+
+ private:
+  // Rows p0 .. p0+kc of col for the output pixels (i, j .. j+len-1) into dst[p*nr + t].
+  // The panel being written (kc x nr) stays in L1 while its rows are filled.
+  void pack_run(int64_t p0, int64_t kc, int64_t nr, T* dst, int64_t i, int64_t j,
+                int64_t len) const {
+    const int64_t khw = g.kh * g.kw, plane = g.ih * g.iw;
+    int64_t c = p0 / khw, r = (p0 % khw) / g.kw, s = p0 % g.kw;
+    for (int64_t p = 0; p < kc; ++p) {
+      T* d = dst + p * nr;
+      const int64_t y = i * g.sh + r * g.dh - g.pt;
+      if (static_cast<uint64_t>(y) >= static_cast<uint64_t>(g.ih)) {
+        for (int64_t t = 0; t < len; ++t) d[t] = T(0);
+      } else {
+        const T* row = x + c * plane + y * g.iw;
+        const int64_t x0 = j * g.sw + s * g.dw - g.pl;  // input column of the run's first pixel
+        // Valid t: 0 <= x0 + t*sw < iw (written so that a huge stride cannot overflow; the
+        // divisions only happen at the borders of strided runs).
+        int64_t t_lo = 0, t_hi = len;
+        if (g.sw == 1) {
+          if (x0 < 0) t_lo = std::min(len, -x0);
+          if (x0 + len > g.iw) t_hi = std::max<int64_t>(0, g.iw - x0);
+        } else {
+          if (x0 < 0) t_lo = std::min(len, 1 + (-x0 - 1) / g.sw);
+          if (x0 + (len - 1) * g.sw >= g.iw)
+            t_hi = x0 >= g.iw ? 0 : std::min(len, 1 + (g.iw - 1 - x0) / g.sw);
+        }
+        if (t_hi < t_lo) t_hi = t_lo;
+        for (int64_t t = 0; t < t_lo; ++t) d[t] = T(0);
+        if (g.sw == 1)
+          for (int64_t t = t_lo; t < t_hi; ++t) d[t] = row[x0 + t];
+        else
+          for (int64_t t = t_lo; t < t_hi; ++t) d[t] = row[x0 + t * g.sw];
+        for (int64_t t = t_hi; t < len; ++t) d[t] = T(0);
+      }
+      if (++s == g.kw) {
+        s = 0;
+        if (++r == g.kh) {
+          r = 0;
+          ++c;
+        }
+      }
+    }
+  }
+};
+
+}  // namespace convcore::detail
