@@ -25,3 +25,8 @@ fi
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCONVCORE_BUILD_TESTS=ON
 cmake --build "$BUILD" -j "$(nproc)"
 ctest --test-dir "$BUILD" --output-on-failure
+
+# The same C++ tests built without OpenMP: single-threaded, every test must still pass.
+cmake -S . -B "$BUILD-serial" -DCMAKE_BUILD_TYPE=Release -DCONVCORE_BUILD_TESTS=ON -DCONVCORE_USE_OPENMP=OFF
+cmake --build "$BUILD-serial" -j "$(nproc)"
+ctest --test-dir "$BUILD-serial" --output-on-failure
