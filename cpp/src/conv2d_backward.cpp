@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "conv2d_depthwise.hpp"
 #include "conv2d_impl.hpp"
 #include "convcore/conv2d.hpp"
 #include "convcore/gemm.hpp"
@@ -102,6 +103,8 @@ void conv2d_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, T* 
                            BackwardInputMethod method) {
   g.validate("conv2d_backward_input");
   if (g.mb == 0) return;
+  // Depthwise layers have a direct kernel, faster than either GEMM-based method.
+  if (detail::use_depthwise(g)) return detail::depthwise_backward_input(g, w, dy, dx);
   if (method == BackwardInputMethod::automatic)
     method = fastest_backward_input(g);
   if (method == BackwardInputMethod::flip)
@@ -114,6 +117,7 @@ template <class T>
 void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
                             bool accumulate) {
   g.validate("conv2d_backward_weight");
+  if (detail::use_depthwise(g)) return detail::depthwise_backward_weight(g, x, dy, dw, accumulate);
   const int64_t wsize = g.wei_size();
   if (g.mb == 0) {
     if (!accumulate) std::fill(dw, dw + wsize, T(0));

@@ -5,9 +5,16 @@
 //   x[mb][ic][ih][iw]   w[oc][1][kh][kw]   b[oc]   y, dy[mb][oc][oh][ow]
 //   y[n][o][i][j] = f(b[o] + sum_{r,q} w[o][r][q] * x[n][o/ocg][i*sh + r*dh - pt][j*sw + q*dw - pl])
 // The GEMM formulation degenerates here into one skinny product per image and channel
-// (M = ocg, K = kh*kw), so these kernels work on rows instead: per output row and tap, the range
-// of columns whose input is inside the image is computed once, and the row loop over that range
-// (contiguous for stride 1) is a plain axpy that the compiler vectorises.
+// (M = ocg, K = kh*kw), so these kernels loop over the planes directly:
+//   - stride 1 (all three ops): the plane is copied once into a zero-padded buffer with row
+//     length wp, so that every tap is one contiguous run of it and the whole output plane is a
+//     single flat loop, p = i*wp + j, adding several taps per pass (the columns j >= ow of that
+//     layout are computed and dropped). Backward-input is the same correlation of the padded dy
+//     with the rotated filter; backward-weight accumulates the products of a few images per pass
+//     into one flat plane per tap and sums it at the end.
+//   - other strides: per output row and tap, the range of columns whose input lies inside the
+//     image is computed once, and a strided axpy (scatter for backward-input) runs over it.
+// Scratch, where used, is leased before the parallel region; nothing inside it throws.
 //
 // The caller validates g first (Conv2dGeometry::validate). Every element of the output is computed
 // by one thread in a fixed order, so results are bitwise identical for any thread count.
@@ -16,10 +23,11 @@
 
 namespace convcore::detail {
 
-// Whether the direct depthwise kernels handle g, and are the faster path: g.icg() == 1.
-// That is every geometry with one input channel per group (any ocg, stride, padding, dilation);
-// a single group (ic == 1, a plain convolution of a one-channel image) is left to the GEMM path,
-// where N = oh*ow is large and the GEMM is efficient.
+// Whether to run g with these kernels rather than the GEMM path: one input channel per group
+// (icg == 1), more than one group, and a channel multiplier ocg of at most 16 for stride 1 or at
+// most 2 otherwise. Past those the per-group GEMM has enough rows to be faster; a single group
+// (ic == 1) is a plain convolution of a one-channel image, where N = oh*ow makes the GEMM
+// efficient. The kernels themselves are correct for any g with icg == 1.
 bool use_depthwise(const Conv2dGeometry& g);
 
 // y = f(conv(x, w) + b). bias may be null. Overwrites y.

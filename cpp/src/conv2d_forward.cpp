@@ -1,5 +1,6 @@
 #include <algorithm>
 
+#include "conv2d_depthwise.hpp"
 #include "conv2d_impl.hpp"
 #include "convcore/conv2d.hpp"
 #include "convcore/gemm.hpp"
@@ -52,6 +53,8 @@ template <class T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                     Activation act) {
   g.validate("conv2d_forward");
+  if (g.mb == 0) return;
+  if (detail::use_depthwise(g)) return detail::depthwise_forward(g, x, w, bias, y, act);
   detail::forward_unchecked(g, x, w, bias, y, act);
 }
 

@@ -1,0 +1,157 @@
+#include "conv2d_depthwise.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "check.hpp"
+#include "convcore/parallel.hpp"
+#include "reference/conv2d_ref.hpp"
+#include "test_util.hpp"
+
+using convcore::Activation;
+using convcore::Conv2dGeometry;
+
+namespace {
+
+// mb, channels, ih, iw, multiplier (ocg), kh, kw, sh, sw, pt, pb, pl, pr, dh, dw
+Conv2dGeometry dw_geom(int64_t mb, int64_t c, int64_t ih, int64_t iw, int64_t ocg, int64_t kh,
+                       int64_t kw, int64_t sh = 1, int64_t sw = 1, int64_t pt = 0, int64_t pb = 0,
+                       int64_t pl = 0, int64_t pr = 0, int64_t dh = 1, int64_t dw = 1) {
+  return testutil::geom(mb, c, ih, iw, c * ocg, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, c);
+}
+
+template <class T>
+bool all_close(const std::vector<T>& got, const std::vector<T>& want, double tol) {
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!check::close(double(got[i]), double(want[i]), tol, tol)) {
+      std::fprintf(stderr, "  at %zu: got %.10g want %.10g\n", i, double(got[i]), double(want[i]));
+      return false;
+    }
+  return true;
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+template <class T>
+void check_geometry(const Conv2dGeometry& g, double tol) {
+  namespace d = convcore::detail;
+  CHECK_MSG(d::use_depthwise(g), g);
+  auto x = testutil::random_vector<T>(g.src_size(), 31);
+  auto w = testutil::random_vector<T>(g.wei_size(), 32);
+  auto b = testutil::random_vector<T>(g.oc, 33);
+  auto dy = testutil::random_vector<T>(g.dst_size(), 34);
+
+  std::vector<T> y_ref(g.dst_size()), y_nob(g.dst_size()), dx_ref(g.src_size()),
+      dw_ref(g.wei_size());
+  convcore::ref::conv2d_forward(g, x.data(), w.data(), b.data(), y_ref.data());
+  convcore::ref::conv2d_forward(g, x.data(), w.data(), static_cast<const T*>(nullptr),
+                                y_nob.data());
+  convcore::ref::conv2d_backward_input(g, w.data(), dy.data(), dx_ref.data());
+  convcore::ref::conv2d_backward_weight(g, x.data(), dy.data(), dw_ref.data());
+  std::vector<T> y_relu(y_ref);
+  for (auto& v : y_relu) v = v > T(0) ? v : T(0);
+  std::vector<T> dw2(dw_ref);
+  for (auto& v : dw2) v *= T(2);
+
+  std::vector<T> first_y, first_dx, first_dw;
+  for (int threads : {1, 2, 3}) {
+    convcore::set_num_threads(threads);
+    // Outputs start as NaN: every element must be written.
+    std::vector<T> y(g.dst_size(), T(NAN));
+    d::depthwise_forward(g, x.data(), w.data(), b.data(), y.data(), Activation::identity);
+    CHECK_MSG(all_close(y, y_ref, tol), "forward " << g << " threads=" << threads);
+
+    std::vector<T> y0(g.dst_size(), T(NAN));
+    d::depthwise_forward(g, x.data(), w.data(), static_cast<const T*>(nullptr), y0.data(),
+                         Activation::identity);
+    CHECK_MSG(all_close(y0, y_nob, tol), "forward no bias " << g << " threads=" << threads);
+
+    std::vector<T> yr(g.dst_size(), T(NAN));
+    d::depthwise_forward(g, x.data(), w.data(), b.data(), yr.data(), Activation::relu);
+    CHECK_MSG(all_close(yr, y_relu, tol), "forward relu " << g << " threads=" << threads);
+
+    std::vector<T> dx(g.src_size(), T(NAN));
+    d::depthwise_backward_input(g, w.data(), dy.data(), dx.data());
+    CHECK_MSG(all_close(dx, dx_ref, tol), "backward_input " << g << " threads=" << threads);
+
+    std::vector<T> dw(g.wei_size(), T(NAN));
+    d::depthwise_backward_weight(g, x.data(), dy.data(), dw.data(), false);
+    CHECK_MSG(all_close(dw, dw_ref, tol), "backward_weight " << g << " threads=" << threads);
+    const std::vector<T> dw_once(dw);
+    // Accumulating a second time doubles the gradient.
+    d::depthwise_backward_weight(g, x.data(), dy.data(), dw.data(), true);
+    CHECK_MSG(all_close(dw, dw2, tol), "accumulate weight " << g << " threads=" << threads);
+
+    if (threads == 1) {
+      first_y = y;
+      first_dx = dx;
+      first_dw = dw_once;
+    }
+    CHECK_MSG(same_bits(y, first_y), "forward bits " << g << " threads=" << threads);
+    CHECK_MSG(same_bits(dx, first_dx), "backward_input bits " << g << " threads=" << threads);
+    CHECK_MSG(same_bits(dw_once, first_dw), "weight bits " << g << " threads=" << threads);
+  }
+  convcore::set_num_threads(2);
+}
+
+template <class T>
+void run(double tol) {
+  const Conv2dGeometry cases[] = {
+      dw_geom(1, 2, 5, 5, 1, 3, 3),                               // no padding
+      dw_geom(2, 3, 7, 7, 1, 3, 3, 1, 1, 1, 1, 1, 1),             // "same", stride 1
+      dw_geom(3, 4, 28, 28, 1, 3, 3, 1, 1, 1, 1, 1, 1),           // the benchmark's plane
+      dw_geom(2, 3, 7, 7, 1, 3, 3, 2, 2),                         // stride 2, divides
+      dw_geom(3, 2, 8, 9, 1, 3, 3, 2, 2, 1, 1, 1, 1),             // stride 2, does not
+      dw_geom(2, 3, 10, 11, 1, 3, 2, 3, 3),                       // stride 3, kh != kw
+      dw_geom(2, 2, 11, 10, 1, 2, 3, 3, 2, 1, 0, 2, 1),           // sh != sw, asymmetric
+      dw_geom(2, 2, 5, 5, 1, 3, 3, 1, 1, 3, 3, 3, 3),             // padding > k-1
+      dw_geom(2, 2, 6, 5, 1, 3, 3, 2, 2, 4, 3, 3, 4),             // padding > k-1, strided
+      dw_geom(2, 2, 6, 7, 1, 3, 3, 1, 1, 0, 1, 2, 0),             // asymmetric, stride 1
+      dw_geom(2, 2, 6, 7, 1, 3, 3, 2, 2, 0, 1, 1, 1),             // asymmetric, stride 2
+      dw_geom(2, 2, 9, 9, 1, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2),       // dilation 2
+      dw_geom(2, 2, 9, 10, 1, 3, 2, 2, 1, 1, 2, 1, 0, 2, 3),      // dilation, stride, kh != kw
+      dw_geom(2, 5, 6, 7, 1, 1, 1),                               // 1x1
+      dw_geom(2, 3, 7, 6, 1, 1, 1, 2, 3, 1, 0, 0, 1),             // 1x1 strided, padded
+      dw_geom(3, 4, 8, 8, 2, 3, 3, 2, 2, 1, 1, 1, 1),             // multiplier 2, strided
+      dw_geom(2, 3, 9, 8, 2, 3, 3, 1, 1, 1, 1, 1, 1),             // multiplier 2, stride 1
+      dw_geom(1, 3, 9, 8, 2, 5, 5, 1, 1, 2, 2, 2, 2),             // 5x5 (two fused passes)
+      dw_geom(3, 2, 7, 7, 1, 7, 7, 1, 1, 3, 3, 3, 3),             // 7x7
+      dw_geom(2, 3, 5, 6, 1, 5, 6),                               // kernel covers the input
+      dw_geom(2, 3, 5, 6, 2, 5, 6, 1, 1, 1, 1, 2, 0),             // ... with padding
+      dw_geom(1, 2, 4, 4, 1, 3, 3, 1, 1, 4, 4, 4, 4),             // mostly padding
+      dw_geom(9, 3, 12, 12, 1, 3, 3, 1, 1, 1, 1, 1, 1),           // more images than the group
+      dw_geom(5, 3, 1, 40, 1, 1, 3, 1, 1, 0, 0, 1, 1),            // one row
+      dw_geom(2, 2, 40, 1, 1, 3, 1, 2, 1, 1, 1, 0, 0),            // one column
+  };
+  for (const auto& g : cases) check_geometry<T>(g, tol);
+
+  // An empty batch writes zero weight gradients, or leaves them alone when accumulating.
+  const Conv2dGeometry e = dw_geom(0, 2, 5, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1);
+  std::vector<T> dw(e.wei_size(), T(5));
+  convcore::detail::depthwise_backward_weight<T>(e, nullptr, nullptr, dw.data(), true);
+  CHECK(dw[0] == T(5) && dw.back() == T(5));
+  convcore::detail::depthwise_backward_weight<T>(e, nullptr, nullptr, dw.data(), false);
+  CHECK(dw[0] == T(0) && dw.back() == T(0));
+}
+
+}  // namespace
+
+int main() {
+  // The dispatch rule: one input channel per group, more than one group, a small multiplier.
+  CHECK(convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 1, 3, 3)));
+  CHECK(convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 3, 3, 3)));
+  CHECK(convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 2, 3, 3, 2, 2)));
+  CHECK(!convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 32, 3, 3)));
+  CHECK(!convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 4, 3, 3, 2, 2)));
+  CHECK(!convcore::detail::use_depthwise(testutil::geom(1, 4, 5, 5, 4, 3, 3)));
+  CHECK(!convcore::detail::use_depthwise(testutil::geom(1, 8, 5, 5, 4, 3, 3, 1, 1, 0, 0, 0, 0,
+                                                        1, 1, 4)));
+  run<float>(2e-5);
+  run<double>(1e-12);
+  return check::report("depthwise");
+}
