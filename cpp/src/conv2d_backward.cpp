@@ -6,6 +6,9 @@
 #include "convcore/conv2d.hpp"
 #include "convcore/gemm.hpp"
 #include "convcore/im2col.hpp"
+#include "gemm/gemm_driver.hpp"
+#include "gemm/pack.hpp"
+#include "im2col_pack.hpp"
 #include "scratch.hpp"
 
 namespace convcore {
@@ -125,29 +128,26 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T*
   }
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
-  const bool direct = detail::col_is_input(g);
   const int64_t chunks = weight_chunks(g, sizeof(T));
   const int64_t nthr = std::max<int64_t>(1, std::min<int64_t>(chunks, get_num_threads()));
   // With one chunk the GEMM writes dw directly (and is itself parallel); else into partials.
   detail::Scratch partial(chunks > 1 ? chunks : 0, wsize * int64_t(sizeof(T)));
-  detail::Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
 
   detail::parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t c_begin, c_end;
     detail::balance(chunks, nt, tid, c_begin, c_end);
-    T* col = direct ? nullptr : col_buf.get<T>(tid);
     for (int64_t c = c_begin; c < c_end; ++c) {
       T* sum = chunks > 1 ? partial.get<T>(c) : dw;
       int64_t begin, end;
       detail::balance(g.mb, chunks, c, begin, end);
       for (int64_t n = begin; n < end; ++n)
         for (int64_t gi = 0; gi < g.groups; ++gi) {
-          const T* xg = x + (n * g.ic + gi * icg) * ihw;
-          if (!direct) im2col(g, xg, col);
           const bool first = n == begin && !(chunks == 1 && accumulate);
-          // dW_g[ocg x K] (+)= dY_g[ocg x N] * col^T[N x K]
-          gemm<T>(false, true, ocg, K, N, T(1), dy + (n * g.oc + gi * ocg) * N, N,
-                  direct ? xg : col, N, first ? T(0) : T(1), sum + gi * ocg * K, K);
+          // dW_g[ocg x K] (+)= dY_g[ocg x N] * col^T[N x K], col^T packed from the image.
+          detail::gemm_driver<T>(ocg, K, N, T(1),
+                                 detail::MatrixPackA<T>(false, dy + (n * g.oc + gi * ocg) * N, N),
+                                 detail::Im2colTransPackB<T>{g, x + (n * g.ic + gi * icg) * ihw},
+                                 first ? T(0) : T(1), sum + gi * ocg * K, K);
         }
     }
   });

@@ -18,6 +18,24 @@
 
 namespace convcore::detail {
 
+// A run of len output pixels on one row starts at input column x0 (and steps by sw):
+// [t_lo, t_hi) are the t in [0, len) with 0 <= x0 + t*sw < iw, the rest falls in the padding.
+// Written so that a huge stride cannot overflow; divisions only at the borders of strided runs.
+inline void valid_run(const Conv2dGeometry& g, int64_t x0, int64_t len, int64_t& t_lo,
+                      int64_t& t_hi) {
+  t_lo = 0;
+  t_hi = len;
+  if (g.sw == 1) {
+    if (x0 < 0) t_lo = std::min(len, -x0);
+    if (x0 + len > g.iw) t_hi = std::max<int64_t>(0, g.iw - x0);
+  } else {
+    if (x0 < 0) t_lo = std::min(len, 1 + (-x0 - 1) / g.sw);
+    if (x0 + (len - 1) * g.sw >= g.iw)
+      t_hi = x0 >= g.iw ? 0 : std::min(len, 1 + (g.iw - 1 - x0) / g.sw);
+  }
+  if (t_hi < t_lo) t_hi = t_lo;
+}
+
 template <class T>
 struct Im2colPackB {
   const Conv2dGeometry& g;
@@ -62,18 +80,8 @@ struct Im2colPackB {
       } else {
         const T* row = x + c * plane + y * g.iw;
         const int64_t x0 = j * g.sw + s * g.dw - g.pl;  // input column of the run's first pixel
-        // Valid t: 0 <= x0 + t*sw < iw (written so that a huge stride cannot overflow; the
-        // divisions only happen at the borders of strided runs).
-        int64_t t_lo = 0, t_hi = len;
-        if (g.sw == 1) {
-          if (x0 < 0) t_lo = std::min(len, -x0);
-          if (x0 + len > g.iw) t_hi = std::max<int64_t>(0, g.iw - x0);
-        } else {
-          if (x0 < 0) t_lo = std::min(len, 1 + (-x0 - 1) / g.sw);
-          if (x0 + (len - 1) * g.sw >= g.iw)
-            t_hi = x0 >= g.iw ? 0 : std::min(len, 1 + (g.iw - 1 - x0) / g.sw);
-        }
-        if (t_hi < t_lo) t_hi = t_lo;
+        int64_t t_lo, t_hi;
+        valid_run(g, x0, len, t_lo, t_hi);
         for (int64_t t = 0; t < t_lo; ++t) d[t] = T(0);
         if (g.sw == 1)
           for (int64_t t = t_lo; t < t_hi; ++t) d[t] = row[x0 + t];
@@ -86,6 +94,61 @@ struct Im2colPackB {
         if (++r == g.kh) {
           r = 0;
           ++c;
+        }
+      }
+    }
+  }
+};
+
+// The transposed operand of the weight gradient, dW[ocg x K] += dY[ocg x N] * col^T[N x K]:
+//
+//   dst[(j/nr)*kc*nr + p*nr + j%nr] = col[j0 + j][p0 + p]      (p: output pixel, j: tap)
+//
+// A panel holds nr taps for kc pixels. It is filled one tap at a time: the tap's pixels are read
+// along input rows (contiguous for stride 1) and written nr apart into the panel, which stays in
+// L1 while it is filled.
+template <class T>
+struct Im2colTransPackB {
+  const Conv2dGeometry& g;
+  const T* x;  // one group of one image: x[icg][ih][iw]
+
+  void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
+    const int64_t khw = g.kh * g.kw, plane = g.ih * g.iw, ow = g.ow();
+    const int64_t panels = (nc + nr - 1) / nr;
+    for (int64_t q = 0; q < panels; ++q) {
+      T* panel = dst + q * kc * nr;
+      const int64_t jb = j0 + q * nr, width = std::min(nr, j0 + nc - jb);
+      for (int64_t jj = 0; jj < nr; ++jj) {
+        T* d = panel + jj;  // d[p * nr] for p in [0, kc)
+        if (jj >= width) {  // past the last tap: zero
+          for (int64_t p = 0; p < kc; ++p) d[p * nr] = T(0);
+          continue;
+        }
+        const int64_t tap = jb + jj, c = tap / khw, r = (tap % khw) / g.kw, s = tap % g.kw;
+        const T* xc = x + c * plane;
+        // Pixels p0 .. p0+kc in runs along output rows.
+        int64_t p = 0, i = p0 / ow, j = p0 % ow;
+        while (p < kc) {
+          const int64_t len = std::min(kc - p, ow - j);
+          const int64_t y = i * g.sh + r * g.dh - g.pt;
+          T* dr = d + p * nr;
+          if (static_cast<uint64_t>(y) >= static_cast<uint64_t>(g.ih)) {
+            for (int64_t t = 0; t < len; ++t) dr[t * nr] = T(0);
+          } else {
+            const T* row = xc + y * g.iw;
+            const int64_t x0 = j * g.sw + s * g.dw - g.pl;
+            int64_t t_lo, t_hi;
+            valid_run(g, x0, len, t_lo, t_hi);
+            for (int64_t t = 0; t < t_lo; ++t) dr[t * nr] = T(0);
+            for (int64_t t = t_lo; t < t_hi; ++t) dr[t * nr] = row[x0 + t * g.sw];
+            for (int64_t t = t_hi; t < len; ++t) dr[t * nr] = T(0);
+          }
+          p += len;
+          j += len;
+          if (j == ow) {
+            j = 0;
+            ++i;
+          }
         }
       }
     }
