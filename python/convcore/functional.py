@@ -19,6 +19,7 @@ narrowed. Bool, complex, object and string arrays are refused with TypeError. Ou
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Optional, Sequence, Tuple, Union
 
@@ -100,8 +101,18 @@ def _array(a, name: str) -> np.ndarray:
     return arr
 
 
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _dtype(*arrays: Optional[np.ndarray]) -> np.dtype:
     """The computation dtype: NumPy's promotion of the inputs, at least float32."""
+    first = arrays[0].dtype
+    if first in _FLOAT_DTYPES:
+        for a in arrays:
+            if a is not None and a.dtype != first:
+                break
+        else:
+            return first  # the common case, without the cost of result_type
     dt = np.result_type(*(a.dtype for a in arrays if a is not None), np.float32)
     if dt not in (np.float32, np.float64):
         msg = f"dtype {dt} is not supported: convcore computes in float32 or float64"
@@ -134,7 +145,10 @@ def _size(size, name: str) -> Tuple[Tuple[int, int, int, int], bool]:
 
 
 def _weight_shape(weight_size, name: str) -> Tuple[int, int, int, int]:
-    dims = tuple(_int(v, name) for v in weight_size)
+    try:
+        dims = tuple(map(operator.index, weight_size))
+    except TypeError:
+        dims = tuple(_int(v, name) for v in weight_size)
     if len(dims) != 4:
         msg = f"{name}: expected a 4-D (out_channels, in_channels/groups, kh, kw), got {dims}"
         raise ValueError(msg)
@@ -142,7 +156,20 @@ def _weight_shape(weight_size, name: str) -> Tuple[int, int, int, int]:
 
 
 def _geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_core.Geometry":
-    """The one place arguments become a geometry; the native code validates it."""
+    """The one place arguments become a geometry; the native code validates it.
+
+    Recent geometries are cached (a training loop asks for the same few again and again); the
+    cache is keyed on the arguments as given, so unhashable ones (lists) skip it.
+    """
+    try:
+        return _geometry_cached(x_shape, w_shape, stride, padding, dilation, groups)
+    except TypeError as e:
+        if "unhashable" not in str(e):
+            raise
+    return _make_geometry(x_shape, w_shape, stride, padding, dilation, groups)
+
+
+def _make_geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_core.Geometry":
     mb, ic, ih, iw = x_shape
     oc, icg, kh, kw = w_shape
     sh, sw = _pair(stride, "stride")
@@ -164,6 +191,9 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_core.Geo
     g = _core.Geometry(mb, ic, ih, iw, oc, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups)
     g.validate("conv2d")
     return g
+
+
+_geometry_cached = functools.lru_cache(maxsize=512)(_make_geometry)
 
 
 def _check_grad_output(dy: np.ndarray, g) -> None:
