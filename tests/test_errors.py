@@ -165,3 +165,18 @@ def test_nan_and_inf_propagate(dtype):
     assert np.isfinite(y[0, 0, 1, 1])
     dx = cc.conv2d_input(x.shape, np.ones((1, 1, 2, 2), dtype), y)
     assert np.isnan(dx).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_batch_gives_empty_results(dtype):
+    x = np.ones((0, 3, 5, 5), dtype)
+    w = np.ones((4, 3, 3, 3), dtype)
+    y = cc.conv2d(x, w, np.ones(4, dtype), stride=2, padding=1)
+    assert y.shape == (0, 4, 3, 3) and y.dtype == dtype
+    dx = cc.conv2d_input(x.shape, w, y, stride=2, padding=1)
+    assert dx.shape == (0, 3, 5, 5)
+    np.testing.assert_array_equal(cc.conv2d_weight(x, w.shape, y, stride=2, padding=1), np.zeros_like(w))
+    np.testing.assert_array_equal(cc.conv2d_bias(y), np.zeros(4, dtype))
+    acc = np.full_like(w, 3.0)
+    cc.conv2d_weight(x, w.shape, y, stride=2, padding=1, out=acc, accumulate=True)
+    assert (acc == 3.0).all()  # adding an empty sum changes nothing

@@ -87,7 +87,7 @@ int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
 
 // The cheaper method for g, from a cost model in units of one multiply-add of the GEMM kernel:
 // the product itself (rows rounded up to the 6-row micro-tile), plus about 20 units for each
-// element im2col packs and 30 for each element col2im writes and scatters back. The flipped-
+// element im2col packs and 60 for each element col2im writes and scatters back. The flipped-
 // kernel product runs over the whole input (zeros inserted by the stride included); col2im runs
 // over the output only but scatters. Measured choices on LeNet, CIFAR and ResNet layers agree.
 BackwardInputMethod fastest_backward_input(const Conv2dGeometry& g) {
@@ -95,7 +95,7 @@ BackwardInputMethod fastest_backward_input(const Conv2dGeometry& g) {
   const double khw = double(g.kh * g.kw), ihw = double(g.ih * g.iw), ohw = double(g.col_cols());
   const double k = double(g.col_rows()), ocg = double(g.ocg());
   const double flip = (tile_rows(g.icg()) + 20.0) * ocg * khw * ihw;
-  const double col2im = tile_rows(g.col_rows()) * ocg * ohw + 30.0 * k * ohw;
+  const double col2im = tile_rows(g.col_rows()) * ocg * ohw + 60.0 * k * ohw;
   return flip <= col2im ? BackwardInputMethod::flip : BackwardInputMethod::col2im;
 }
 

@@ -9,7 +9,7 @@ import numpy as np
 from . import functional as F
 from .optim import SGD, Parameter
 
-__all__ = ["Conv2D", "Module"]
+__all__ = ["Conv2D", "Module", "WeightBiasModule"]
 
 
 class Module:
@@ -39,7 +39,35 @@ class Module:
         return self.forward(x)
 
 
-class Conv2D(Module):
+class WeightBiasModule(Module):
+    """A layer with a weight and an optional bias: ``weight_param`` and ``bias_param``
+    (:class:`Parameter`), their arrays and gradient buffers, and ``parameters()``."""
+
+    weight_param: Parameter
+    bias_param: Optional[Parameter]
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self.weight_param.data
+
+    @property
+    def bias(self) -> Optional[np.ndarray]:
+        return None if self.bias_param is None else self.bias_param.data
+
+    @property
+    def grad_weight(self) -> np.ndarray:
+        return self.weight_param.grad
+
+    @property
+    def grad_bias(self) -> Optional[np.ndarray]:
+        return None if self.bias_param is None else self.bias_param.grad
+
+    def parameters(self) -> List[Parameter]:
+        """The trainable parameters: weight, then bias (when the layer has one)."""
+        return [p for p in (self.weight_param, self.bias_param) if p is not None]
+
+
+class Conv2D(WeightBiasModule):
     """A 2-D convolution layer: ``a = f(conv(x, W) + b)`` with its training step.
 
     ``forward(x)`` takes ``(N, in_channels, H, W)`` (or one ``(C, H, W)`` sample) and returns
@@ -79,27 +107,6 @@ class Conv2D(Module):
         self.bias_param = Parameter(np.zeros(out_channels, dtype), decay=False, name="bias") if bias else None
         self._input: Optional[np.ndarray] = None
         self._output: Optional[np.ndarray] = None
-
-    # Arrays, for convenience.
-    @property
-    def weight(self) -> np.ndarray:
-        return self.weight_param.data
-
-    @property
-    def bias(self) -> Optional[np.ndarray]:
-        return None if self.bias_param is None else self.bias_param.data
-
-    @property
-    def grad_weight(self) -> np.ndarray:
-        return self.weight_param.grad
-
-    @property
-    def grad_bias(self) -> Optional[np.ndarray]:
-        return None if self.bias_param is None else self.bias_param.grad
-
-    def parameters(self) -> List[Parameter]:
-        """The trainable parameters: weight, then bias (when the layer has one)."""
-        return [p for p in (self.weight_param, self.bias_param) if p is not None]
 
     def _conv_args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)

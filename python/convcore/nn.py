@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
-from .layers import Conv2D, Module
+from .layers import Conv2D, Module, WeightBiasModule
 from .optim import SGD, Parameter
 
 __all__ = [
@@ -224,7 +224,7 @@ class Flatten(Module):
         return "Flatten()"
 
 
-class Linear(Module):
+class Linear(WeightBiasModule):
     """Fully connected layer ``y = x W^T + b``: x ``(N, in_features)``, W ``(out, in)``.
 
     W is drawn, like :class:`Conv2D`'s, uniformly from ``±1/sqrt(in_features)`` with
@@ -248,18 +248,6 @@ class Linear(Module):
         self.weight_param = Parameter(w.astype(dtype), decay=True, name="weight")
         self.bias_param = Parameter(np.zeros(out_features, dtype), decay=False, name="bias") if bias else None
         self._input: Optional[np.ndarray] = None
-
-    @property
-    def weight(self) -> np.ndarray:
-        return self.weight_param.data
-
-    @property
-    def bias(self) -> Optional[np.ndarray]:
-        return None if self.bias_param is None else self.bias_param.data
-
-    def parameters(self) -> List[Parameter]:
-        """weight, then bias (when the layer has one)."""
-        return [p for p in (self.weight_param, self.bias_param) if p is not None]
 
     def forward(self, x) -> np.ndarray:
         x = _layer_input(x, self.weight.dtype, "Linear input")
