@@ -1,8 +1,10 @@
 #pragma once
 // Threads. The only file that mentions OpenMP. Work is split statically, so which thread computes
 // an element never changes what is computed: results are bitwise identical for any thread count.
-#include <cstdint>
+#include <atomic>
 #include <climits>
+#include <cstdint>
+#include <exception>
 
 #ifdef CONVCORE_HAS_OPENMP
 #include <omp.h>
@@ -34,7 +36,8 @@ inline bool in_parallel() {
 }
 
 // Runs f(tid, nthr) on min(nthr_max, get_num_threads()) threads; once, serially, when already
-// inside a parallel region or when one thread is asked for. f must not throw.
+// inside a parallel region or when one thread is asked for. An exception thrown by f is
+// rethrown on the calling thread after the region.
 template <class F>
 void parallel(int64_t nthr_max, F&& f) {
   int64_t nthr = get_num_threads();
@@ -44,8 +47,20 @@ void parallel(int64_t nthr_max, F&& f) {
     return;
   }
 #ifdef CONVCORE_HAS_OPENMP
+  // An exception must not leave an OpenMP region (the process would terminate): each thread
+  // catches its own, the first is kept and rethrown once the region has ended. Callers validate
+  // before parallel work, so this only carries failures such as std::bad_alloc of a buffer.
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
 #pragma omp parallel num_threads(static_cast<int>(nthr))
-  f(int64_t{omp_get_thread_num()}, int64_t{omp_get_num_threads()});
+  {
+    try {
+      f(int64_t{omp_get_thread_num()}, int64_t{omp_get_num_threads()});
+    } catch (...) {
+      if (!failed.exchange(true)) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
 #else
   f(int64_t{0}, int64_t{1});
 #endif
