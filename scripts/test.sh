@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs convcore into a fresh virtual environment and runs every test: pytest (with PyTorch
-# parity tests when torch is installed) and the C++ unit tests through ctest.
+# Installs convcore (with its test and demo extras) into a fresh virtual environment and runs
+# every test: pytest (with the PyTorch parity tests when torch is installed), then the C++ unit
+# tests through ctest, with and without OpenMP.
 #   bash scripts/test.sh            # venv in .venv
 #   VENV=/tmp/v bash scripts/test.sh
 #   CONVCORE_WITH_TORCH=0 ...       # skip installing torch (its tests are then skipped)
@@ -13,7 +14,8 @@ BUILD=${BUILD_DIR:-build/ctest}
 
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --upgrade pip
-"$VENV/bin/python" -m pip install ".[test]"
+# The demo's extras too, so that its tests run rather than skip.
+"$VENV/bin/python" -m pip install ".[test,demo]"
 if [[ ${CONVCORE_WITH_TORCH:-1} == 1 ]]; then
   # The CPU build of PyTorch, used only as a test oracle.
   "$VENV/bin/python" -m pip install "torch==2.13.0" || echo "torch not installable here: its tests will be skipped"
