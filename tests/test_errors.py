@@ -180,3 +180,15 @@ def test_empty_batch_gives_empty_results(dtype):
     acc = np.full_like(w, 3.0)
     cc.conv2d_weight(x, w.shape, y, stride=2, padding=1, out=acc, accumulate=True)
     assert (acc == 3.0).all()  # adding an empty sum changes nothing
+
+
+def test_sgd_aliasing():
+    buf = np.ones(8, np.float32)
+    with pytest.raises(ValueError, match=r"grad: must not share memory with param"):
+        cc.sgd_update(buf[:4], buf[1:5], lr=0.1)
+    with pytest.raises(ValueError, match=r"velocity: must not share memory"):
+        cc.sgd_update(buf[:4], np.ones(4, np.float32), lr=0.1, momentum=0.9, velocity=buf[:4])
+    assert (buf == 1).all()
+    p = np.ones(4, np.float32)
+    cc.sgd_update(p, p, lr=0.25)  # grad is param: p -= 0.25 * p
+    np.testing.assert_array_equal(p, np.full(4, 0.75, np.float32))

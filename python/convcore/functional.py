@@ -456,9 +456,13 @@ def sgd_update(param: np.ndarray, grad, lr: float, momentum: float = 0.0, weight
     if momentum != 0 and velocity is None:
         msg = f"velocity: required when momentum={momentum} is not 0"
         raise ValueError(msg)
-    for name, buf in (("grad", g), ("velocity", velocity)):
-        if buf is not None and buf is not param and np.may_share_memory(buf, param):
-            msg = f"{name}: must not share memory with param"
-            raise ValueError(msg)
+    # grad may be param itself (each element reads its own value before writing it); any other
+    # overlap, and any overlap of velocity with param or grad, would read updated values.
+    if g is not param and np.may_share_memory(g, param):
+        msg = "grad: must not share memory with param"
+        raise ValueError(msg)
+    if velocity is not None and (np.may_share_memory(velocity, param) or np.may_share_memory(velocity, g)):
+        msg = "velocity: must not share memory with param or grad"
+        raise ValueError(msg)
     _core.sgd_update(param, _contiguous(g, param.dtype) if param.dtype.kind == "f" else g, velocity,
                      float(lr), float(momentum), float(weight_decay))
