@@ -36,6 +36,15 @@ inline void valid_run(const Conv2dGeometry& g, int64_t x0, int64_t len, int64_t&
   if (t_hi < t_lo) t_hi = t_lo;
 }
 
+// Row p of col as (input channel, kernel row, kernel column).
+struct Tap {
+  int64_t c, r, s;
+  static Tap of(const Conv2dGeometry& g, int64_t p) {
+    const int64_t khw = g.kh * g.kw;
+    return {p / khw, (p % khw) / g.kw, p % g.kw};
+  }
+};
+
 template <class T>
 struct Im2colPackB {
   const Conv2dGeometry& g;
@@ -43,6 +52,7 @@ struct Im2colPackB {
 
   void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
     const int64_t ow = g.ow(), panels = (nc + nr - 1) / nr;
+    const Tap first = Tap::of(g, p0);  // decoded once: divisions are slow next to short runs
     for (int64_t q = 0; q < panels; ++q) {
       T* panel = dst + q * kc * nr;
       const int64_t jb = j0 + q * nr, width = std::min(nr, j0 + nc - jb);
@@ -54,7 +64,7 @@ struct Im2colPackB {
       int64_t jj = 0, i = jb / ow, j = jb % ow;
       while (jj < width) {
         const int64_t len = std::min(width - jj, ow - j);
-        pack_run(p0, kc, nr, panel + jj, i, j, len);
+        pack_run(first, kc, nr, panel + jj, i, j, len);
         jj += len;
         j += len;
         if (j == ow) {
@@ -68,10 +78,10 @@ struct Im2colPackB {
  private:
   // Rows p0 .. p0+kc of col for the output pixels (i, j .. j+len-1) into dst[p*nr + t].
   // The panel being written (kc x nr) stays in L1 while its rows are filled.
-  void pack_run(int64_t p0, int64_t kc, int64_t nr, T* dst, int64_t i, int64_t j,
+  void pack_run(Tap tap, int64_t kc, int64_t nr, T* dst, int64_t i, int64_t j,
                 int64_t len) const {
-    const int64_t khw = g.kh * g.kw, plane = g.ih * g.iw;
-    int64_t c = p0 / khw, r = (p0 % khw) / g.kw, s = p0 % g.kw;
+    const int64_t plane = g.ih * g.iw;
+    int64_t c = tap.c, r = tap.r, s = tap.s;
     for (int64_t p = 0; p < kc; ++p) {
       T* d = dst + p * nr;
       const int64_t y = i * g.sh + r * g.dh - g.pt;
@@ -113,7 +123,7 @@ struct Im2colTransPackB {
   const T* x;  // one group of one image: x[icg][ih][iw]
 
   void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
-    const int64_t khw = g.kh * g.kw, plane = g.ih * g.iw, ow = g.ow();
+    const int64_t plane = g.ih * g.iw, ow = g.ow();
     const int64_t panels = (nc + nr - 1) / nr;
     for (int64_t q = 0; q < panels; ++q) {
       T* panel = dst + q * kc * nr;
@@ -124,8 +134,9 @@ struct Im2colTransPackB {
           for (int64_t p = 0; p < kc; ++p) d[p * nr] = T(0);
           continue;
         }
-        const int64_t tap = jb + jj, c = tap / khw, r = (tap % khw) / g.kw, s = tap % g.kw;
-        const T* xc = x + c * plane;
+        const Tap t = Tap::of(g, jb + jj);
+        const int64_t r = t.r, s = t.s;
+        const T* xc = x + t.c * plane;
         // Pixels p0 .. p0+kc in runs along output rows.
         int64_t p = 0, i = p0 / ow, j = p0 % ow;
         while (p < kc) {
