@@ -2,8 +2,10 @@
 // A minimal test harness: CHECK records a failure and goes on; main returns check::report().
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace check {
 
@@ -23,6 +25,25 @@ template <class T>
 bool close(T a, T b, double rtol, double atol) {
   const double d = std::fabs(double(a) - double(b));
   return d <= atol + rtol * std::fabs(double(b));
+}
+
+// Element-wise close(); prints the first mismatch.
+template <class T>
+bool all_close(const std::vector<T>& got, const std::vector<T>& want, double tol) {
+  if (got.size() != want.size()) return false;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!close(double(got[i]), double(want[i]), tol, tol)) {
+      std::fprintf(stderr, "  at %zu: got %.10g want %.10g\n", i, double(got[i]), double(want[i]));
+      return false;
+    }
+  return true;
+}
+
+// Bitwise equality (what "the same result for any thread count" means).
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 inline int report(const char* name) {

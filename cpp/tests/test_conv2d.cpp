@@ -9,23 +9,11 @@
 #include "reference/conv2d_ref.hpp"
 #include "test_util.hpp"
 
+using check::all_close;
+using check::same_bits;
+
 using convcore::Conv2dGeometry;
 using testutil::geom;
-
-template <class T>
-bool all_close(const std::vector<T>& got, const std::vector<T>& want, double tol) {
-  for (size_t i = 0; i < got.size(); ++i)
-    if (!check::close(double(got[i]), double(want[i]), tol, tol)) {
-      std::fprintf(stderr, "  at %zu: got %.10g want %.10g\n", i, double(got[i]), double(want[i]));
-      return false;
-    }
-  return true;
-}
-
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
-}
 
 template <class T>
 void check_geometry(const Conv2dGeometry& g, double tol) {

@@ -9,6 +9,9 @@
 #include "reference/conv2d_ref.hpp"
 #include "test_util.hpp"
 
+using check::all_close;
+using check::same_bits;
+
 using convcore::Activation;
 using convcore::Conv2dGeometry;
 
@@ -19,22 +22,6 @@ Conv2dGeometry dw_geom(int64_t mb, int64_t c, int64_t ih, int64_t iw, int64_t oc
                        int64_t kw, int64_t sh = 1, int64_t sw = 1, int64_t pt = 0, int64_t pb = 0,
                        int64_t pl = 0, int64_t pr = 0, int64_t dh = 1, int64_t dw = 1) {
   return testutil::geom(mb, c, ih, iw, c * ocg, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, c);
-}
-
-template <class T>
-bool all_close(const std::vector<T>& got, const std::vector<T>& want, double tol) {
-  for (size_t i = 0; i < got.size(); ++i)
-    if (!check::close(double(got[i]), double(want[i]), tol, tol)) {
-      std::fprintf(stderr, "  at %zu: got %.10g want %.10g\n", i, double(got[i]), double(want[i]));
-      return false;
-    }
-  return true;
-}
-
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 template <class T>

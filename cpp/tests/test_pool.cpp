@@ -10,6 +10,9 @@
 #include "convcore/parallel.hpp"
 #include "test_util.hpp"
 
+using check::all_close;
+using check::same_bits;
+
 using convcore::Conv2dGeometry;
 
 namespace {
@@ -81,22 +84,6 @@ std::vector<T> ref_backward(const Conv2dGeometry& g, const std::vector<int64_t>&
       dx[p * in_plane + k] = sum;
     }
   return dx;
-}
-
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
-}
-
-template <class T>
-bool all_close(const std::vector<T>& got, const std::vector<T>& want, double tol) {
-  if (got.size() != want.size()) return false;
-  for (size_t i = 0; i < got.size(); ++i)
-    if (!check::close(got[i], want[i], tol, tol)) {
-      std::fprintf(stderr, "  at %zu: got %.10g want %.10g\n", i, double(got[i]), double(want[i]));
-      return false;
-    }
-  return true;
 }
 
 template <class T>
