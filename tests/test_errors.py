@@ -192,3 +192,14 @@ def test_sgd_aliasing():
     p = np.ones(4, np.float32)
     cc.sgd_update(p, p, lr=0.25)  # grad is param: p -= 0.25 * p
     np.testing.assert_array_equal(p, np.full(4, 0.75, np.float32))
+
+
+def test_kernel_peak_probe():
+    from convcore import _core
+
+    assert _core.kernel_peak_gflops("float32", 0.02) > 0
+    assert _core.kernel_peak_gflops("float64", 0.02) > 0
+    with pytest.raises(ValueError, match=r"dtype: expected 'float32' or 'float64'"):
+        _core.kernel_peak_gflops("float16", 0.02)
+    with pytest.raises(ValueError, match=r"seconds: expected a duration"):
+        _core.kernel_peak_gflops("float32", 0.0)

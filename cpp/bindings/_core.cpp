@@ -63,6 +63,21 @@ PYBIND11_MODULE(_core, m) {
       },
       "Kernel paths this CPU and build can run.");
   m.def(
+      "kernel_peak_gflops",
+      [](const std::string& dtype, double seconds) {
+        if (!(seconds > 0 && seconds <= 60))
+          throw std::invalid_argument("seconds: expected a duration in (0, 60], got " +
+                                      std::to_string(seconds));
+        if (dtype != "float32" && dtype != "float64")
+          throw std::invalid_argument("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
+        py::gil_scoped_release nogil;
+        return dtype == "float32" ? convcore::kernel_peak_gflops<float>(seconds)
+                                  : convcore::kernel_peak_gflops<double>(seconds);
+      },
+      py::arg("dtype"), py::arg("seconds") = 0.2,
+      "FMA throughput (GFLOP/s) of the active micro-kernel on L1-resident panels, on all "
+      "threads: the machine's practical peak.");
+  m.def(
       "set_isa",
       [](const std::string& name) {
         for (auto isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512})

@@ -305,6 +305,13 @@ int main() {
     test_degenerate<double>(rng);
     test_custom_pack_b<float>(isa);
     test_custom_pack_b<double>(isa);
+    // The peak probe runs the path's kernel and reports a finite, positive rate.
+    const double f32 = convcore::kernel_peak_gflops<float>(0.01);
+    const double f64 = convcore::kernel_peak_gflops<double>(0.01);
+    CHECK_MSG(std::isfinite(f32) && f32 > 0 && std::isfinite(f64) && f64 > 0,
+              "kernel_peak_gflops " << f32 << " " << f64);
+    std::printf("gemm: %s kernel peak %.1f GFLOP/s float32, %.1f float64\n",
+                convcore::isa_name(isa), f32, f64);
   }
   convcore::set_isa(initial);
   if (!convcore::has_openmp()) std::printf("gemm: built without OpenMP, thread checks run serially\n");

@@ -30,6 +30,14 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
+// The FMA throughput of the active micro-kernel, in GFLOP/s, on get_num_threads() threads with
+// its panels in L1 (about `seconds` of work): the peak this machine reaches in practice, what the
+// benchmark quotes its percentages of.
+template <class T>
+double kernel_peak_gflops(double seconds);
+
+extern template double kernel_peak_gflops<float>(double);
+extern template double kernel_peak_gflops<double>(double);
 extern template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*,
                                  int64_t, const float*, int64_t, float, float*, int64_t);
 extern template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,

@@ -2,7 +2,10 @@
 // out-of-line helpers: per-thread workspace, thread partition, C scaling.
 #include "gemm/gemm_driver.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <vector>
 #include <memory>
 #include <new>
 
@@ -104,6 +107,36 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
   detail::gemm_driver<T>(m, n, k, alpha, detail::MatrixPackA<T>(trans_a, a, lda),
                          detail::MatrixPackB<T>(trans_b, b, ldb), beta, c, ldc);
 }
+
+template <class T>
+double kernel_peak_gflops(double seconds) {
+  const detail::GemmKernel<T>& kern = detail::gemm_kernel<T>(active_isa());
+  constexpr int64_t kc = 128;  // A (MR x kc) and B (kc x NR) panels stay in L1
+  const int64_t nthr = get_num_threads();
+  std::vector<double> rate(static_cast<std::size_t>(nthr), 0.0);
+  detail::parallel(nthr, [&](int64_t tid, int64_t) {
+    alignas(64) T a[detail::kMaxMR * kc], b[kc * detail::kMaxNR], c[detail::kMaxMR * detail::kMaxNR];
+    std::fill(a, a + detail::kMaxMR * kc, T(1e-3));
+    std::fill(b, b + kc * detail::kMaxNR, T(1e-3));
+    std::fill(c, c + detail::kMaxMR * detail::kMaxNR, T(0));
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    int64_t calls = 0;
+    double elapsed = 0;
+    do {
+      for (int i = 0; i < 1000; ++i) kern.ukernel(kc, T(1), a, b, T(1), c, kern.nr);
+      calls += 1000;
+      elapsed = std::chrono::duration<double>(clock::now() - start).count();
+    } while (elapsed < seconds);
+    rate[static_cast<std::size_t>(tid)] = 2.0 * double(kern.mr * kern.nr * kc) * double(calls) / elapsed;
+  });
+  double total = 0;
+  for (double r : rate) total += r;
+  return total / 1e9;
+}
+
+template double kernel_peak_gflops<float>(double);
+template double kernel_peak_gflops<double>(double);
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                           const float*, int64_t, float, float*, int64_t);

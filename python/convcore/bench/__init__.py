@@ -27,7 +27,7 @@ from .cli import main, parse_args, plan
 from .libraries import (LIB_TITLES, LIBS, TOLERANCE, BlasThreads, NumpyConv, convcore_ops, library_ops,
                         relative_error, torch_ops)
 from .report import (ENV_KEYS, available_cpus, blas_matmul_rate, format_tables, geomean, machine_info, plot,
-                     summarize, theoretical_peak)
+                     measured_peak, summarize, theoretical_peak)
 from .suite import FLOAT64_SHAPES, OPS, OVERHEAD_SHAPE, QUICK_SHAPES, SHAPES, SUITE, Shape, make_inputs
 from .timing import (HEAP_REUSE_ENV, HEAP_REUSE_ENV_FALLBACK, NUMPY_CALL_LIMIT_S, measure_memory, run_case,
                      run_torch_heap)
@@ -37,5 +37,6 @@ __all__ = [
     "NUMPY_CALL_LIMIT_S", "OPS", "OVERHEAD_SHAPE", "QUICK_SHAPES", "SHAPES", "SUITE", "TOLERANCE",
     "BlasThreads", "NumpyConv", "Shape", "available_cpus", "blas_matmul_rate", "convcore_ops", "format_tables",
     "geomean", "library_ops", "machine_info", "main", "make_inputs", "measure_memory", "parse_args", "plan", "plot",
-    "relative_error", "run_case", "run_torch_heap", "summarize", "theoretical_peak", "torch_ops",
+    "measured_peak", "relative_error", "run_case", "run_torch_heap", "summarize", "theoretical_peak",
+    "torch_ops",
 ]

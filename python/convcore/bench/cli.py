@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from .libraries import TOLERANCE, BlasThreads, set_threads
 from .report import (available_cpus, blas_matmul_rate, format_tables, loadavg, machine_info, plot, summarize,
-                     theoretical_peak, write_json)
+                     measured_peak, theoretical_peak, write_json)
 from .suite import FLOAT64_SHAPES, QUICK_SHAPES, SHAPES, SUITE, Shape
 from .timing import (HEAP_REUSE_ENV, NUMPY_CALL_LIMIT_S, heap_reuse_effective, measure_memory, memory_child,
                      run_case, run_torch_heap)
@@ -126,7 +126,8 @@ def _run(args, libs, torch, blas, log) -> int:
         result["heap_reuse_effective"] = heap_reuse_effective()
     else:
         n = 1024 if args.quick else 2048
-        result["peak"] = {"theoretical": theoretical_peak(args.threads, args.peak_gflops),
+        result["peak"] = {"measured": measured_peak(),
+                          "theoretical": theoretical_peak(args.threads, args.peak_gflops),
                           "blas": {dt: blas_matmul_rate(dt, n) for dt in ("float32", "float64")},
                           "blas_note": f"NumPy matmul {n}x{n}x{n} at the thread count: a BLAS rate, not a peak"}
         time.sleep(args.settle)
