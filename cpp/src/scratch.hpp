@@ -23,7 +23,7 @@ class Scratch {
     void* ptr = nullptr;
     int64_t bytes = 0;
   };
-  static constexpr int64_t kKeepBytes = int64_t{512} << 20;
+  static constexpr int64_t kKeepBytes = int64_t{128} << 20;
 
  private:
   std::vector<Block> blocks_;
