@@ -120,12 +120,12 @@ template <class T>
 void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
                             bool accumulate) {
   g.validate("conv2d_backward_weight");
-  if (detail::use_depthwise(g)) return detail::depthwise_backward_weight(g, x, dy, dw, accumulate);
   const int64_t wsize = g.wei_size();
-  if (g.mb == 0) {
+  if (g.mb == 0) {  // an empty sum: zero, or nothing to add
     if (!accumulate) std::fill(dw, dw + wsize, T(0));
     return;
   }
+  if (detail::use_depthwise(g)) return detail::depthwise_backward_weight(g, x, dy, dw, accumulate);
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
   const int64_t chunks = weight_chunks(g, sizeof(T));

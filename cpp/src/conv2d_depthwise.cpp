@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "convcore/parallel.hpp"
 #include "scratch.hpp"
@@ -84,6 +85,7 @@ void forward_plane(const Conv2dGeometry& g, const T* x, const T* w, T b, T* y, A
       for (int64_t q = 0; q < g.kw; ++q) {
         const int64_t c = q * g.dw - g.pl;
         const Range cr = valid_range(c, g.sw, g.iw, ow);
+        if (cr.end == cr.begin) continue;  // (and no address is formed for an empty range)
         axpy(cr.end - cr.begin, w[r * g.kw + q], xr + cr.begin * g.sw + c, g.sw, yr + cr.begin);
       }
     }
@@ -105,6 +107,7 @@ void backward_input_plane(const Conv2dGeometry& g, const T* w, const T* dy, T* d
       for (int64_t q = 0; q < g.kw; ++q) {
         const int64_t c = q * g.dw - g.pl;
         const Range cr = valid_range(c, g.sw, g.iw, ow);
+        if (cr.end == cr.begin) continue;
         axpy_scatter(cr.end - cr.begin, w[r * g.kw + q], dyr + cr.begin,
                      g.sw, dxr + cr.begin * g.sw + c);
       }
@@ -125,7 +128,7 @@ void backward_weight_channel(const Conv2dGeometry& g, const T* x, int64_t x_imag
       const int64_t c = q * g.dw - g.pl;
       const Range jr = valid_range(c, g.sw, g.iw, ow);
       T lanes[kLanes] = {};
-      for (int64_t n = 0; n < g.mb; ++n) {
+      for (int64_t n = 0; n < g.mb && jr.end > jr.begin; ++n) {
         const T* xn = x + n * x_image_stride;
         const T* dyn = dy + n * dy_image_stride;
         for (int64_t i = ir.begin; i < ir.end; ++i)
@@ -203,32 +206,67 @@ void fused_pass_n(int n, int64_t len, const T* x, const int64_t* off, const T* a
   }
 }
 
-// Images whose products the stride-1 weight gradient adds in one pass.
-constexpr int kImageGroup = 4;
+// Lanes of the stride-1 weight gradient's per-tap partial sums: one 16-byte (SSE2) vector of T,
+// written with the GCC/Clang vector extension so that every tap keeps its sums in a register
+// (left to itself, the vectoriser interleaves the taps across j instead).
+template <class T>
+constexpr int kDotLanes = int(16 / sizeof(T));
 
-// acc[p] = (add ? acc[p] : 0) + a[0][p]*b[0][p] + ... + a[N-1][p]*b[N-1][p] for p < len.
+template <class T>
+struct DotVecOf;
+template <>
+struct DotVecOf<float> {
+  typedef float type __attribute__((vector_size(16)));
+};
+template <>
+struct DotVecOf<double> {
+  typedef double type __attribute__((vector_size(16)));
+};
+template <class T>
+using DotVec = typename DotVecOf<T>::type;
+
+template <class T>
+inline DotVec<T> load_vec(const T* p) {
+  DotVec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// For each tap t < N: lanes[t][k] += sum_{j < len, j = k mod L} dy[j] * x[off[t] + j], where L is
+// kDotLanes<T>; the x runs of all N taps are read against the same dy run in one sweep.
 template <class T, int N>
-void mul_acc(int64_t len, const T* const* a, const T* const* b, bool add, T* __restrict acc) {
-  const T* __restrict as[N];
-  const T* __restrict bs[N];
-  for (int k = 0; k < N; ++k) {
-    as[k] = a[k];
-    bs[k] = b[k];
+void tap_dots(int64_t len, const T* __restrict dy, const T* x, const int64_t* off,
+              T (*__restrict lanes)[kDotLanes<T>]) {
+  constexpr int L = kDotLanes<T>;
+  const T* __restrict xs[N];
+  DotVec<T> l[N];
+  for (int t = 0; t < N; ++t) {
+    xs[t] = x + off[t];
+    l[t] = load_vec(lanes[t]);
   }
-  for (int64_t p = 0; p < len; ++p) {
-    T s = add ? acc[p] : T(0);
-    for (int k = 0; k < N; ++k) s += as[k][p] * bs[k][p];
-    acc[p] = s;
+  int64_t j = 0;
+  for (; j + L <= len; j += L) {
+    const DotVec<T> d = load_vec(dy + j);
+    for (int t = 0; t < N; ++t) l[t] += d * load_vec(xs[t] + j);
   }
+  for (int t = 0; t < N; ++t) std::memcpy(lanes[t], &l[t], sizeof(l[t]));
+  for (int k = 0; j < len; ++j, ++k)
+    for (int t = 0; t < N; ++t) lanes[t][k] += dy[j] * xs[t][j];
 }
 
 template <class T>
-void mul_acc_n(int n, int64_t len, const T* const* a, const T* const* b, bool add, T* acc) {
+void tap_dots_n(int n, int64_t len, const T* dy, const T* x, const int64_t* off,
+                T (*lanes)[kDotLanes<T>]) {
   switch (n) {
-    case 1: return mul_acc<T, 1>(len, a, b, add, acc);
-    case 2: return mul_acc<T, 2>(len, a, b, add, acc);
-    case 3: return mul_acc<T, 3>(len, a, b, add, acc);
-    default: return mul_acc<T, kImageGroup>(len, a, b, add, acc);
+    case 1: return tap_dots<T, 1>(len, dy, x, off, lanes);
+    case 2: return tap_dots<T, 2>(len, dy, x, off, lanes);
+    case 3: return tap_dots<T, 3>(len, dy, x, off, lanes);
+    case 4: return tap_dots<T, 4>(len, dy, x, off, lanes);
+    case 5: return tap_dots<T, 5>(len, dy, x, off, lanes);
+    case 6: return tap_dots<T, 6>(len, dy, x, off, lanes);
+    case 7: return tap_dots<T, 7>(len, dy, x, off, lanes);
+    case 8: return tap_dots<T, 8>(len, dy, x, off, lanes);
+    default: return tap_dots<T, kMaxFused>(len, dy, x, off, lanes);
   }
 }
 
@@ -236,6 +274,10 @@ void mul_acc_n(int n, int64_t len, const T* const* a, const T* const* b, bool ad
 struct Taps {
   int64_t kh, kw, row_step, col_step;  // row_step = dh*wp, col_step = dw
 };
+
+// Flat distance between filter rows in a padded plane of row length wp: dh*wp, or 0 for a single
+// row, where dh is unused and may be too large for the product (dh*(kh-1) < hp otherwise).
+inline int64_t row_step(const Conv2dGeometry& g, int64_t wp) { return g.kh > 1 ? g.dh * wp : 0; }
 
 // out[p] (+)= sum_{r,q} w[r][q] * xp[p + r*row_step + q*col_step] for p < len; with flip,
 // w[kh-1-r][kw-1-q] instead (the rotated filter). Taps are added in row-major order.
@@ -286,7 +328,7 @@ void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, const T*
   // the ow useful columns of every row with bias and activation.
   const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
   const int64_t len = (oh - 1) * wp + ow, pad_size = hp * wp;
-  const Taps taps{g.kh, g.kw, g.dh * wp, g.dw};
+  const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
   const int64_t nthr = std::min<int64_t>(threads_for_work(planes, ohw * khw), get_num_threads());
   Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
   parallel(nthr, [&](int64_t tid, int64_t nt) {
@@ -337,7 +379,7 @@ void depthwise_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, 
   const int64_t eh = g.dh * (g.kh - 1), ew = g.dw * (g.kw - 1);
   const int64_t hp = g.ih + eh, wp = g.iw + ew;
   const int64_t len = (g.ih - 1) * wp + g.iw, pad_size = hp * wp;
-  const Taps taps{g.kh, g.kw, g.dh * wp, g.dw};
+  const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
   const int64_t nthr =
       std::min<int64_t>(threads_for_work(planes, ocg * ihw * khw), get_num_threads());
   Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
@@ -368,58 +410,51 @@ void depthwise_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy,
                                bool accumulate) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg();
-  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr, len = (oh - 1) * wp + ow;
-  const int64_t group = std::min<int64_t>(kImageGroup, std::max<int64_t>(g.mb, 1));
-  const int64_t img_size = hp * wp + oh * wp;
-  const int64_t flat_size = group * img_size + khw * len;
-  if (g.sh != 1 || g.sw != 1 || g.mb == 0 || flat_size * int64_t(sizeof(T)) > kMaxWeightScratch) {
+  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr, pad_size = hp * wp;
+  if (g.sh != 1 || g.sw != 1 || g.mb == 0 || pad_size * int64_t(sizeof(T)) > kMaxWeightScratch) {
     parallel_for(g.oc, g.mb * ohw * khw, [&](int64_t o) {
       backward_weight_channel(g, x + (o / ocg) * ihw, g.ic * ihw, dy + o * ohw, g.oc * ohw,
                               dw + o * khw, accumulate);
     });
     return;
   }
-  // Stride 1: per channel, the products dy * x are accumulated elementwise over the images into
-  // one flat plane per tap, acc[r][q][i*wp + j] (the padded layout of the forward pass; columns
-  // j >= ow hold values that are never used), kImageGroup images per pass; then each plane is
-  // summed over i and j < ow. The order depends on g only.
-  const int64_t row_step = g.dh * wp;
+  // Stride 1: per channel, each input plane is padded into xp[hp][wp]; output row i of dy then
+  // meets tap (r, q) at the contiguous run xp[(i + r*dh)*wp + q*dw + j], j < ow. Up to kMaxFused
+  // taps are summed in one sweep over the images and rows, each into its own kDotLanes partial
+  // sums (in order of n, i, j); the lanes are added at the end. The order depends on g only.
+  constexpr int L = kDotLanes<T>;
+  const int64_t step = row_step(g, wp);
   const int64_t nthr =
       std::min<int64_t>(threads_for_work(g.oc, g.mb * ohw * khw), get_num_threads());
-  Scratch buf(nthr, flat_size * int64_t(sizeof(T)));
+  Scratch buf(nthr, pad_size * int64_t(sizeof(T)));
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
     balance(g.oc, nt, tid, begin, end);
-    T* acc = buf.get<T>(tid);
-    T* imgs = acc + khw * len;  // per image of a group: xp[hp][wp], then dyp[oh][wp]
-    std::fill(imgs, imgs + group * img_size, T(0));
-    const T* xs[kImageGroup];
-    const T* dys[kImageGroup];
+    T* xp = buf.get<T>(tid);
+    std::fill(xp, xp + pad_size, T(0));
+    int64_t off[kMaxFused];
+    T lanes[kMaxFused][L];
     for (int64_t o = begin; o < end; ++o) {
-      for (int64_t n0 = 0; n0 < g.mb; n0 += group) {
-        const int cnt = int(std::min(group, g.mb - n0));
-        for (int k = 0; k < cnt; ++k) {
-          T* xp = imgs + k * img_size;
-          T* dyp = xp + hp * wp;
-          copy_padded(x + ((n0 + k) * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp);
-          copy_padded(dy + ((n0 + k) * g.oc + o) * ohw, oh, ow, int64_t{0}, int64_t{0}, oh, wp,
-                      dyp);
-          dys[k] = dyp;
+      for (int64_t t0 = 0; t0 < khw; t0 += kMaxFused) {
+        const int n = int(std::min<int64_t>(kMaxFused, khw - t0));
+        for (int k = 0; k < n; ++k) {
+          const int64_t tap = t0 + k;
+          off[k] = (tap / g.kw) * step + (tap % g.kw) * g.dw;
+          for (int l = 0; l < L; ++l) lanes[k][l] = T(0);
         }
-        for (int64_t t = 0; t < khw; ++t) {
-          const int64_t off = (t / g.kw) * row_step + (t % g.kw) * g.dw;
-          for (int k = 0; k < cnt; ++k) xs[k] = imgs + k * img_size + off;
-          mul_acc_n(cnt, len, dys, xs, n0 > 0, acc + t * len);
+        for (int64_t img = 0; img < g.mb; ++img) {
+          // With several tap chunks the plane is copied again per chunk (kernels above 3x3).
+          copy_padded(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp);
+          const T* dyn = dy + (img * g.oc + o) * ohw;
+          for (int64_t i = 0; i < oh; ++i)
+            tap_dots_n(n, ow, dyn + i * ow, xp + i * wp, off, lanes);
         }
-      }
-      for (int64_t t = 0; t < khw; ++t) {
-        T* a = acc + t * len;  // rows added into row 0, then its ow columns summed
-        for (int64_t i = 1; i < oh; ++i)
-          for (int64_t j = 0; j < ow; ++j) a[j] += a[i * wp + j];
-        T total = T(0);
-        for (int64_t j = 0; j < ow; ++j) total += a[j];
-        T& out = dw[o * khw + t];
-        out = accumulate ? out + total : total;
+        for (int k = 0; k < n; ++k) {
+          T total = T(0);
+          for (int l = 0; l < L; ++l) total += lanes[k][l];
+          T& out = dw[o * khw + t0 + k];
+          out = accumulate ? out + total : total;
+        }
       }
     }
   });

@@ -10,8 +10,8 @@
 //     length wp, so that every tap is one contiguous run of it and the whole output plane is a
 //     single flat loop, p = i*wp + j, adding several taps per pass (the columns j >= ow of that
 //     layout are computed and dropped). Backward-input is the same correlation of the padded dy
-//     with the rotated filter; backward-weight accumulates the products of a few images per pass
-//     into one flat plane per tap and sums it at the end.
+//     with the rotated filter; backward-weight sweeps each row of dy once against all the taps of
+//     its channel (up to 9 at a time), each tap summing into its own vector of partial sums.
 //   - other strides: per output row and tap, the range of columns whose input lies inside the
 //     image is computed once, and a strided axpy (scatter for backward-input) runs over it.
 // Scratch, where used, is leased before the parallel region; nothing inside it throws.

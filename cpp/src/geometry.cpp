@@ -48,6 +48,8 @@ void Conv2dGeometry::validate(const char* op) const {
                                   "dilated kernel height");
   const int64_t ekw = checked_add(checked_mul(dw, kw - 1, op, "dilated kernel width"), 1, op,
                                   "dilated kernel width");
+  // Kernels that copy the padded plane index it with int64 too.
+  checked_mul(ph_sum, pw_sum, op, "padded input plane (ih+pt+pb)*(iw+pl+pr)");
   CONVCORE_CHECK(ekh <= ph_sum && ekw <= pw_sum, op, ": kernel ", kh, "x", kw, " (dilated ", ekh,
                  "x", ekw, ") exceeds the padded input ", ph_sum, "x", pw_sum);
 

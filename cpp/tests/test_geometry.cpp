@@ -72,6 +72,9 @@ int main() {
   const int64_t huge = int64_t{1} << 40;
   CHECK_THROWS(geom(huge, huge, 4, 4, 1, 1, 1).validate(), std::overflow_error);
   CHECK_THROWS(geom(1, 1, huge, huge, 1, 1, 1).validate(), std::overflow_error);
+  // A tiny output of a hugely padded, hugely dilated input: the padded plane itself overflows.
+  CHECK_THROWS(geom(1, 1, 5, 5, 1, 2, 2, 1, 1, huge, 0, huge, 0, huge, huge).validate(),
+               std::overflow_error);
   CHECK_THROWS(geom(1, 1, 4, 4, 1, 1, 1, 1, 1, std::numeric_limits<int64_t>::max()).validate(),
                std::overflow_error);
   CHECK_THROWS(geom(1, 1, 8, 8, 1, 3, 3, 1, 1, 0, 0, 0, 0, std::numeric_limits<int64_t>::max())
