@@ -89,12 +89,17 @@ int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
 // the product itself (rows rounded up to the 6-row micro-tile), plus about 20 units for each
 // element im2col packs and 60 for each element col2im writes and scatters back. The flipped-
 // kernel product runs over the whole input (zeros inserted by the stride included); col2im runs
-// over the output only but scatters. Measured choices on LeNet, CIFAR and ResNet layers agree.
-BackwardInputMethod fastest_backward_input(const Conv2dGeometry& g) {
+// over the output only but scatters. When the flipped product reads its B in place (stride-1
+// forward, conv2d_forward.cpp) nothing is packed, but each output row is computed wp wide.
+// Measured choices on LeNet, CIFAR and ResNet layers agree.
+BackwardInputMethod fastest_backward_input(const Conv2dGeometry& g, int64_t elem_size) {
   const auto tile_rows = [](int64_t rows) { return double((rows + 5) / 6 * 6); };
-  const double khw = double(g.kh * g.kw), ihw = double(g.ih * g.iw), ohw = double(g.col_cols());
+  const double khw = double(g.kh * g.kw), ohw = double(g.col_cols());
   const double k = double(g.col_rows()), ocg = double(g.ocg());
-  const double flip = (tile_rows(g.icg()) + 20.0) * ocg * khw * ihw;
+  const Conv2dGeometry f = g.flipped();
+  const bool in_place = detail::forward_b_in_place(f, elem_size);
+  const double width = double(in_place ? f.ow() + (f.kw - 1) * f.dw : g.iw);
+  const double flip = (tile_rows(g.icg()) + (in_place ? 0.0 : 20.0)) * ocg * khw * g.ih * width;
   const double col2im = tile_rows(g.col_rows()) * ocg * ohw + 60.0 * k * ohw;
   return flip <= col2im ? BackwardInputMethod::flip : BackwardInputMethod::col2im;
 }
@@ -109,7 +114,7 @@ void conv2d_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, T* 
   // Depthwise layers have a direct kernel, faster than either GEMM-based method.
   if (detail::use_depthwise(g)) return detail::depthwise_backward_input(g, w, dy, dx);
   if (method == BackwardInputMethod::automatic)
-    method = fastest_backward_input(g);
+    method = fastest_backward_input(g, sizeof(T));
   if (method == BackwardInputMethod::flip)
     backward_input_flip(g, w, dy, dx);
   else

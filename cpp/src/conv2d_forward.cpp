@@ -7,14 +7,169 @@
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
 #include "im2col_pack.hpp"
+#include "scratch.hpp"
 
 namespace convcore {
 namespace detail {
+namespace {
+
+// The forward product's epilogue (a GEMM driver epilogue): y = act(c + bias) over a finished
+// block of c, rows [i0, i0+mc) and columns [j0, j0+nc). A row of c holds output rows of ow
+// values every `wide` columns (the rest discarded); wide == ow maps c's columns to y's 1:1.
+template <class T>
+struct BiasActivation {
+  const T* c;
+  int64_t ldc;
+  T* y;
+  int64_t ldy, wide, ow;
+  const T* bias;  // ocg values, or null
+  Activation act;
+
+  void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
+    // One loop per activation, so that the common ones vectorise.
+    switch (act) {
+      case Activation::identity: return apply(i0, mc, j0, nc, [](T v) { return v; });
+      case Activation::relu:
+        return apply(i0, mc, j0, nc, [](T v) { return activate(Activation::relu, v); });
+      default: return apply(i0, mc, j0, nc, [this](T v) { return activate(act, v); });
+    }
+  }
+
+ private:
+  template <class F>
+  void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f) const {
+    if (wide == ow) {  // one to one: no row arithmetic
+      for (int64_t o = i0; o < i0 + mc; ++o) {
+        const T b = bias ? bias[o] : T(0);
+        const T* src = c + o * ldc + j0;
+        T* dst = y + o * ldy + j0;
+        for (int64_t t = 0; t < nc; ++t) dst[t] = f(src[t] + b);
+      }
+      return;
+    }
+    for (int64_t o = i0; o < i0 + mc; ++o) {
+      const T b = bias ? bias[o] : T(0);
+      const T* src = c + o * ldc;
+      T* dst = y + o * ldy;
+      for (int64_t j = j0, end = j0 + nc; j < end;) {
+        const int64_t i = j / wide, jj = j % wide;
+        const int64_t len = std::min(end - j, wide - jj);  // to the end of this row of c
+        const int64_t valid = std::min(len, ow - jj);
+        for (int64_t t = 0; t < valid; ++t) dst[i * ow + jj + t] = f(src[j + t] + b);
+        j += len;
+      }
+    }
+  }
+};
+
+// Stride 1 (any dilation, padding or crop): the image zero-padded to xp[icg][hp][wp], with
+// hp = oh + (kh-1)*dh and wp = ow + (kw-1)*dw, holds every row of col in place,
+//
+//   col[(c*kh + r)*kw + s][i*ow + j] = xp[c][i + r*dh][j + s*dw] = xp[off[p] + i*wp + j],
+//   off[p] = c*hp*wp + r*dh*wp + s*dw,
+//
+// so the product reads B straight from xp (DirectB: no packing, no 9-fold im2col copy for a
+// 3x3 kernel) over oh*wp columns, of which the last wp - ow of each output row are discarded
+// when the result is copied out. The padded copy is 1/(kh*kw) of what packing col writes.
+struct InPlaceB {
+  int64_t hp, wp;
+  int64_t xp_elems;  // the padded image plus kMaxNR readable columns past its end
+  int64_t c_elems;   // the wide product ocg x oh*wp, when wp != ow (else it lands in y)
+
+  template <class T>
+  static InPlaceB of(const Conv2dGeometry& g) {
+    const int64_t oh = g.oh(), ow = g.ow();
+    const int64_t hp = oh + (g.kh - 1) * g.dh, wp = ow + (g.kw - 1) * g.dw;
+    const int64_t align = 64 / int64_t(sizeof(T));
+    const int64_t xp = (g.icg() * hp * wp + kMaxNR + align - 1) / align * align;
+    return {hp, wp, xp, wp != ow ? g.ocg() * oh * wp : 0};
+  }
+};
+
+// xp[c][y][x] = x[c][y - pt][x - pl] inside the image, else 0, for c < icg, y < hp, x < wp;
+// then zeros up to xp_elems.
+template <class T>
+void pad_image(const Conv2dGeometry& g, const InPlaceB& ip, const T* x, T* xp) {
+  const int64_t hw = g.ih * g.iw;
+  int64_t t_lo, t_hi;  // the columns of an xp row that fall inside the image
+  valid_run(g, -g.pl, ip.wp, t_lo, t_hi);
+  T* d = xp;
+  for (int64_t c = 0; c < g.icg(); ++c)
+    for (int64_t y = 0; y < ip.hp; ++y, d += ip.wp) {
+      const int64_t iy = y - g.pt;
+      if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) {
+        std::fill(d, d + ip.wp, T(0));
+        continue;
+      }
+      const T* row = x + c * hw + iy * g.iw;  // xp column t is row[t - pl]
+      std::fill(d, d + t_lo, T(0));
+      if (t_lo < t_hi) std::copy(row + (t_lo - g.pl), row + (t_hi - g.pl), d + t_lo);
+      std::fill(d + t_hi, d + ip.wp, T(0));
+    }
+  std::fill(d, xp + ip.xp_elems, T(0));
+}
+
+template <class T>
+void forward_in_place_b(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+                        Activation act) {
+  const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
+  const int64_t oh = g.oh(), ow = g.ow(), ihw = g.ih * g.iw;
+  const InPlaceB ip = InPlaceB::of<T>(g);
+  const int64_t np = oh * ip.wp;
+  const int64_t nthr = image_threads(g);
+  Scratch offsets(1, K * int64_t(sizeof(int64_t)));
+  Scratch work(nthr, (ip.xp_elems + ip.c_elems) * int64_t(sizeof(T)));
+  int64_t* off = offsets.get<int64_t>(0);
+  for (int64_t p = 0; p < K; ++p) {
+    const Tap t = Tap::of(g, p);
+    off[p] = (t.c * ip.hp + t.r * g.dh) * ip.wp + t.s * g.dw;
+  }
+
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(g.mb, nt, tid, begin, end);
+    T* xp = work.get<T>(tid);
+    T* wide = xp + ip.xp_elems;
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        pad_image(g, ip, x + (n * g.ic + gi * icg) * ihw, xp);
+        T* yg = y + (n * g.oc + gi * ocg) * N;
+        T* out = ip.c_elems > 0 ? wide : yg;
+        const MatrixPackA<T> pack_w(false, w + gi * ocg * K, K);
+        const DirectB<T> b_in_place{xp, off};
+        if (out == yg && bias == nullptr && act == Activation::identity) {
+          gemm_driver<T>(ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np);
+          continue;
+        }
+        const BiasActivation<T> epilogue{
+            out, np, yg, N, ip.wp, ow, bias ? bias + gi * ocg : nullptr, act};
+        gemm_driver<T>(ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np, epilogue);
+      }
+  });
+}
+
+}  // namespace
+
+// Whether g is computed with InPlaceB (conv2d_impl.hpp). Not when col is the input itself, nor
+// when the discarded columns are more than a third of the product (a wide dilated kernel on a
+// narrow image), nor when the per-thread workspace would pass kMaxBytes (the packed path needs
+// none; the sizes are compared in floating point, so they cannot overflow here).
+bool forward_b_in_place(const Conv2dGeometry& g, int64_t elem_size) {
+  constexpr double kMaxBytes = double(int64_t{64} << 20);
+  if (g.sh != 1 || g.sw != 1 || col_is_input(g)) return false;
+  const int64_t oh = g.oh(), ow = g.ow(), extra = (g.kw - 1) * g.dw;
+  if (extra > ow / 2) return false;
+  const double wp = double(ow + extra), hp = double(oh + (g.kh - 1) * g.dh);
+  const double bytes = (double(g.icg()) * hp * wp + double(g.ocg()) * double(oh) * wp) *
+                       double(elem_size);
+  return bytes <= kMaxBytes;
+}
 
 template <class T>
 void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                        Activation act) {
   if (g.mb == 0) return;
+  if (forward_b_in_place(g, sizeof(T))) return forward_in_place_b(g, x, w, bias, y, act);
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
   const bool direct = col_is_input(g);
@@ -28,16 +183,18 @@ void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T*
         T* yg = y + (n * g.oc + gi * ocg) * N;
         // Y[ocg x N] = W_g[ocg x K] * col[K x N], col packed straight from the image.
         const MatrixPackA<T> pack_w(false, w + gi * ocg * K, K);
-        if (direct)
-          gemm_driver<T>(ocg, N, K, T(1), pack_w, MatrixPackB<T>(false, xg, N), T(0), yg, N);
+        const auto product = [&](const auto& epilogue) {
+          if (direct)
+            gemm_driver<T>(ocg, N, K, T(1), pack_w, MatrixPackB<T>(false, xg, N), T(0), yg, N,
+                           epilogue);
+          else
+            gemm_driver<T>(ocg, N, K, T(1), pack_w, Im2colPackB<T>{g, xg}, T(0), yg, N,
+                           epilogue);
+        };
+        if (bias == nullptr && act == Activation::identity)
+          product(NoEpilogue());
         else
-          gemm_driver<T>(ocg, N, K, T(1), pack_w, Im2colPackB<T>{g, xg}, T(0), yg, N);
-        if (bias == nullptr && act == Activation::identity) continue;
-        for (int64_t o = 0; o < ocg; ++o) {
-          const T b = bias ? bias[gi * ocg + o] : T(0);
-          T* row = yg + o * N;
-          for (int64_t p = 0; p < N; ++p) row[p] = activate(act, row[p] + b);
-        }
+          product(BiasActivation<T>{yg, N, yg, N, N, N, bias ? bias + gi * ocg : nullptr, act});
       }
   });
 }

@@ -15,6 +15,10 @@ template <class T>
 void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                        Activation act);
 
+// Whether forward_unchecked reads the product's B in place from a zero-padded copy of each image
+// (stride 1, see conv2d_forward.cpp) rather than packing col.
+bool forward_b_in_place(const Conv2dGeometry& g, int64_t elem_size);
+
 // Whether im2col is the identity for g (1x1 kernel, stride 1, no padding): the GEMM reads x.
 inline bool col_is_input(const Conv2dGeometry& g) {
   return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 &&

@@ -33,7 +33,7 @@ Scratch::Scratch(int64_t count, int64_t bytes_each) {
       Block b;
       {
         std::lock_guard<std::mutex> lock(p.mutex);
-        // Take the smallest idle block that is large enough, else the largest (to be replaced).
+        // Take the smallest idle block that is large enough; else allocate a new one below.
         auto best = p.idle.end();
         for (auto it = p.idle.begin(); it != p.idle.end(); ++it)
           if (it->bytes >= bytes_each && (best == p.idle.end() || it->bytes < best->bytes)) best = it;

@@ -129,6 +129,10 @@ void run(double tol) {
       geom(3, 4, 8, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4),          // depthwise, multiplier 2
       geom(9, 3, 12, 12, 16, 5, 5, 1, 1, 2, 2, 2, 2),                // more images than threads
       geom(1, 20, 14, 14, 24, 3, 3, 1, 1, 1, 1, 1, 1),               // larger K and N
+      // Stride 1 reads B in place from a padded copy, unless the padded rows are too wide:
+      geom(2, 3, 9, 11, 5, 2, 4, 1, 1, 0, 1, 3, 0, 2, 1),            // asymmetric, dilated
+      geom(2, 3, 6, 9, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3),             // too wide: packed
+      geom(2, 2, 9, 7, 3, 3, 3, 1, 1, 3, 2, 4, 3),                   // crop in the flip pass
   };
   for (const auto& g : cases) check_geometry<T>(g, tol);
   // Empty batch: nothing happens, gradients are zero when not accumulating.

@@ -7,7 +7,8 @@
 //     required to be bitwise identical;
 //   - prime leading dimensions, NaN in the padding of A and B and in C when beta == 0, and a
 //     sentinel in C outside the m x n window that must survive;
-//   - the driver with a caller-supplied pack_b (the implicit-GEMM contract);
+//   - the driver with a caller-supplied pack_b (the implicit-GEMM contract), with a B read in
+//     place (DirectB), and with an epilogue that must see every block of C once, when final;
 //   - ISA selection and argument errors.
 #include <cmath>
 #include <cstdint>
@@ -249,6 +250,53 @@ void test_custom_pack_b(Isa isa) {
             convcore::isa_name(isa) << ": custom pack_b differs from gemm");
 }
 
+// gemm_driver with B read in place, op(B)[p][j] = base[off[p] + j] with overlapping rows (as a
+// stride-1 convolution's), must match gemm on the materialised matrix bit for bit, over blocks
+// of m, n and k with edge tiles, on 1 and 3 threads. The epilogue must cover each element of C
+// exactly once and only after it is final.
+template <class T>
+void test_direct_b(Isa isa) {
+  using convcore::detail::DirectB;
+  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
+  for (const int64_t threads : {1, 3}) {
+    const int prev = convcore::get_num_threads();
+    convcore::set_num_threads(int(threads));
+    const int64_t m = kern.mc + kern.mr + 1, n = 5 * kern.nr + 3, k = 2 * kern.kc + 5;
+    std::vector<int64_t> off(k);
+    for (int64_t p = 0; p < k; ++p) off[p] = (p / 3) * (n + 2) + p % 3;  // rows share values
+    std::vector<T> base(off[k - 1] + n + convcore::detail::kMaxNR);
+    for (size_t i = 0; i < base.size(); ++i) base[i] = T(int64_t(i * 7) % 17 - 8) / T(8);
+    std::vector<T> a(m * k), b(k * n), c_ref(m * n), c(m * n, T(NAN));
+    for (int64_t i = 0; i < m * k; ++i) a[i] = T((i * 5) % 13 - 6) / T(8);
+    for (int64_t p = 0; p < k; ++p)
+      for (int64_t j = 0; j < n; ++j) b[p * n + j] = base[off[p] + j];
+    convcore::gemm<T>(false, false, m, n, k, T(1), a.data(), k, b.data(), n, T(0), c_ref.data(),
+                      n);
+    std::vector<int> seen(m * n, 0);
+    bool final_when_seen = true;
+    const auto epilogue = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc) {
+      for (int64_t i = i0; i < i0 + mc; ++i)
+        for (int64_t j = j0; j < j0 + nc; ++j) {
+          ++seen[i * n + j];  // blocks of different threads never overlap
+          if (std::memcmp(&c[i * n + j], &c_ref[i * n + j], sizeof(T)) != 0)
+            final_when_seen = false;
+        }
+    };
+    convcore::detail::gemm_driver<T>(m, n, k, T(1),
+                                     convcore::detail::MatrixPackA<T>(false, a.data(), k),
+                                     DirectB<T>{base.data(), off.data()}, T(0), c.data(), n,
+                                     epilogue);
+    convcore::set_num_threads(prev);
+    CHECK_MSG(std::memcmp(c.data(), c_ref.data(), c.size() * sizeof(T)) == 0,
+              convcore::isa_name(isa) << ": B in place differs from gemm, threads " << threads);
+    int64_t bad = 0;
+    for (int v : seen) bad += v != 1;
+    CHECK_MSG(bad == 0, convcore::isa_name(isa) << ": epilogue coverage wrong for " << bad
+                                                << " elements, threads " << threads);
+    CHECK_MSG(final_when_seen, convcore::isa_name(isa) << ": epilogue saw an unfinished block");
+  }
+}
+
 void test_isa_selection() {
   CHECK(isa_supported(Isa::generic));
   CHECK(isa_supported(convcore::active_isa()));
@@ -305,6 +353,8 @@ int main() {
     test_degenerate<double>(rng);
     test_custom_pack_b<float>(isa);
     test_custom_pack_b<double>(isa);
+    test_direct_b<float>(isa);
+    test_direct_b<double>(isa);
     // The peak probe runs the path's kernel and reports a finite, positive rate.
     const double f32 = convcore::kernel_peak_gflops<float>(0.01);
     const double f64 = convcore::kernel_peak_gflops<double>(0.01);

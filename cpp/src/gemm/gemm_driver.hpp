@@ -36,6 +36,13 @@
 //   dst is 64-byte aligned. Packers are called concurrently from several threads (each with its
 //   own dst), must not throw, and must write every element of the padded panels.
 //
+// An epilogue, when given, is called as epilogue(i0, mc, j0, nv) once the block C[i0 .. i0+mc)
+// [j0 .. j0+nv) of one B micro-panel is final (after its last kc pass), while it is still in
+// cache: a bias or an activation applied there costs no extra trip through memory.
+//
+// A B operand read in place (DirectB below) skips pack_b: the kernel reads row p of a panel at
+// base + off[p] + j, so the only packed operand is A.
+//
 // Threads: C is cut into an nthr_m x nthr_n grid at multiples of MR and NR, and each thread runs
 // the loops above on its part with its own packing buffers. k is never split, MC and NC are
 // multiples of MR and NR, and the kc split depends on k only: every element of C is computed by
@@ -43,6 +50,7 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
@@ -77,15 +85,29 @@ inline int64_t gemm_nc_for_l2(int64_t kc, int64_t nr, int64_t nc_max, std::size_
   return nc < nr ? nr : (nc > nc_max ? nc_max : nc);
 }
 
+// A B operand that needs no packing: op(B)[p][j] = base[off[p] + j], each row contiguous.
+// The kernel reads whole NR-wide panels, so base[off[p] + j] must be readable (any value) for
+// j up to n rounded up to NR; those extra columns only reach the discarded part of edge tiles.
+template <class T>
+struct DirectB {
+  const T* base;
+  const int64_t* off;  // k entries
+};
+
+// The default epilogue: nothing.
+struct NoEpilogue {
+  void operator()(int64_t, int64_t, int64_t, int64_t) const {}
+};
+
 // C = beta * C over m x n; beta == 0 writes zeros without reading C.
 template <class T>
 void gemm_scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc);
 
 // The loops of one thread over rows [ib, ie) and columns [jb, je) of C.
-template <class T, class PackA, class PackB>
+template <class T, class PackA, class PackB, class Epilogue>
 void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, int64_t je,
                  int64_t k, T alpha, const PackA& pack_a, const PackB& pack_b, T beta, T* c,
-                 int64_t ldc) {
+                 int64_t ldc, const Epilogue& epilogue) {
   const int64_t mr = kern.mr, nr = kern.nr;
   const int64_t kc_step = gemm_kc_step(k, kern.kc);
   assert(kern.ukernel != nullptr && mr <= kMaxMR && nr <= kMaxNR && kc_step <= kern.kc);
@@ -97,7 +119,8 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
       ie - ib <= kern.mc ? gemm_nc_for_l2(kc_step, nr, kern.nc, sizeof(T)) : kern.nc;
   const int64_t nc_max = je - jb < nc_step ? round_up(je - jb, nr) : nc_step;
   const std::size_t a_elems = static_cast<std::size_t>(round_up(mc_max * kc_step, 64));
-  const std::size_t b_elems = static_cast<std::size_t>(nc_max * kc_step);
+  constexpr bool b_in_place = std::is_same_v<PackB, DirectB<T>>;
+  const std::size_t b_elems = b_in_place ? 0 : static_cast<std::size_t>(nc_max * kc_step);
   T* const ap = static_cast<T*>(gemm_workspace((a_elems + b_elems) * sizeof(T)));
   T* const bp = ap + a_elems;
   alignas(64) T edge[kMaxMR * kMaxNR];
@@ -107,22 +130,29 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
     for (int64_t pc = 0; pc < k; pc += kc_step) {
       const int64_t kc = k - pc < kc_step ? k - pc : kc_step;
       const T beta_p = pc == 0 ? beta : T(1);
-      pack_b(pc, kc, jc, nc, nr, bp);
+      if constexpr (!b_in_place) pack_b(pc, kc, jc, nc, nr, bp);
       for (int64_t ic = ib; ic < ie; ic += kern.mc) {
         const int64_t mc = ie - ic < kern.mc ? ie - ic : kern.mc;
         pack_a(ic, mc, pc, kc, mr, ap);
         for (int64_t jr = 0; jr < nc; jr += nr) {
           const int64_t nv = nc - jr < nr ? nc - jr : nr;
-          const T* b_panel = bp + jr * kc;
+          const T* b_panel = b_in_place ? nullptr : bp + jr * kc;
+          const auto kernel = [&](const T* a_panel, T beta_k, T* ck, int64_t ldck) {
+            if constexpr (b_in_place)
+              kern.ukernel_direct_b(kc, alpha, a_panel, pack_b.base + jc + jr, pack_b.off + pc,
+                                    beta_k, ck, ldck);
+            else
+              kern.ukernel(kc, alpha, a_panel, b_panel, beta_k, ck, ldck);
+          };
           for (int64_t ir = 0; ir < mc; ir += mr) {
             const int64_t mv = mc - ir < mr ? mc - ir : mr;
             const T* a_panel = ap + ir * kc;
             T* ct = c + (ic + ir) * ldc + (jc + jr);
             if (mv == mr && nv == nr) {
-              kern.ukernel(kc, alpha, a_panel, b_panel, beta_p, ct, ldc);
+              kernel(a_panel, beta_p, ct, ldc);
               continue;
             }
-            kern.ukernel(kc, alpha, a_panel, b_panel, T(0), edge, nr);
+            kernel(a_panel, T(0), edge, nr);
             for (int64_t i = 0; i < mv; ++i) {
               T* crow = ct + i * ldc;
               const T* erow = edge + i * nr;
@@ -133,6 +163,7 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
               }
             }
           }
+          if (pc + kc == k) epilogue(ic, mc, jc + jr, nv);
         }
       }
     }
@@ -141,15 +172,18 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
 
 // C = alpha * op(A) * op(B) + beta * C with caller-supplied packers (contract above):
 //   pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr, T* dst)
-//   pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst)
+//   pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst), or a DirectB<T>
+//   epilogue(int64_t i0, int64_t mc, int64_t j0, int64_t nc), optional (see above)
 // Sizes are assumed valid (callers validate). Runs on get_num_threads() threads at most, or on
 // the calling thread alone inside a parallel region.
-template <class T, class PackA, class PackB>
+template <class T, class PackA, class PackB, class Epilogue = NoEpilogue>
 void gemm_driver(int64_t m, int64_t n, int64_t k, T alpha, const PackA& pack_a,
-                 const PackB& pack_b, T beta, T* c, int64_t ldc) {
+                 const PackB& pack_b, T beta, T* c, int64_t ldc,
+                 const Epilogue& epilogue = Epilogue()) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == T(0)) {
     gemm_scale_c(m, n, beta, c, ldc);
+    epilogue(0, m, 0, n);
     return;
   }
   const GemmKernel<T>& kern = gemm_kernel<T>(active_isa());
@@ -164,7 +198,7 @@ void gemm_driver(int64_t m, int64_t n, int64_t k, T alpha, const PackA& pack_a,
     ie = ie * kern.mr < m ? ie * kern.mr : m;
     je = je * kern.nr < n ? je * kern.nr : n;
     if (ib < ie && jb < je)
-      gemm_region(kern, ib, ie, jb, je, k, alpha, pack_a, pack_b, beta, c, ldc);
+      gemm_region(kern, ib, ie, jb, je, k, alpha, pack_a, pack_b, beta, c, ldc, epilogue);
   });
 }
 

@@ -15,18 +15,19 @@ namespace detail {
 namespace {
 
 template <class T, Isa I>
-constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel) {
+constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel, UkernelDirectB<T> direct_b) {
   using B = GemmBlocking<T, I>;
   static_assert(B::MR <= kMaxMR && B::NR <= kMaxNR, "tile larger than the driver's edge buffer");
   static_assert(B::MC % B::MR == 0 && B::NC % B::NR == 0, "MC, NC must be multiples of MR, NR");
   static_assert(B::KC > 0, "KC must be positive");
-  return GemmKernel<T>{I, B::MR, B::NR, B::MC, B::KC, B::NC, ukernel};
+  return GemmKernel<T>{I, B::MR, B::NR, B::MC, B::KC, B::NC, ukernel, direct_b};
 }
 
 template <class T, Isa I>
 constexpr GemmKernel<T> make_ref_kernel() {
   using B = GemmBlocking<T, I>;
-  return make_kernel<T, I>(&ukernel_ref<T, int(B::MR), int(B::NR)>);
+  return make_kernel<T, I>(&ukernel_ref<T, int(B::MR), int(B::NR)>,
+                           &ukernel_ref_direct_b<T, int(B::MR), int(B::NR)>);
 }
 
 #ifdef CONVCORE_X86_SIMD
@@ -34,23 +35,31 @@ constexpr Ukernel<float> kAvx2F32 = &ukernel_6x16__avx2_fma;
 constexpr Ukernel<double> kAvx2F64 = &ukernel_6x8__avx2_fma;
 constexpr Ukernel<float> kAvx512F32 = &ukernel_12x32__avx512f;
 constexpr Ukernel<double> kAvx512F64 = &ukernel_12x16__avx512f;
+constexpr UkernelDirectB<float> kAvx2F32DirectB = &ukernel_6x16_direct_b__avx2_fma;
+constexpr UkernelDirectB<double> kAvx2F64DirectB = &ukernel_6x8_direct_b__avx2_fma;
+constexpr UkernelDirectB<float> kAvx512F32DirectB = &ukernel_12x32_direct_b__avx512f;
+constexpr UkernelDirectB<double> kAvx512F64DirectB = &ukernel_12x16_direct_b__avx512f;
 #else
 constexpr Ukernel<float> kAvx2F32 = nullptr;
 constexpr Ukernel<double> kAvx2F64 = nullptr;
 constexpr Ukernel<float> kAvx512F32 = nullptr;
 constexpr Ukernel<double> kAvx512F64 = nullptr;
+constexpr UkernelDirectB<float> kAvx2F32DirectB = nullptr;
+constexpr UkernelDirectB<double> kAvx2F64DirectB = nullptr;
+constexpr UkernelDirectB<float> kAvx512F32DirectB = nullptr;
+constexpr UkernelDirectB<double> kAvx512F64DirectB = nullptr;
 #endif
 
 // Indexed by Isa.
 constexpr GemmKernel<float> kKernelsF32[] = {
     make_ref_kernel<float, Isa::generic>(),
-    make_kernel<float, Isa::avx2>(kAvx2F32),
-    make_kernel<float, Isa::avx512>(kAvx512F32),
+    make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB),
+    make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512F32DirectB),
 };
 constexpr GemmKernel<double> kKernelsF64[] = {
     make_ref_kernel<double, Isa::generic>(),
-    make_kernel<double, Isa::avx2>(kAvx2F64),
-    make_kernel<double, Isa::avx512>(kAvx512F64),
+    make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB),
+    make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512F64DirectB),
 };
 
 bool cpu_has(Isa isa) {

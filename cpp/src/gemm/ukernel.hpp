@@ -17,6 +17,10 @@
 //   - beta == 0: C is written and never read (it may hold NaN).
 //   - There are no m/n edge cases inside a kernel: the driver sends edge tiles to a local
 //     MR x NR buffer (beta = 0, ldc = NR) and copies the valid part.
+//
+// The direct-B kernel has the same contract with B read in place instead of packed: row p of
+// the B panel is the NR consecutive values at b + boff[p] (any alignment). A stride-1
+// convolution's col matrix is such a B: its rows are shifted windows of the padded image.
 #include <cstdint>
 
 #include "convcore/gemm.hpp"
@@ -25,22 +29,36 @@ namespace convcore::detail {
 
 template <class T>
 using Ukernel = void (*)(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int64_t ldc);
+template <class T>
+using UkernelDirectB = void (*)(int64_t kc, T alpha, const T* a, const T* b, const int64_t* boff,
+                                T beta, T* c, int64_t ldc);
 
 // Portable kernel, plain C++ left to the compiler's vectoriser (ukernel_ref.cpp).
 template <class T, int MR, int NR>
 void ukernel_ref(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int64_t ldc);
+template <class T, int MR, int NR>
+void ukernel_ref_direct_b(int64_t kc, T alpha, const T* a, const T* b, const int64_t* boff,
+                          T beta, T* c, int64_t ldc);
 
 // AVX2 + FMA, 12 ymm accumulators (ukernel_avx2.cpp). Defined only in x86 SIMD builds.
 void ukernel_6x16__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
                             float* c, int64_t ldc);
 void ukernel_6x8__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
                            double beta, double* c, int64_t ldc);
+void ukernel_6x16_direct_b__avx2_fma(int64_t kc, float alpha, const float* a, const float* b,
+                                     const int64_t* boff, float beta, float* c, int64_t ldc);
+void ukernel_6x8_direct_b__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
+                                    const int64_t* boff, double beta, double* c, int64_t ldc);
 
 // AVX-512F, 24 zmm accumulators (ukernel_avx512.cpp). Defined only in x86 SIMD builds.
 void ukernel_12x32__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
                             float* c, int64_t ldc);
 void ukernel_12x16__avx512f(int64_t kc, double alpha, const double* a, const double* b,
                             double beta, double* c, int64_t ldc);
+void ukernel_12x32_direct_b__avx512f(int64_t kc, float alpha, const float* a, const float* b,
+                                     const int64_t* boff, float beta, float* c, int64_t ldc);
+void ukernel_12x16_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
+                                     const int64_t* boff, double beta, double* c, int64_t ldc);
 
 // Block sizes (BLIS names). MR x NR is the micro-tile; an MC x KC block of packed A stays in L2,
 // a KC x NR micro-panel of packed B in L1, a KC x NC block of packed B in L3.
@@ -91,6 +109,7 @@ struct GemmKernel {
   Isa isa;
   int64_t mr, nr, mc, kc, nc;
   Ukernel<T> ukernel;  // nullptr when the path is not built
+  UkernelDirectB<T> ukernel_direct_b;
 };
 
 // The table row for a path; isa must be supported.

@@ -7,10 +7,14 @@
 
 namespace convcore::detail {
 
-template <class T, int MR, int NR>
-void ukernel_ref(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int64_t ldc) {
+namespace {
+
+// The kernel body with row p of B at brow(p).
+template <class T, int MR, int NR, class BRow>
+void ukernel_ref_body(int64_t kc, T alpha, const T* a, BRow brow, T beta, T* c, int64_t ldc) {
   T acc[MR][NR] = {};
-  for (int64_t p = 0; p < kc; ++p, a += MR, b += NR) {
+  for (int64_t p = 0; p < kc; ++p, a += MR) {
+    const T* b = brow(p);
     // Unrolling i leaves NR-wide rows that vectorise at -O2 as well as -O3.
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
@@ -25,6 +29,20 @@ void ukernel_ref(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int6
   }
 }
 
+}  // namespace
+
+template <class T, int MR, int NR>
+void ukernel_ref(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int64_t ldc) {
+  ukernel_ref_body<T, MR, NR>(kc, alpha, a, [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
+}
+
+template <class T, int MR, int NR>
+void ukernel_ref_direct_b(int64_t kc, T alpha, const T* a, const T* b, const int64_t* boff,
+                          T beta, T* c, int64_t ldc) {
+  ukernel_ref_body<T, MR, NR>(kc, alpha, a, [b, boff](int64_t p) { return b + boff[p]; }, beta,
+                              c, ldc);
+}
+
 // The shapes of the generic path.
 using GenericF32 = GemmBlocking<float, Isa::generic>;
 using GenericF64 = GemmBlocking<double, Isa::generic>;
@@ -34,5 +52,9 @@ template void ukernel_ref<float, GenericF32::MR, GenericF32::NR>(int64_t, float,
 template void ukernel_ref<double, GenericF64::MR, GenericF64::NR>(int64_t, double, const double*,
                                                                   const double*, double, double*,
                                                                   int64_t);
+template void ukernel_ref_direct_b<float, GenericF32::MR, GenericF32::NR>(
+    int64_t, float, const float*, const float*, const int64_t*, float, float*, int64_t);
+template void ukernel_ref_direct_b<double, GenericF64::MR, GenericF64::NR>(
+    int64_t, double, const double*, const double*, const int64_t*, double, double*, int64_t);
 
 }  // namespace convcore::detail

@@ -32,15 +32,15 @@ __attribute__((always_inline)) inline void ukernel_simd_step(typename S::V (&acc
   }
 }
 
-// The micro-kernel contract of ukernel.hpp: C[MR x NR] = alpha * A * B + beta * C.
+// The micro-kernel contract of ukernel.hpp: C[MR x NR] = alpha * A * B + beta * C, with row p
+// of B at brow(p): b + p*NR for a packed panel, b + boff[p] for a B read in place.
 // The k loop is unrolled U times. U is chosen per shape by reading the generated loop: with
 // 12 of 16 ymm (or 24 of 32 zmm) registers holding C, some unroll factors make GCC spill.
-template <class S, int MR, int NV, int U>
-__attribute__((always_inline)) inline void ukernel_simd(int64_t kc, typename S::T alpha,
-                                                        const typename S::T* a,
-                                                        const typename S::T* b,
-                                                        typename S::T beta, typename S::T* c,
-                                                        int64_t ldc) {
+template <class S, int MR, int NV, int U, class BRow>
+__attribute__((always_inline)) inline void ukernel_simd_body(int64_t kc, typename S::T alpha,
+                                                             const typename S::T* a, BRow brow,
+                                                             typename S::T beta,
+                                                             typename S::T* c, int64_t ldc) {
   using T = typename S::T;
   using V = typename S::V;
   constexpr int NR = NV * S::L;
@@ -59,11 +59,11 @@ __attribute__((always_inline)) inline void ukernel_simd(int64_t kc, typename S::
     __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
   }
   int64_t p = 0;
-  for (; p + U <= kc; p += U, a += U * MR, b += U * NR) {
+  for (; p + U <= kc; p += U, a += U * MR) {
 #pragma GCC unroll 8
-    for (int u = 0; u < U; ++u) ukernel_simd_step<S, MR, NV>(acc, a + u * MR, b + u * NR);
+    for (int u = 0; u < U; ++u) ukernel_simd_step<S, MR, NV>(acc, a + u * MR, brow(p + u));
   }
-  for (; p < kc; ++p, a += MR, b += NR) ukernel_simd_step<S, MR, NV>(acc, a, b);
+  for (; p < kc; ++p, a += MR) ukernel_simd_step<S, MR, NV>(acc, a, brow(p));
 
   const V va = S::set1(alpha);
   if (beta == T(0)) {
@@ -83,6 +83,27 @@ __attribute__((always_inline)) inline void ukernel_simd(int64_t kc, typename S::
       }
     }
   }
+}
+
+// The packed-B kernel (Ukernel).
+template <class S, int MR, int NV, int U>
+__attribute__((always_inline)) inline void ukernel_simd(int64_t kc, typename S::T alpha,
+                                                        const typename S::T* a,
+                                                        const typename S::T* b,
+                                                        typename S::T beta, typename S::T* c,
+                                                        int64_t ldc) {
+  constexpr int NR = NV * S::L;
+  ukernel_simd_body<S, MR, NV, U>(
+      kc, alpha, a, [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
+}
+
+// The B-in-place kernel (UkernelDirectB).
+template <class S, int MR, int NV, int U>
+__attribute__((always_inline)) inline void ukernel_simd_direct_b(
+    int64_t kc, typename S::T alpha, const typename S::T* a, const typename S::T* b,
+    const int64_t* boff, typename S::T beta, typename S::T* c, int64_t ldc) {
+  ukernel_simd_body<S, MR, NV, U>(
+      kc, alpha, a, [b, boff](int64_t p) { return b + boff[p]; }, beta, c, ldc);
 }
 
 }  // namespace
