@@ -7,6 +7,7 @@
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
 #include "im2col_pack.hpp"
+#include "padded_image.hpp"
 #include "scratch.hpp"
 
 namespace convcore {
@@ -62,79 +63,39 @@ struct BiasActivation {
   }
 };
 
-// Stride 1 (any dilation, padding or crop): the image zero-padded to xp[icg][hp][wp], with
-// hp = oh + (kh-1)*dh and wp = ow + (kw-1)*dw, holds every row of col in place,
+// Stride 1 (any dilation, padding or crop): with the padded copy xp of padded_image.hpp, row p
+// of col over an output computed wp columns wide is
 //
-//   col[(c*kh + r)*kw + s][i*ow + j] = xp[c][i + r*dh][j + s*dw] = xp[off[p] + i*wp + j],
-//   off[p] = c*hp*wp + r*dh*wp + s*dw,
+//   col[p][i*wp + j] = xp[tap_offset(p) + i*wp + j],
 //
-// so the product reads B straight from xp (DirectB: no packing, no 9-fold im2col copy for a
-// 3x3 kernel) over oh*wp columns, of which the last wp - ow of each output row are discarded
-// when the result is copied out. The padded copy is 1/(kh*kw) of what packing col writes.
-struct InPlaceB {
-  int64_t hp, wp;
-  int64_t xp_elems;  // the padded image plus kMaxNR readable columns past its end
-  int64_t c_elems;   // the wide product ocg x oh*wp, when wp != ow (else it lands in y)
-
-  template <class T>
-  static InPlaceB of(const Conv2dGeometry& g) {
-    const int64_t oh = g.oh(), ow = g.ow();
-    const int64_t hp = oh + (g.kh - 1) * g.dh, wp = ow + (g.kw - 1) * g.dw;
-    const int64_t align = 64 / int64_t(sizeof(T));
-    const int64_t xp = (g.icg() * hp * wp + kMaxNR + align - 1) / align * align;
-    return {hp, wp, xp, wp != ow ? g.ocg() * oh * wp : 0};
-  }
-};
-
-// xp[c][y][x] = x[c][y - pt][x - pl] inside the image, else 0, for c < icg, y < hp, x < wp;
-// then zeros up to xp_elems.
-template <class T>
-void pad_image(const Conv2dGeometry& g, const InPlaceB& ip, const T* x, T* xp) {
-  const int64_t hw = g.ih * g.iw;
-  int64_t t_lo, t_hi;  // the columns of an xp row that fall inside the image
-  valid_run(g, -g.pl, ip.wp, t_lo, t_hi);
-  T* d = xp;
-  for (int64_t c = 0; c < g.icg(); ++c)
-    for (int64_t y = 0; y < ip.hp; ++y, d += ip.wp) {
-      const int64_t iy = y - g.pt;
-      if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) {
-        std::fill(d, d + ip.wp, T(0));
-        continue;
-      }
-      const T* row = x + c * hw + iy * g.iw;  // xp column t is row[t - pl]
-      std::fill(d, d + t_lo, T(0));
-      if (t_lo < t_hi) std::copy(row + (t_lo - g.pl), row + (t_hi - g.pl), d + t_lo);
-      std::fill(d + t_hi, d + ip.wp, T(0));
-    }
-  std::fill(d, xp + ip.xp_elems, T(0));
-}
-
+// a contiguous window of xp, so the product reads B straight from xp (DirectB: no packing, no
+// 9-fold im2col copy for a 3x3 kernel) over oh*wp columns, of which the last wp - ow of each
+// output row are discarded when the result is written out (the epilogue). The padded copy is
+// 1/(kh*kw) of what packing col writes.
 template <class T>
 void forward_in_place_b(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                         Activation act) {
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t oh = g.oh(), ow = g.ow(), ihw = g.ih * g.iw;
-  const InPlaceB ip = InPlaceB::of<T>(g);
+  const PaddedImage ip = PaddedImage::of<T>(g);
   const int64_t np = oh * ip.wp;
+  const int64_t wide_elems = ip.wp != ow ? ocg * np : 0;  // else the product lands in y
   const int64_t nthr = image_threads(g);
   Scratch offsets(1, K * int64_t(sizeof(int64_t)));
-  Scratch work(nthr, (ip.xp_elems + ip.c_elems) * int64_t(sizeof(T)));
+  Scratch work(nthr, (ip.elems + wide_elems) * int64_t(sizeof(T)));
   int64_t* off = offsets.get<int64_t>(0);
-  for (int64_t p = 0; p < K; ++p) {
-    const Tap t = Tap::of(g, p);
-    off[p] = (t.c * ip.hp + t.r * g.dh) * ip.wp + t.s * g.dw;
-  }
+  for (int64_t p = 0; p < K; ++p) off[p] = ip.tap_offset(g, p);
 
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
     balance(g.mb, nt, tid, begin, end);
     T* xp = work.get<T>(tid);
-    T* wide = xp + ip.xp_elems;
+    T* wide = xp + ip.elems;
     for (int64_t n = begin; n < end; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
-        pad_image(g, ip, x + (n * g.ic + gi * icg) * ihw, xp);
+        ip.fill(g, x + (n * g.ic + gi * icg) * ihw, xp);
         T* yg = y + (n * g.oc + gi * ocg) * N;
-        T* out = ip.c_elems > 0 ? wide : yg;
+        T* out = wide_elems > 0 ? wide : yg;
         const MatrixPackA<T> pack_w(false, w + gi * ocg * K, K);
         const DirectB<T> b_in_place{xp, off};
         if (out == yg && bias == nullptr && act == Activation::identity) {
@@ -150,7 +111,7 @@ void forward_in_place_b(const Conv2dGeometry& g, const T* x, const T* w, const T
 
 }  // namespace
 
-// Whether g is computed with InPlaceB (conv2d_impl.hpp). Not when col is the input itself, nor
+// Whether g is computed by forward_in_place_b (conv2d_impl.hpp). Not when col is the input itself, nor
 // when the discarded columns are more than a third of the product (a wide dilated kernel on a
 // narrow image), nor when the per-thread workspace would pass kMaxBytes (the packed path needs
 // none; the sizes are compared in floating point, so they cannot overflow here).
@@ -159,10 +120,8 @@ bool forward_b_in_place(const Conv2dGeometry& g, int64_t elem_size) {
   if (g.sh != 1 || g.sw != 1 || col_is_input(g)) return false;
   const int64_t oh = g.oh(), ow = g.ow(), extra = (g.kw - 1) * g.dw;
   if (extra > ow / 2) return false;
-  const double wp = double(ow + extra), hp = double(oh + (g.kh - 1) * g.dh);
-  const double bytes = (double(g.icg()) * hp * wp + double(g.ocg()) * double(oh) * wp) *
-                       double(elem_size);
-  return bytes <= kMaxBytes;
+  const double wide = double(g.ocg()) * double(oh) * double(ow + extra) * double(elem_size);
+  return padded_image_bytes(g, elem_size) + wide <= kMaxBytes;
 }
 
 template <class T>

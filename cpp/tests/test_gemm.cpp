@@ -8,7 +8,7 @@
 //   - prime leading dimensions, NaN in the padding of A and B and in C when beta == 0, and a
 //     sentinel in C outside the m x n window that must survive;
 //   - the driver with a caller-supplied pack_b (the implicit-GEMM contract), with a B read in
-//     place (DirectB), and with an epilogue that must see every block of C once, when final;
+//     place (DirectB) or A read in place (DirectA), and with an epilogue that must see every block of C once, when final;
 //   - ISA selection and argument errors.
 #include <cmath>
 #include <cstdint>
@@ -297,6 +297,38 @@ void test_direct_b(Isa isa) {
   }
 }
 
+// gemm_driver with A read in place, op(A)[i][p] = base[row_off[i] + k_off[p]] (a convolution's
+// col read pixel by pixel, k_off jumping at row ends), must match gemm on the materialised
+// matrix bit for bit, with edge rows and columns, on 1 and 3 threads.
+template <class T>
+void test_direct_a(Isa isa) {
+  using convcore::detail::DirectA;
+  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
+  for (const int64_t threads : {1, 3}) {
+    const int prev = convcore::get_num_threads();
+    convcore::set_num_threads(int(threads));
+    const int64_t m = kern.mc + kern.mr + 1, n = 3 * kern.nr + 5, k = 2 * kern.kc + 5;
+    std::vector<int64_t> row_off(m), k_off(k);
+    for (int64_t i = 0; i < m; ++i) row_off[i] = (i / 9) * 400 + (i % 9 / 3) * 20 + i % 3;
+    for (int64_t p = 0; p < k; ++p) k_off[p] = (p / 7) * 20 + (p % 7) * 2;  // stride 2, rows
+    std::vector<T> base(row_off[m - 1] + k_off[k - 1] + 1);
+    for (size_t i = 0; i < base.size(); ++i) base[i] = T(int64_t(i * 7) % 17 - 8) / T(8);
+    std::vector<T> a(m * k), b(k * n), c_ref(m * n), c(m * n, T(NAN));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t p = 0; p < k; ++p) a[i * k + p] = base[row_off[i] + k_off[p]];
+    for (int64_t i = 0; i < k * n; ++i) b[i] = T((i * 5) % 13 - 6) / T(8);
+    convcore::gemm<T>(false, false, m, n, k, T(1), a.data(), k, b.data(), n, T(0), c_ref.data(),
+                      n);
+    convcore::detail::gemm_driver<T>(m, n, k, T(1),
+                                     DirectA<T>{base.data(), row_off.data(), k_off.data()},
+                                     convcore::detail::MatrixPackB<T>(false, b.data(), n), T(0),
+                                     c.data(), n);
+    convcore::set_num_threads(prev);
+    CHECK_MSG(std::memcmp(c.data(), c_ref.data(), c.size() * sizeof(T)) == 0,
+              convcore::isa_name(isa) << ": A in place differs from gemm, threads " << threads);
+  }
+}
+
 void test_isa_selection() {
   CHECK(isa_supported(Isa::generic));
   CHECK(isa_supported(convcore::active_isa()));
@@ -355,6 +387,8 @@ int main() {
     test_custom_pack_b<double>(isa);
     test_direct_b<float>(isa);
     test_direct_b<double>(isa);
+    test_direct_a<float>(isa);
+    test_direct_a<double>(isa);
     // The peak probe runs the path's kernel and reports a finite, positive rate.
     const double f32 = convcore::kernel_peak_gflops<float>(0.01);
     const double f64 = convcore::kernel_peak_gflops<double>(0.01);

@@ -41,7 +41,8 @@
 // cache: a bias or an activation applied there costs no extra trip through memory.
 //
 // A B operand read in place (DirectB below) skips pack_b: the kernel reads row p of a panel at
-// base + off[p] + j, so the only packed operand is A.
+// base + off[p] + j, so the only packed operand is A. Likewise an A read in place (DirectA)
+// skips pack_a. At most one of the two is read in place.
 //
 // Threads: C is cut into an nthr_m x nthr_n grid at multiples of MR and NR, and each thread runs
 // the loops above on its part with its own packing buffers. k is never split, MC and NC are
@@ -94,6 +95,14 @@ struct DirectB {
   const int64_t* off;  // k entries
 };
 
+// An A operand that needs no packing: op(A)[i][p] = base[row_off[i] + k_off[p]].
+template <class T>
+struct DirectA {
+  const T* base;
+  const int64_t* row_off;  // m entries
+  const int64_t* k_off;    // k entries
+};
+
 // The default epilogue: nothing.
 struct NoEpilogue {
   void operator()(int64_t, int64_t, int64_t, int64_t) const {}
@@ -118,8 +127,11 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
   const int64_t nc_step =
       ie - ib <= kern.mc ? gemm_nc_for_l2(kc_step, nr, kern.nc, sizeof(T)) : kern.nc;
   const int64_t nc_max = je - jb < nc_step ? round_up(je - jb, nr) : nc_step;
-  const std::size_t a_elems = static_cast<std::size_t>(round_up(mc_max * kc_step, 64));
+  constexpr bool a_in_place = std::is_same_v<PackA, DirectA<T>>;
   constexpr bool b_in_place = std::is_same_v<PackB, DirectB<T>>;
+  static_assert(!(a_in_place && b_in_place), "one operand at most is read in place");
+  const std::size_t a_elems =
+      a_in_place ? 0 : static_cast<std::size_t>(round_up(mc_max * kc_step, 64));
   const std::size_t b_elems = b_in_place ? 0 : static_cast<std::size_t>(nc_max * kc_step);
   T* const ap = static_cast<T*>(gemm_workspace((a_elems + b_elems) * sizeof(T)));
   T* const bp = ap + a_elems;
@@ -133,26 +145,33 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
       if constexpr (!b_in_place) pack_b(pc, kc, jc, nc, nr, bp);
       for (int64_t ic = ib; ic < ie; ic += kern.mc) {
         const int64_t mc = ie - ic < kern.mc ? ie - ic : kern.mc;
-        pack_a(ic, mc, pc, kc, mr, ap);
+        if constexpr (!a_in_place) pack_a(ic, mc, pc, kc, mr, ap);
         for (int64_t jr = 0; jr < nc; jr += nr) {
           const int64_t nv = nc - jr < nr ? nc - jr : nr;
           const T* b_panel = b_in_place ? nullptr : bp + jr * kc;
-          const auto kernel = [&](const T* a_panel, T beta_k, T* ck, int64_t ldck) {
-            if constexpr (b_in_place)
-              kern.ukernel_direct_b(kc, alpha, a_panel, pack_b.base + jc + jr, pack_b.off + pc,
-                                    beta_k, ck, ldck);
-            else
-              kern.ukernel(kc, alpha, a_panel, b_panel, beta_k, ck, ldck);
-          };
           for (int64_t ir = 0; ir < mc; ir += mr) {
             const int64_t mv = mc - ir < mr ? mc - ir : mr;
-            const T* a_panel = ap + ir * kc;
+            const T* a_panel = a_in_place ? nullptr : ap + ir * kc;
+            const auto kernel = [&](T beta_k, T* ck, int64_t ldck) {
+              if constexpr (b_in_place) {
+                kern.ukernel_direct_b(kc, alpha, a_panel, pack_b.base + jc + jr, pack_b.off + pc,
+                                      beta_k, ck, ldck);
+              } else if constexpr (a_in_place) {
+                const T* rows[kMaxMR];  // rows past the edge repeat the last one
+                for (int64_t i = 0; i < mr; ++i)
+                  rows[i] = pack_a.base + pack_a.row_off[ic + ir + (i < mv ? i : mv - 1)];
+                kern.ukernel_direct_a(kc, alpha, rows, pack_a.k_off + pc, b_panel, beta_k, ck,
+                                      ldck);
+              } else {
+                kern.ukernel(kc, alpha, a_panel, b_panel, beta_k, ck, ldck);
+              }
+            };
             T* ct = c + (ic + ir) * ldc + (jc + jr);
             if (mv == mr && nv == nr) {
-              kernel(a_panel, beta_p, ct, ldc);
+              kernel(beta_p, ct, ldc);
               continue;
             }
-            kernel(a_panel, T(0), edge, nr);
+            kernel(T(0), edge, nr);
             for (int64_t i = 0; i < mv; ++i) {
               T* crow = ct + i * ldc;
               const T* erow = edge + i * nr;
@@ -171,7 +190,7 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
 }
 
 // C = alpha * op(A) * op(B) + beta * C with caller-supplied packers (contract above):
-//   pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr, T* dst)
+//   pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr, T* dst), or a DirectA<T>
 //   pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst), or a DirectB<T>
 //   epilogue(int64_t i0, int64_t mc, int64_t j0, int64_t nc), optional (see above)
 // Sizes are assumed valid (callers validate). Runs on get_num_threads() threads at most, or on

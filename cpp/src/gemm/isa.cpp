@@ -15,19 +15,21 @@ namespace detail {
 namespace {
 
 template <class T, Isa I>
-constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel, UkernelDirectB<T> direct_b) {
+constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel, UkernelDirectB<T> direct_b,
+                                    UkernelDirectA<T> direct_a) {
   using B = GemmBlocking<T, I>;
   static_assert(B::MR <= kMaxMR && B::NR <= kMaxNR, "tile larger than the driver's edge buffer");
   static_assert(B::MC % B::MR == 0 && B::NC % B::NR == 0, "MC, NC must be multiples of MR, NR");
   static_assert(B::KC > 0, "KC must be positive");
-  return GemmKernel<T>{I, B::MR, B::NR, B::MC, B::KC, B::NC, ukernel, direct_b};
+  return GemmKernel<T>{I, B::MR, B::NR, B::MC, B::KC, B::NC, ukernel, direct_b, direct_a};
 }
 
 template <class T, Isa I>
 constexpr GemmKernel<T> make_ref_kernel() {
   using B = GemmBlocking<T, I>;
   return make_kernel<T, I>(&ukernel_ref<T, int(B::MR), int(B::NR)>,
-                           &ukernel_ref_direct_b<T, int(B::MR), int(B::NR)>);
+                           &ukernel_ref_direct_b<T, int(B::MR), int(B::NR)>,
+                           &ukernel_ref_direct_a<T, int(B::MR), int(B::NR)>);
 }
 
 #ifdef CONVCORE_X86_SIMD
@@ -39,6 +41,10 @@ constexpr UkernelDirectB<float> kAvx2F32DirectB = &ukernel_6x16_direct_b__avx2_f
 constexpr UkernelDirectB<double> kAvx2F64DirectB = &ukernel_6x8_direct_b__avx2_fma;
 constexpr UkernelDirectB<float> kAvx512F32DirectB = &ukernel_12x32_direct_b__avx512f;
 constexpr UkernelDirectB<double> kAvx512F64DirectB = &ukernel_12x16_direct_b__avx512f;
+constexpr UkernelDirectA<float> kAvx2F32DirectA = &ukernel_6x16_direct_a__avx2_fma;
+constexpr UkernelDirectA<double> kAvx2F64DirectA = &ukernel_6x8_direct_a__avx2_fma;
+constexpr UkernelDirectA<float> kAvx512F32DirectA = &ukernel_12x32_direct_a__avx512f;
+constexpr UkernelDirectA<double> kAvx512F64DirectA = &ukernel_12x16_direct_a__avx512f;
 #else
 constexpr Ukernel<float> kAvx2F32 = nullptr;
 constexpr Ukernel<double> kAvx2F64 = nullptr;
@@ -48,18 +54,22 @@ constexpr UkernelDirectB<float> kAvx2F32DirectB = nullptr;
 constexpr UkernelDirectB<double> kAvx2F64DirectB = nullptr;
 constexpr UkernelDirectB<float> kAvx512F32DirectB = nullptr;
 constexpr UkernelDirectB<double> kAvx512F64DirectB = nullptr;
+constexpr UkernelDirectA<float> kAvx2F32DirectA = nullptr;
+constexpr UkernelDirectA<double> kAvx2F64DirectA = nullptr;
+constexpr UkernelDirectA<float> kAvx512F32DirectA = nullptr;
+constexpr UkernelDirectA<double> kAvx512F64DirectA = nullptr;
 #endif
 
 // Indexed by Isa.
 constexpr GemmKernel<float> kKernelsF32[] = {
     make_ref_kernel<float, Isa::generic>(),
-    make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB),
-    make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512F32DirectB),
+    make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB, kAvx2F32DirectA),
+    make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512F32DirectB, kAvx512F32DirectA),
 };
 constexpr GemmKernel<double> kKernelsF64[] = {
     make_ref_kernel<double, Isa::generic>(),
-    make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB),
-    make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512F64DirectB),
+    make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB, kAvx2F64DirectA),
+    make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512F64DirectB, kAvx512F64DirectA),
 };
 
 bool cpu_has(Isa isa) {

@@ -21,6 +21,9 @@
 // The direct-B kernel has the same contract with B read in place instead of packed: row p of
 // the B panel is the NR consecutive values at b + boff[p] (any alignment). A stride-1
 // convolution's col matrix is such a B: its rows are shifted windows of the padded image.
+// The direct-A kernel reads A in place with a packed B: A[i][p] = arow[i][koff[p]] (MR row
+// pointers, all readable; rows past the edge may repeat a valid one). col read pixel by pixel
+// along its rows is such an A, for any stride.
 #include <cstdint>
 
 #include "convcore/gemm.hpp"
@@ -32,6 +35,9 @@ using Ukernel = void (*)(int64_t kc, T alpha, const T* a, const T* b, T beta, T*
 template <class T>
 using UkernelDirectB = void (*)(int64_t kc, T alpha, const T* a, const T* b, const int64_t* boff,
                                 T beta, T* c, int64_t ldc);
+template <class T>
+using UkernelDirectA = void (*)(int64_t kc, T alpha, const T* const* arow, const int64_t* koff,
+                                const T* b, T beta, T* c, int64_t ldc);
 
 // Portable kernel, plain C++ left to the compiler's vectoriser (ukernel_ref.cpp).
 template <class T, int MR, int NR>
@@ -39,6 +45,9 @@ void ukernel_ref(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int6
 template <class T, int MR, int NR>
 void ukernel_ref_direct_b(int64_t kc, T alpha, const T* a, const T* b, const int64_t* boff,
                           T beta, T* c, int64_t ldc);
+template <class T, int MR, int NR>
+void ukernel_ref_direct_a(int64_t kc, T alpha, const T* const* arow, const int64_t* koff,
+                          const T* b, T beta, T* c, int64_t ldc);
 
 // AVX2 + FMA, 12 ymm accumulators (ukernel_avx2.cpp). Defined only in x86 SIMD builds.
 void ukernel_6x16__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
@@ -49,6 +58,12 @@ void ukernel_6x16_direct_b__avx2_fma(int64_t kc, float alpha, const float* a, co
                                      const int64_t* boff, float beta, float* c, int64_t ldc);
 void ukernel_6x8_direct_b__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
                                     const int64_t* boff, double beta, double* c, int64_t ldc);
+void ukernel_6x16_direct_a__avx2_fma(int64_t kc, float alpha, const float* const* arow,
+                                     const int64_t* koff, const float* b, float beta, float* c,
+                                     int64_t ldc);
+void ukernel_6x8_direct_a__avx2_fma(int64_t kc, double alpha, const double* const* arow,
+                                    const int64_t* koff, const double* b, double beta, double* c,
+                                    int64_t ldc);
 
 // AVX-512F, 24 zmm accumulators (ukernel_avx512.cpp). Defined only in x86 SIMD builds.
 void ukernel_12x32__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
@@ -59,6 +74,12 @@ void ukernel_12x32_direct_b__avx512f(int64_t kc, float alpha, const float* a, co
                                      const int64_t* boff, float beta, float* c, int64_t ldc);
 void ukernel_12x16_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
                                      const int64_t* boff, double beta, double* c, int64_t ldc);
+void ukernel_12x32_direct_a__avx512f(int64_t kc, float alpha, const float* const* arow,
+                                     const int64_t* koff, const float* b, float beta, float* c,
+                                     int64_t ldc);
+void ukernel_12x16_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
+                                     const int64_t* koff, const double* b, double beta,
+                                     double* c, int64_t ldc);
 
 // Block sizes (BLIS names). MR x NR is the micro-tile; an MC x KC block of packed A stays in L2,
 // a KC x NR micro-panel of packed B in L1, a KC x NC block of packed B in L3.
@@ -110,6 +131,7 @@ struct GemmKernel {
   int64_t mr, nr, mc, kc, nc;
   Ukernel<T> ukernel;  // nullptr when the path is not built
   UkernelDirectB<T> ukernel_direct_b;
+  UkernelDirectA<T> ukernel_direct_a;
 };
 
 // The table row for a path; isa must be supported.

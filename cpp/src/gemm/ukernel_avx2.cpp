@@ -1,7 +1,7 @@
 // AVX2 + FMA micro-kernels (BLIS haswell/zen shapes), built with -mavx2 -mfma and called only
 // when the CPU has both (isa.cpp).
 //
-//   ukernel_6x16__avx2_fma (float), ukernel_6x8__avx2_fma (double), and their direct-B twins
+//   ukernel_6x16__avx2_fma (float), ukernel_6x8__avx2_fma (double), and their direct-B and direct-A twins
 //
 // Registers: C is 6 rows x 2 ymm = 12 accumulators, plus 2 ymm for a row of B and 1 for the
 // broadcast of A: 15 of 16. Per k step: 2 loads, 6 broadcasts, 12 FMAs; k unrolled by 2 (no
@@ -72,6 +72,16 @@ void ukernel_6x16_direct_b__avx2_fma(int64_t kc, float alpha, const float* a, co
 void ukernel_6x8_direct_b__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
                                     const int64_t* boff, double beta, double* c, int64_t ldc) {
   ukernel_simd_direct_b<F64x4, 6, 2, 2>(kc, alpha, a, b, boff, beta, c, ldc);
+}
+
+void ukernel_6x16_direct_a__avx2_fma(int64_t kc, float alpha, const float* const* arow,
+                                     const int64_t* koff, const float* b, float beta, float* c, int64_t ldc) {
+  ukernel_simd_direct_a<F32x8, 6, 2, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
+}
+
+void ukernel_6x8_direct_a__avx2_fma(int64_t kc, double alpha, const double* const* arow,
+                                    const int64_t* koff, const double* b, double beta, double* c, int64_t ldc) {
+  ukernel_simd_direct_a<F64x4, 6, 2, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
 }
 
 }  // namespace convcore::detail

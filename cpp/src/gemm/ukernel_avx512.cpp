@@ -1,7 +1,7 @@
 // AVX-512F micro-kernels, built with -mavx512f -mfma and called only when the CPU has
 // AVX-512F (isa.cpp).
 //
-//   ukernel_12x32__avx512f (float), ukernel_12x16__avx512f (double), and their direct-B twins
+//   ukernel_12x32__avx512f (float), ukernel_12x16__avx512f (double), and their direct-B and direct-A twins
 //
 // Shape (as BLIS skylakex / oneDNN avx512 GEMM): two zmm vectors per row and 12 rows, so C takes
 // 24 of the 32 zmm registers, plus 2 for a row of B and 1 for the broadcast of A. Per k step:
@@ -73,6 +73,16 @@ void ukernel_12x32_direct_b__avx512f(int64_t kc, float alpha, const float* a, co
 void ukernel_12x16_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
                                      const int64_t* boff, double beta, double* c, int64_t ldc) {
   ukernel_simd_direct_b<F64x8, 12, 2, 4>(kc, alpha, a, b, boff, beta, c, ldc);
+}
+
+void ukernel_12x32_direct_a__avx512f(int64_t kc, float alpha, const float* const* arow,
+                                     const int64_t* koff, const float* b, float beta, float* c, int64_t ldc) {
+  ukernel_simd_direct_a<F32x16, 12, 2, 4>(kc, alpha, arow, koff, b, beta, c, ldc);
+}
+
+void ukernel_12x16_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
+                                     const int64_t* koff, const double* b, double beta, double* c, int64_t ldc) {
+  ukernel_simd_direct_a<F64x8, 12, 2, 4>(kc, alpha, arow, koff, b, beta, c, ldc);
 }
 
 }  // namespace convcore::detail

@@ -9,16 +9,18 @@ namespace convcore::detail {
 
 namespace {
 
-// The kernel body with row p of B at brow(p).
-template <class T, int MR, int NR, class BRow>
-void ukernel_ref_body(int64_t kc, T alpha, const T* a, BRow brow, T beta, T* c, int64_t ldc) {
+// The kernel body with A[i][p] at aelem(i, p) and row p of B at brow(p).
+template <class T, int MR, int NR, class AElem, class BRow>
+void ukernel_ref_body(int64_t kc, T alpha, AElem aelem, BRow brow, T beta, T* c, int64_t ldc) {
   T acc[MR][NR] = {};
-  for (int64_t p = 0; p < kc; ++p, a += MR) {
+  for (int64_t p = 0; p < kc; ++p) {
     const T* b = brow(p);
     // Unrolling i leaves NR-wide rows that vectorise at -O2 as well as -O3.
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+    for (int i = 0; i < MR; ++i) {
+      const T ai = aelem(i, p);
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    }
   }
   if (beta == T(0)) {
     for (int i = 0; i < MR; ++i)
@@ -33,14 +35,25 @@ void ukernel_ref_body(int64_t kc, T alpha, const T* a, BRow brow, T beta, T* c, 
 
 template <class T, int MR, int NR>
 void ukernel_ref(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int64_t ldc) {
-  ukernel_ref_body<T, MR, NR>(kc, alpha, a, [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
+  ukernel_ref_body<T, MR, NR>(
+      kc, alpha, [a](int i, int64_t p) { return a[p * MR + i]; },
+      [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
 }
 
 template <class T, int MR, int NR>
 void ukernel_ref_direct_b(int64_t kc, T alpha, const T* a, const T* b, const int64_t* boff,
                           T beta, T* c, int64_t ldc) {
-  ukernel_ref_body<T, MR, NR>(kc, alpha, a, [b, boff](int64_t p) { return b + boff[p]; }, beta,
-                              c, ldc);
+  ukernel_ref_body<T, MR, NR>(
+      kc, alpha, [a](int i, int64_t p) { return a[p * MR + i]; },
+      [b, boff](int64_t p) { return b + boff[p]; }, beta, c, ldc);
+}
+
+template <class T, int MR, int NR>
+void ukernel_ref_direct_a(int64_t kc, T alpha, const T* const* arow, const int64_t* koff,
+                          const T* b, T beta, T* c, int64_t ldc) {
+  ukernel_ref_body<T, MR, NR>(
+      kc, alpha, [arow, koff](int i, int64_t p) { return arow[i][koff[p]]; },
+      [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
 }
 
 // The shapes of the generic path.
@@ -56,5 +69,10 @@ template void ukernel_ref_direct_b<float, GenericF32::MR, GenericF32::NR>(
     int64_t, float, const float*, const float*, const int64_t*, float, float*, int64_t);
 template void ukernel_ref_direct_b<double, GenericF64::MR, GenericF64::NR>(
     int64_t, double, const double*, const double*, const int64_t*, double, double*, int64_t);
+template void ukernel_ref_direct_a<float, GenericF32::MR, GenericF32::NR>(
+    int64_t, float, const float* const*, const int64_t*, const float*, float, float*, int64_t);
+template void ukernel_ref_direct_a<double, GenericF64::MR, GenericF64::NR>(
+    int64_t, double, const double* const*, const int64_t*, const double*, double, double*,
+    int64_t);
 
 }  // namespace convcore::detail

@@ -16,29 +16,29 @@
 namespace convcore::detail {
 namespace {
 
-// acc[i][v] += a[i] * b[v*L .. v*L+L-1] for one k step.
-template <class S, int MR, int NV>
+// acc[i][v] += A[i] * b[v*L .. v*L+L-1] for one k step, A[i] at a(i).
+template <class S, int MR, int NV, class AElem>
 __attribute__((always_inline)) inline void ukernel_simd_step(typename S::V (&acc)[MR][NV],
-                                                             const typename S::T* a,
-                                                             const typename S::T* b) {
+                                                             AElem a, const typename S::T* b) {
   typename S::V bv[NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * S::L);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
-    const typename S::V ai = S::bcast(a + i);
+    const typename S::V ai = S::bcast(a(i));
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
   }
 }
 
-// The micro-kernel contract of ukernel.hpp: C[MR x NR] = alpha * A * B + beta * C, with row p
-// of B at brow(p): b + p*NR for a packed panel, b + boff[p] for a B read in place.
+// The micro-kernel contract of ukernel.hpp: C[MR x NR] = alpha * A * B + beta * C, with column
+// p of A at acol(p) (acol(p)(i) points to A[i][p]) and row p of B at brow(p): a + p*MR + i and
+// b + p*NR for packed panels, arow[i] + koff[p] and b + boff[p] for operands read in place.
 // The k loop is unrolled U times. U is chosen per shape by reading the generated loop: with
 // 12 of 16 ymm (or 24 of 32 zmm) registers holding C, some unroll factors make GCC spill.
-template <class S, int MR, int NV, int U, class BRow>
+template <class S, int MR, int NV, int U, class ACol, class BRow>
 __attribute__((always_inline)) inline void ukernel_simd_body(int64_t kc, typename S::T alpha,
-                                                             const typename S::T* a, BRow brow,
+                                                             ACol acol, BRow brow,
                                                              typename S::T beta,
                                                              typename S::T* c, int64_t ldc) {
   using T = typename S::T;
@@ -59,11 +59,11 @@ __attribute__((always_inline)) inline void ukernel_simd_body(int64_t kc, typenam
     __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
   }
   int64_t p = 0;
-  for (; p + U <= kc; p += U, a += U * MR) {
+  for (; p + U <= kc; p += U) {
 #pragma GCC unroll 8
-    for (int u = 0; u < U; ++u) ukernel_simd_step<S, MR, NV>(acc, a + u * MR, brow(p + u));
+    for (int u = 0; u < U; ++u) ukernel_simd_step<S, MR, NV>(acc, acol(p + u), brow(p + u));
   }
-  for (; p < kc; ++p, a += MR) ukernel_simd_step<S, MR, NV>(acc, a, brow(p));
+  for (; p < kc; ++p) ukernel_simd_step<S, MR, NV>(acc, acol(p), brow(p));
 
   const V va = S::set1(alpha);
   if (beta == T(0)) {
@@ -85,7 +85,16 @@ __attribute__((always_inline)) inline void ukernel_simd_body(int64_t kc, typenam
   }
 }
 
-// The packed-B kernel (Ukernel).
+// Column p of a packed A panel.
+template <class S, int MR>
+__attribute__((always_inline)) inline auto packed_a_col(const typename S::T* a) {
+  return [a](int64_t p) {
+    const typename S::T* ap = a + p * MR;
+    return [ap](int i) { return ap + i; };
+  };
+}
+
+// The packed kernel (Ukernel).
 template <class S, int MR, int NV, int U>
 __attribute__((always_inline)) inline void ukernel_simd(int64_t kc, typename S::T alpha,
                                                         const typename S::T* a,
@@ -93,8 +102,8 @@ __attribute__((always_inline)) inline void ukernel_simd(int64_t kc, typename S::
                                                         typename S::T beta, typename S::T* c,
                                                         int64_t ldc) {
   constexpr int NR = NV * S::L;
-  ukernel_simd_body<S, MR, NV, U>(
-      kc, alpha, a, [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
+  ukernel_simd_body<S, MR, NV, U>(kc, alpha, packed_a_col<S, MR>(a),
+                                  [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
 }
 
 // The B-in-place kernel (UkernelDirectB).
@@ -102,8 +111,26 @@ template <class S, int MR, int NV, int U>
 __attribute__((always_inline)) inline void ukernel_simd_direct_b(
     int64_t kc, typename S::T alpha, const typename S::T* a, const typename S::T* b,
     const int64_t* boff, typename S::T beta, typename S::T* c, int64_t ldc) {
-  ukernel_simd_body<S, MR, NV, U>(
-      kc, alpha, a, [b, boff](int64_t p) { return b + boff[p]; }, beta, c, ldc);
+  ukernel_simd_body<S, MR, NV, U>(kc, alpha, packed_a_col<S, MR>(a),
+                                  [b, boff](int64_t p) { return b + boff[p]; }, beta, c, ldc);
+}
+
+// The A-in-place kernel (UkernelDirectA): A[i][p] = arow[i][koff[p]].
+template <class S, int MR, int NV, int U>
+__attribute__((always_inline)) inline void ukernel_simd_direct_a(
+    int64_t kc, typename S::T alpha, const typename S::T* const* arow, const int64_t* koff,
+    const typename S::T* b, typename S::T beta, typename S::T* c, int64_t ldc) {
+  using T = typename S::T;
+  constexpr int NR = NV * S::L;
+  const T* r[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) r[i] = arow[i];
+  const auto acol = [&r, koff](int64_t p) {
+    const int64_t o = koff[p];
+    return [&r, o](int i) { return r[i] + o; };
+  };
+  ukernel_simd_body<S, MR, NV, U>(kc, alpha, acol, [b](int64_t p) { return b + p * NR; }, beta,
+                                  c, ldc);
 }
 
 }  // namespace
