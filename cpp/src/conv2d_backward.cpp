@@ -148,21 +148,26 @@ void backward_weight_in_place_a(const Conv2dGeometry& g, const T* x, const T* dy
 }
 
 // The cheaper method for g, from a cost model in units of one multiply-add of the GEMM kernel:
-// the product itself (rows rounded up to the 6-row micro-tile), plus about 20 units for each
-// element im2col packs and 60 for each element col2im writes and scatters back. The flipped-
-// kernel product runs over the whole input (zeros inserted by the stride included); col2im runs
-// over the output only but scatters. When the flipped product reads its B in place (stride-1
-// forward, conv2d_forward.cpp) nothing is packed, but each output row is computed wp wide.
-// Measured choices on LeNet, CIFAR and ResNet layers agree.
+// the product itself (rows rounded up to the 6-row micro-tile, or the transposed product's
+// columns to the 16-wide one), plus about 20 units for each element im2col packs and 60 for each
+// element col2im writes and scatters back. The flipped-kernel product runs over the whole input
+// (zeros inserted by the stride included); col2im runs over the output only but scatters. When
+// the flipped product reads col in place (forward_path) nothing is packed; as the product's B,
+// each output row is computed wp wide. Measured choices on LeNet, CIFAR and ResNet layers agree.
 BackwardInputMethod fastest_backward_input(const Conv2dGeometry& g, int64_t elem_size) {
-  const auto tile_rows = [](int64_t rows) { return double((rows + 5) / 6 * 6); };
-  const double khw = double(g.kh * g.kw), ohw = double(g.col_cols());
+  const auto round_up = [](int64_t x, int64_t r) { return double((x + r - 1) / r * r); };
+  const double khw = double(g.kh * g.kw), ohw = double(g.col_cols()), ihw = double(g.ih * g.iw);
   const double k = double(g.col_rows()), ocg = double(g.ocg());
   const Conv2dGeometry f = g.flipped();
-  const bool in_place = detail::forward_b_in_place(f, elem_size);
-  const double width = double(in_place ? f.ow() + (f.kw - 1) * f.dw : g.iw);
-  const double flip = (tile_rows(g.icg()) + (in_place ? 0.0 : 20.0)) * ocg * khw * g.ih * width;
-  const double col2im = tile_rows(g.col_rows()) * ocg * ohw + 60.0 * k * ohw;
+  double flip = 0;
+  switch (detail::forward_path(f, elem_size)) {
+    case detail::ForwardPath::a_in_place: flip = round_up(g.icg(), 16) * ocg * khw * ihw; break;
+    case detail::ForwardPath::b_in_place:
+      flip = round_up(g.icg(), 6) * ocg * khw * double(g.ih * (f.ow() + (f.kw - 1) * f.dw));
+      break;
+    case detail::ForwardPath::packed: flip = (round_up(g.icg(), 6) + 20.0) * ocg * khw * ihw;
+  }
+  const double col2im = round_up(g.col_rows(), 6) * ocg * ohw + 60.0 * k * ohw;
   return flip <= col2im ? BackwardInputMethod::flip : BackwardInputMethod::col2im;
 }
 

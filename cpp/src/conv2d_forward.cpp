@@ -14,6 +14,17 @@ namespace convcore {
 namespace detail {
 namespace {
 
+// Calls body(f) with f(v) = activate(act, v) as a separate functor for the common activations,
+// so that the loops in body vectorise (a switch per element does not).
+template <class T, class Body>
+void with_activation(Activation act, Body body) {
+  switch (act) {
+    case Activation::identity: return body([](T v) { return v; });
+    case Activation::relu: return body([](T v) { return activate(Activation::relu, v); });
+    default: return body([act](T v) { return activate(act, v); });
+  }
+}
+
 // The forward product's epilogue (a GEMM driver epilogue): y = act(c + bias) over a finished
 // block of c, rows [i0, i0+mc) and columns [j0, j0+nc). A row of c holds output rows of ow
 // values every `wide` columns (the rest discarded); wide == ow maps c's columns to y's 1:1.
@@ -27,13 +38,7 @@ struct BiasActivation {
   Activation act;
 
   void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
-    // One loop per activation, so that the common ones vectorise.
-    switch (act) {
-      case Activation::identity: return apply(i0, mc, j0, nc, [](T v) { return v; });
-      case Activation::relu:
-        return apply(i0, mc, j0, nc, [](T v) { return activate(Activation::relu, v); });
-      default: return apply(i0, mc, j0, nc, [this](T v) { return activate(act, v); });
-    }
+    with_activation<T>(act, [&](auto f) { apply(i0, mc, j0, nc, f); });
   }
 
  private:
@@ -109,26 +114,102 @@ void forward_in_place_b(const Conv2dGeometry& g, const T* x, const T* w, const T
   });
 }
 
+// The transposed product's epilogue: y[o][j] = act(yt[j][o] + bias[o]) over a finished block of
+// yt (pixels [i0, i0+mc), channels [j0, j0+nc)).
+template <class T>
+struct TransposeBiasActivation {
+  const T* yt;
+  int64_t ocg;
+  T* y;
+  int64_t n;      // pixels: y is ocg x n
+  const T* bias;  // ocg values, or null
+  Activation act;
+
+  void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
+    with_activation<T>(act, [&](auto f) {
+      for (int64_t o = j0; o < j0 + nc; ++o) {
+        const T b = bias ? bias[o] : T(0);
+        const T* src = yt + o;
+        T* dst = y + o * n;
+        for (int64_t j = i0; j < i0 + mc; ++j) dst[j] = f(src[j * ocg] + b);
+      }
+    });
+  }
+};
+
+// Any stride: the transposed product, with col^T read in place from the padded copy xp of
+// padded_image.hpp,
+//
+//   Y_g^T[N x ocg] = col^T[N x K] * W_g^T[K x ocg],   col^T[j][p] = xp[pix(j) + tap_offset(p)],
+//   pix(i*ow + j) = i*sh*wp + j*sw,
+//
+// (DirectA over pixels, so a strided layer packs nothing of col; W^T is packed, 1/N of the
+// work), written back into y transposed, with bias and activation, by the epilogue while each
+// block is in cache.
+template <class T>
+void forward_in_place_a(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+                        Activation act) {
+  const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
+  const int64_t ow = g.ow(), ihw = g.ih * g.iw;
+  const PaddedImage pi = PaddedImage::of<T>(g);
+  const int64_t nthr = image_threads(g);
+  Scratch offsets(1, (N + K) * int64_t(sizeof(int64_t)));
+  Scratch work(nthr, (pi.elems + N * ocg) * int64_t(sizeof(T)));
+  int64_t* pix = offsets.get<int64_t>(0);
+  int64_t* taps = pix + N;
+  for (int64_t j = 0; j < N; ++j) pix[j] = (j / ow) * g.sh * pi.wp + (j % ow) * g.sw;
+  for (int64_t p = 0; p < K; ++p) taps[p] = pi.tap_offset(g, p);
+
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(g.mb, nt, tid, begin, end);
+    T* xp = work.get<T>(tid);
+    T* yt = xp + pi.elems;
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        pi.fill(g, x + (n * g.ic + gi * icg) * ihw, xp);
+        const TransposeBiasActivation<T> epilogue{
+            yt, ocg, y + (n * g.oc + gi * ocg) * N, N, bias ? bias + gi * ocg : nullptr, act};
+        gemm_driver<T>(N, ocg, K, T(1), DirectA<T>{xp, pix, taps},
+                       MatrixPackB<T>(true, w + gi * ocg * K, K), T(0), yt, ocg, epilogue);
+      }
+  });
+}
+
 }  // namespace
 
-// Whether g is computed by forward_in_place_b (conv2d_impl.hpp). Not when col is the input itself, nor
-// when the discarded columns are more than a third of the product (a wide dilated kernel on a
-// narrow image), nor when the per-thread workspace would pass kMaxBytes (the packed path needs
-// none; the sizes are compared in floating point, so they cannot overflow here).
-bool forward_b_in_place(const Conv2dGeometry& g, int64_t elem_size) {
+// (conv2d_impl.hpp) In order of preference, each measured faster than the next where it applies:
+//  - col_is_input: the product reads the image as its B matrix, nothing to gain;
+//  - a_in_place when the output channels (the transposed product's n) fill most of a micro-tile's
+//    NR columns: nothing of col is packed, any stride (res3x3 forward 17 -> 14.5 ms, the 7x7
+//    stride-2 stem 28 -> 18 ms, against b_in_place and packed);
+//  - b_in_place for stride 1 unless the discarded columns are more than a third of the product
+//    (a wide dilated kernel on a narrow image): LeNet's 6-channel first layer;
+//  - packed otherwise.
+// The in-place paths also need their per-thread workspace under kMaxBytes (compared in floating
+// point, so that the sizes cannot overflow here); the packed path needs none.
+ForwardPath forward_path(const Conv2dGeometry& g, int64_t elem_size) {
   constexpr double kMaxBytes = double(int64_t{64} << 20);
-  if (g.sh != 1 || g.sw != 1 || col_is_input(g)) return false;
-  const int64_t oh = g.oh(), ow = g.ow(), extra = (g.kw - 1) * g.dw;
-  if (extra > ow / 2) return false;
-  const double wide = double(g.ocg()) * double(oh) * double(ow + extra) * double(elem_size);
-  return padded_image_bytes(g, elem_size) + wide <= kMaxBytes;
+  if (col_is_input(g)) return ForwardPath::packed;
+  const double padded = padded_image_bytes(g, elem_size), esize = double(elem_size);
+  const double oh = double(g.oh()), ow = double(g.ow()), ocg = double(g.ocg());
+  if (g.ocg() >= 16 && padded + ocg * oh * ow * esize <= kMaxBytes) return ForwardPath::a_in_place;
+  const int64_t extra = (g.kw - 1) * g.dw;
+  if (g.sh == 1 && g.sw == 1 && extra <= g.ow() / 2 &&
+      padded + ocg * oh * (ow + double(extra)) * esize <= kMaxBytes)
+    return ForwardPath::b_in_place;
+  return ForwardPath::packed;
 }
 
 template <class T>
 void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                        Activation act) {
   if (g.mb == 0) return;
-  if (forward_b_in_place(g, sizeof(T))) return forward_in_place_b(g, x, w, bias, y, act);
+  switch (forward_path(g, sizeof(T))) {
+    case ForwardPath::a_in_place: return forward_in_place_a(g, x, w, bias, y, act);
+    case ForwardPath::b_in_place: return forward_in_place_b(g, x, w, bias, y, act);
+    case ForwardPath::packed: break;
+  }
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
   const bool direct = col_is_input(g);

@@ -15,9 +15,11 @@ template <class T>
 void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                        Activation act);
 
-// Whether forward_unchecked reads the product's B in place from a zero-padded copy of each image
-// (stride 1, see conv2d_forward.cpp) rather than packing col.
-bool forward_b_in_place(const Conv2dGeometry& g, int64_t elem_size);
+// How forward_unchecked computes g (conv2d_forward.cpp): reading col in place from a zero-padded
+// copy of each image, as the transposed product's A (any stride) or the product's B (stride 1),
+// or packing col panels from the image.
+enum class ForwardPath { a_in_place, b_in_place, packed };
+ForwardPath forward_path(const Conv2dGeometry& g, int64_t elem_size);
 
 // Whether im2col is the identity for g (1x1 kernel, stride 1, no padding): the GEMM reads x.
 inline bool col_is_input(const Conv2dGeometry& g) {

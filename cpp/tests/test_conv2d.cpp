@@ -133,6 +133,10 @@ void run(double tol) {
       geom(2, 3, 9, 11, 5, 2, 4, 1, 1, 0, 1, 3, 0, 2, 1),            // asymmetric, dilated
       geom(2, 3, 6, 9, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3),             // too wide: packed
       geom(2, 2, 9, 7, 3, 3, 3, 1, 1, 3, 2, 4, 3),                   // crop in the flip pass
+      // 16+ output channels: the forward reads col^T in place, any stride; 16+ input channels:
+      // so does the flipped-kernel pass
+      geom(2, 3, 13, 12, 16, 3, 3, 2, 2, 1, 1, 1, 1),                // strided
+      geom(2, 16, 8, 7, 4, 3, 3, 1, 1, 2, 0, 1, 1),                  // flip pass, asymmetric
       // 8-64 output channels per group: the weight gradient reads col in place, any stride:
       geom(2, 3, 11, 10, 8, 3, 2, 2, 3, 1, 0, 2, 1, 1, 2),           // strided, dilated
       geom(3, 4, 9, 9, 16, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 2),         // groups
