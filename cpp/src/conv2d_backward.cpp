@@ -240,13 +240,21 @@ template <class T>
 void conv2d_backward_bias(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
   g.validate("conv2d_backward_bias");
   const int64_t N = g.oh() * g.ow();
+  // kLanes running sums, each over a fixed subset of the positions, so that the loop vectorises
+  // (one running sum is a chain of dependent additions) and the bits do not depend on threads.
+  constexpr int64_t kLanes = 16;
   detail::parallel_for(g.oc, g.mb * N, [&](int64_t o) {
-    T s = T(0);
+    T acc[kLanes] = {};
     for (int64_t n = 0; n < g.mb; ++n) {
       const T* row = dy + (n * g.oc + o) * N;
-      for (int64_t p = 0; p < N; ++p) s += row[p];
+      int64_t p = 0;
+      for (; p + kLanes <= N; p += kLanes)
+        for (int64_t t = 0; t < kLanes; ++t) acc[t] += row[p + t];
+      for (int64_t t = 0; p + t < N; ++t) acc[t] += row[p + t];
     }
-    db[o] = accumulate ? db[o] + s : s;
+    for (int64_t half = kLanes / 2; half > 0; half /= 2)
+      for (int64_t t = 0; t < half; ++t) acc[t] += acc[t + half];
+    db[o] = accumulate ? db[o] + acc[0] : acc[0];
   });
 }
 
