@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <type_traits>
 
 #include "conv2d_depthwise.hpp"
 #include "conv2d_impl.hpp"
@@ -14,14 +15,17 @@ namespace convcore {
 namespace detail {
 namespace {
 
-// Calls body(f) with f(v) = activate(act, v) as a separate functor for the common activations,
-// so that the loops in body vectorise (a switch per element does not).
-template <class T, class Body>
+// Calls body(a) with a, convertible to act, a compile-time constant: the switch inside activate
+// and activation_derivative then folds away and the caller's loops vectorise (a switch per
+// element does not).
+template <class Body>
 void with_activation(Activation act, Body body) {
+  using A = Activation;
   switch (act) {
-    case Activation::identity: return body([](T v) { return v; });
-    case Activation::relu: return body([](T v) { return activate(Activation::relu, v); });
-    default: return body([act](T v) { return activate(act, v); });
+    case A::identity: return body(std::integral_constant<A, A::identity>());
+    case A::relu: return body(std::integral_constant<A, A::relu>());
+    case A::sigmoid: return body(std::integral_constant<A, A::sigmoid>());
+    case A::tanh: return body(std::integral_constant<A, A::tanh>());
   }
 }
 
@@ -38,7 +42,9 @@ struct BiasActivation {
   Activation act;
 
   void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
-    with_activation<T>(act, [&](auto f) { apply(i0, mc, j0, nc, f); });
+    with_activation(act, [&](auto a) {
+      apply(i0, mc, j0, nc, [a](T v) { return activate(a, v); });
+    });
   }
 
  private:
@@ -126,12 +132,12 @@ struct TransposeBiasActivation {
   Activation act;
 
   void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
-    with_activation<T>(act, [&](auto f) {
+    with_activation(act, [&](auto a) {
       for (int64_t o = j0; o < j0 + nc; ++o) {
         const T b = bias ? bias[o] : T(0);
         const T* src = yt + o;
         T* dst = y + o * n;
-        for (int64_t j = i0; j < i0 + mc; ++j) dst[j] = f(src[j * ocg] + b);
+        for (int64_t j = i0; j < i0 + mc; ++j) dst[j] = activate(a, src[j * ocg] + b);
       }
     });
   }
@@ -259,8 +265,19 @@ template <class T>
 void activation_backward(Activation act, int64_t n, const T* grad, const T* output, T* delta) {
   detail::parallel_for((n + 4095) / 4096, 4096, [&](int64_t blk) {
     const int64_t end = std::min(n, (blk + 1) * 4096);
-    for (int64_t i = blk * 4096; i < end; ++i)
-      delta[i] = grad[i] * activation_derivative(act, output[i]);
+    detail::with_activation(act, [&](auto a) {
+      if constexpr (decltype(a)::value == Activation::relu) {
+        // Written as a bool converted to T: GCC compiles "a > 0 ? 1 : 0" times grad to a branch
+        // (taken at random for ReLU outputs) that blocks vectorisation.
+        for (int64_t i = blk * 4096; i < end; ++i) {
+          const T positive = output[i] > T(0);
+          delta[i] = grad[i] * positive;
+        }
+      } else {
+        for (int64_t i = blk * 4096; i < end; ++i)
+          delta[i] = grad[i] * activation_derivative<T>(a, output[i]);
+      }
+    });
   });
 }
 
