@@ -149,8 +149,8 @@ struct TransposeBiasActivation {
 //   Y_g^T[N x ocg] = col^T[N x K] * W_g^T[K x ocg],   col^T[j][p] = xp[pix(j) + tap_offset(p)],
 //   pix(i*ow + j) = i*sh*wp + j*sw,
 //
-// (DirectA over pixels, so a strided layer packs nothing of col; W^T is packed, 1/N of the
-// work), written back into y transposed, with bias and activation, by the epilogue while each
+// (DirectA over pixels, so a strided layer packs nothing of col; W^T is packed once per call),
+// written back into y transposed, with bias and activation, by the epilogue while each
 // block is in cache.
 template <class T>
 void forward_in_place_a(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
@@ -159,12 +159,19 @@ void forward_in_place_a(const Conv2dGeometry& g, const T* x, const T* w, const T
   const int64_t ow = g.ow(), ihw = g.ih * g.iw;
   const PaddedImage pi = PaddedImage::of<T>(g);
   const int64_t nthr = image_threads(g);
+  const GemmKernel<T>& kern = gemm_kernel<T>(active_isa());
+  const int64_t wt_elems = prepacked_b_elems(kern, K, ocg);
   Scratch offsets(1, (N + K) * int64_t(sizeof(int64_t)));
+  Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
   Scratch work(nthr, (pi.elems + N * ocg) * int64_t(sizeof(T)));
   int64_t* pix = offsets.get<int64_t>(0);
   int64_t* taps = pix + N;
   for (int64_t j = 0; j < N; ++j) pix[j] = (j / ow) * g.sh * pi.wp + (j % ow) * g.sw;
   for (int64_t p = 0; p < K; ++p) taps[p] = pi.tap_offset(g, p);
+  // W_g^T, packed once for all the images.
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    prepack_b(kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K),
+              packed_w.get<T>(0) + gi * wt_elems);
 
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
@@ -176,8 +183,8 @@ void forward_in_place_a(const Conv2dGeometry& g, const T* x, const T* w, const T
         pi.fill(g, x + (n * g.ic + gi * icg) * ihw, xp);
         const TransposeBiasActivation<T> epilogue{
             yt, ocg, y + (n * g.oc + gi * ocg) * N, N, bias ? bias + gi * ocg : nullptr, act};
-        gemm_driver<T>(N, ocg, K, T(1), DirectA<T>{xp, pix, taps},
-                       MatrixPackB<T>(true, w + gi * ocg * K, K), T(0), yt, ocg, epilogue);
+        const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
+        gemm_driver<T>(N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg, epilogue);
       }
   });
 }

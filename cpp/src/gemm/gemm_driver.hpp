@@ -42,7 +42,9 @@
 //
 // A B operand read in place (DirectB below) skips pack_b: the kernel reads row p of a panel at
 // base + off[p] + j, so the only packed operand is A. Likewise an A read in place (DirectA)
-// skips pack_a. At most one of the two is read in place.
+// skips pack_a. At most one of the two is read in place. A B packed beforehand, whole
+// (PrepackedB, prepack_b), skips pack_b too: for a B shared by many products, as the weights are
+// by the images of a batch.
 //
 // Threads: C is cut into an nthr_m x nthr_n grid at multiples of MR and NR, and each thread runs
 // the loops above on its part with its own packing buffers. k is never split, MC and NC are
@@ -103,6 +105,33 @@ struct DirectA {
   const int64_t* k_off;    // k entries
 };
 
+// A B operand packed beforehand by prepack_b with the kernel kern: for each kc block of the
+// driver's k split, in order, the ceil(n/NR) panels of all n columns. kern is the kernel the
+// product must then use (the active one may change between the two calls).
+template <class T>
+struct PrepackedB {
+  const GemmKernel<T>* kern;
+  const T* panels;
+  int64_t n;
+};
+
+// Elements of the prepacked k x n operand for kern.
+template <class T>
+int64_t prepacked_b_elems(const GemmKernel<T>& kern, int64_t k, int64_t n) {
+  return k * ((n + kern.nr - 1) / kern.nr * kern.nr);
+}
+
+// Packs op(B)[k x n] whole into dst (prepacked_b_elems) with pack_b (the contract above).
+template <class T, class PackB>
+PrepackedB<T> prepack_b(const GemmKernel<T>& kern, int64_t k, int64_t n, const PackB& pack_b,
+                        T* dst) {
+  const int64_t kc_step = gemm_kc_step(k, kern.kc);
+  const int64_t n_round = (n + kern.nr - 1) / kern.nr * kern.nr;
+  for (int64_t pc = 0; pc < k; pc += kc_step)
+    pack_b(pc, k - pc < kc_step ? k - pc : kc_step, 0, n, kern.nr, dst + pc * n_round);
+  return {&kern, dst, n};
+}
+
 // The default epilogue: nothing.
 struct NoEpilogue {
   void operator()(int64_t, int64_t, int64_t, int64_t) const {}
@@ -129,12 +158,15 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
   const int64_t nc_max = je - jb < nc_step ? round_up(je - jb, nr) : nc_step;
   constexpr bool a_in_place = std::is_same_v<PackA, DirectA<T>>;
   constexpr bool b_in_place = std::is_same_v<PackB, DirectB<T>>;
+  constexpr bool b_prepacked = std::is_same_v<PackB, PrepackedB<T>>;
   static_assert(!(a_in_place && b_in_place), "one operand at most is read in place");
   const std::size_t a_elems =
       a_in_place ? 0 : static_cast<std::size_t>(round_up(mc_max * kc_step, 64));
-  const std::size_t b_elems = b_in_place ? 0 : static_cast<std::size_t>(nc_max * kc_step);
+  const std::size_t b_elems =
+      b_in_place || b_prepacked ? 0 : static_cast<std::size_t>(nc_max * kc_step);
   T* const ap = static_cast<T*>(gemm_workspace((a_elems + b_elems) * sizeof(T)));
-  T* const bp = ap + a_elems;
+  T* const b_buf = ap + a_elems;
+  const T* bp = b_buf;  // the packed block of B
   alignas(64) T edge[kMaxMR * kMaxNR];
 
   for (int64_t jc = jb; jc < je; jc += nc_step) {
@@ -142,7 +174,11 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
     for (int64_t pc = 0; pc < k; pc += kc_step) {
       const int64_t kc = k - pc < kc_step ? k - pc : kc_step;
       const T beta_p = pc == 0 ? beta : T(1);
-      if constexpr (!b_in_place) pack_b(pc, kc, jc, nc, nr, bp);
+      // A prepacked block pc starts at pc * (n rounded up to NR); jc is a multiple of NR.
+      if constexpr (b_prepacked)
+        bp = pack_b.panels + pc * round_up(pack_b.n, nr) + jc * kc;
+      else if constexpr (!b_in_place)
+        pack_b(pc, kc, jc, nc, nr, b_buf);
       for (int64_t ic = ib; ic < ie; ic += kern.mc) {
         const int64_t mc = ie - ic < kern.mc ? ie - ic : kern.mc;
         if constexpr (!a_in_place) pack_a(ic, mc, pc, kc, mr, ap);
@@ -192,6 +228,7 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
 // C = alpha * op(A) * op(B) + beta * C with caller-supplied packers (contract above):
 //   pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr, T* dst), or a DirectA<T>
 //   pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst), or a DirectB<T>
+//     or a PrepackedB<T>
 //   epilogue(int64_t i0, int64_t mc, int64_t j0, int64_t nc), optional (see above)
 // Sizes are assumed valid (callers validate). Runs on get_num_threads() threads at most, or on
 // the calling thread alone inside a parallel region.
@@ -205,7 +242,9 @@ void gemm_driver(int64_t m, int64_t n, int64_t k, T alpha, const PackA& pack_a,
     epilogue(0, m, 0, n);
     return;
   }
-  const GemmKernel<T>& kern = gemm_kernel<T>(active_isa());
+  const GemmKernel<T>* kern_p = &gemm_kernel<T>(active_isa());
+  if constexpr (std::is_same_v<PackB, PrepackedB<T>>) kern_p = pack_b.kern;
+  const GemmKernel<T>& kern = *kern_p;
   const int64_t mt = (m + kern.mr - 1) / kern.mr, nt = (n + kern.nr - 1) / kern.nr;
   parallel(gemm_max_threads(m, n, k, kern.mr, kern.nr), [&](int64_t tid, int64_t nthr) {
     const GemmPartition part = gemm_partition(m, n, k, kern.mr, kern.nr, kern.nc, nthr);
