@@ -93,6 +93,74 @@ def test_conv2d_bias(geom, dtype):
     assert_close(db, reference.conv2d_backward_bias(f64(dy)))
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geom", GEOMETRY_PARAMS)
+def test_conv2d_backward(geom, dtype, bias):
+    x, w, _, dy = make_problem(geom, dtype)
+    dx, dw, db = cc.conv2d_backward(x, w, dy, bias=bias, **geom.kwargs)
+    assert (dx.dtype, dw.dtype, dx.shape, dw.shape) == (dtype, dtype, x.shape, w.shape)
+    assert_close(dx, reference.conv2d_backward_input(*f64(dy, w), x.shape, **geom.ref_kwargs))
+    assert_close(dw, reference.conv2d_backward_weight(*f64(x, dy), w.shape, **geom.ref_kwargs))
+    if bias:
+        assert_close(db, reference.conv2d_backward_bias(f64(dy)))
+    else:
+        assert db is None
+    # The same bits as the three separate ops.
+    np.testing.assert_array_equal(dx, cc.conv2d_input(x.shape, w, dy, **geom.kwargs))
+    np.testing.assert_array_equal(dw, cc.conv2d_weight(x, w.shape, dy, **geom.kwargs))
+    if bias:
+        np.testing.assert_array_equal(db, cc.conv2d_bias(dy))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_backward_accumulates_into_out(dtype):
+    geom = SMALL_GEOMETRY_PARAMS[0].values[0]
+    x, w, _, dy = make_problem(geom, dtype)
+    _, dw_once, db_once = cc.conv2d_backward(x, w, dy, **geom.kwargs)
+    dw = np.zeros(w.shape, dtype)
+    db = np.zeros(geom.oc, dtype)
+    for _ in range(2):
+        _, ret_w, ret_b = cc.conv2d_backward(x, w, dy, weight_out=dw, bias_out=db, accumulate=True,
+                                             **geom.kwargs)
+    assert ret_w is dw
+    assert ret_b is db
+    assert_close(dw, 2 * dw_once.astype(np.float64))
+    assert_close(db, 2 * db_once.astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_backward_bad_buffers_leave_everything_untouched(dtype):
+    geom = SMALL_GEOMETRY_PARAMS[0].values[0]
+    x, w, _, dy = make_problem(geom, dtype)
+    good_w, good_b = np.ones(w.shape, dtype), np.ones(geom.oc, dtype)
+    for what, out in _bad_outs(w.shape, dtype):
+        before = out.copy()
+        with pytest.raises((TypeError, ValueError), match="weight_out"):
+            cc.conv2d_backward(x, w, dy, weight_out=out, bias_out=good_b, accumulate=True, **geom.kwargs)
+        np.testing.assert_array_equal(out, before, err_msg=what)
+        np.testing.assert_array_equal(good_b, 1)
+    for what, out in _bad_outs((geom.oc,), dtype):
+        before = out.copy()
+        with pytest.raises((TypeError, ValueError), match="bias_out"):
+            cc.conv2d_backward(x, w, dy, weight_out=good_w, bias_out=out, accumulate=True, **geom.kwargs)
+        np.testing.assert_array_equal(out, before, err_msg=what)
+        np.testing.assert_array_equal(good_w, 1)
+    with pytest.raises(ValueError, match="accumulate"):
+        cc.conv2d_backward(x, w, dy, weight_out=good_w, accumulate=True, **geom.kwargs)
+    with pytest.raises(ValueError, match="bias_out"):
+        cc.conv2d_backward(x, w, dy, bias=False, bias_out=good_b, **geom.kwargs)
+    with pytest.raises(ValueError, match="bias_out"):
+        cc.conv2d_backward(x, w, dy, weight_out=good_w, bias_out=good_w.reshape(-1)[: geom.oc],
+                           **geom.kwargs)
+    with pytest.raises(ValueError, match="weight_out"):
+        cc.conv2d_backward(x, w, dy, weight_out=w, **geom.kwargs)
+    with pytest.raises(ValueError, match="method"):
+        cc.conv2d_backward(x, w, dy, method="fft", **geom.kwargs)
+    np.testing.assert_array_equal(good_w, 1)
+    np.testing.assert_array_equal(good_b, 1)
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_activation_backward(dtype, activation):

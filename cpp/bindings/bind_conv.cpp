@@ -135,6 +135,43 @@ void bind_ops(py::module_& m) {
       py::arg("geometry"), py::arg("grad_output"), py::arg("out"), py::arg("accumulate"));
 
   m.def(
+      "conv2d_backward",
+      [](const Conv2dGeometry& g, In<T> x, In<T> w, In<T> dy, const std::string& method,
+         bool bias, std::optional<py::array> dw_out, std::optional<py::array> db_out,
+         bool accumulate) {
+        const auto meth = parse_method(method);
+        g.validate("conv2d_backward");
+        require_size<T>(x, g.src_size(), "input");
+        require_size<T>(w, g.wei_size(), "weight");
+        require_size<T>(dy, g.dst_size(), "grad_output");
+        if (accumulate && (!dw_out || (bias && !db_out)))
+          throw py::value_error("accumulate=True needs weight_out and bias_out");
+        // Every buffer is checked before anything is written.
+        const std::vector<int64_t> wshape{g.oc, g.icg(), g.kh, g.kw}, bshape{g.oc};
+        py::array dw = dw_out ? *dw_out : py::array(py::array_t<T>(wshape));
+        T* dwp = output_buffer<T>(dw, wshape, "weight_out");
+        py::object db = py::none();
+        T* dbp = nullptr;
+        if (bias) {
+          py::array dba = db_out ? *db_out : py::array(py::array_t<T>(bshape));
+          dbp = output_buffer<T>(dba, bshape, "bias_out");
+          db = dba;
+        }
+        py::array_t<T> dx({g.mb, g.ic, g.ih, g.iw});
+        T* dxp = dx.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          convcore::conv2d_backward_weight(g, x.data(), dy.data(), dwp, accumulate);
+          if (dbp) convcore::conv2d_backward_bias(g, dy.data(), dbp, accumulate);
+          convcore::conv2d_backward_input(g, w.data(), dy.data(), dxp, meth);
+        }
+        return py::make_tuple(dx, dw, db);
+      },
+      py::arg("geometry"), py::arg("input"), py::arg("weight"), py::arg("grad_output"),
+      py::arg("method"), py::arg("bias"), py::arg("weight_out"), py::arg("bias_out"),
+      py::arg("accumulate"));
+
+  m.def(
       "activation_backward",
       [](const std::string& activation, In<T> grad, In<T> output) {
         const auto act = parse_activation(activation);

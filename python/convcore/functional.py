@@ -35,6 +35,7 @@ __all__ = [
     "conv2d_input",
     "conv2d_weight",
     "conv2d_bias",
+    "conv2d_backward",
     "activation_backward",
     "expand_stride",
     "flip_kernels",
@@ -203,15 +204,15 @@ def _check_grad_output(dy: np.ndarray, g) -> None:
         raise ValueError(msg)
 
 
-def _check_out(out: Optional[np.ndarray], *inputs: np.ndarray) -> None:
+def _check_out(out: Optional[np.ndarray], *inputs: np.ndarray, name: str = "out") -> None:
     if out is None:
         return
     if not isinstance(out, np.ndarray):
-        msg = f"out: expected a numpy.ndarray, got {type(out).__name__}"
+        msg = f"{name}: expected a numpy.ndarray, got {type(out).__name__}"
         raise TypeError(msg)
     for a in inputs:
         if np.may_share_memory(out, a):
-            msg = "out: must not share memory with an input"
+            msg = f"{name}: must not share memory with an input"
             raise ValueError(msg)
 
 
@@ -350,6 +351,59 @@ def conv2d_bias(grad_output, out: Optional[np.ndarray] = None, accumulate: bool 
         msg = "accumulate=True needs an out buffer to add to"
         raise ValueError(msg)
     return _core.conv2d_backward_bias(g, _contiguous(dy, dt), out, bool(accumulate))
+
+
+def conv2d_backward(
+    input,
+    weight,
+    grad_output,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    bias: bool = True,
+    method: str = "auto",
+    weight_out: Optional[np.ndarray] = None,
+    bias_out: Optional[np.ndarray] = None,
+    accumulate: bool = False,
+):
+    """The whole backward pass of a layer in one call: ``(grad_input, grad_weight, grad_bias)``.
+
+    The same results as :func:`conv2d_input`, :func:`conv2d_weight` and :func:`conv2d_bias`
+    (bitwise), with one argument check and one native call. input ``(N, C, H, W)`` or
+    ``(C, H, W)``; weight ``(oc, C/groups, kh, kw)``; grad_output ``(N, oc, oh, ow)``, the
+    layer's delta. Returns grad_input shaped like input, grad_weight like weight, and grad_bias
+    ``(oc,)`` — None when ``bias=False``. ``weight_out`` / ``bias_out`` and ``accumulate`` work as
+    ``out`` and ``accumulate`` of :func:`conv2d_weight`; every buffer is checked before anything
+    is written.
+    """
+    if method not in METHODS:
+        msg = f"method: expected one of {METHODS}, got {method!r}"
+        raise ValueError(msg)
+    x, single = _batched(_array(input, "input"), "input")
+    w = _array(weight, "weight")
+    dy = _array(grad_output, "grad_output")
+    if single:
+        dy = _batched(dy, "grad_output")[0]
+    dt = _dtype(x, w, dy)
+    g = _geometry(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups)
+    _check_grad_output(dy, g)
+    _check_out(weight_out, x, w, dy, name="weight_out")
+    _check_out(bias_out, x, w, dy, name="bias_out")
+    if weight_out is not None and bias_out is not None and np.may_share_memory(weight_out, bias_out):
+        msg = "bias_out: must not share memory with weight_out"
+        raise ValueError(msg)
+    if bias_out is not None and not bias:
+        msg = "bias_out: given with bias=False"
+        raise ValueError(msg)
+    if accumulate and (weight_out is None or (bias and bias_out is None)):
+        msg = "accumulate=True needs weight_out (and bias_out when bias=True) to add to"
+        raise ValueError(msg)
+    dx, dw, db = _core.conv2d_backward(
+        g, _contiguous(x, dt), _contiguous(w, dt), _contiguous(dy, dt), method, bool(bias),
+        weight_out, bias_out, bool(accumulate),
+    )
+    return (dx[0] if single else dx), dw, db
 
 
 def activation_backward(grad, output, activation: Optional[str]) -> np.ndarray:

@@ -137,11 +137,12 @@ class Conv2D(WeightBiasModule):
         dy = dy.astype(self.weight.dtype, copy=False)
         if self.activation not in (None, "identity"):
             dy = F.activation_backward(dy, self._output, self.activation)
-        F.conv2d_weight(self._input, self.weight.shape, dy, out=self.grad_weight, accumulate=True,
-                        **self._conv_args())
-        if self.bias_param is not None:
-            F.conv2d_bias(dy, out=self.grad_bias, accumulate=True)
-        return F.conv2d_input(self._input.shape, self.weight, dy, method=self.method, **self._conv_args())
+        dx, _, _ = F.conv2d_backward(
+            self._input, self.weight, dy, bias=self.bias_param is not None, method=self.method,
+            weight_out=self.grad_weight, bias_out=self.grad_bias, accumulate=True,
+            **self._conv_args(),
+        )
+        return dx
 
     def zero_grad(self) -> None:
         """Clears the accumulated weight and bias gradients."""

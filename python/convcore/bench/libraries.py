@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .suite import OPS, Shape
+from .suite import Shape
 
 LIBS = ("convcore", "torch", "torch_heap", "numpy")
 LIB_TITLES = {"convcore": "convcore", "torch": "torch", "torch_heap": "torch(heap)", "numpy": "numpy"}
@@ -32,6 +32,9 @@ def convcore_ops(s: Shape, x, w, b, dy, method: str = "auto") -> Dict[str, Calla
         "fwd": lambda: cc.conv2d(x, w, b, **kw),
         "bwd_input": lambda: cc.conv2d_input(x.shape, w, dy, method=method, **kw),
         "bwd_weight": lambda: (cc.conv2d_weight(x, w.shape, dy, **kw), cc.conv2d_bias(dy)),
+        # A training step as a layer runs it: the forward, then the whole backward in one call
+        # (as PyTorch's step below).
+        "step": lambda: (cc.conv2d(x, w, b, **kw), cc.conv2d_backward(x, w, dy, method=method, **kw)),
     }
 
 
@@ -114,9 +117,7 @@ class NumpyConv:
 
 def library_ops(lib: str, s: Shape, arrays, method: str) -> Dict[str, Callable]:
     if lib == "convcore":
-        ops = convcore_ops(s, *arrays, method=method)
-        ops["step"] = lambda: tuple(ops[op]() for op in OPS)
-        return ops
+        return convcore_ops(s, *arrays, method=method)
     if lib in ("torch", "torch_heap"):
         return torch_ops(s, *arrays)
     return NumpyConv(s, *arrays).ops()
