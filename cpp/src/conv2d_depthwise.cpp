@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
+#include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
+#include "depthwise_kernels.hpp"
 #include "scratch.hpp"
 
 namespace convcore::detail {
@@ -150,8 +153,6 @@ void backward_weight_channel(const Conv2dGeometry& g, const T* x, int64_t x_imag
 // (the positions with j >= ow are computed and dropped). The flat loop is long even for small
 // planes, and it adds up to kMaxFused taps per pass so that the sum stays in a register.
 
-constexpr int kMaxFused = 9;
-
 // dst[hp][wp] <- src[h][w] placed with its corner at (top, left); a negative top or left crops.
 // Writes only the elements that come from src: the caller zeroes dst once, and the border, which
 // nothing else writes, stays zero for every plane copied into the same buffer.
@@ -165,109 +166,19 @@ void copy_padded(const T* src, int64_t h, int64_t w, int64_t top, int64_t left, 
               dst + yy * wp + x0);
 }
 
-// out[p] = (add ? out[p] : 0) + a[0]*x[off[0] + p] + ... + a[N-1]*x[off[N-1] + p], p < len.
-template <class T, int N>
-void fused_pass(int64_t len, const T* x, const int64_t* off, const T* a, bool add,
-                T* __restrict out) {
-  const T* __restrict xs[N];
-  T as[N];
-  for (int t = 0; t < N; ++t) {
-    xs[t] = x + off[t];
-    as[t] = a[t];
-  }
-  if (add) {
-    for (int64_t p = 0; p < len; ++p) {
-      T s = out[p];
-      for (int t = 0; t < N; ++t) s += as[t] * xs[t][p];
-      out[p] = s;
-    }
-  } else {
-    for (int64_t p = 0; p < len; ++p) {
-      T s = as[0] * xs[0][p];
-      for (int t = 1; t < N; ++t) s += as[t] * xs[t][p];
-      out[p] = s;
-    }
-  }
-}
-
+// The inner loops for the active path: AVX2 + FMA when the GEMM runs avx2 or avx512 (an
+// AVX-512 CPU has AVX2; there is no separate AVX-512 copy), else the portable one. CONVCORE_ISA
+// and set_isa() select them with the GEMM's kernels.
 template <class T>
-void fused_pass_n(int n, int64_t len, const T* x, const int64_t* off, const T* a, bool add,
-                  T* out) {
-  switch (n) {
-    case 1: return fused_pass<T, 1>(len, x, off, a, add, out);
-    case 2: return fused_pass<T, 2>(len, x, off, a, add, out);
-    case 3: return fused_pass<T, 3>(len, x, off, a, add, out);
-    case 4: return fused_pass<T, 4>(len, x, off, a, add, out);
-    case 5: return fused_pass<T, 5>(len, x, off, a, add, out);
-    case 6: return fused_pass<T, 6>(len, x, off, a, add, out);
-    case 7: return fused_pass<T, 7>(len, x, off, a, add, out);
-    case 8: return fused_pass<T, 8>(len, x, off, a, add, out);
-    default: return fused_pass<T, kMaxFused>(len, x, off, a, add, out);
+const DepthwiseKernels<T>& depthwise_kernels() {
+  static constexpr DepthwiseKernels<T> generic = depthwise_kernels_for<T, 16>();
+#ifdef CONVCORE_X86_SIMD
+  if (active_isa() != Isa::generic) {
+    if constexpr (std::is_same_v<T, float>) return kDepthwiseAvx2F32;
+    else return kDepthwiseAvx2F64;
   }
-}
-
-// Lanes of the stride-1 weight gradient's per-tap partial sums: one 16-byte (SSE2) vector of T,
-// written with the GCC/Clang vector extension so that every tap keeps its sums in a register
-// (left to itself, the vectoriser interleaves the taps across j instead).
-template <class T>
-constexpr int kDotLanes = int(16 / sizeof(T));
-
-template <class T>
-struct DotVecOf;
-template <>
-struct DotVecOf<float> {
-  typedef float type __attribute__((vector_size(16)));
-};
-template <>
-struct DotVecOf<double> {
-  typedef double type __attribute__((vector_size(16)));
-};
-template <class T>
-using DotVec = typename DotVecOf<T>::type;
-
-template <class T>
-inline DotVec<T> load_vec(const T* p) {
-  DotVec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-// For each tap t < N: lanes[t][k] += sum_{j < len, j = k mod L} dy[j] * x[off[t] + j], where L is
-// kDotLanes<T>; the x runs of all N taps are read against the same dy run in one sweep.
-template <class T, int N>
-void tap_dots(int64_t len, const T* __restrict dy, const T* x, const int64_t* off,
-              T (*__restrict lanes)[kDotLanes<T>]) {
-  constexpr int L = kDotLanes<T>;
-  const T* __restrict xs[N];
-  DotVec<T> l[N];
-  for (int t = 0; t < N; ++t) {
-    xs[t] = x + off[t];
-    l[t] = load_vec(lanes[t]);
-  }
-  int64_t j = 0;
-  for (; j + L <= len; j += L) {
-    const DotVec<T> d = load_vec(dy + j);
-    for (int t = 0; t < N; ++t) l[t] += d * load_vec(xs[t] + j);
-  }
-  for (int t = 0; t < N; ++t) std::memcpy(lanes[t], &l[t], sizeof(l[t]));
-  for (int k = 0; j < len; ++j, ++k)
-    for (int t = 0; t < N; ++t) lanes[t][k] += dy[j] * xs[t][j];
-}
-
-template <class T>
-void tap_dots_n(int n, int64_t len, const T* dy, const T* x, const int64_t* off,
-                T (*lanes)[kDotLanes<T>]) {
-  switch (n) {
-    case 1: return tap_dots<T, 1>(len, dy, x, off, lanes);
-    case 2: return tap_dots<T, 2>(len, dy, x, off, lanes);
-    case 3: return tap_dots<T, 3>(len, dy, x, off, lanes);
-    case 4: return tap_dots<T, 4>(len, dy, x, off, lanes);
-    case 5: return tap_dots<T, 5>(len, dy, x, off, lanes);
-    case 6: return tap_dots<T, 6>(len, dy, x, off, lanes);
-    case 7: return tap_dots<T, 7>(len, dy, x, off, lanes);
-    case 8: return tap_dots<T, 8>(len, dy, x, off, lanes);
-    default: return tap_dots<T, kMaxFused>(len, dy, x, off, lanes);
-  }
+#endif
+  return generic;
 }
 
 // Taps of a stride-1 correlation over a padded plane of row length wp.
@@ -282,19 +193,19 @@ inline int64_t row_step(const Conv2dGeometry& g, int64_t wp) { return g.kh > 1 ?
 // out[p] (+)= sum_{r,q} w[r][q] * xp[p + r*row_step + q*col_step] for p < len; with flip,
 // w[kh-1-r][kw-1-q] instead (the rotated filter). Taps are added in row-major order.
 template <class T>
-void correlate_flat(int64_t len, const T* xp, const T* w, bool flip, const Taps& t, bool add,
-                    T* out) {
+void correlate_flat(const DepthwiseKernels<T>& k, int64_t len, const T* xp, const T* w, bool flip,
+                    const Taps& t, bool add, T* out) {
   const int64_t khw = t.kh * t.kw;
   int64_t off[kMaxFused];
   T a[kMaxFused];
   for (int64_t t0 = 0; t0 < khw; t0 += kMaxFused) {
     const int n = int(std::min<int64_t>(kMaxFused, khw - t0));
-    for (int k = 0; k < n; ++k) {
-      const int64_t tap = t0 + k;
-      off[k] = (tap / t.kw) * t.row_step + (tap % t.kw) * t.col_step;
-      a[k] = w[flip ? khw - 1 - tap : tap];
+    for (int i = 0; i < n; ++i) {
+      const int64_t tap = t0 + i;
+      off[i] = (tap / t.kw) * t.row_step + (tap % t.kw) * t.col_step;
+      a[i] = w[flip ? khw - 1 - tap : tap];
     }
-    fused_pass_n(n, len, xp, off, a, add || t0 > 0, out);
+    k.fused_pass(n, len, xp, off, a, add || t0 > 0, out);
   }
 }
 
@@ -329,6 +240,7 @@ void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, const T*
   const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
   const int64_t len = (oh - 1) * wp + ow, pad_size = hp * wp;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
+  const DepthwiseKernels<T>& kern = depthwise_kernels<T>();
   const int64_t nthr = std::min<int64_t>(threads_for_work(planes, ohw * khw), get_num_threads());
   Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
   parallel(nthr, [&](int64_t tid, int64_t nt) {
@@ -342,7 +254,7 @@ void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, const T*
       const int64_t n = p / g.oc, o = p % g.oc, plane = n * g.ic + o / ocg;
       if (plane != padded) copy_padded(x + plane * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp);
       padded = plane;
-      correlate_flat(len, xp, w + o * khw, false, taps, false, acc);
+      correlate_flat(kern, len, xp, w + o * khw, false, taps, false, acc);
       const T b = bias ? bias[o] : T(0);
       for (int64_t i = 0; i < oh; ++i) {
         const T* ar = acc + i * wp;
@@ -380,6 +292,7 @@ void depthwise_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, 
   const int64_t hp = g.ih + eh, wp = g.iw + ew;
   const int64_t len = (g.ih - 1) * wp + g.iw, pad_size = hp * wp;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
+  const DepthwiseKernels<T>& kern = depthwise_kernels<T>();
   const int64_t nthr =
       std::min<int64_t>(threads_for_work(planes, ocg * ihw * khw), get_num_threads());
   Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
@@ -394,7 +307,7 @@ void depthwise_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, 
       for (int64_t og = 0; og < ocg; ++og) {
         const int64_t o = c * ocg + og;
         copy_padded(dy + (n * g.oc + o) * ohw, oh, ow, eh - g.pt, ew - g.pl, hp, wp, dyp);
-        correlate_flat(len, dyp, w + o * khw, true, taps, og > 0, acc);
+        correlate_flat(kern, len, dyp, w + o * khw, true, taps, og > 0, acc);
       }
       for (int64_t i = 0; i < g.ih; ++i)
         std::copy(acc + i * wp, acc + i * wp + g.iw, dx + p * ihw + i * g.iw);
@@ -420,9 +333,11 @@ void depthwise_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy,
   }
   // Stride 1: per channel, each input plane is padded into xp[hp][wp]; output row i of dy then
   // meets tap (r, q) at the contiguous run xp[(i + r*dh)*wp + q*dw + j], j < ow. Up to kMaxFused
-  // taps are summed in one sweep over the images and rows, each into its own kDotLanes partial
-  // sums (in order of n, i, j); the lanes are added at the end. The order depends on g only.
-  constexpr int L = kDotLanes<T>;
+  // taps are summed in one sweep over the images and rows, each into its own dot_lanes partial
+  // sums (in order of n, i, j); the lanes are added at the end. The order depends on g and the
+  // kernel path only.
+  const DepthwiseKernels<T>& kern = depthwise_kernels<T>();
+  const int L = kern.dot_lanes;
   const int64_t step = row_step(g, wp);
   const int64_t nthr =
       std::min<int64_t>(threads_for_work(g.oc, g.mb * ohw * khw), get_num_threads());
@@ -433,7 +348,7 @@ void depthwise_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy,
     T* xp = buf.get<T>(tid);
     std::fill(xp, xp + pad_size, T(0));
     int64_t off[kMaxFused];
-    T lanes[kMaxFused][L];
+    T lanes[kMaxFused][kMaxDotLanes<T>];
     for (int64_t o = begin; o < end; ++o) {
       for (int64_t t0 = 0; t0 < khw; t0 += kMaxFused) {
         const int n = int(std::min<int64_t>(kMaxFused, khw - t0));
@@ -445,9 +360,7 @@ void depthwise_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy,
         for (int64_t img = 0; img < g.mb; ++img) {
           // With several tap chunks the plane is copied again per chunk (kernels above 3x3).
           copy_padded(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp);
-          const T* dyn = dy + (img * g.oc + o) * ohw;
-          for (int64_t i = 0; i < oh; ++i)
-            tap_dots_n(n, ow, dyn + i * ow, xp + i * wp, off, lanes);
+          kern.tap_dots(n, oh, ow, dy + (img * g.oc + o) * ohw, ow, xp, wp, off, lanes);
         }
         for (int k = 0; k < n; ++k) {
           T total = T(0);

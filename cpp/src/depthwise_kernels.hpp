@@ -1,0 +1,145 @@
+#pragma once
+// The inner loops of the stride-1 depthwise kernels (conv2d_depthwise.cpp), compiled once per
+// instruction set: the portable copy in conv2d_depthwise.cpp (16-byte vectors), and an AVX2 + FMA
+// copy in depthwise_avx2.cpp (32-byte vectors), chosen at run time with the GEMM's path.
+//
+// As in gemm/ukernel_simd.hpp, everything here has internal linkage and calls no inline function
+// of a standard header, so that no copy built with ISA flags can be merged into the portable path.
+#include <cstdint>
+
+namespace convcore::detail {
+
+// Taps added in one pass (a 3x3 filter in one), and the widest partial-sum vector in elements.
+constexpr int kMaxFused = 9;
+template <class T>
+constexpr int kMaxDotLanes = int(64 / sizeof(T));
+
+// The kernel table of one instruction set.
+template <class T>
+struct DepthwiseKernels {
+  // out[p] = (add ? out[p] : 0) + a[0]*x[off[0] + p] + ... + a[n-1]*x[off[n-1] + p], p < len,
+  // for 1 <= n <= kMaxFused.
+  void (*fused_pass)(int n, int64_t len, const T* x, const int64_t* off, const T* a, bool add,
+                     T* out);
+  // For each tap t < n, over rows r < rows and columns j < len:
+  //   lanes[t][k] += sum_{r, j = k mod L} dy[r*dy_stride + j] * x[off[t] + r*x_stride + j],
+  // with L = dot_lanes (<= kMaxDotLanes<T>), in a fixed order; the x runs of all n taps are read
+  // against one dy row at a time, and the partial sums stay in registers across the rows.
+  void (*tap_dots)(int n, int64_t rows, int64_t len, const T* dy, int64_t dy_stride, const T* x,
+                   int64_t x_stride, const int64_t* off, T (*lanes)[kMaxDotLanes<T>]);
+  int dot_lanes;
+};
+
+namespace {
+
+template <class T, int N>
+void dw_fused_pass(int64_t len, const T* x, const int64_t* off, const T* a, bool add,
+                   T* __restrict out) {
+  const T* __restrict xs[N];
+  T as[N];
+  for (int t = 0; t < N; ++t) {
+    xs[t] = x + off[t];
+    as[t] = a[t];
+  }
+  if (add) {
+    for (int64_t p = 0; p < len; ++p) {
+      T s = out[p];
+      for (int t = 0; t < N; ++t) s += as[t] * xs[t][p];
+      out[p] = s;
+    }
+  } else {
+    for (int64_t p = 0; p < len; ++p) {
+      T s = as[0] * xs[0][p];
+      for (int t = 1; t < N; ++t) s += as[t] * xs[t][p];
+      out[p] = s;
+    }
+  }
+}
+
+template <class T>
+void dw_fused_pass_n(int n, int64_t len, const T* x, const int64_t* off, const T* a, bool add,
+                     T* out) {
+  switch (n) {
+    case 1: return dw_fused_pass<T, 1>(len, x, off, a, add, out);
+    case 2: return dw_fused_pass<T, 2>(len, x, off, a, add, out);
+    case 3: return dw_fused_pass<T, 3>(len, x, off, a, add, out);
+    case 4: return dw_fused_pass<T, 4>(len, x, off, a, add, out);
+    case 5: return dw_fused_pass<T, 5>(len, x, off, a, add, out);
+    case 6: return dw_fused_pass<T, 6>(len, x, off, a, add, out);
+    case 7: return dw_fused_pass<T, 7>(len, x, off, a, add, out);
+    case 8: return dw_fused_pass<T, 8>(len, x, off, a, add, out);
+    default: return dw_fused_pass<T, kMaxFused>(len, x, off, a, add, out);
+  }
+}
+
+// A vector of VB bytes of T, with the GCC/Clang vector extension, so that every tap keeps its
+// partial sums in a register (left to itself, the vectoriser interleaves the taps across j).
+template <class T, int VB>
+struct DotVecOf {
+  typedef T type __attribute__((vector_size(VB)));
+};
+
+template <class T, int VB, int N>
+void dw_tap_dots(int64_t rows, int64_t len, const T* __restrict dy, int64_t dy_stride,
+                 const T* x, int64_t x_stride, const int64_t* off,
+                 T (*__restrict lanes)[kMaxDotLanes<T>]) {
+  using V = typename DotVecOf<T, VB>::type;
+  constexpr int L = VB / int(sizeof(T));
+  const T* __restrict xs[N];
+  V l[N];
+  T tail[N][L] = {};  // the last len % L columns of every row, kept apart from the vectors
+  for (int t = 0; t < N; ++t) {
+    xs[t] = x + off[t];
+    __builtin_memcpy(&l[t], lanes[t], sizeof(V));
+  }
+  const int64_t body = len / L * L;
+  for (int64_t r = 0; r < rows; ++r, dy += dy_stride) {
+    for (int64_t j = 0; j < body; j += L) {
+      V d;
+      __builtin_memcpy(&d, dy + j, sizeof(V));
+      for (int t = 0; t < N; ++t) {
+        V v;
+        __builtin_memcpy(&v, xs[t] + j, sizeof(V));
+        l[t] += d * v;
+      }
+    }
+    for (int64_t j = body; j < len; ++j)
+      for (int t = 0; t < N; ++t) tail[t][j - body] += dy[j] * xs[t][j];
+    for (int t = 0; t < N; ++t) xs[t] += x_stride;
+  }
+  for (int t = 0; t < N; ++t) {
+    __builtin_memcpy(lanes[t], &l[t], sizeof(V));
+    for (int k = 0; k < L; ++k) lanes[t][k] += tail[t][k];
+  }
+}
+
+template <class T, int VB>
+void dw_tap_dots_n(int n, int64_t rows, int64_t len, const T* dy, int64_t dy_stride, const T* x,
+                   int64_t x_stride, const int64_t* off, T (*lanes)[kMaxDotLanes<T>]) {
+  switch (n) {
+    case 1: return dw_tap_dots<T, VB, 1>(rows, len, dy, dy_stride, x, x_stride, off, lanes);
+    case 2: return dw_tap_dots<T, VB, 2>(rows, len, dy, dy_stride, x, x_stride, off, lanes);
+    case 3: return dw_tap_dots<T, VB, 3>(rows, len, dy, dy_stride, x, x_stride, off, lanes);
+    case 4: return dw_tap_dots<T, VB, 4>(rows, len, dy, dy_stride, x, x_stride, off, lanes);
+    case 5: return dw_tap_dots<T, VB, 5>(rows, len, dy, dy_stride, x, x_stride, off, lanes);
+    case 6: return dw_tap_dots<T, VB, 6>(rows, len, dy, dy_stride, x, x_stride, off, lanes);
+    case 7: return dw_tap_dots<T, VB, 7>(rows, len, dy, dy_stride, x, x_stride, off, lanes);
+    case 8: return dw_tap_dots<T, VB, 8>(rows, len, dy, dy_stride, x, x_stride, off, lanes);
+    default:
+      return dw_tap_dots<T, VB, kMaxFused>(rows, len, dy, dy_stride, x, x_stride, off, lanes);
+  }
+}
+
+// The table with partial-sum vectors of DB bytes in tap_dots.
+template <class T, int DB>
+constexpr DepthwiseKernels<T> depthwise_kernels_for() {
+  return {&dw_fused_pass_n<T>, &dw_tap_dots_n<T, DB>, DB / int(sizeof(T))};
+}
+
+}  // namespace
+
+// The AVX2 + FMA tables (depthwise_avx2.cpp); defined only in x86 SIMD builds.
+extern const DepthwiseKernels<float> kDepthwiseAvx2F32;
+extern const DepthwiseKernels<double> kDepthwiseAvx2F64;
+
+}  // namespace convcore::detail
