@@ -7,6 +7,7 @@
 
 #include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
+#include "conv2d_impl.hpp"
 #include "depthwise_kernels.hpp"
 #include "scratch.hpp"
 
@@ -92,8 +93,9 @@ void forward_plane(const Conv2dGeometry& g, const T* x, const T* w, T b, T* y, A
         axpy(cr.end - cr.begin, w[r * g.kw + q], xr + cr.begin * g.sw + c, g.sw, yr + cr.begin);
       }
     }
-    if (act != Activation::identity)
-      for (int64_t j = 0; j < ow; ++j) yr[j] = activate(act, yr[j]);
+    with_activation(act, [&](auto a) {
+      for (int64_t j = 0; j < ow; ++j) yr[j] = activate(a, yr[j]);
+    });
   }
 }
 
@@ -259,11 +261,9 @@ void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, const T*
       for (int64_t i = 0; i < oh; ++i) {
         const T* ar = acc + i * wp;
         T* yr = y + p * ohw + i * ow;
-        if (act == Activation::identity) {
-          for (int64_t j = 0; j < ow; ++j) yr[j] = ar[j] + b;
-        } else {
-          for (int64_t j = 0; j < ow; ++j) yr[j] = activate(act, ar[j] + b);
-        }
+        with_activation(act, [&](auto a) {
+          for (int64_t j = 0; j < ow; ++j) yr[j] = activate(a, ar[j] + b);
+        });
       }
     }
   });

@@ -15,20 +15,6 @@ namespace convcore {
 namespace detail {
 namespace {
 
-// Calls body(a) with a, convertible to act, a compile-time constant: the switch inside activate
-// and activation_derivative then folds away and the caller's loops vectorise (a switch per
-// element does not).
-template <class Body>
-void with_activation(Activation act, Body body) {
-  using A = Activation;
-  switch (act) {
-    case A::identity: return body(std::integral_constant<A, A::identity>());
-    case A::relu: return body(std::integral_constant<A, A::relu>());
-    case A::sigmoid: return body(std::integral_constant<A, A::sigmoid>());
-    case A::tanh: return body(std::integral_constant<A, A::tanh>());
-  }
-}
-
 // The forward product's epilogue (a GEMM driver epilogue): y = act(c + bias) over a finished
 // block of c, rows [i0, i0+mc) and columns [j0, j0+nc). A row of c holds output rows of ow
 // values every `wide` columns (the rest discarded); wide == ow maps c's columns to y's 1:1.

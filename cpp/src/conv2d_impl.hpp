@@ -2,6 +2,7 @@
 // Internals shared by the forward and backward ops.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "convcore/activation.hpp"
 #include "convcore/geometry.hpp"
@@ -20,6 +21,20 @@ void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T*
 // or packing col panels from the image.
 enum class ForwardPath { a_in_place, b_in_place, packed };
 ForwardPath forward_path(const Conv2dGeometry& g, int64_t elem_size);
+
+// Calls body(a) with a, convertible to act, a compile-time constant: the switch inside activate
+// and activation_derivative then folds away and the caller's loops vectorise (a switch per
+// element does not).
+template <class Body>
+void with_activation(Activation act, Body body) {
+  using A = Activation;
+  switch (act) {
+    case A::identity: return body(std::integral_constant<A, A::identity>());
+    case A::relu: return body(std::integral_constant<A, A::relu>());
+    case A::sigmoid: return body(std::integral_constant<A, A::sigmoid>());
+    case A::tanh: return body(std::integral_constant<A, A::tanh>());
+  }
+}
 
 // Whether im2col is the identity for g (1x1 kernel, stride 1, no padding): the GEMM reads x.
 inline bool col_is_input(const Conv2dGeometry& g) {
