@@ -60,6 +60,25 @@ struct BiasActivation {
   }
 };
 
+// The image loop of the in-place paths: on nthr threads, each image's groups are padded in turn
+// into the thread's block of work (pi.elems elements, then the rest of the block, `after`) and
+// handed to body(n, gi, xp, after).
+template <class T, class Body>
+void for_each_padded_group(const Conv2dGeometry& g, const PaddedImage& pi, const T* x,
+                           const Scratch& work, int64_t nthr, Body body) {
+  const int64_t ihw = g.ih * g.iw;
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(g.mb, nt, tid, begin, end);
+    T* xp = work.get<T>(tid);
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        pi.fill(g, x + (n * g.ic + gi * g.icg()) * ihw, xp);
+        body(n, gi, xp, xp + pi.elems);
+      }
+  });
+}
+
 // Stride 1 (any dilation, padding or crop): with the padded copy xp of padded_image.hpp, row p
 // of col over an output computed wp columns wide is
 //
@@ -72,8 +91,8 @@ struct BiasActivation {
 template <class T>
 void forward_in_place_b(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                         Activation act) {
-  const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
-  const int64_t oh = g.oh(), ow = g.ow(), ihw = g.ih * g.iw;
+  const int64_t K = g.col_rows(), N = g.col_cols(), ocg = g.ocg();
+  const int64_t oh = g.oh(), ow = g.ow();
   const PaddedImage ip = PaddedImage::of<T>(g);
   const int64_t np = oh * ip.wp;
   const int64_t wide_elems = ip.wp != ow ? ocg * np : 0;  // else the product lands in y
@@ -83,26 +102,18 @@ void forward_in_place_b(const Conv2dGeometry& g, const T* x, const T* w, const T
   int64_t* off = offsets.get<int64_t>(0);
   for (int64_t p = 0; p < K; ++p) off[p] = ip.tap_offset(g, p);
 
-  parallel(nthr, [&](int64_t tid, int64_t nt) {
-    int64_t begin, end;
-    balance(g.mb, nt, tid, begin, end);
-    T* xp = work.get<T>(tid);
-    T* wide = xp + ip.elems;
-    for (int64_t n = begin; n < end; ++n)
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        ip.fill(g, x + (n * g.ic + gi * icg) * ihw, xp);
-        T* yg = y + (n * g.oc + gi * ocg) * N;
-        T* out = wide_elems > 0 ? wide : yg;
-        const MatrixPackA<T> pack_w(false, w + gi * ocg * K, K);
-        const DirectB<T> b_in_place{xp, off};
-        if (out == yg && bias == nullptr && act == Activation::identity) {
-          gemm_driver<T>(ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np);
-          continue;
-        }
-        const BiasActivation<T> epilogue{
-            out, np, yg, N, ip.wp, ow, bias ? bias + gi * ocg : nullptr, act};
-        gemm_driver<T>(ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np, epilogue);
-      }
+  for_each_padded_group(g, ip, x, work, nthr, [&](int64_t n, int64_t gi, T* xp, T* wide) {
+    T* yg = y + (n * g.oc + gi * ocg) * N;
+    T* out = wide_elems > 0 ? wide : yg;
+    const MatrixPackA<T> pack_w(false, w + gi * ocg * K, K);
+    const DirectB<T> b_in_place{xp, off};
+    if (out == yg && bias == nullptr && act == Activation::identity) {
+      gemm_driver<T>(ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np);
+      return;
+    }
+    const BiasActivation<T> epilogue{out, np, yg, N, ip.wp, ow, bias ? bias + gi * ocg : nullptr,
+                                     act};
+    gemm_driver<T>(ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np, epilogue);
   });
 }
 
@@ -141,8 +152,8 @@ struct TransposeBiasActivation {
 template <class T>
 void forward_in_place_a(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                         Activation act) {
-  const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
-  const int64_t ow = g.ow(), ihw = g.ih * g.iw;
+  const int64_t K = g.col_rows(), N = g.col_cols(), ocg = g.ocg();
+  const int64_t ow = g.ow();
   const PaddedImage pi = PaddedImage::of<T>(g);
   const int64_t nthr = image_threads(g);
   const GemmKernel<T>& kern = gemm_kernel<T>(active_isa());
@@ -159,19 +170,11 @@ void forward_in_place_a(const Conv2dGeometry& g, const T* x, const T* w, const T
     prepack_b(kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K),
               packed_w.get<T>(0) + gi * wt_elems);
 
-  parallel(nthr, [&](int64_t tid, int64_t nt) {
-    int64_t begin, end;
-    balance(g.mb, nt, tid, begin, end);
-    T* xp = work.get<T>(tid);
-    T* yt = xp + pi.elems;
-    for (int64_t n = begin; n < end; ++n)
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        pi.fill(g, x + (n * g.ic + gi * icg) * ihw, xp);
-        const TransposeBiasActivation<T> epilogue{
-            yt, ocg, y + (n * g.oc + gi * ocg) * N, N, bias ? bias + gi * ocg : nullptr, act};
-        const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
-        gemm_driver<T>(N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg, epilogue);
-      }
+  for_each_padded_group(g, pi, x, work, nthr, [&](int64_t n, int64_t gi, T* xp, T* yt) {
+    const TransposeBiasActivation<T> epilogue{
+        yt, ocg, y + (n * g.oc + gi * ocg) * N, N, bias ? bias + gi * ocg : nullptr, act};
+    const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
+    gemm_driver<T>(N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg, epilogue);
   });
 }
 
