@@ -226,12 +226,14 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T*
     }
   });
   if (chunks == 1) return;
+  // dw = (accumulate ? dw : 0) + partial[0] + partial[1] + ..., in that order for every element;
+  // chunk by chunk over a cache-sized block, so that the additions vectorise.
   detail::parallel_for((wsize + 4095) / 4096, 4096 * chunks, [&](int64_t blk) {
-    const int64_t end = std::min(wsize, (blk + 1) * 4096);
-    for (int64_t i = blk * 4096; i < end; ++i) {
-      T s = accumulate ? dw[i] : T(0);
-      for (int64_t c = 0; c < chunks; ++c) s += partial.get<T>(c)[i];
-      dw[i] = s;
+    const int64_t begin = blk * 4096, end = std::min(wsize, begin + 4096);
+    if (!accumulate) std::fill(dw + begin, dw + end, T(0));
+    for (int64_t c = 0; c < chunks; ++c) {
+      const T* part = partial.get<T>(c);
+      for (int64_t i = begin; i < end; ++i) dw[i] += part[i];
     }
   });
 }
