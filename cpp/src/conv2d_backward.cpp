@@ -90,8 +90,9 @@ int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
 // packing col^T. The packing costs about 1/ocg of the product, so it matters for few output
 // channels, and those must still fill most of a micro-tile's columns (they are the product's n
 // in place). Measured on the benchmark suite: in place is 1.5-4x faster for 16-64 channels
-// (LeNet, CIFAR, res3x3, the 7x7 stem), even at 256 (res1x1), and 5-30 % slower at 128-256
-// on 14x14 images (res3x3s2, res3x3c256). The padded copy of one image is kept under 64 MiB.
+// (LeNet, CIFAR, res3x3, the 7x7 stem), no faster at 256 on 56x56 images (res1x1), and 5-30 %
+// slower at 128-256 on 14x14 images (res3x3s2, res3x3c256). The padded copy of one image is
+// kept under 64 MiB.
 bool weight_reads_col_in_place(const Conv2dGeometry& g, int64_t elem_size) {
   constexpr double kMaxBytes = double(int64_t{64} << 20);
   return g.ocg() >= 8 && g.ocg() <= 64 && detail::padded_image_bytes(g, elem_size) <= kMaxBytes;
