@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <type_traits>
 
 #include "conv2d_depthwise.hpp"
 #include "conv2d_impl.hpp"
