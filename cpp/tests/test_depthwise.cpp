@@ -1,4 +1,4 @@
-#include "conv2d_depthwise.hpp"
+#include "depthwise/conv2d_depthwise.hpp"
 
 #include <cmath>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "conv2d_depthwise.hpp"
+#include "depthwise/conv2d_depthwise.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -7,9 +7,9 @@
 
 #include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
-#include "conv2d_impl.hpp"
-#include "depthwise_kernels.hpp"
-#include "scratch.hpp"
+#include "ops/conv2d_impl.hpp"
+#include "depthwise/depthwise_kernels.hpp"
+#include "memory/scratch.hpp"
 
 namespace convcore::detail {
 namespace {

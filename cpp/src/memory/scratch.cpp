@@ -1,4 +1,4 @@
-#include "scratch.hpp"
+#include "memory/scratch.hpp"
 
 #include <algorithm>
 #include <mutex>

@@ -1,16 +1,16 @@
 #include <algorithm>
 #include <cstring>
 
-#include "conv2d_depthwise.hpp"
-#include "conv2d_impl.hpp"
+#include "depthwise/conv2d_depthwise.hpp"
+#include "ops/conv2d_impl.hpp"
 #include "convcore/conv2d.hpp"
 #include "convcore/gemm.hpp"
 #include "convcore/im2col.hpp"
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
-#include "im2col_pack.hpp"
-#include "padded_image.hpp"
-#include "scratch.hpp"
+#include "igemm/im2col_pack.hpp"
+#include "igemm/padded_image.hpp"
+#include "memory/scratch.hpp"
 
 namespace convcore {
 namespace {

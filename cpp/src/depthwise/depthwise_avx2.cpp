@@ -1,6 +1,6 @@
 // The depthwise inner loops built with -mavx2 -mfma (and FMA contraction), used only when the
 // CPU has both and the GEMM runs its avx2 or avx512 path (conv2d_depthwise.cpp).
-#include "depthwise_kernels.hpp"
+#include "depthwise/depthwise_kernels.hpp"
 
 #ifdef CONVCORE_X86_SIMD
 namespace convcore::detail {
