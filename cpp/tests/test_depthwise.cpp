@@ -1,11 +1,15 @@
-#include "depthwise/conv2d_depthwise.hpp"
-
+// The depthwise path of the plan, forced, on every kernel row the CPU has, against the direct
+// loops of the reference.
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "check.hpp"
+#include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
+#include "convcore/plan.hpp"
 #include "reference/conv2d_ref.hpp"
 #include "test_util.hpp"
 
@@ -24,10 +28,21 @@ Conv2dGeometry dw_geom(int64_t mb, int64_t c, int64_t ih, int64_t iw, int64_t oc
   return testutil::geom(mb, c, ih, iw, c * ocg, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, c);
 }
 
+// A plan with every op on the depthwise path and the given kernel row.
 template <class T>
-void check_geometry(const Conv2dGeometry& g, double tol) {
-  namespace d = convcore::detail;
-  CHECK_MSG(d::use_depthwise(g), g);
+convcore::Conv2dPlan<T> depthwise_plan(const Conv2dGeometry& g, convcore::Isa isa,
+                                       Activation act = Activation::identity) {
+  convcore::PlanOptions opt;
+  opt.activation = act;
+  opt.forward = opt.backward_input = opt.backward_weight = "depthwise";
+  opt.isa = convcore::isa_name(isa);
+  return convcore::Conv2dPlan<T>(g, opt);
+}
+
+template <class T>
+void check_geometry(const Conv2dGeometry& g, convcore::Isa isa, double tol) {
+  const auto plan = depthwise_plan<T>(g, isa);
+  const auto relu = depthwise_plan<T>(g, isa, Activation::relu);
   auto x = testutil::random_vector<T>(g.src_size(), 31);
   auto w = testutil::random_vector<T>(g.wei_size(), 32);
   auto b = testutil::random_vector<T>(g.oc, 33);
@@ -50,28 +65,27 @@ void check_geometry(const Conv2dGeometry& g, double tol) {
     convcore::set_num_threads(threads);
     // Outputs start as NaN: every element must be written.
     std::vector<T> y(g.dst_size(), T(NAN));
-    d::depthwise_forward(g, x.data(), w.data(), b.data(), y.data(), Activation::identity);
+    plan.forward(x.data(), w.data(), b.data(), y.data());
     CHECK_MSG(all_close(y, y_ref, tol), "forward " << g << " threads=" << threads);
 
     std::vector<T> y0(g.dst_size(), T(NAN));
-    d::depthwise_forward(g, x.data(), w.data(), static_cast<const T*>(nullptr), y0.data(),
-                         Activation::identity);
+    plan.forward(x.data(), w.data(), static_cast<const T*>(nullptr), y0.data());
     CHECK_MSG(all_close(y0, y_nob, tol), "forward no bias " << g << " threads=" << threads);
 
     std::vector<T> yr(g.dst_size(), T(NAN));
-    d::depthwise_forward(g, x.data(), w.data(), b.data(), yr.data(), Activation::relu);
+    relu.forward(x.data(), w.data(), b.data(), yr.data());
     CHECK_MSG(all_close(yr, y_relu, tol), "forward relu " << g << " threads=" << threads);
 
     std::vector<T> dx(g.src_size(), T(NAN));
-    d::depthwise_backward_input(g, w.data(), dy.data(), dx.data());
+    plan.backward_input(w.data(), dy.data(), dx.data());
     CHECK_MSG(all_close(dx, dx_ref, tol), "backward_input " << g << " threads=" << threads);
 
     std::vector<T> dw(g.wei_size(), T(NAN));
-    d::depthwise_backward_weight(g, x.data(), dy.data(), dw.data(), false);
+    plan.backward_weight(x.data(), dy.data(), dw.data(), false);
     CHECK_MSG(all_close(dw, dw_ref, tol), "backward_weight " << g << " threads=" << threads);
     const std::vector<T> dw_once(dw);
     // Accumulating a second time doubles the gradient.
-    d::depthwise_backward_weight(g, x.data(), dy.data(), dw.data(), true);
+    plan.backward_weight(x.data(), dy.data(), dw.data(), true);
     CHECK_MSG(all_close(dw, dw2, tol), "accumulate weight " << g << " threads=" << threads);
 
     if (threads == 1) {
@@ -115,29 +129,32 @@ void run(double tol) {
       dw_geom(5, 3, 1, 40, 1, 1, 3, 1, 1, 0, 0, 1, 1),            // one row
       dw_geom(2, 2, 40, 1, 1, 3, 1, 2, 1, 1, 1, 0, 0),            // one column
   };
-  for (const auto& g : cases) check_geometry<T>(g, tol);
+  for (convcore::Isa isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512}) {
+    if (!convcore::isa_supported(isa)) continue;
+    for (const auto& g : cases) check_geometry<T>(g, isa, tol);
 
-  // An empty batch writes zero weight gradients, or leaves them alone when accumulating.
-  const Conv2dGeometry e = dw_geom(0, 2, 5, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1);
-  std::vector<T> dw(e.wei_size(), T(5));
-  convcore::detail::depthwise_backward_weight<T>(e, nullptr, nullptr, dw.data(), true);
-  CHECK(dw[0] == T(5) && dw.back() == T(5));
-  convcore::detail::depthwise_backward_weight<T>(e, nullptr, nullptr, dw.data(), false);
-  CHECK(dw[0] == T(0) && dw.back() == T(0));
+    // An empty batch writes zero weight gradients, or leaves them alone when accumulating.
+    const Conv2dGeometry e = dw_geom(0, 2, 5, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1);
+    std::vector<T> dw(e.wei_size(), T(5));
+    const auto plan = depthwise_plan<T>(e, isa);
+    plan.backward_weight(nullptr, nullptr, dw.data(), true);
+    CHECK(dw[0] == T(5) && dw.back() == T(5));
+    plan.backward_weight(nullptr, nullptr, dw.data(), false);
+    CHECK(dw[0] == T(0) && dw.back() == T(0));
+  }
 }
 
 }  // namespace
 
 int main() {
-  // The dispatch rule: one input channel per group, more than one group, a small multiplier.
-  CHECK(convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 1, 3, 3)));
-  CHECK(convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 3, 3, 3)));
-  CHECK(convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 2, 3, 3, 2, 2)));
-  CHECK(!convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 32, 3, 3)));
-  CHECK(!convcore::detail::use_depthwise(dw_geom(1, 4, 5, 5, 4, 3, 3, 2, 2)));
-  CHECK(!convcore::detail::use_depthwise(testutil::geom(1, 4, 5, 5, 4, 3, 3)));
-  CHECK(!convcore::detail::use_depthwise(testutil::geom(1, 8, 5, 5, 4, 3, 3, 1, 1, 0, 0, 0, 0,
-                                                        1, 1, 4)));
+  // The path supports one input channel per group and more than one group, nothing else.
+  for (const Conv2dGeometry& g : {testutil::geom(1, 4, 5, 5, 4, 3, 3),
+                                  testutil::geom(1, 8, 5, 5, 4, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 4)})
+    CHECK_THROWS(depthwise_plan<float>(g, convcore::Isa::generic), std::invalid_argument);
+  // The model keeps the benchmark's depthwise layer (multiplier 1) on this path.
+  CHECK(convcore::Conv2dPlan<float>(dw_geom(8, 128, 28, 28, 1, 3, 3, 1, 1, 1, 1, 1, 1))
+            .describe()
+            .forward.path == "depthwise");
   run<float>(2e-5);
   run<double>(1e-12);
   return check::report("depthwise");

@@ -243,7 +243,7 @@ void test_custom_pack_b(Isa isa) {
       for (int64_t p = 0; p < kc; ++p)
         dst[(j / nr) * kc * nr + p * nr + j % nr] = j < nc ? f(p0 + p, j0 + j) : T(0);
   };
-  convcore::detail::gemm_driver<T>(m, n, k, T(1), convcore::detail::MatrixPackA<T>(false, a.data(), k),
+  convcore::detail::gemm_driver<T>(convcore::detail::gemm_kernel<T>(convcore::active_isa()), m, n, k, T(1), convcore::detail::MatrixPackA<T>(false, a.data(), k),
                                    pack_b, T(0), c.data(), n);
   CHECK_MSG(contract_ok, convcore::isa_name(isa) << ": packing buffer not 64-byte aligned");
   CHECK_MSG(std::memcmp(c.data(), c_ref.data(), c.size() * sizeof(T)) == 0,
@@ -282,7 +282,7 @@ void test_direct_b(Isa isa) {
             final_when_seen = false;
         }
     };
-    convcore::detail::gemm_driver<T>(m, n, k, T(1),
+    convcore::detail::gemm_driver<T>(convcore::detail::gemm_kernel<T>(convcore::active_isa()), m, n, k, T(1),
                                      convcore::detail::MatrixPackA<T>(false, a.data(), k),
                                      DirectB<T>{base.data(), off.data()}, T(0), c.data(), n,
                                      epilogue);
@@ -319,7 +319,7 @@ void test_direct_a(Isa isa) {
     for (int64_t i = 0; i < k * n; ++i) b[i] = T((i * 5) % 13 - 6) / T(8);
     convcore::gemm<T>(false, false, m, n, k, T(1), a.data(), k, b.data(), n, T(0), c_ref.data(),
                       n);
-    convcore::detail::gemm_driver<T>(m, n, k, T(1),
+    convcore::detail::gemm_driver<T>(convcore::detail::gemm_kernel<T>(convcore::active_isa()), m, n, k, T(1),
                                      DirectA<T>{base.data(), row_off.data(), k_off.data()},
                                      convcore::detail::MatrixPackB<T>(false, b.data(), n), T(0),
                                      c.data(), n);

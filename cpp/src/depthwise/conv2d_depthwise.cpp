@@ -7,7 +7,7 @@
 
 #include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
-#include "ops/conv2d_impl.hpp"
+#include "ops/exec.hpp"
 #include "depthwise/depthwise_kernels.hpp"
 #include "memory/scratch.hpp"
 
@@ -168,21 +168,6 @@ void copy_padded(const T* src, int64_t h, int64_t w, int64_t top, int64_t left, 
               dst + yy * wp + x0);
 }
 
-// The inner loops for the active path: AVX2 + FMA when the GEMM runs avx2 or avx512 (an
-// AVX-512 CPU has AVX2; there is no separate AVX-512 copy), else the portable one. CONVCORE_ISA
-// and set_isa() select them with the GEMM's kernels.
-template <class T>
-const DepthwiseKernels<T>& depthwise_kernels() {
-  static constexpr DepthwiseKernels<T> generic = depthwise_kernels_for<T, 16>();
-#ifdef CONVCORE_X86_SIMD
-  if (active_isa() != Isa::generic) {
-    if constexpr (std::is_same_v<T, float>) return kDepthwiseAvx2F32;
-    else return kDepthwiseAvx2F64;
-  }
-#endif
-  return generic;
-}
-
 // Taps of a stride-1 correlation over a padded plane of row length wp.
 struct Taps {
   int64_t kh, kw, row_step, col_step;  // row_step = dh*wp, col_step = dw
@@ -211,21 +196,14 @@ void correlate_flat(const DepthwiseKernels<T>& k, int64_t len, const T* xp, cons
   }
 }
 
-// Largest channel multiplier (ocg) for which the direct kernels beat the GEMM path (measured on
-// 28x28 planes, 3x3): with ocg output channels per group the GEMM's M grows, the direct kernels'
-// cost does not shrink. Strided geometries use the plain row loops and give way sooner.
-constexpr int64_t kMaxOcgStride1 = 16;
-constexpr int64_t kMaxOcgStrided = 2;
 
 }  // namespace
 
-bool use_depthwise(const Conv2dGeometry& g) {
-  const int64_t max_ocg = g.sh == 1 && g.sw == 1 ? kMaxOcgStride1 : kMaxOcgStrided;
-  return g.icg() == 1 && g.groups > 1 && g.ocg() <= max_ocg;
-}
+const DepthwiseKernels<float> kDepthwiseGenericF32 = depthwise_kernels_for<float, 16>();
+const DepthwiseKernels<double> kDepthwiseGenericF64 = depthwise_kernels_for<double, 16>();
 
 template <class T>
-void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                        Activation act) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg(), planes = g.mb * g.oc;
@@ -242,7 +220,6 @@ void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, const T*
   const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
   const int64_t len = (oh - 1) * wp + ow, pad_size = hp * wp;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
-  const DepthwiseKernels<T>& kern = depthwise_kernels<T>();
   const int64_t nthr = std::min<int64_t>(threads_for_work(planes, ohw * khw), get_num_threads());
   Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
   parallel(nthr, [&](int64_t tid, int64_t nt) {
@@ -270,7 +247,7 @@ void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, const T*
 }
 
 template <class T>
-void depthwise_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
+void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg(), planes = g.mb * g.ic;
   if (g.sh != 1 || g.sw != 1) {
@@ -292,7 +269,6 @@ void depthwise_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, 
   const int64_t hp = g.ih + eh, wp = g.iw + ew;
   const int64_t len = (g.ih - 1) * wp + g.iw, pad_size = hp * wp;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
-  const DepthwiseKernels<T>& kern = depthwise_kernels<T>();
   const int64_t nthr =
       std::min<int64_t>(threads_for_work(planes, ocg * ihw * khw), get_num_threads());
   Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
@@ -319,7 +295,7 @@ void depthwise_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, 
 constexpr int64_t kMaxWeightScratch = int64_t{32} << 20;
 
 template <class T>
-void depthwise_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
+void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
                                bool accumulate) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg();
@@ -336,7 +312,6 @@ void depthwise_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy,
   // taps are summed in one sweep over the images and rows, each into its own dot_lanes partial
   // sums (in order of n, i, j); the lanes are added at the end. The order depends on g and the
   // kernel path only.
-  const DepthwiseKernels<T>& kern = depthwise_kernels<T>();
   const int L = kern.dot_lanes;
   const int64_t step = row_step(g, wp);
   const int64_t nthr =
@@ -374,10 +349,10 @@ void depthwise_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy,
 }
 
 #define CONVCORE_INSTANTIATE(T)                                                                  \
-  template void depthwise_forward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*,    \
+  template void depthwise_forward<T>(const DepthwiseKernels<T>&, const Conv2dGeometry&, const T*, const T*, const T*, T*,    \
                                      Activation);                                                \
-  template void depthwise_backward_input<T>(const Conv2dGeometry&, const T*, const T*, T*);      \
-  template void depthwise_backward_weight<T>(const Conv2dGeometry&, const T*, const T*, T*, bool);
+  template void depthwise_backward_input<T>(const DepthwiseKernels<T>&, const Conv2dGeometry&, const T*, const T*, T*);      \
+  template void depthwise_backward_weight<T>(const DepthwiseKernels<T>&, const Conv2dGeometry&, const T*, const T*, T*, bool);
 CONVCORE_INSTANTIATE(float)
 CONVCORE_INSTANTIATE(double)
 #undef CONVCORE_INSTANTIATE

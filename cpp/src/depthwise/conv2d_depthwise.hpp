@@ -23,25 +23,24 @@
 
 namespace convcore::detail {
 
-// Whether to run g with these kernels rather than the GEMM path: one input channel per group
-// (icg == 1), more than one group, and a channel multiplier ocg of at most 16 for stride 1 or at
-// most 2 otherwise. Past those the per-group GEMM has enough rows to be faster; a single group
-// (ic == 1) is a plain convolution of a one-channel image, where N = oh*ow makes the GEMM
-// efficient. The kernels themselves are correct for any g with icg == 1.
-bool use_depthwise(const Conv2dGeometry& g);
+// The plan (plan/paths.cpp) decides when to run a layer here rather than on the GEMM: these
+// kernels are correct for any g with icg == 1. kern is the inner-loop table of the plan's
+// kernel row (GemmKernel::depthwise).
+template <class T>
+struct DepthwiseKernels;
 
 // y = f(conv(x, w) + b). bias may be null. Overwrites y.
 template <class T>
-void depthwise_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                        Activation act);
 
 // dx = dE/dx given dy. Overwrites dx.
 template <class T>
-void depthwise_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, T* dx);
+void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* w, const T* dy, T* dx);
 
 // dw (+)= sum over images of the correlation of x with dy. Overwrites dw unless accumulate.
 template <class T>
-void depthwise_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
+void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
                                bool accumulate);
 
 }  // namespace convcore::detail

@@ -138,6 +138,9 @@ constexpr DepthwiseKernels<T> depthwise_kernels_for() {
 
 }  // namespace
 
+// The portable tables (conv2d_depthwise.cpp).
+extern const DepthwiseKernels<float> kDepthwiseGenericF32;
+extern const DepthwiseKernels<double> kDepthwiseGenericF64;
 // The AVX2 + FMA tables (depthwise_avx2.cpp); defined only in x86 SIMD builds.
 extern const DepthwiseKernels<float> kDepthwiseAvx2F32;
 extern const DepthwiseKernels<double> kDepthwiseAvx2F64;

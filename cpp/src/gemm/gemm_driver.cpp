@@ -104,7 +104,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
   CONVCORE_CHECK(ldb >= (b_cols > 1 ? b_cols : 1), "gemm: ldb=", ldb, " is less than the ",
                  b_cols, " columns of ", trans_b ? "B^T" : "B");
   CONVCORE_CHECK(ldc >= (n > 1 ? n : 1), "gemm: ldc=", ldc, " is less than n=", n);
-  detail::gemm_driver<T>(m, n, k, alpha, detail::MatrixPackA<T>(trans_a, a, lda),
+  detail::gemm_driver<T>(detail::gemm_kernel<T>(active_isa()), m, n, k, alpha, detail::MatrixPackA<T>(trans_a, a, lda),
                          detail::MatrixPackB<T>(trans_b, b, ldb), beta, c, ldc);
 }
 

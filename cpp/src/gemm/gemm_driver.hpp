@@ -225,16 +225,17 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
   }
 }
 
-// C = alpha * op(A) * op(B) + beta * C with caller-supplied packers (contract above):
+// C = alpha * op(A) * op(B) + beta * C on the kernel row kern, with caller-supplied packers
+// (contract above):
 //   pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr, T* dst), or a DirectA<T>
 //   pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst), or a DirectB<T>
-//     or a PrepackedB<T>
+//     or a PrepackedB<T> (packed for the same row)
 //   epilogue(int64_t i0, int64_t mc, int64_t j0, int64_t nc), optional (see above)
 // Sizes are assumed valid (callers validate). Runs on get_num_threads() threads at most, or on
 // the calling thread alone inside a parallel region.
 template <class T, class PackA, class PackB, class Epilogue = NoEpilogue>
-void gemm_driver(int64_t m, int64_t n, int64_t k, T alpha, const PackA& pack_a,
-                 const PackB& pack_b, T beta, T* c, int64_t ldc,
+void gemm_driver(const GemmKernel<T>& kern, int64_t m, int64_t n, int64_t k, T alpha,
+                 const PackA& pack_a, const PackB& pack_b, T beta, T* c, int64_t ldc,
                  const Epilogue& epilogue = Epilogue()) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == T(0)) {
@@ -242,9 +243,7 @@ void gemm_driver(int64_t m, int64_t n, int64_t k, T alpha, const PackA& pack_a,
     epilogue(0, m, 0, n);
     return;
   }
-  const GemmKernel<T>* kern_p = &gemm_kernel<T>(active_isa());
-  if constexpr (std::is_same_v<PackB, PrepackedB<T>>) kern_p = pack_b.kern;
-  const GemmKernel<T>& kern = *kern_p;
+  if constexpr (std::is_same_v<PackB, PrepackedB<T>>) assert(pack_b.kern == &kern);
   const int64_t mt = (m + kern.mr - 1) / kern.mr, nt = (n + kern.nr - 1) / kern.nr;
   parallel(gemm_max_threads(m, n, k, kern.mr, kern.nr), [&](int64_t tid, int64_t nthr) {
     const GemmPartition part = gemm_partition(m, n, k, kern.mr, kern.nr, kern.nc, nthr);

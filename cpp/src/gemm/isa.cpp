@@ -7,6 +7,7 @@
 #include <string>
 
 #include "convcore/gemm.hpp"
+#include "depthwise/depthwise_kernels.hpp"
 #include "gemm/ukernel.hpp"
 
 namespace convcore {
@@ -16,20 +17,22 @@ namespace {
 
 template <class T, Isa I>
 constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel, UkernelDirectB<T> direct_b,
-                                    UkernelDirectA<T> direct_a) {
+                                    UkernelDirectA<T> direct_a,
+                                    const DepthwiseKernels<T>* depthwise) {
   using B = GemmBlocking<T, I>;
   static_assert(B::MR <= kMaxMR && B::NR <= kMaxNR, "tile larger than the driver's edge buffer");
   static_assert(B::MC % B::MR == 0 && B::NC % B::NR == 0, "MC, NC must be multiples of MR, NR");
   static_assert(B::KC > 0, "KC must be positive");
-  return GemmKernel<T>{I, B::MR, B::NR, B::MC, B::KC, B::NC, ukernel, direct_b, direct_a};
+  return GemmKernel<T>{I,       B::MR,    B::NR,    B::MC,    B::KC,    B::NC,
+                       B::VB / int64_t(sizeof(T)), ukernel, direct_b, direct_a, depthwise};
 }
 
 template <class T, Isa I>
-constexpr GemmKernel<T> make_ref_kernel() {
+constexpr GemmKernel<T> make_ref_kernel(const DepthwiseKernels<T>* depthwise) {
   using B = GemmBlocking<T, I>;
   return make_kernel<T, I>(&ukernel_ref<T, int(B::MR), int(B::NR)>,
                            &ukernel_ref_direct_b<T, int(B::MR), int(B::NR)>,
-                           &ukernel_ref_direct_a<T, int(B::MR), int(B::NR)>);
+                           &ukernel_ref_direct_a<T, int(B::MR), int(B::NR)>, depthwise);
 }
 
 #ifdef CONVCORE_X86_SIMD
@@ -45,6 +48,9 @@ constexpr UkernelDirectA<float> kAvx2F32DirectA = &ukernel_6x16_direct_a__avx2_f
 constexpr UkernelDirectA<double> kAvx2F64DirectA = &ukernel_6x8_direct_a__avx2_fma;
 constexpr UkernelDirectA<float> kAvx512F32DirectA = &ukernel_12x32_direct_a__avx512f;
 constexpr UkernelDirectA<double> kAvx512F64DirectA = &ukernel_12x16_direct_a__avx512f;
+// The depthwise loops have no AVX-512 copy: the AVX-512 rows use the AVX2 + FMA ones.
+constexpr const DepthwiseKernels<float>* kAvx2DepthwiseF32 = &kDepthwiseAvx2F32;
+constexpr const DepthwiseKernels<double>* kAvx2DepthwiseF64 = &kDepthwiseAvx2F64;
 #else
 constexpr Ukernel<float> kAvx2F32 = nullptr;
 constexpr Ukernel<double> kAvx2F64 = nullptr;
@@ -58,18 +64,22 @@ constexpr UkernelDirectA<float> kAvx2F32DirectA = nullptr;
 constexpr UkernelDirectA<double> kAvx2F64DirectA = nullptr;
 constexpr UkernelDirectA<float> kAvx512F32DirectA = nullptr;
 constexpr UkernelDirectA<double> kAvx512F64DirectA = nullptr;
+constexpr const DepthwiseKernels<float>* kAvx2DepthwiseF32 = nullptr;
+constexpr const DepthwiseKernels<double>* kAvx2DepthwiseF64 = nullptr;
 #endif
 
 // Indexed by Isa.
 constexpr GemmKernel<float> kKernelsF32[] = {
-    make_ref_kernel<float, Isa::generic>(),
-    make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB, kAvx2F32DirectA),
-    make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512F32DirectB, kAvx512F32DirectA),
+    make_ref_kernel<float, Isa::generic>(&kDepthwiseGenericF32),
+    make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB, kAvx2F32DirectA, kAvx2DepthwiseF32),
+    make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512F32DirectB, kAvx512F32DirectA,
+                                    kAvx2DepthwiseF32),
 };
 constexpr GemmKernel<double> kKernelsF64[] = {
-    make_ref_kernel<double, Isa::generic>(),
-    make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB, kAvx2F64DirectA),
-    make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512F64DirectB, kAvx512F64DirectA),
+    make_ref_kernel<double, Isa::generic>(&kDepthwiseGenericF64),
+    make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB, kAvx2F64DirectA, kAvx2DepthwiseF64),
+    make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512F64DirectB, kAvx512F64DirectA,
+                                     kAvx2DepthwiseF64),
 };
 
 bool cpu_has(Isa isa) {

@@ -93,19 +93,23 @@ struct GemmBlocking;
 // Baseline x86-64 has 16 xmm registers: 6x8 float / 6x4 double need 12 accumulators.
 template <>
 struct GemmBlocking<float, Isa::generic> {
+  static constexpr int64_t VB = 16;  // vector bytes
   static constexpr int64_t MR = 6, NR = 8, MC = 120, KC = 256, NC = 4080;
 };
 template <>
 struct GemmBlocking<double, Isa::generic> {
+  static constexpr int64_t VB = 16;  // vector bytes
   static constexpr int64_t MR = 6, NR = 4, MC = 96, KC = 256, NC = 4080;
 };
 // BLIS haswell/zen: 6x16 float, 6x8 double (12 of the 16 ymm registers hold C).
 template <>
 struct GemmBlocking<float, Isa::avx2> {
+  static constexpr int64_t VB = 32;  // vector bytes
   static constexpr int64_t MR = 6, NR = 16, MC = 144, KC = 256, NC = 4080;
 };
 template <>
 struct GemmBlocking<double, Isa::avx2> {
+  static constexpr int64_t VB = 32;  // vector bytes
   static constexpr int64_t MR = 6, NR = 8, MC = 72, KC = 256, NC = 4080;
 };
 // BLIS skx-like: two zmm vectors per row and 12 rows, so 24 of the 32 zmm registers hold C,
@@ -113,10 +117,12 @@ struct GemmBlocking<double, Isa::avx2> {
 // 2 loads + 12 broadcasts, enough to keep two FMA ports busy from L1.
 template <>
 struct GemmBlocking<float, Isa::avx512> {
+  static constexpr int64_t VB = 64;  // vector bytes
   static constexpr int64_t MR = 12, NR = 32, MC = 144, KC = 256, NC = 4096;
 };
 template <>
 struct GemmBlocking<double, Isa::avx512> {
+  static constexpr int64_t VB = 64;  // vector bytes
   static constexpr int64_t MR = 12, NR = 16, MC = 96, KC = 256, NC = 4096;
 };
 
@@ -124,14 +130,21 @@ struct GemmBlocking<double, Isa::avx512> {
 constexpr int64_t kMaxMR = 12;
 constexpr int64_t kMaxNR = 32;
 
-// One row of the kernel table (isa.cpp).
+template <class T>
+struct DepthwiseKernels;  // depthwise/depthwise_kernels.hpp
+
+// One row of the kernel table (isa.cpp): everything an instruction set brings, the GEMM
+// micro-kernels with their blocking and the depthwise inner loops. The plan's cost models read
+// mr, nr, kc and lanes from here.
 template <class T>
 struct GemmKernel {
   Isa isa;
   int64_t mr, nr, mc, kc, nc;
+  int64_t lanes;  // elements of T in one vector register of the micro-kernels
   Ukernel<T> ukernel;  // nullptr when the path is not built
   UkernelDirectB<T> ukernel_direct_b;
   UkernelDirectA<T> ukernel_direct_a;
+  const DepthwiseKernels<T>* depthwise;
 };
 
 // The table row for a path; isa must be supported.

@@ -1,31 +1,32 @@
 #include <algorithm>
 #include <cstring>
 
-#include "depthwise/conv2d_depthwise.hpp"
-#include "ops/conv2d_impl.hpp"
 #include "convcore/conv2d.hpp"
 #include "convcore/gemm.hpp"
 #include "convcore/im2col.hpp"
+#include "convcore/plan.hpp"
+#include "depthwise/conv2d_depthwise.hpp"
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
 #include "igemm/im2col_pack.hpp"
 #include "igemm/padded_image.hpp"
 #include "memory/scratch.hpp"
+#include "ops/exec.hpp"
 
 namespace convcore {
+namespace detail {
 namespace {
 
 // The tutorial's method: dx = crop(pad(expand(dy), k-1) * flip(w)), a stride-1 forward
 // convolution with geometry g.flipped() (its negative padding, if any, is the crop).
 // Images are expanded a chunk at a time so the zero-inserted copy never spans the whole batch.
 template <class T>
-void backward_input_flip(const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
-  Conv2dGeometry f = g.flipped();
-  detail::Scratch wf(1, g.wei_size() * int64_t(sizeof(T)));
+void backward_input_flip(const ForwardExec<T>& flipped, const Conv2dGeometry& g, const T* w,
+                         const T* dy, T* dx) {
+  Scratch wf(1, g.wei_size() * int64_t(sizeof(T)));
   flip_kernels(g, w, wf.get<T>(0));
   if (g.sh == 1 && g.sw == 1) {  // nothing to insert: expand(dy) == dy
-    detail::forward_unchecked(f, dy, wf.get<T>(0), static_cast<const T*>(nullptr), dx,
-                              Activation::identity);
+    flipped.run(g.mb, dy, wf.get<T>(0), static_cast<const T*>(nullptr), dx, Activation::identity);
     return;
   }
   const int64_t chunk = detail::image_threads(g);
@@ -38,16 +39,15 @@ void backward_input_flip(const Conv2dGeometry& g, const T* w, const T* dy, T* dx
     detail::parallel_for(cnt, e_img, [&](int64_t i) {
       expand_stride(g, g.oc, dy + (n0 + i) * dy_img, e + i * e_img);
     });
-    f.mb = cnt;
-    detail::forward_unchecked(f, static_cast<const T*>(e), wf.get<T>(0),
-                              static_cast<const T*>(nullptr), dx + n0 * dx_img,
-                              Activation::identity);
+    flipped.run(cnt, static_cast<const T*>(e), wf.get<T>(0), static_cast<const T*>(nullptr),
+                dx + n0 * dx_img, Activation::identity);
   }
 }
 
 // The classic method: dcol = W^T * dy per image and group, then col2im (scatter-add).
 template <class T>
-void backward_input_col2im(const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
+void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
+                           const T* dy, T* dx) {
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
   const bool direct = detail::col_is_input(g);
@@ -63,39 +63,13 @@ void backward_input_col2im(const Conv2dGeometry& g, const T* w, const T* dy, T* 
         T* dxg = dx + (n * g.ic + gi * icg) * ihw;
         const T* dyg = dy + (n * g.oc + gi * ocg) * N;
         // dcol[K x N] = W_g^T[K x ocg] * dY_g[ocg x N]
-        gemm<T>(true, false, K, N, ocg, T(1), w + gi * ocg * K, K, dyg, N, T(0),
-                direct ? dxg : dcol, N);
+        gemm_driver<T>(kern, K, N, ocg, T(1), MatrixPackA<T>(true, w + gi * ocg * K, K),
+                       MatrixPackB<T>(false, dyg, N), T(0), direct ? dxg : dcol, N);
         if (direct) continue;
         std::fill(dxg, dxg + icg * ihw, T(0));
         col2im(g, dcol, dxg);
       }
   });
-}
-
-// Weight-gradient partial sums are formed over fixed chunks of images (the chunking depends on
-// the geometry only) and added in chunk order: the same bits for any thread count.
-constexpr int64_t kMaxWeightChunks = 8;
-constexpr int64_t kMaxWeightChunkBytes = int64_t{64} << 20;
-
-int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
-  // As many chunks as the work is worth threads (a function of the geometry, not of the threads).
-  const int64_t per_image = g.oc * g.col_rows() * g.col_cols();
-  int64_t chunks = std::min(detail::threads_for_work(g.mb, per_image), kMaxWeightChunks);
-  const int64_t bytes = g.wei_size() * elem_size;
-  while (chunks > 1 && chunks * bytes > kMaxWeightChunkBytes) --chunks;
-  return std::max<int64_t>(chunks, 1);
-}
-
-// Whether the weight gradient reads col in place (backward_weight_in_place_a) rather than
-// packing col^T. The packing costs about 1/ocg of the product, so it matters for few output
-// channels, and those must still fill most of a micro-tile's columns (they are the product's n
-// in place). Measured on the benchmark suite: in place is 1.5-4x faster for 16-64 channels
-// (LeNet, CIFAR, res3x3, the 7x7 stem), no faster at 256 on 56x56 images (res1x1), and 5-30 %
-// slower at 128-256 on 14x14 images (res3x3s2, res3x3c256). The padded copy of one image is
-// kept under 64 MiB.
-bool weight_reads_col_in_place(const Conv2dGeometry& g, int64_t elem_size) {
-  constexpr double kMaxBytes = double(int64_t{64} << 20);
-  return g.ocg() >= 8 && g.ocg() <= 64 && detail::padded_image_bytes(g, elem_size) <= kMaxBytes;
 }
 
 // The weight gradient transposed, with col read in place from the padded image (any stride):
@@ -106,19 +80,18 @@ bool weight_reads_col_in_place(const Conv2dGeometry& g, int64_t elem_size) {
 // packed, which is 1/K of the work). Partial sums over fixed chunks of images as in
 // conv2d_backward_weight, transposed into dw at the end in chunk order.
 template <class T>
-void backward_weight_in_place_a(const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
-                                bool accumulate, int64_t chunks) {
+void backward_weight_in_place_a(const WeightExec<T>& e, const T* x, const T* dy, T* dw,
+                                bool accumulate) {
+  const Conv2dGeometry& g = e.g;
+  const int64_t chunks = e.chunks;
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
-  const int64_t ihw = g.ih * g.iw, ow = g.ow(), wsize = g.wei_size();
-  const detail::PaddedImage pi = detail::PaddedImage::of<T>(g);
+  const int64_t ihw = g.ih * g.iw, wsize = g.wei_size();
+  const PaddedImage& pi = e.pi;
   const int64_t nthr = std::max<int64_t>(1, std::min<int64_t>(chunks, get_num_threads()));
-  detail::Scratch offsets(1, (K + N) * int64_t(sizeof(int64_t)));
-  detail::Scratch partial(chunks, wsize * int64_t(sizeof(T)));
-  detail::Scratch padded(nthr, pi.elems * int64_t(sizeof(T)));
-  int64_t* row_off = offsets.get<int64_t>(0);
-  int64_t* k_off = row_off + K;
-  for (int64_t p = 0; p < K; ++p) row_off[p] = pi.tap_offset(g, p);
-  for (int64_t j = 0; j < N; ++j) k_off[j] = (j / ow) * g.sh * pi.wp + (j % ow) * g.sw;
+  Scratch partial(chunks, wsize * int64_t(sizeof(T)));
+  Scratch padded(nthr, pi.elems * int64_t(sizeof(T)));
+  const int64_t* row_off = e.row_off.data();
+  const int64_t* k_off = e.k_off.data();
 
   detail::parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t c_begin, c_end;
@@ -131,7 +104,7 @@ void backward_weight_in_place_a(const Conv2dGeometry& g, const T* x, const T* dy
       for (int64_t n = begin; n < end; ++n)
         for (int64_t gi = 0; gi < g.groups; ++gi) {
           pi.fill(g, x + (n * g.ic + gi * icg) * ihw, xp);
-          detail::gemm_driver<T>(K, ocg, N, T(1), detail::DirectA<T>{xp, row_off, k_off},
+          detail::gemm_driver<T>(*e.kern, K, ocg, N, T(1), detail::DirectA<T>{xp, row_off, k_off},
                                  detail::MatrixPackB<T>(true, dy + (n * g.oc + gi * ocg) * N, N),
                                  n == begin ? T(0) : T(1), sum + gi * K * ocg, ocg);
         }
@@ -148,62 +121,15 @@ void backward_weight_in_place_a(const Conv2dGeometry& g, const T* x, const T* dy
   });
 }
 
-// The cheaper method for g, from a cost model in units of one multiply-add of the GEMM kernel:
-// the product itself (rows rounded up to the 6-row micro-tile, or the transposed product's
-// columns to the 16-wide one), plus about 20 units for each element im2col packs and 60 for each
-// element col2im writes and scatters back. The flipped-kernel product runs over the whole input
-// (zeros inserted by the stride included); col2im runs over the output only but scatters. When
-// the flipped product reads col in place (forward_path) nothing is packed; as the product's B,
-// each output row is computed wp wide. Measured choices on LeNet, CIFAR and ResNet layers agree.
-BackwardInputMethod fastest_backward_input(const Conv2dGeometry& g, int64_t elem_size) {
-  const auto round_up = [](int64_t x, int64_t r) { return double((x + r - 1) / r * r); };
-  const double khw = double(g.kh * g.kw), ohw = double(g.col_cols()), ihw = double(g.ih * g.iw);
-  const double k = double(g.col_rows()), ocg = double(g.ocg());
-  const Conv2dGeometry f = g.flipped();
-  double flip = 0;
-  switch (detail::forward_path(f, elem_size)) {
-    case detail::ForwardPath::a_in_place: flip = round_up(g.icg(), 16) * ocg * khw * ihw; break;
-    case detail::ForwardPath::b_in_place:
-      flip = round_up(g.icg(), 6) * ocg * khw * double(g.ih * (f.ow() + (f.kw - 1) * f.dw));
-      break;
-    case detail::ForwardPath::packed: flip = (round_up(g.icg(), 6) + 20.0) * ocg * khw * ihw;
-  }
-  const double col2im = round_up(g.col_rows(), 6) * ocg * ohw + 60.0 * k * ohw;
-  return flip <= col2im ? BackwardInputMethod::flip : BackwardInputMethod::col2im;
-}
-
-}  // namespace
-
+// dW_g[ocg x K] (+)= dY_g[ocg x N] * col^T[N x K], col^T packed from the image.
 template <class T>
-void conv2d_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, T* dx,
-                           BackwardInputMethod method) {
-  g.validate("conv2d_backward_input");
-  if (g.mb == 0) return;
-  // Depthwise layers have a direct kernel, faster than either GEMM-based method.
-  if (detail::use_depthwise(g)) return detail::depthwise_backward_input(g, w, dy, dx);
-  if (method == BackwardInputMethod::automatic)
-    method = fastest_backward_input(g, sizeof(T));
-  if (method == BackwardInputMethod::flip)
-    backward_input_flip(g, w, dy, dx);
-  else
-    backward_input_col2im(g, w, dy, dx);
-}
-
-template <class T>
-void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
+void backward_weight_packed(const WeightExec<T>& e, const T* x, const T* dy, T* dw,
                             bool accumulate) {
-  g.validate("conv2d_backward_weight");
+  const Conv2dGeometry& g = e.g;
   const int64_t wsize = g.wei_size();
-  if (g.mb == 0) {  // an empty sum: zero, or nothing to add
-    if (!accumulate) std::fill(dw, dw + wsize, T(0));
-    return;
-  }
-  if (detail::use_depthwise(g)) return detail::depthwise_backward_weight(g, x, dy, dw, accumulate);
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
-  const int64_t chunks = weight_chunks(g, sizeof(T));
-  if (weight_reads_col_in_place(g, sizeof(T)))
-    return backward_weight_in_place_a(g, x, dy, dw, accumulate, chunks);
+  const int64_t chunks = e.chunks;
   const int64_t nthr = std::max<int64_t>(1, std::min<int64_t>(chunks, get_num_threads()));
   // With one chunk the GEMM writes dw directly (and is itself parallel); else into partials.
   detail::Scratch partial(chunks > 1 ? chunks : 0, wsize * int64_t(sizeof(T)));
@@ -219,7 +145,7 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T*
         for (int64_t gi = 0; gi < g.groups; ++gi) {
           const bool first = n == begin && !(chunks == 1 && accumulate);
           // dW_g[ocg x K] (+)= dY_g[ocg x N] * col^T[N x K], col^T packed from the image.
-          detail::gemm_driver<T>(ocg, K, N, T(1),
+          detail::gemm_driver<T>(*e.kern, ocg, K, N, T(1),
                                  detail::MatrixPackA<T>(false, dy + (n * g.oc + gi * ocg) * N, N),
                                  detail::Im2colTransPackB<T>{g, x + (n * g.ic + gi * icg) * ihw},
                                  first ? T(0) : T(1), sum + gi * ocg * K, K);
@@ -239,9 +165,68 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T*
   });
 }
 
+}  // namespace
+
+// Weight-gradient partial sums are formed over fixed chunks of images (the chunking depends on
+// the geometry only) and added in chunk order: the same bits for any thread count.
+constexpr int64_t kMaxWeightChunks = 8;
+constexpr int64_t kMaxWeightChunkBytes = int64_t{64} << 20;
+
+int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
+  // As many chunks as the work is worth threads (a function of the geometry, not of the threads).
+  const int64_t per_image = g.oc * g.col_rows() * g.col_cols();
+  int64_t chunks = std::min(threads_for_work(g.mb, per_image), kMaxWeightChunks);
+  const int64_t bytes = g.wei_size() * elem_size;
+  while (chunks > 1 && chunks * bytes > kMaxWeightChunkBytes) --chunks;
+  return std::max<int64_t>(chunks, 1);
+}
+
 template <class T>
-void conv2d_backward_bias(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
-  g.validate("conv2d_backward_bias");
+InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmKernel<T>& k,
+                        ForwardPath flipped_path)
+    : g(geometry), path(p), kern(&k) {
+  if (path == InputPath::flip)
+    flipped = std::make_unique<ForwardExec<T>>(g.flipped(), flipped_path, k);
+}
+
+template <class T>
+void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
+  if (g.mb == 0) return;
+  switch (path) {
+    case InputPath::flip: return backward_input_flip(*flipped, g, w, dy, dx);
+    case InputPath::col2im: return backward_input_col2im(*kern, g, w, dy, dx);
+    case InputPath::depthwise: return depthwise_backward_input(*kern->depthwise, g, w, dy, dx);
+  }
+}
+
+template <class T>
+WeightExec<T>::WeightExec(const Conv2dGeometry& geometry, WeightPath p, const GemmKernel<T>& k)
+    : g(geometry), path(p), kern(&k), chunks(weight_chunks(geometry, sizeof(T))) {
+  if (path != WeightPath::a_in_place) return;
+  pi = PaddedImage::of<T>(g);
+  const int64_t K = g.col_rows(), N = g.col_cols(), ow = g.ow();
+  row_off.resize(size_t(K));
+  k_off.resize(size_t(N));
+  for (int64_t p = 0; p < K; ++p) row_off[size_t(p)] = pi.tap_offset(g, p);
+  for (int64_t j = 0; j < N; ++j) k_off[size_t(j)] = (j / ow) * g.sh * pi.wp + (j % ow) * g.sw;
+}
+
+template <class T>
+void WeightExec<T>::run(const T* x, const T* dy, T* dw, bool accumulate) const {
+  if (g.mb == 0) {  // an empty sum: zero, or nothing to add
+    if (!accumulate) std::fill(dw, dw + g.wei_size(), T(0));
+    return;
+  }
+  switch (path) {
+    case WeightPath::a_in_place: return backward_weight_in_place_a(*this, x, dy, dw, accumulate);
+    case WeightPath::packed: return backward_weight_packed(*this, x, dy, dw, accumulate);
+    case WeightPath::depthwise:
+      return depthwise_backward_weight(*kern->depthwise, g, x, dy, dw, accumulate);
+  }
+}
+
+template <class T>
+void backward_bias_run(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
   const int64_t N = g.oh() * g.ow();
   // kLanes running sums, each over a fixed subset of the positions, so that the loop vectorises
   // (one running sum is a chain of dependent additions) and the bits do not depend on threads.
@@ -259,6 +244,42 @@ void conv2d_backward_bias(const Conv2dGeometry& g, const T* dy, T* db, bool accu
       for (int64_t t = 0; t < half; ++t) acc[t] += acc[t + half];
     db[o] = accumulate ? db[o] + acc[0] : acc[0];
   });
+}
+
+template struct InputExec<float>;
+template struct InputExec<double>;
+template struct WeightExec<float>;
+template struct WeightExec<double>;
+template void backward_bias_run<float>(const Conv2dGeometry&, const float*, float*, bool);
+template void backward_bias_run<double>(const Conv2dGeometry&, const double*, double*, bool);
+
+}  // namespace detail
+
+namespace {
+PlanOptions method_options(BackwardInputMethod method) {
+  PlanOptions opt;
+  if (method == BackwardInputMethod::flip) opt.backward_input = "flip";
+  if (method == BackwardInputMethod::col2im) opt.backward_input = "col2im";
+  return opt;
+}
+}  // namespace
+
+// The free functions: a plan made and run once.
+template <class T>
+void conv2d_backward_input(const Conv2dGeometry& g, const T* w, const T* dy, T* dx,
+                           BackwardInputMethod method) {
+  Conv2dPlan<T>(g, method_options(method)).backward_input(w, dy, dx);
+}
+
+template <class T>
+void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
+                            bool accumulate) {
+  Conv2dPlan<T>(g).backward_weight(x, dy, dw, accumulate);
+}
+
+template <class T>
+void conv2d_backward_bias(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
+  Conv2dPlan<T>(g).backward_bias(dy, db, accumulate);
 }
 
 #define CONVCORE_INSTANTIATE(T)                                                                 \

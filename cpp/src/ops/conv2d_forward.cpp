@@ -1,14 +1,15 @@
 #include <algorithm>
 
-#include "depthwise/conv2d_depthwise.hpp"
-#include "ops/conv2d_impl.hpp"
 #include "convcore/conv2d.hpp"
 #include "convcore/gemm.hpp"
+#include "convcore/plan.hpp"
+#include "depthwise/conv2d_depthwise.hpp"
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
 #include "igemm/im2col_pack.hpp"
 #include "igemm/padded_image.hpp"
 #include "memory/scratch.hpp"
+#include "ops/exec.hpp"
 
 namespace convcore {
 namespace detail {
@@ -88,18 +89,16 @@ void for_each_padded_group(const Conv2dGeometry& g, const PaddedImage& pi, const
 // output row are discarded when the result is written out (the epilogue). The padded copy is
 // 1/(kh*kw) of what packing col writes.
 template <class T>
-void forward_in_place_b(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
-                        Activation act) {
+void forward_in_place_b(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x, const T* w,
+                        const T* bias, T* y, Activation act) {
   const int64_t K = g.col_rows(), N = g.col_cols(), ocg = g.ocg();
   const int64_t oh = g.oh(), ow = g.ow();
-  const PaddedImage ip = PaddedImage::of<T>(g);
+  const PaddedImage& ip = e.pi;
   const int64_t np = oh * ip.wp;
   const int64_t wide_elems = ip.wp != ow ? ocg * np : 0;  // else the product lands in y
   const int64_t nthr = image_threads(g);
-  Scratch offsets(1, K * int64_t(sizeof(int64_t)));
   Scratch work(nthr, (ip.elems + wide_elems) * int64_t(sizeof(T)));
-  int64_t* off = offsets.get<int64_t>(0);
-  for (int64_t p = 0; p < K; ++p) off[p] = ip.tap_offset(g, p);
+  const int64_t* off = e.taps.data();
 
   for_each_padded_group(g, ip, x, work, nthr, [&](int64_t n, int64_t gi, T* xp, T* wide) {
     T* yg = y + (n * g.oc + gi * ocg) * N;
@@ -107,12 +106,12 @@ void forward_in_place_b(const Conv2dGeometry& g, const T* x, const T* w, const T
     const MatrixPackA<T> pack_w(false, w + gi * ocg * K, K);
     const DirectB<T> b_in_place{xp, off};
     if (out == yg && bias == nullptr && act == Activation::identity) {
-      gemm_driver<T>(ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np);
+      gemm_driver<T>(*e.kern, ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np);
       return;
     }
     const BiasActivation<T> epilogue{out, np, yg, N, ip.wp, ow, bias ? bias + gi * ocg : nullptr,
                                      act};
-    gemm_driver<T>(ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np, epilogue);
+    gemm_driver<T>(*e.kern, ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np, epilogue);
   });
 }
 
@@ -149,21 +148,17 @@ struct TransposeBiasActivation {
 // written back into y transposed, with bias and activation, by the epilogue while each
 // block is in cache.
 template <class T>
-void forward_in_place_a(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
-                        Activation act) {
+void forward_in_place_a(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x, const T* w,
+                        const T* bias, T* y, Activation act) {
   const int64_t K = g.col_rows(), N = g.col_cols(), ocg = g.ocg();
-  const int64_t ow = g.ow();
-  const PaddedImage pi = PaddedImage::of<T>(g);
+  const PaddedImage& pi = e.pi;
   const int64_t nthr = image_threads(g);
-  const GemmKernel<T>& kern = gemm_kernel<T>(active_isa());
+  const GemmKernel<T>& kern = *e.kern;
   const int64_t wt_elems = prepacked_b_elems(kern, K, ocg);
-  Scratch offsets(1, (N + K) * int64_t(sizeof(int64_t)));
   Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
   Scratch work(nthr, (pi.elems + N * ocg) * int64_t(sizeof(T)));
-  int64_t* pix = offsets.get<int64_t>(0);
-  int64_t* taps = pix + N;
-  for (int64_t j = 0; j < N; ++j) pix[j] = (j / ow) * g.sh * pi.wp + (j % ow) * g.sw;
-  for (int64_t p = 0; p < K; ++p) taps[p] = pi.tap_offset(g, p);
+  const int64_t* pix = e.pix.data();
+  const int64_t* taps = e.taps.data();
   // W_g^T, packed once for all the images.
   for (int64_t gi = 0; gi < g.groups; ++gi)
     prepack_b(kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K),
@@ -173,47 +168,18 @@ void forward_in_place_a(const Conv2dGeometry& g, const T* x, const T* w, const T
     const TransposeBiasActivation<T> epilogue{
         yt, ocg, y + (n * g.oc + gi * ocg) * N, N, bias ? bias + gi * ocg : nullptr, act};
     const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
-    gemm_driver<T>(N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg, epilogue);
+    gemm_driver<T>(kern, N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg, epilogue);
   });
 }
 
-}  // namespace
-
-// (conv2d_impl.hpp) In order of preference, each measured faster than the next where it applies:
-//  - col_is_input: the product reads the image as its B matrix, nothing to gain;
-//  - a_in_place when the output channels (the transposed product's n) fill most of a micro-tile's
-//    NR columns: nothing of col is packed, any stride (res3x3 forward 17 -> 14.5 ms, the 7x7
-//    stride-2 stem 28 -> 18 ms, against b_in_place and packed);
-//  - b_in_place for stride 1 unless the discarded columns are more than a third of the product
-//    (a wide dilated kernel on a narrow image): LeNet's 6-channel first layer;
-//  - packed otherwise.
-// The in-place paths also need their per-thread workspace under kMaxBytes (compared in floating
-// point, so that the sizes cannot overflow here); the packed path needs none.
-ForwardPath forward_path(const Conv2dGeometry& g, int64_t elem_size) {
-  constexpr double kMaxBytes = double(int64_t{64} << 20);
-  if (col_is_input(g)) return ForwardPath::packed;
-  const double padded = padded_image_bytes(g, elem_size), esize = double(elem_size);
-  const double oh = double(g.oh()), ow = double(g.ow()), ocg = double(g.ocg());
-  if (g.ocg() >= 16 && padded + ocg * oh * ow * esize <= kMaxBytes) return ForwardPath::a_in_place;
-  const int64_t extra = (g.kw - 1) * g.dw;
-  if (g.sh == 1 && g.sw == 1 && extra <= g.ow() / 2 &&
-      padded + ocg * oh * (ow + double(extra)) * esize <= kMaxBytes)
-    return ForwardPath::b_in_place;
-  return ForwardPath::packed;
-}
-
+// col packed panel by panel from the image (or, for gemm_1x1, the image itself as B).
 template <class T>
-void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
-                       Activation act) {
-  if (g.mb == 0) return;
-  switch (forward_path(g, sizeof(T))) {
-    case ForwardPath::a_in_place: return forward_in_place_a(g, x, w, bias, y, act);
-    case ForwardPath::b_in_place: return forward_in_place_b(g, x, w, bias, y, act);
-    case ForwardPath::packed: break;
-  }
+void forward_packed(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x, const T* w,
+                    const T* bias, T* y, Activation act) {
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
-  const bool direct = col_is_input(g);
+  const bool direct = e.path == ForwardPath::gemm_1x1;
+  const GemmKernel<T>& kern = *e.kern;
 
   parallel(image_threads(g), [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
@@ -226,10 +192,10 @@ void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T*
         const MatrixPackA<T> pack_w(false, w + gi * ocg * K, K);
         const auto product = [&](const auto& epilogue) {
           if (direct)
-            gemm_driver<T>(ocg, N, K, T(1), pack_w, MatrixPackB<T>(false, xg, N), T(0), yg, N,
-                           epilogue);
+            gemm_driver<T>(kern, ocg, N, K, T(1), pack_w, MatrixPackB<T>(false, xg, N), T(0),
+                           yg, N, epilogue);
           else
-            gemm_driver<T>(ocg, N, K, T(1), pack_w, Im2colPackB<T>{g, xg}, T(0), yg, N,
+            gemm_driver<T>(kern, ocg, N, K, T(1), pack_w, Im2colPackB<T>{g, xg}, T(0), yg, N,
                            epilogue);
         };
         if (bias == nullptr && act == Activation::identity)
@@ -240,20 +206,50 @@ void forward_unchecked(const Conv2dGeometry& g, const T* x, const T* w, const T*
   });
 }
 
-template void forward_unchecked<float>(const Conv2dGeometry&, const float*, const float*,
-                                       const float*, float*, Activation);
-template void forward_unchecked<double>(const Conv2dGeometry&, const double*, const double*,
-                                        const double*, double*, Activation);
+}  // namespace
+
+template <class T>
+ForwardExec<T>::ForwardExec(const Conv2dGeometry& geometry, ForwardPath p,
+                            const GemmKernel<T>& k)
+    : g(geometry), path(p), kern(&k) {
+  if (path != ForwardPath::a_in_place && path != ForwardPath::b_in_place) return;
+  pi = PaddedImage::of<T>(g);
+  taps.resize(size_t(g.col_rows()));
+  for (int64_t p = 0; p < g.col_rows(); ++p) taps[size_t(p)] = pi.tap_offset(g, p);
+  if (path == ForwardPath::b_in_place) return;
+  const int64_t ow = g.ow();
+  pix.resize(size_t(g.col_cols()));
+  for (int64_t j = 0; j < g.col_cols(); ++j)
+    pix[size_t(j)] = (j / ow) * g.sh * pi.wp + (j % ow) * g.sw;
+}
+
+template <class T>
+void ForwardExec<T>::run(int64_t mb, const T* x, const T* w, const T* bias, T* y,
+                         Activation act) const {
+  if (mb == 0) return;
+  Conv2dGeometry gm = g;
+  gm.mb = mb;
+  switch (path) {
+    case ForwardPath::a_in_place: return forward_in_place_a(*this, gm, x, w, bias, y, act);
+    case ForwardPath::b_in_place: return forward_in_place_b(*this, gm, x, w, bias, y, act);
+    case ForwardPath::gemm_1x1:
+    case ForwardPath::packed: return forward_packed(*this, gm, x, w, bias, y, act);
+    case ForwardPath::depthwise: return depthwise_forward(*kern->depthwise, gm, x, w, bias, y, act);
+  }
+}
+
+template struct ForwardExec<float>;
+template struct ForwardExec<double>;
 
 }  // namespace detail
 
 template <class T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                     Activation act) {
-  g.validate("conv2d_forward");
-  if (g.mb == 0) return;
-  if (detail::use_depthwise(g)) return detail::depthwise_forward(g, x, w, bias, y, act);
-  detail::forward_unchecked(g, x, w, bias, y, act);
+  PlanOptions opt;
+  opt.activation = act;
+  opt.bias = bias != nullptr;
+  Conv2dPlan<T>(g, opt).forward(x, w, bias, y);
 }
 
 template <class T>

@@ -1,0 +1,106 @@
+#pragma once
+// The executors of the plan's paths: each holds what its path derived from the geometry once
+// (offset tables, padded-image sizes, chunking) and runs it on buffers. The plan (plan/plan.cpp)
+// makes them; nothing here validates: geometries were validated when the plan was made, and the
+// flipped-kernel pass's geometry may carry negative padding (a crop).
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "convcore/activation.hpp"
+#include "convcore/geometry.hpp"
+#include "convcore/parallel.hpp"
+#include "gemm/ukernel.hpp"
+#include "igemm/padded_image.hpp"
+
+namespace convcore::detail {
+
+// The paths of plan.hpp, in the order of the path table (plan/paths.cpp).
+enum class ForwardPath { gemm_1x1, packed, a_in_place, b_in_place, depthwise };
+enum class InputPath { flip, col2im, depthwise };
+enum class WeightPath { a_in_place, packed, depthwise };
+
+// y = act(conv(x, w) + bias) for mb images (any mb: the flipped pass runs chunks of a batch).
+template <class T>
+struct ForwardExec {
+  ForwardExec(const Conv2dGeometry& g, ForwardPath path, const GemmKernel<T>& kern);
+  void run(int64_t mb, const T* x, const T* w, const T* bias, T* y, Activation act) const;
+
+  Conv2dGeometry g;
+  ForwardPath path;
+  const GemmKernel<T>* kern;
+  PaddedImage pi{};           // a_in_place, b_in_place
+  std::vector<int64_t> taps;  // a_in_place, b_in_place: K tap offsets into the padded copy
+  std::vector<int64_t> pix;   // a_in_place: N pixel offsets into the padded copy
+};
+
+// dx from dy.
+template <class T>
+struct InputExec {
+  // flip: forward_path is the path of the stride-1 forward of g.flipped().
+  InputExec(const Conv2dGeometry& g, InputPath path, const GemmKernel<T>& kern,
+            ForwardPath flipped_path);
+  void run(const T* w, const T* dy, T* dx) const;
+
+  Conv2dGeometry g;
+  InputPath path;
+  const GemmKernel<T>* kern;
+  std::unique_ptr<ForwardExec<T>> flipped;  // flip
+};
+
+// dw (+)= the weight gradient, partial sums over fixed chunks of images.
+template <class T>
+struct WeightExec {
+  WeightExec(const Conv2dGeometry& g, WeightPath path, const GemmKernel<T>& kern);
+  void run(const T* x, const T* dy, T* dw, bool accumulate) const;
+
+  Conv2dGeometry g;
+  WeightPath path;
+  const GemmKernel<T>* kern;
+  int64_t chunks = 1;
+  PaddedImage pi{};              // a_in_place
+  std::vector<int64_t> row_off;  // a_in_place: K tap offsets
+  std::vector<int64_t> k_off;    // a_in_place: N pixel offsets
+};
+
+// db (+)= dy summed over images and pixels.
+template <class T>
+void backward_bias_run(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate);
+
+// Weight-gradient partial sums are formed over this many fixed chunks of images: as many as the
+// work is worth threads, a function of the geometry only, so the bits do not depend on threads.
+int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size);
+
+// The workspace the in-place paths may take per thread; past it they do not support a geometry.
+constexpr double kMaxWorkspaceBytes = double(int64_t{64} << 20);
+
+// Calls body(a) with a, convertible to act, a compile-time constant: the switch inside activate
+// and activation_derivative then folds away and the caller's loops vectorise (a switch per
+// element does not).
+template <class Body>
+void with_activation(Activation act, Body body) {
+  using A = Activation;
+  switch (act) {
+    case A::identity: return body(std::integral_constant<A, A::identity>());
+    case A::relu: return body(std::integral_constant<A, A::relu>());
+    case A::sigmoid: return body(std::integral_constant<A, A::sigmoid>());
+    case A::tanh: return body(std::integral_constant<A, A::tanh>());
+  }
+}
+
+// Whether im2col is the identity for g (1x1 kernel, stride 1, no padding): the GEMM reads x.
+inline bool col_is_input(const Conv2dGeometry& g) {
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 &&
+         g.pl == 0 && g.pr == 0;
+}
+
+// How many threads an image-parallel loop over g.mb images uses (at least 1): no more than there
+// are images, nor than the work (one forward product per image) is worth.
+inline int64_t image_threads(const Conv2dGeometry& g) {
+  const int64_t per_image = g.oc * g.col_rows() * g.col_cols();
+  return std::min<int64_t>(threads_for_work(g.mb, per_image), get_num_threads());
+}
+
+}  // namespace convcore::detail

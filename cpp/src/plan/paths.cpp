@@ -1,0 +1,222 @@
+// The path table and its cost models (paths.hpp).
+#include "plan/paths.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+namespace convcore::detail {
+namespace {
+
+// Model parameters, in cycles of one core. They describe the machine and the data movement,
+// never a tile: tile shapes come from the kernel row.
+constexpr double kFmaPipes = 2;     // vector FMAs a core starts per cycle
+constexpr double kCopy = 0.25;      // per element copied contiguously (padding, plain packing)
+constexpr double kGather = 1.25;    // per element gathered (im2col packing, transposed write)
+constexpr double kScatter = 3.75;   // per element col2im adds back into the image
+constexpr double kFarCopy = 0.5;    // extra, per element of a padded copy past half of L2
+// The weight gradient read in place multiplies each A value by ocg/NR panels re-read from the
+// padded copy rather than from a packed, L1-resident panel: this fraction of the product's time
+// per extra panel (calibrated on the suite, benchmarks/README.md).
+constexpr double kDirectAPanelPenalty = 0.06;
+
+double ceil_div(double a, double b) { return std::ceil(a / b); }
+
+// A GEMM of m x n x k on the row of c.
+double gemm_cost(const CostContext& c, double m, double n, double k) {
+  const double mt = ceil_div(m, double(c.mr)), nt = ceil_div(n, double(c.nr));
+  const double full = std::floor(m / double(c.mr)) * std::floor(n / double(c.nr));
+  const double kb = ceil_div(k, double(c.kc));
+  const double step = double(c.mr * c.nr) / (double(c.lanes) * kFmaPipes);
+  const double tile_io = double(c.mr * c.nr) / double(c.lanes);
+  return mt * nt * (k * step + kb * tile_io) + (mt * nt - full) * kb * 2 * tile_io;
+}
+
+// The padded copy of one group of one image, and what copying it costs.
+double padded_elems(const Conv2dGeometry& g) {
+  const double hp = double(g.oh() - 1) * double(g.sh) + double(g.kh - 1) * double(g.dh) + 1;
+  const double wp = double(g.ow() - 1) * double(g.sw) + double(g.kw - 1) * double(g.dw) + 1;
+  return double(g.icg()) * hp * wp;
+}
+double padded_wp(const Conv2dGeometry& g) {
+  return double(g.ow() - 1) * double(g.sw) + double(g.kw - 1) * double(g.dw) + 1;
+}
+double copy_cost(const CostContext& c, double elems) {
+  const double bytes = elems * double(c.elem_size);
+  return elems * (kCopy + (bytes > c.l2_bytes / 2 ? kFarCopy : 0));
+}
+
+bool stride1(const Conv2dGeometry& g) { return g.sh == 1 && g.sw == 1; }
+bool one_channel_groups(const CostContext& c) { return c.g.icg() == 1 && c.g.groups > 1; }
+// The forward's depthwise loops take no crop (the flipped pass's negative padding).
+bool fwd_depthwise_ok(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  return one_channel_groups(c) && g.pt >= 0 && g.pb >= 0 && g.pl >= 0 && g.pr >= 0;
+}
+double images_groups(const Conv2dGeometry& g) { return double(g.mb) * double(g.groups); }
+
+// ---------------------------------------------------------------------------------- forward
+// Per image and group: K = icg*kh*kw, N = oh*ow.
+
+bool fwd_gemm_1x1_ok(const CostContext& c) { return col_is_input(c.g); }
+bool fwd_packed_ok(const CostContext&) { return true; }
+bool fwd_a_in_place_ok(const CostContext& c) {
+  const double out = double(c.g.ocg()) * double(c.g.col_cols());
+  return !col_is_input(c.g) &&
+         (padded_elems(c.g) + out) * double(c.elem_size) <= kMaxWorkspaceBytes;
+}
+bool fwd_b_in_place_ok(const CostContext& c) {
+  const double wide = double(c.g.ocg()) * double(c.g.oh()) * padded_wp(c.g);
+  return !col_is_input(c.g) && stride1(c.g) &&
+         (padded_elems(c.g) + wide) * double(c.elem_size) <= kMaxWorkspaceBytes;
+}
+
+double a_pack(const CostContext& c, double m, double k, double n) {
+  return m * k * ceil_div(n, double(c.nc)) * kCopy;
+}
+
+double fwd_gemm_1x1_cost(const CostContext& c) {
+  const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
+  return images_groups(c.g) *
+         (gemm_cost(c, ocg, N, K) + K * N * kCopy + a_pack(c, ocg, K, N));
+}
+double fwd_packed_cost(const CostContext& c) {
+  const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
+  return images_groups(c.g) *
+         (gemm_cost(c, ocg, N, K) + K * N * kGather + a_pack(c, ocg, K, N));
+}
+double fwd_a_in_place_cost(const CostContext& c) {
+  const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
+  return images_groups(c.g) *
+         (gemm_cost(c, N, ocg, K) + copy_cost(c, padded_elems(c.g)) + N * ocg * kGather);
+}
+double fwd_b_in_place_cost(const CostContext& c) {
+  const double K = double(c.g.col_rows()), ocg = double(c.g.ocg()), ow = double(c.g.ow());
+  const double wp = padded_wp(c.g), n = double(c.g.oh()) * wp;
+  const double compaction = wp != ow ? ocg * n * kCopy : 0;
+  return images_groups(c.g) * (gemm_cost(c, ocg, n, K) + copy_cost(c, padded_elems(c.g)) +
+                               compaction + a_pack(c, ocg, K, n));
+}
+
+// The depthwise loops: stride 1 runs several taps per pass over a padded plane at one vector
+// FMA per element and tap; other strides run strided scalar loops (one per lanes / 4: the
+// vectoriser packs a few).
+double depthwise_cost(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  const double macs = double(g.mb) * double(g.oc) * double(g.oh()) * double(g.ow()) *
+                      double(g.kh) * double(g.kw);
+  const double rate = stride1(g) ? double(c.lanes) : double(c.lanes) / 4;
+  const double planes = double(g.mb) * double(g.oc) * double(g.oh() + g.kh) * padded_wp(g);
+  return macs / rate + planes * kCopy;
+}
+
+// ---------------------------------------------------------------------------- backward input
+
+bool bwi_any(const CostContext&) { return true; }
+
+// The flipped pass: zero insertion (stride > 1), then a stride-1 forward of g.flipped() on its
+// cheapest path, plus the kernel flip.
+double bwi_flip_cost(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  const Conv2dGeometry f = g.flipped();
+  const CostContext cf{f, c.mr, c.nr, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
+  double fwd = 0;
+  cheapest_forward(cf, &fwd);
+  const double expand =
+      stride1(g) ? 0 : double(g.mb) * double(g.oc) * double(g.eh()) * double(g.ew()) * kCopy;
+  return fwd + expand + double(g.wei_size()) * kCopy;
+}
+// dcol[K x N] = W_g^T[K x ocg] dY_g[ocg x N], then col2im.
+double bwi_col2im_cost(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
+  const double scatter = col_is_input(g) ? 0 : K * N * kScatter + double(g.icg() * g.ih * g.iw) * kCopy;
+  return images_groups(g) *
+         (gemm_cost(c, K, N, ocg) + a_pack(c, K, ocg, N) + ocg * N * kCopy + scatter);
+}
+
+// --------------------------------------------------------------------------- backward weight
+
+bool bww_a_in_place_ok(const CostContext& c) {
+  return padded_elems(c.g) * double(c.elem_size) <= kMaxWorkspaceBytes;
+}
+double chunk_sums(const CostContext& c) {
+  const double chunks = double(weight_chunks(c.g, c.elem_size));
+  return chunks > 1 ? chunks * double(c.g.wei_size()) * kCopy : 0;
+}
+// dW_g^T[K x ocg] (+)= col[K x N] dY_g^T[N x ocg].
+double bww_a_in_place_cost(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
+  const double panels = ceil_div(ocg, double(c.nr));
+  const double product = gemm_cost(c, K, ocg, N) * (1 + kDirectAPanelPenalty * (panels - 1));
+  return images_groups(g) * (product + copy_cost(c, padded_elems(g)) + N * ocg * kGather) +
+         chunk_sums(c);
+}
+// dW_g[ocg x K] (+)= dY_g[ocg x N] col^T[N x K].
+double bww_packed_cost(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
+  return images_groups(g) * (gemm_cost(c, ocg, K, N) + K * N * kGather + a_pack(c, ocg, N, K)) +
+         chunk_sums(c);
+}
+
+template <class Path, size_t n>
+Path cheapest(const PathInfo<Path> (&table)[n], const CostContext& c, double* cost) {
+  Path best = table[0].path;
+  double best_cost = INFINITY;
+  for (const auto& p : table) {
+    if (!p.supports(c)) continue;
+    const double v = p.cost(c);
+    if (v < best_cost) best = p.path, best_cost = v;
+  }
+  if (cost) *cost = best_cost;
+  return best;
+}
+
+}  // namespace
+
+template <class T>
+CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k) {
+  return {g, k.mr, k.nr, k.kc, k.nc, k.lanes, int64_t(sizeof(T)), l2_cache_bytes()};
+}
+template CostContext cost_context<float>(const Conv2dGeometry&, const GemmKernel<float>&);
+template CostContext cost_context<double>(const Conv2dGeometry&, const GemmKernel<double>&);
+
+const PathInfo<ForwardPath> kForwardPaths[5] = {
+    {ForwardPath::gemm_1x1, "gemm_1x1", fwd_gemm_1x1_ok, fwd_gemm_1x1_cost},
+    {ForwardPath::packed, "packed", fwd_packed_ok, fwd_packed_cost},
+    {ForwardPath::a_in_place, "a_in_place", fwd_a_in_place_ok, fwd_a_in_place_cost},
+    {ForwardPath::b_in_place, "b_in_place", fwd_b_in_place_ok, fwd_b_in_place_cost},
+    {ForwardPath::depthwise, "depthwise", fwd_depthwise_ok, depthwise_cost},
+};
+const PathInfo<InputPath> kInputPaths[3] = {
+    {InputPath::flip, "flip", bwi_any, bwi_flip_cost},
+    {InputPath::col2im, "col2im", bwi_any, bwi_col2im_cost},
+    {InputPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
+};
+const PathInfo<WeightPath> kWeightPaths[3] = {
+    {WeightPath::a_in_place, "a_in_place", bww_a_in_place_ok, bww_a_in_place_cost},
+    {WeightPath::packed, "packed", bwi_any, bww_packed_cost},
+    {WeightPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
+};
+
+ForwardPath cheapest_forward(const CostContext& c, double* cost) {
+  return cheapest(kForwardPaths, c, cost);
+}
+
+double l2_cache_bytes() {
+  static const double bytes = [] {
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    const long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (v > 0) return double(v);
+#endif
+    return double(512 * 1024);
+  }();
+  return bytes;
+}
+
+}  // namespace convcore::detail

@@ -1,0 +1,55 @@
+#pragma once
+// The path table: for each op, its paths in order, each with a predicate (does it support the
+// geometry on this kernel row?) and a cost model. The plan (plan.cpp) evaluates every path on
+// every enabled kernel row and keeps the cheapest supported pair; a forced path skips the
+// comparison of paths but still takes its cheapest row.
+//
+// Costs are modelled cycles of one core for the whole batch. They are built from the kernel
+// row (MR, NR, KC, the vector width) and the CPU's caches, never from a literal tile size:
+//   - a GEMM of m x n x k costs ceil(m/MR) * ceil(n/NR) micro-tiles of k steps, each step
+//     MR*NR multiply-adds at lanes * kFmaPipes per cycle, plus the tile's write-back (twice
+//     for edge tiles, which go through the driver's buffer);
+//   - data movement costs a fixed number of cycles per element: contiguous copies (padding,
+//     plain packing), gathers (im2col packing, transposed write-back) and col2im's scatter;
+//   - an operand read in place from a padded copy larger than half the L2 cache is read from
+//     further out, which costs more per element copied.
+#include <cstdint>
+#include <string>
+
+#include "convcore/geometry.hpp"
+#include "gemm/ukernel.hpp"
+#include "ops/exec.hpp"
+
+namespace convcore::detail {
+
+// What a cost model reads besides the geometry.
+struct CostContext {
+  const Conv2dGeometry& g;
+  int64_t mr, nr, kc, nc, lanes;  // the kernel row
+  int64_t elem_size;
+  double l2_bytes;  // per core
+};
+
+template <class T>
+CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k);
+
+// One row of the path table.
+template <class Path>
+struct PathInfo {
+  Path path;
+  const char* name;
+  bool (*supports)(const CostContext&);
+  double (*cost)(const CostContext&);
+};
+
+extern const PathInfo<ForwardPath> kForwardPaths[5];
+extern const PathInfo<InputPath> kInputPaths[3];
+extern const PathInfo<WeightPath> kWeightPaths[3];
+
+// The cheapest supported forward path for g on the row of c (there always is one: packed).
+ForwardPath cheapest_forward(const CostContext& c, double* cost = nullptr);
+
+// The L2 cache of one core, in bytes, as the OS reports it (a default when it does not).
+double l2_cache_bytes();
+
+}  // namespace convcore::detail
