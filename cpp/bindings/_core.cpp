@@ -12,6 +12,7 @@ namespace py = pybind11;
 
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
+void bind_plan(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native core: 2-D convolution forward, backward and SGD in C++.";
@@ -91,4 +92,5 @@ PYBIND11_MODULE(_core, m) {
 #endif
   bind_conv(m);
   bind_pool(m);
+  bind_plan(m);
 }

@@ -24,10 +24,12 @@ from .functional import (
     sgd_update,
 )
 from .layers import Conv2D
+from .plan import Conv2dPlan
 from .optim import SGD, Parameter
 
 __all__ = [
     "Conv2D",
+    "Conv2dPlan",
     "Parameter",
     "SGD",
     "__version__",

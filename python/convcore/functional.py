@@ -197,6 +197,33 @@ def _make_geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_cor
 _geometry_cached = functools.lru_cache(maxsize=512)(_make_geometry)
 
 
+def _make_plan(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation, bias, method):
+    g = _geometry(x_shape, w_shape, stride, padding, dilation, groups)
+    forced = "" if method == "auto" else method
+    return _core.Conv2dPlan(g, np.dtype(dtype).name, False, activation, bias, "", forced, "", "")
+
+
+_plan_cached = functools.lru_cache(maxsize=64)(_make_plan)
+
+
+def _plan(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation="identity", bias=True,
+          method="auto") -> "_core.Conv2dPlan":
+    """The plan of a functional call: from a small bounded cache (a training loop asks for the
+    same few again and again), keyed on the arguments as given; unhashable ones (lists) skip it.
+    Plans never hold weights, so a cached plan cannot go stale."""
+    try:
+        return _plan_cached(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation, bias, method)
+    except TypeError as e:
+        if "unhashable" not in str(e):
+            raise
+    return _make_plan(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation, bias, method)
+
+
+def _as(a: np.ndarray, dtype) -> np.ndarray:
+    """a in the computation dtype (a copy only when it differs); layout is the plan's concern."""
+    return a if a.dtype == dtype else a.astype(dtype)
+
+
 def _check_grad_output(dy: np.ndarray, g) -> None:
     want = (g.mb, g.oc, g.oh, g.ow)
     if dy.shape != want:
@@ -255,17 +282,11 @@ def conv2d(
     w = _array(weight, "weight")
     b = None if bias is None else _array(bias, "bias")
     dt = _dtype(x, w, b)
-    g = _geometry(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups)
-    if b is not None and b.shape != (g.oc,):
-        msg = f"bias: expected shape ({g.oc},), got {b.shape}"
-        raise ValueError(msg)
-    y = _core.conv2d_forward(
-        g,
-        _contiguous(x, dt),
-        _contiguous(w, dt),
-        None if b is None else _contiguous(b, dt),
-        _activation(activation),
-    )
+    act = "identity" if activation is None else activation
+    if act not in ACTIVATIONS:
+        _activation(activation)
+    plan = _plan(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt, act)
+    y = plan.forward(_as(x, dt), _as(w, dt), None if b is None else _as(b, dt))
     return y[0] if single else y
 
 
@@ -297,9 +318,9 @@ def conv2d_input(
     if single:
         dy = _batched(dy, "grad_output")[0]
     dt = _dtype(w, dy)
-    g = _geometry(size, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups)
-    _check_grad_output(dy, g)
-    dx = _core.conv2d_backward_input(g, _contiguous(w, dt), _contiguous(dy, dt), method)
+    plan = _plan(size, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
+                 method=method)
+    dx = plan.backward_input(_as(w, dt), _as(dy, dt))
     return dx[0] if single else dx
 
 
@@ -327,13 +348,12 @@ def conv2d_weight(
     if single:
         dy = _batched(dy, "grad_output")[0]
     dt = _dtype(x, dy)
-    g = _geometry(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation, groups)
-    _check_grad_output(dy, g)
+    plan = _plan(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation, groups, dt)
     _check_out(out, x, dy)
     if accumulate and out is None:
         msg = "accumulate=True needs an out buffer to add to"
         raise ValueError(msg)
-    return _core.conv2d_backward_weight(g, _contiguous(x, dt), _contiguous(dy, dt), out, bool(accumulate))
+    return plan.backward_weight(_as(x, dt), _as(dy, dt), out, bool(accumulate))
 
 
 def conv2d_bias(grad_output, out: Optional[np.ndarray] = None, accumulate: bool = False) -> np.ndarray:
@@ -386,8 +406,8 @@ def conv2d_backward(
     if single:
         dy = _batched(dy, "grad_output")[0]
     dt = _dtype(x, w, dy)
-    g = _geometry(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups)
-    _check_grad_output(dy, g)
+    plan = _plan(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
+                 bias=bool(bias), method=method)
     _check_out(weight_out, x, w, dy, name="weight_out")
     _check_out(bias_out, x, w, dy, name="bias_out")
     if weight_out is not None and bias_out is not None and np.may_share_memory(weight_out, bias_out):
@@ -399,10 +419,8 @@ def conv2d_backward(
     if accumulate and (weight_out is None or (bias and bias_out is None)):
         msg = "accumulate=True needs weight_out (and bias_out when bias=True) to add to"
         raise ValueError(msg)
-    dx, dw, db = _core.conv2d_backward(
-        g, _contiguous(x, dt), _contiguous(w, dt), _contiguous(dy, dt), method, bool(bias),
-        weight_out, bias_out, bool(accumulate),
-    )
+    dx, dw, db = plan.backward(_as(x, dt), _as(w, dt), _as(dy, dt), weight_out=weight_out, bias_out=bias_out,
+                               accumulate=bool(accumulate))
     return (dx[0] if single else dx), dw, db
 
 

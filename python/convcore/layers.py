@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import numpy as np
 
 from . import functional as F
+
+if TYPE_CHECKING:
+    from .plan import Conv2dPlan
 from .optim import SGD, Parameter
 
 __all__ = ["Conv2D", "Module", "WeightBiasModule"]
@@ -107,6 +110,19 @@ class Conv2D(WeightBiasModule):
         self.bias_param = Parameter(np.zeros(out_channels, dtype), decay=False, name="bias") if bias else None
         self._input: Optional[np.ndarray] = None
         self._output: Optional[np.ndarray] = None
+        self._plan = None  # the plan of the last input shape
+
+    def plan(self, input_shape) -> "Conv2dPlan":
+        """The layer's plan for inputs of ``input_shape`` (made on first use, kept while the shape
+        stays the same): the paths its forward and backward passes take (``plan(...).describe()``)."""
+        shape = tuple(input_shape)
+        if self._plan is None or self._plan.input_shape != shape:
+            from .plan import Conv2dPlan
+
+            self._plan = Conv2dPlan(shape, self.weight.shape, dtype=self.weight.dtype,
+                                    activation=self.activation, bias=self.bias_param is not None,
+                                    paths={"backward_input": self.method}, **self._conv_args())
+        return self._plan
 
     def _conv_args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
@@ -119,7 +135,10 @@ class Conv2D(WeightBiasModule):
                 msg = f"input: dtype {x.dtype} would be narrowed to the layer's {self.weight.dtype}"
                 raise TypeError(msg)
             x = x.astype(self.weight.dtype)
-        y = F.conv2d(x, self.weight, self.bias, activation=self.activation, **self._conv_args())
+        if x.ndim not in (3, 4):
+            F._batched(x, "input")  # raises with the expected layouts
+        self._check_channels(x)
+        y = self.plan(x.shape).forward(x, self.weight, self.bias)
         self._input, self._output = x, y
         return y
 
@@ -137,12 +156,17 @@ class Conv2D(WeightBiasModule):
         dy = dy.astype(self.weight.dtype, copy=False)
         if self.activation not in (None, "identity"):
             dy = F.activation_backward(dy, self._output, self.activation)
-        dx, _, _ = F.conv2d_backward(
-            self._input, self.weight, dy, bias=self.bias_param is not None, method=self.method,
-            weight_out=self.grad_weight, bias_out=self.grad_bias, accumulate=True,
-            **self._conv_args(),
-        )
+        dx, _, _ = self.plan(self._input.shape).backward(
+            self._input, self.weight, dy, weight_out=self.grad_weight, bias_out=self.grad_bias,
+            accumulate=True)
         return dx
+
+    def _check_channels(self, x: np.ndarray) -> None:
+        c = x.shape[-3]
+        if c != self.in_channels:
+            hint = " (an NHWC array? convcore takes (N, C, H, W))" if x.shape[-1] == self.in_channels else ""
+            msg = f"input: expected {self.in_channels} channels on axis {x.ndim - 3} for {self!r}, got {c}{hint}"
+            raise ValueError(msg)
 
     def zero_grad(self) -> None:
         """Clears the accumulated weight and bias gradients."""
