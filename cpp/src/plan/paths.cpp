@@ -18,6 +18,9 @@ constexpr double kCopy = 0.25;      // per element copied contiguously (padding,
 constexpr double kGather = 1.25;    // per element gathered (im2col packing, transposed write)
 constexpr double kScatter = 3.75;   // per element col2im adds back into the image
 constexpr double kFarCopy = 0.5;    // extra, per element of a padded copy past half of L2
+constexpr double kTileCall = 60;    // per micro-kernel call: set-up, row pointers, loop exit
+constexpr double kEdgeCopy = 1.0;   // per element of an edge tile, through the driver's buffer
+constexpr double kRowPiece = 100;   // per output row piece the b_in_place epilogue compacts
 // The weight gradient read in place multiplies each A value by ocg/NR panels re-read from the
 // padded copy rather than from a packed, L1-resident panel: this fraction of the product's time
 // per extra panel (calibrated on the suite, benchmarks/README.md).
@@ -32,7 +35,8 @@ double gemm_cost(const CostContext& c, double m, double n, double k) {
   const double kb = ceil_div(k, double(c.kc));
   const double step = double(c.mr * c.nr) / (double(c.lanes) * kFmaPipes);
   const double tile_io = double(c.mr * c.nr) / double(c.lanes);
-  return mt * nt * (k * step + kb * tile_io) + (mt * nt - full) * kb * 2 * tile_io;
+  const double edge = double(c.mr * c.nr) * kEdgeCopy;
+  return mt * nt * (k * step + kb * (tile_io + kTileCall)) + (mt * nt - full) * kb * edge;
 }
 
 // The padded copy of one group of one image, and what copying it costs.
@@ -96,7 +100,8 @@ double fwd_a_in_place_cost(const CostContext& c) {
 double fwd_b_in_place_cost(const CostContext& c) {
   const double K = double(c.g.col_rows()), ocg = double(c.g.ocg()), ow = double(c.g.ow());
   const double wp = padded_wp(c.g), n = double(c.g.oh()) * wp;
-  const double compaction = wp != ow ? ocg * n * kCopy : 0;
+  // Compaction drops the wp - ow extra columns, one row piece per output row per micro-panel.
+  const double compaction = wp != ow ? ocg * (n * kCopy + ceil_div(n, double(c.nr)) * kRowPiece) : 0;
   return images_groups(c.g) * (gemm_cost(c, ocg, n, K) + copy_cost(c, padded_elems(c.g)) +
                                compaction + a_pack(c, ocg, K, n));
 }

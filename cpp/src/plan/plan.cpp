@@ -34,9 +34,12 @@ std::vector<const GemmKernel<T>*> enabled_rows(const std::string& isa) {
     throw std::invalid_argument("isa: '" + isa + "' is not a kernel path this CPU and build " +
                                 "can run; supported: " + names);
   }
+  // The portable row is the fallback of CPUs without a SIMD row, never a rival to one: its
+  // kernels have no FMA, which the cost model does not price.
   const Isa active = active_isa();
   for (Isa i : all)
-    if (isa_supported(i) && int(i) <= int(active)) rows.push_back(&gemm_kernel<T>(i));
+    if (isa_supported(i) && int(i) <= int(active) && (i != Isa::generic || rows.empty()))
+      rows.push_back(&gemm_kernel<T>(i));
   return rows;
 }
 
