@@ -1,0 +1,201 @@
+"""Conv2dPlan: every path of the path table, on every geometry it supports (its boundaries
+included) and every kernel row this CPU has, against the NumPy reference; forced paths agree with
+each other, plans give the functional API's bits, and the bits do not depend on threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import G, GEOMETRIES, assert_close, make_problem, reference
+
+import convcore as cc
+from convcore import _core
+
+ISAS = [isa for isa in _core.supported_isas()]
+OPS = ("forward", "backward_input", "backward_weight")
+
+# Each path's boundaries: 1x1 (gemm_1x1 only there), stride 1 with wide padded rows
+# (b_in_place), strided (no b_in_place), one input channel per group (depthwise), crops in the
+# flipped pass (padding > k-1), channel counts around the tiles (1, 6, 8, 12, 16, 17, 32).
+PLAN_GEOMETRIES = GEOMETRIES + [
+    G(2, 4, 6, 6, 8, 3, 3, padding=1, g=4),  # depthwise, multiplier 2
+    G(2, 3, 7, 7, 3, 3, 3, 2, 2, padding=1, g=3),  # depthwise, strided
+    G(1, 16, 6, 5, 17, 3, 3, padding=1),
+    G(2, 6, 8, 8, 12, 5, 5, padding=2),
+    G(1, 17, 5, 6, 32, 3, 3, 2, 2, padding=1),
+    G(2, 1, 9, 9, 6, 5, 5),  # LeNet's first layer, small
+    G(1, 3, 5, 9, 4, 3, 3, padding=1, dh=1, dw=3),  # wide dilated rows
+    G(2, 2, 9, 7, 3, 3, 3, padding=((3, 2), (4, 3))),  # crop in the flipped pass
+]
+
+
+def _plan(geom, dtype, op=None, path=None, isa=None, activation=None, bias=True):
+    paths = {op: path} if op else None
+    return cc.Conv2dPlan(geom.input_shape, geom.weight_shape, dtype=dtype, activation=activation, bias=bias,
+                         paths=paths, isa=isa, **geom.kwargs)
+
+
+def _supported(geom, op, isa):
+    """The paths of op that support geom on the kernel row isa (from the plan's own table)."""
+    d = _plan(geom, np.float64, isa=isa).describe()[op]
+    return [c["path"] for c in d["candidates"] if c["supported"]]
+
+
+def _rows():
+    for geom in PLAN_GEOMETRIES:
+        for op in OPS:
+            for isa in ISAS:
+                for path in cc.Conv2dPlan.path_names()[op]:
+                    yield pytest.param(geom, op, isa, path, id=f"{geom}-{op}-{path}-{isa}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("geom", "op", "isa", "path"), list(_rows()))
+def test_every_path_matches_reference(geom, op, isa, path, dtype):
+    if path not in _supported(geom, op, isa):
+        with pytest.raises(ValueError, match=f"{op}: path '{path}' does not support"):
+            _plan(geom, dtype, op, path, isa)
+        return
+    x, w, b, dy = make_problem(geom, dtype, seed=3)
+    plan = _plan(geom, dtype, op, path, isa)
+    d = plan.describe()[op]
+    assert (d["path"], d["isa"], d["forced"]) == (path, isa, True)
+    x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
+    if op == "forward":
+        got = plan.forward(x, w, b)
+        want = reference.conv2d_forward(x64, w64, b64, **geom.ref_kwargs)
+    elif op == "backward_input":
+        got = plan.backward_input(w, dy)
+        want = reference.conv2d_backward_input(dy64, w64, geom.input_shape, **geom.ref_kwargs)
+    else:
+        got = plan.backward_weight(x, dy)
+        want = reference.conv2d_backward_weight(x64, dy64, geom.weight_shape, **geom.ref_kwargs)
+    assert got.dtype == dtype
+    assert_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("geom", PLAN_GEOMETRIES, ids=str)
+def test_plan_bits_equal_functional_and_any_thread_count(geom):
+    x, w, b, dy = make_problem(geom, np.float32, seed=5)
+    plan = _plan(geom, np.float32, activation="relu")
+    before = cc.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            cc.set_num_threads(threads)
+            y = plan.forward(x, w, b)
+            dx, dw, db = plan.backward(x, w, dy)
+            results.append((y, dx, dw, db))
+        cc.set_num_threads(before)
+        fy = cc.conv2d(x, w, b, activation="relu", **geom.kwargs)
+        fdx, fdw, fdb = cc.conv2d_backward(x, w, dy, **geom.kwargs)
+    finally:
+        cc.set_num_threads(before)
+    for got in results[1:] + [(fy, fdx, fdw, fdb)]:
+        for a, e in zip(got, results[0]):
+            np.testing.assert_array_equal(a, e)
+
+
+def test_backward_equals_the_separate_ops_and_accumulates():
+    geom = G(2, 3, 7, 7, 4, 3, 3, 2, 2, padding=1)
+    x, w, b, dy = make_problem(geom, np.float64, seed=7)
+    plan = _plan(geom, np.float64)
+    dx, dw, db = plan.backward(x, w, dy)
+    np.testing.assert_array_equal(dx, plan.backward_input(w, dy))
+    np.testing.assert_array_equal(dw, plan.backward_weight(x, dy))
+    assert_close(db, reference.conv2d_backward_bias(dy))
+    wo, bo = np.zeros_like(dw), np.zeros_like(db)
+    plan.backward(x, w, dy, weight_out=wo, bias_out=bo, accumulate=True)
+    plan.backward(x, w, dy, weight_out=wo, bias_out=bo, accumulate=True)
+    assert_close(wo, 2 * dw)
+    assert_close(bo, 2 * db)
+    out = np.full_like(dw, np.nan)
+    assert plan.backward_weight(x, dy, out=out) is out
+    np.testing.assert_array_equal(out, dw)
+
+
+def test_single_sample_shapes_and_output_shape():
+    plan = cc.Conv2dPlan((3, 8, 8), (4, 3, 3, 3), padding=1, dtype=np.float64)
+    assert plan.input_shape == (3, 8, 8)
+    assert plan.output_shape == (4, 8, 8)
+    x = np.random.default_rng(0).standard_normal((3, 8, 8))
+    w = np.random.default_rng(1).standard_normal((4, 3, 3, 3))
+    np.testing.assert_array_equal(plan.forward(x, w), cc.conv2d(x, w, padding=1))
+
+
+def test_non_contiguous_input_is_copied_not_refused():
+    geom = G(2, 3, 6, 6, 4, 3, 3, padding=1)
+    x, w, b, _ = make_problem(geom, np.float64)
+    plan = _plan(geom, np.float64)
+    xt = np.asfortranarray(x)
+    np.testing.assert_array_equal(plan.forward(xt, w, b), plan.forward(x, w, b))
+
+
+def test_describe_names_every_op_and_candidate():
+    d = _plan(G(2, 3, 7, 7, 4, 3, 3, padding=1), np.float32).describe()
+    assert d["dtype"] == "float32" and d["geometry"].startswith("mb2ic3ih7iw7oc4kh3kw3")
+    names = cc.Conv2dPlan.path_names()
+    for op in OPS:
+        assert d[op]["path"] in names[op] and d[op]["isa"] in ISAS and not d[op]["forced"]
+        chosen = [c for c in d[op]["candidates"] if (c["path"], c["isa"]) == (d[op]["path"], d[op]["isa"])]
+        cheapest = min(c["cost"] for c in d[op]["candidates"] if c["supported"])
+        assert chosen[0]["cost"] == cheapest
+    if d["backward_input"]["path"] == "flip":
+        assert d["backward_input"]["detail"].startswith("flipped forward: ")
+
+
+def test_forced_path_errors_list_the_paths():
+    geom = G(2, 3, 7, 7, 4, 3, 3, 2, 2, padding=1)
+    with pytest.raises(ValueError, match=r"forward: unknown path 'fast'; paths: gemm_1x1, packed"):
+        _plan(geom, np.float32, "forward", "fast")
+    with pytest.raises(ValueError, match=r"does not support .*supported here: packed, a_in_place"):
+        _plan(geom, np.float32, "forward", "b_in_place")
+    with pytest.raises(ValueError, match=r"paths: unknown op 'backward'"):
+        cc.Conv2dPlan(geom.input_shape, geom.weight_shape, paths={"backward": "flip"})
+    with pytest.raises(ValueError, match=r"isa: 'avx1024' is not a kernel path"):
+        _plan(geom, np.float32, isa="avx1024")
+    with pytest.raises(TypeError, match=r"dtype: expected float32 or float64"):
+        cc.Conv2dPlan(geom.input_shape, geom.weight_shape, dtype=np.int32)
+    with pytest.raises(ValueError, match=r"kernel 3x3 .* exceeds the padded input"):
+        cc.Conv2dPlan((1, 1, 2, 2), (1, 1, 3, 3))
+
+
+def test_buffer_errors_name_the_argument():
+    geom = G(2, 3, 6, 6, 4, 3, 3, padding=1)
+    x, w, b, dy = make_problem(geom, np.float32)
+    plan = _plan(geom, np.float32)
+    with pytest.raises(TypeError, match=r"input: dtype must be float32 \(the plan's\), got float64"):
+        plan.forward(x.astype(np.float64), w)
+    with pytest.raises(ValueError, match=r"weight: expected shape \(4, 3, 3, 3\) for this plan, got \(4, 3, 3\)"):
+        plan.forward(x, w[..., 0])
+    with pytest.raises(TypeError, match=r"input: expected a numpy.ndarray, got list"):
+        plan.forward(x.tolist(), w)
+    with pytest.raises(ValueError, match=r"grad_output: expected shape \(2, 4, 6, 6\)"):
+        plan.backward_input(w, dy[:1])
+    out = np.zeros(plan.output_shape, np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match=r"out: must be writeable"):
+        plan.forward(x, w, b, out=out)
+    with pytest.raises(ValueError, match=r"out: shape must be \(2, 4, 6, 6\)"):
+        plan.forward(x, w, b, out=np.zeros((2, 4, 6, 5), np.float32))
+    with pytest.raises(ValueError, match=r"out: must be C-contiguous"):
+        plan.forward(x, w, b, out=np.zeros((6, 6, 4, 2), np.float32).T)
+    with pytest.raises(ValueError, match=r"out: must not share memory with an input"):
+        plan.backward_weight(x, dy, out=dy.reshape(-1)[:108].reshape(4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"accumulate=True needs an out buffer"):
+        plan.backward_weight(x, dy, accumulate=True)
+    nob = _plan(geom, np.float32, bias=False)
+    with pytest.raises(ValueError, match=r"bias: given to a plan made with bias=False"):
+        nob.forward(x, w, b)
+    assert nob.backward(x, w, dy)[2] is None
+
+
+def test_layer_holds_its_plan_and_names_a_wrong_input():
+    layer = cc.Conv2D(3, 4, 3, padding=1, seed=0)
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    layer.forward(x)
+    plan = layer.plan(x.shape)
+    layer.forward(x)
+    assert layer.plan(x.shape) is plan
+    with pytest.raises(ValueError, match=r"input: expected 3 channels on axis 1 .* got 5 \(an NHWC array"):
+        layer.forward(np.zeros((2, 5, 5, 3), np.float32))
