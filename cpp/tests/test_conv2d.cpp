@@ -2,10 +2,15 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "check.hpp"
+#include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
+#include "convcore/plan.hpp"
 #include "reference/conv2d_ref.hpp"
 #include "test_util.hpp"
 
@@ -75,6 +80,58 @@ void check_geometry(const Conv2dGeometry& g, double tol) {
   convcore::set_num_threads(2);
 }
 
+// Every path of every op, forced, on every kernel row the CPU has: either the plan refuses it
+// (the path does not support g) or its result matches the direct loops.
+template <class T>
+void check_paths(const Conv2dGeometry& g, double tol) {
+  using convcore::PlanOp;
+  auto x = testutil::random_vector<T>(g.src_size(), 41);
+  auto w = testutil::random_vector<T>(g.wei_size(), 42);
+  auto b = testutil::random_vector<T>(g.oc, 43);
+  auto dy = testutil::random_vector<T>(g.dst_size(), 44);
+  std::vector<T> y_ref(g.dst_size()), dx_ref(g.src_size()), dw_ref(g.wei_size());
+  convcore::ref::conv2d_forward(g, x.data(), w.data(), b.data(), y_ref.data());
+  convcore::ref::conv2d_backward_input(g, w.data(), dy.data(), dx_ref.data());
+  convcore::ref::conv2d_backward_weight(g, x.data(), dy.data(), dw_ref.data());
+  for (convcore::Isa isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512}) {
+    if (!convcore::isa_supported(isa)) continue;
+    for (PlanOp op : {PlanOp::forward, PlanOp::backward_input, PlanOp::backward_weight}) {
+      int supported = 0;
+      for (const std::string& path : convcore::Conv2dPlan<T>::path_names(op)) {
+        convcore::PlanOptions opt;
+        opt.isa = convcore::isa_name(isa);
+        (op == PlanOp::forward ? opt.forward
+         : op == PlanOp::backward_input ? opt.backward_input
+                                        : opt.backward_weight) = path;
+        std::unique_ptr<convcore::Conv2dPlan<T>> plan;
+        try {
+          plan = std::make_unique<convcore::Conv2dPlan<T>>(g, opt);
+        } catch (const std::invalid_argument& e) {
+          CHECK_MSG(std::string(e.what()).find("does not support") != std::string::npos, e.what());
+          continue;
+        }
+        ++supported;
+        const std::string where = std::string(convcore::plan_op_name(op)) + " " + path + "/" +
+                                  convcore::isa_name(isa);
+        if (op == PlanOp::forward) {
+          std::vector<T> y(g.dst_size(), T(NAN));
+          plan->forward(x.data(), w.data(), b.data(), y.data());
+          CHECK_MSG(all_close(y, y_ref, tol), where << " " << g);
+        } else if (op == PlanOp::backward_input) {
+          std::vector<T> dx(g.src_size(), T(NAN));
+          plan->backward_input(w.data(), dy.data(), dx.data());
+          CHECK_MSG(all_close(dx, dx_ref, tol), where << " " << g);
+        } else {
+          std::vector<T> dw(g.wei_size(), T(NAN));
+          plan->backward_weight(x.data(), dy.data(), dw.data(), false);
+          CHECK_MSG(all_close(dw, dw_ref, tol), where << " " << g);
+        }
+      }
+      CHECK_MSG(supported >= 1, "no path for " << g);
+    }
+  }
+}
+
 template <class T>
 void check_activations(double tol) {
   using convcore::Activation;
@@ -141,7 +198,10 @@ void run(double tol) {
       geom(2, 3, 11, 10, 8, 3, 2, 2, 3, 1, 0, 2, 1, 1, 2),           // strided, dilated
       geom(3, 4, 9, 9, 16, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 2),         // groups
   };
-  for (const auto& g : cases) check_geometry<T>(g, tol);
+  for (const auto& g : cases) {
+    check_geometry<T>(g, tol);
+    check_paths<T>(g, tol);
+  }
   // Empty batch: nothing happens, gradients are zero when not accumulating.
   const Conv2dGeometry e = geom(0, 2, 5, 5, 3, 3, 3);
   std::vector<T> dw(e.wei_size(), T(5));
