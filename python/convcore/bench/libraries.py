@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .suite import Shape
 
 LIBS = ("convcore", "torch", "torch_heap", "numpy")
-LIB_TITLES = {"convcore": "convcore", "torch": "torch", "torch_heap": "torch(heap)", "numpy": "numpy"}
+LIB_TITLES = {"convcore": "convcore", "convcore_plan": "convcore plan", "torch": "torch", "torch_heap": "torch(heap)", "numpy": "numpy"}
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}  # max |a - b| / max(1, max |b|)
 
 
@@ -28,6 +28,7 @@ def convcore_ops(s: Shape, x, w, b, dy, method: str = "auto") -> Dict[str, Calla
     import convcore as cc
 
     kw = {"stride": s.stride, "padding": s.pad, "groups": s.groups}
+    plan = cc.Conv2dPlan(x.shape, w.shape, dtype=x.dtype, paths={"backward_input": method}, **kw)
     return {
         "fwd": lambda: cc.conv2d(x, w, b, **kw),
         "bwd_input": lambda: cc.conv2d_input(x.shape, w, dy, method=method, **kw),
@@ -35,6 +36,9 @@ def convcore_ops(s: Shape, x, w, b, dy, method: str = "auto") -> Dict[str, Calla
         # A training step as a layer runs it: the forward, then the whole backward in one call
         # (as PyTorch's step below).
         "step": lambda: (cc.conv2d(x, w, b, **kw), cc.conv2d_backward(x, w, dy, method=method, **kw)),
+        # The same through a plan made once (the per-call overhead table's "convcore plan" row).
+        "plan_fwd": lambda: plan.forward(x, w, b),
+        "plan_step": lambda: (plan.forward(x, w, b), plan.backward(x, w, dy)),
     }
 
 

@@ -128,9 +128,13 @@ def _op_entry(t: dict, flops: int) -> dict:
 
 def _overhead(ops, libs, args) -> Dict[str, Dict[str, float]]:
     """Microseconds per Python call on the tiny shape: forward alone, and forward + backward."""
-    fns = {(lib, what): ops[lib][op] for lib in libs for what, op in (("fwd", "fwd"), ("fwd_bwd", "step"))}
+    rows = {lib: (("fwd", "fwd"), ("fwd_bwd", "step")) for lib in libs}
+    if "convcore" in libs:  # and through a plan made once
+        rows["convcore_plan"] = (("fwd", "plan_fwd"), ("fwd_bwd", "plan_step"))
+    src = {row: ops["convcore" if row == "convcore_plan" else row] for row in rows}
+    fns = {(row, what): src[row][op] for row, pairs in rows.items() for what, op in pairs}
     timed = _interleaved(fns, args.repeat, args.min_time, args.settle)
-    return {lib: {what: timed[(lib, what)]["median_s"] * 1e6 for what in ("fwd", "fwd_bwd")} for lib in libs}
+    return {row: {what: timed[(row, what)]["median_s"] * 1e6 for what in ("fwd", "fwd_bwd")} for row in rows}
 
 
 # ------------------------------------------------------------------------------------ memory
