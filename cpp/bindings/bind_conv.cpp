@@ -1,4 +1,5 @@
-// Thin bindings of the ops: check buffers, release the GIL, call. No maths here.
+// Thin bindings of the helper ops (the convolution itself is bound through its plan,
+// bind_plan.cpp): check buffers, release the GIL, call. No maths here.
 // Inputs are C-contiguous arrays of exactly T (the Python layer converts); outputs are allocated
 // here, or passed in by the caller and then checked for exact dtype, layout and size — never
 // silently copied, which would lose an accumulated gradient.
@@ -58,67 +59,8 @@ convcore::Activation parse_activation(const std::string& s) {
                         s + "'");
 }
 
-convcore::BackwardInputMethod parse_method(const std::string& s) {
-  if (s == "auto") return convcore::BackwardInputMethod::automatic;
-  if (s == "flip") return convcore::BackwardInputMethod::flip;
-  if (s == "col2im") return convcore::BackwardInputMethod::col2im;
-  throw py::value_error("method: expected 'auto', 'flip' or 'col2im', got '" + s + "'");
-}
-
 template <class T>
 void bind_ops(py::module_& m) {
-  m.def(
-      "conv2d_forward",
-      [](const Conv2dGeometry& g, In<T> x, In<T> w, std::optional<In<T>> bias,
-         const std::string& activation) {
-        const auto act = parse_activation(activation);
-        g.validate("conv2d_forward");
-        require_size<T>(x, g.src_size(), "input");
-        require_size<T>(w, g.wei_size(), "weight");
-        if (bias) require_size<T>(*bias, g.oc, "bias");
-        py::array_t<T> y({g.mb, g.oc, g.oh(), g.ow()});
-        const T* b = bias ? bias->data() : nullptr;
-        T* yp = y.mutable_data();
-        py::gil_scoped_release nogil;
-        convcore::conv2d_forward(g, x.data(), w.data(), b, yp, act);
-        return y;
-      },
-      py::arg("geometry"), py::arg("input"), py::arg("weight"), py::arg("bias"),
-      py::arg("activation"));
-
-  m.def(
-      "conv2d_backward_input",
-      [](const Conv2dGeometry& g, In<T> w, In<T> dy, const std::string& method) {
-        const auto meth = parse_method(method);
-        g.validate("conv2d_backward_input");
-        require_size<T>(w, g.wei_size(), "weight");
-        require_size<T>(dy, g.dst_size(), "grad_output");
-        py::array_t<T> dx({g.mb, g.ic, g.ih, g.iw});
-        T* dxp = dx.mutable_data();
-        py::gil_scoped_release nogil;
-        convcore::conv2d_backward_input(g, w.data(), dy.data(), dxp, meth);
-        return dx;
-      },
-      py::arg("geometry"), py::arg("weight"), py::arg("grad_output"), py::arg("method"));
-
-  m.def(
-      "conv2d_backward_weight",
-      [](const Conv2dGeometry& g, In<T> x, In<T> dy, std::optional<py::array> out,
-         bool accumulate) {
-        g.validate("conv2d_backward_weight");
-        require_size<T>(x, g.src_size(), "input");
-        require_size<T>(dy, g.dst_size(), "grad_output");
-        const std::vector<int64_t> shape{g.oc, g.icg(), g.kh, g.kw};
-        if (accumulate && !out) throw py::value_error("accumulate=True needs an out buffer");
-        py::array dw = out ? *out : py::array(py::array_t<T>(shape));
-        T* dwp = output_buffer<T>(dw, shape, "out");
-        py::gil_scoped_release nogil;
-        convcore::conv2d_backward_weight(g, x.data(), dy.data(), dwp, accumulate);
-        return dw;
-      },
-      py::arg("geometry"), py::arg("input"), py::arg("grad_output"), py::arg("out"),
-      py::arg("accumulate"));
-
   m.def(
       "conv2d_backward_bias",
       [](const Conv2dGeometry& g, In<T> dy, std::optional<py::array> out, bool accumulate) {
@@ -133,43 +75,6 @@ void bind_ops(py::module_& m) {
         return db;
       },
       py::arg("geometry"), py::arg("grad_output"), py::arg("out"), py::arg("accumulate"));
-
-  m.def(
-      "conv2d_backward",
-      [](const Conv2dGeometry& g, In<T> x, In<T> w, In<T> dy, const std::string& method,
-         bool bias, std::optional<py::array> dw_out, std::optional<py::array> db_out,
-         bool accumulate) {
-        const auto meth = parse_method(method);
-        g.validate("conv2d_backward");
-        require_size<T>(x, g.src_size(), "input");
-        require_size<T>(w, g.wei_size(), "weight");
-        require_size<T>(dy, g.dst_size(), "grad_output");
-        if (accumulate && (!dw_out || (bias && !db_out)))
-          throw py::value_error("accumulate=True needs weight_out and bias_out");
-        // Every buffer is checked before anything is written.
-        const std::vector<int64_t> wshape{g.oc, g.icg(), g.kh, g.kw}, bshape{g.oc};
-        py::array dw = dw_out ? *dw_out : py::array(py::array_t<T>(wshape));
-        T* dwp = output_buffer<T>(dw, wshape, "weight_out");
-        py::object db = py::none();
-        T* dbp = nullptr;
-        if (bias) {
-          py::array dba = db_out ? *db_out : py::array(py::array_t<T>(bshape));
-          dbp = output_buffer<T>(dba, bshape, "bias_out");
-          db = dba;
-        }
-        py::array_t<T> dx({g.mb, g.ic, g.ih, g.iw});
-        T* dxp = dx.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          convcore::conv2d_backward_weight(g, x.data(), dy.data(), dwp, accumulate);
-          if (dbp) convcore::conv2d_backward_bias(g, dy.data(), dbp, accumulate);
-          convcore::conv2d_backward_input(g, w.data(), dy.data(), dxp, meth);
-        }
-        return py::make_tuple(dx, dw, db);
-      },
-      py::arg("geometry"), py::arg("input"), py::arg("weight"), py::arg("grad_output"),
-      py::arg("method"), py::arg("bias"), py::arg("weight_out"), py::arg("bias_out"),
-      py::arg("accumulate"));
 
   m.def(
       "activation_backward",
