@@ -18,6 +18,8 @@
 namespace py = pybind11;
 using convcore::Conv2dGeometry;
 
+convcore::Activation parse_activation(const std::string& s);
+
 namespace {
 
 template <class T>
@@ -50,14 +52,6 @@ T* output_buffer(py::array& out, const std::vector<int64_t>& shape, const char* 
   return static_cast<T*>(out.mutable_data());
 }
 
-convcore::Activation parse_activation(const std::string& s) {
-  if (s == "identity") return convcore::Activation::identity;
-  if (s == "relu") return convcore::Activation::relu;
-  if (s == "sigmoid") return convcore::Activation::sigmoid;
-  if (s == "tanh") return convcore::Activation::tanh;
-  throw py::value_error("activation: expected 'identity', 'relu', 'sigmoid' or 'tanh', got '" +
-                        s + "'");
-}
 
 template <class T>
 void bind_ops(py::module_& m) {
@@ -166,6 +160,16 @@ void sgd_update(py::array& param, py::array& grad, std::optional<py::array>& vel
 }
 
 }  // namespace
+
+// Also used by bind_plan.cpp.
+convcore::Activation parse_activation(const std::string& s) {
+  if (s == "identity") return convcore::Activation::identity;
+  if (s == "relu") return convcore::Activation::relu;
+  if (s == "sigmoid") return convcore::Activation::sigmoid;
+  if (s == "tanh") return convcore::Activation::tanh;
+  throw py::value_error("activation: expected 'identity', 'relu', 'sigmoid' or 'tanh', got '" +
+                        s + "'");
+}
 
 void bind_conv(py::module_& m) {
   bind_ops<float>(m);

@@ -16,6 +16,8 @@
 namespace py = pybind11;
 using convcore::Conv2dGeometry;
 
+convcore::Activation parse_activation(const std::string& s);  // bind_conv.cpp
+
 namespace {
 
 using Shape = std::vector<py::ssize_t>;
@@ -187,15 +189,6 @@ class PlanBinding {
   }
 
  private:
-  static convcore::Activation parse_activation(const std::string& s) {
-    if (s == "identity") return convcore::Activation::identity;
-    if (s == "relu") return convcore::Activation::relu;
-    if (s == "sigmoid") return convcore::Activation::sigmoid;
-    if (s == "tanh") return convcore::Activation::tanh;
-    throw py::value_error("activation: expected 'identity', 'relu', 'sigmoid' or 'tanh', got '" +
-                          s + "'");
-  }
-
   template <class F>
   void dispatch(F f) const {
     if (auto* p = std::get_if<Typed<float>>(&plan_)) return f(p->plan, float());
@@ -207,16 +200,22 @@ class PlanBinding {
   template <class T>
   static T* mut(py::array& a) { return static_cast<T*>(a.mutable_data()); }
 
-  // An input: an ndarray of the plan's dtype and shape; a non-contiguous one is copied (values
-  // unchanged), a different dtype is refused (no silent conversion).
-  py::array input(const py::object& obj, const Shape& shape, const char* name) const {
+  // obj as an ndarray of the plan's dtype, else TypeError naming the argument.
+  py::array of_dtype(const py::object& obj, const char* name, const char* whose) const {
     if (!py::isinstance<py::array>(obj))
       throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
                            std::string(py::str(obj.get_type().attr("__name__"))));
     py::array a = py::reinterpret_borrow<py::array>(obj);
     if (!a.dtype().is(dtype_))
       throw py::type_error(std::string(name) + ": dtype must be " + std::string(py::str(dtype_)) +
-                           " (the plan's), got " + std::string(py::str(a.dtype())));
+                           whose + ", got " + std::string(py::str(a.dtype())));
+    return a;
+  }
+
+  // An input: an ndarray of the plan's dtype and shape; a non-contiguous one is copied (values
+  // unchanged), a different dtype is refused (no silent conversion).
+  py::array input(const py::object& obj, const Shape& shape, const char* name) const {
+    py::array a = of_dtype(obj, name, " (the plan's)");
     if (!same_shape(a, shape))
       throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) +
                             " for this plan, got " +
@@ -231,13 +230,7 @@ class PlanBinding {
   py::array output(const py::object& obj, const Shape& shape, const char* name,
                    std::initializer_list<const py::array*> inputs) const {
     if (obj.is_none()) return py::array(dtype_, shape);
-    if (!py::isinstance<py::array>(obj))
-      throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
-                           std::string(py::str(obj.get_type().attr("__name__"))));
-    py::array a = py::reinterpret_borrow<py::array>(obj);
-    if (!a.dtype().is(dtype_))
-      throw py::type_error(std::string(name) + ": dtype must be " + std::string(py::str(dtype_)) +
-                           ", got " + std::string(py::str(a.dtype())));
+    py::array a = of_dtype(obj, name, "");
     if (!same_shape(a, shape))
       throw py::value_error(std::string(name) + ": shape must be " + shape_str(shape) + ", got " +
                             shape_str(Shape(a.shape(), a.shape() + a.ndim())));
