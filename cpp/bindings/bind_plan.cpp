@@ -62,7 +62,7 @@ class PlanBinding {
               const std::string& activation, bool bias, const std::string& forward,
               const std::string& backward_input, const std::string& backward_weight,
               const std::string& isa)
-      : g_(g), bias_(bias) {
+      : bias_(bias) {
     convcore::PlanOptions opt;
     opt.activation = parse_activation(activation);
     opt.bias = bias;
@@ -243,7 +243,6 @@ class PlanBinding {
     return a;
   }
 
-  Conv2dGeometry g_;
   bool bias_;
   py::dtype dtype_;
   Shape x_shape_, y_shape_, w_shape_, b_shape_;

@@ -9,29 +9,12 @@
 #include "convcore/parallel.hpp"
 #include "ops/exec.hpp"
 #include "depthwise/depthwise_kernels.hpp"
+#include "igemm/padded_image.hpp"
+#include "igemm/taps.hpp"
 #include "memory/scratch.hpp"
 
 namespace convcore::detail {
 namespace {
-
-// Half-open range of output positions j in [0, count) whose input position j*s + c lies in [0, n).
-struct Range {
-  int64_t begin, end;
-};
-
-inline Range valid_range(int64_t c, int64_t s, int64_t n, int64_t count) {
-  int64_t begin = 0, end = 0;
-  if (s == 1) {
-    begin = -c;
-    end = n - c;
-  } else {
-    begin = c < 0 ? (-c - 1) / s + 1 : 0;  // ceil(-c / s), with no overflow for a huge s
-    end = n - c > 0 ? (n - 1 - c) / s + 1 : 0;
-  }
-  begin = std::max<int64_t>(begin, 0);
-  end = std::min(end, count);
-  return {begin, std::max(begin, end)};
-}
 
 // y[j] += a * x[j*s] for j < len. The unit-stride loop is the one that matters; it vectorises.
 template <class T>
@@ -155,22 +138,14 @@ void backward_weight_channel(const Conv2dGeometry& g, const T* x, int64_t x_imag
 // (the positions with j >= ow are computed and dropped). The flat loop is long even for small
 // planes, and it adds up to kMaxFused taps per pass so that the sum stays in a register.
 
-// dst[hp][wp] <- src[h][w] placed with its corner at (top, left); a negative top or left crops.
-// Writes only the elements that come from src: the caller zeroes dst once, and the border, which
-// nothing else writes, stays zero for every plane copied into the same buffer.
-template <class T>
-void copy_padded(const T* src, int64_t h, int64_t w, int64_t top, int64_t left, int64_t hp,
-                 int64_t wp, T* dst) {
-  const int64_t x0 = std::max<int64_t>(left, 0), x1 = std::min(wp, left + w);
-  const int64_t y0 = std::max<int64_t>(top, 0), y1 = std::min(hp, top + h);
-  for (int64_t yy = y0; yy < y1; ++yy)
-    std::copy(src + (yy - top) * w + (x0 - left), src + (yy - top) * w + (x1 - left),
-              dst + yy * wp + x0);
-}
-
 // Taps of a stride-1 correlation over a padded plane of row length wp.
 struct Taps {
   int64_t kh, kw, row_step, col_step;  // row_step = dh*wp, col_step = dw
+  // Flat offset of filter tap t (row-major in kh x kw) in the padded plane.
+  int64_t offset(int64_t t) const {
+    const Tap tap = Tap::of(kh, kw, t);
+    return tap.r * row_step + tap.s * col_step;
+  }
 };
 
 // Flat distance between filter rows in a padded plane of row length wp: dh*wp, or 0 for a single
@@ -189,7 +164,7 @@ void correlate_flat(const DepthwiseKernels<T>& k, int64_t len, const T* xp, cons
     const int n = int(std::min<int64_t>(kMaxFused, khw - t0));
     for (int i = 0; i < n; ++i) {
       const int64_t tap = t0 + i;
-      off[i] = (tap / t.kw) * t.row_step + (tap % t.kw) * t.col_step;
+      off[i] = t.offset(tap);
       a[i] = w[flip ? khw - 1 - tap : tap];
     }
     k.fused_pass(n, len, xp, off, a, add || t0 > 0, out);
@@ -231,7 +206,7 @@ void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g,
     int64_t padded = -1;  // input plane now in xp
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / g.oc, o = p % g.oc, plane = n * g.ic + o / ocg;
-      if (plane != padded) copy_padded(x + plane * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp);
+      if (plane != padded) place_plane(x + plane * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp, false);
       padded = plane;
       correlate_flat(kern, len, xp, w + o * khw, false, taps, false, acc);
       const T b = bias ? bias[o] : T(0);
@@ -282,7 +257,7 @@ void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeome
       const int64_t n = p / g.ic, c = p % g.ic;
       for (int64_t og = 0; og < ocg; ++og) {
         const int64_t o = c * ocg + og;
-        copy_padded(dy + (n * g.oc + o) * ohw, oh, ow, eh - g.pt, ew - g.pl, hp, wp, dyp);
+        place_plane(dy + (n * g.oc + o) * ohw, oh, ow, eh - g.pt, ew - g.pl, hp, wp, dyp, false);
         correlate_flat(kern, len, dyp, w + o * khw, true, taps, og > 0, acc);
       }
       for (int64_t i = 0; i < g.ih; ++i)
@@ -313,7 +288,7 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
   // sums (in order of n, i, j); the lanes are added at the end. The order depends on g and the
   // kernel path only.
   const int L = kern.dot_lanes;
-  const int64_t step = row_step(g, wp);
+  const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
   const int64_t nthr =
       std::min<int64_t>(threads_for_work(g.oc, g.mb * ohw * khw), get_num_threads());
   Scratch buf(nthr, pad_size * int64_t(sizeof(T)));
@@ -329,12 +304,12 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
         const int n = int(std::min<int64_t>(kMaxFused, khw - t0));
         for (int k = 0; k < n; ++k) {
           const int64_t tap = t0 + k;
-          off[k] = (tap / g.kw) * step + (tap % g.kw) * g.dw;
+          off[k] = taps.offset(tap);
           for (int l = 0; l < L; ++l) lanes[k][l] = T(0);
         }
         for (int64_t img = 0; img < g.mb; ++img) {
           // With several tap chunks the plane is copied again per chunk (kernels above 3x3).
-          copy_padded(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp);
+          place_plane(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp, false);
           kern.tap_dots(n, oh, ow, dy + (img * g.oc + o) * ohw, ow, xp, wp, off, lanes);
         }
         for (int k = 0; k < n; ++k) {

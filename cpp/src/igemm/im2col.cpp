@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "igemm/padded_image.hpp"
+
 namespace convcore {
 namespace {
 
@@ -62,10 +64,8 @@ template <class T>
 void pad(int64_t channels, int64_t h, int64_t w, int64_t pt, int64_t pb, int64_t pl, int64_t pr,
          const T* src, T* dst) {
   const int64_t hp = h + pt + pb, wp = w + pl + pr;
-  std::fill(dst, dst + channels * hp * wp, T(0));
   for (int64_t c = 0; c < channels; ++c)
-    for (int64_t y = 0; y < h; ++y)
-      std::memcpy(dst + (c * hp + pt + y) * wp + pl, src + (c * h + y) * w, sizeof(T) * w);
+    detail::place_plane(src + c * h * w, h, w, pt, pl, hp, wp, dst + c * hp * wp, true);
 }
 
 template <class T>

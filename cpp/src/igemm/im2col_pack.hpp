@@ -15,35 +15,9 @@
 #include <cstdint>
 
 #include "convcore/geometry.hpp"
+#include "igemm/taps.hpp"
 
 namespace convcore::detail {
-
-// A run of len output pixels on one row starts at input column x0 (and steps by sw):
-// [t_lo, t_hi) are the t in [0, len) with 0 <= x0 + t*sw < iw, the rest falls in the padding.
-// Written so that a huge stride cannot overflow; divisions only at the borders of strided runs.
-inline void valid_run(const Conv2dGeometry& g, int64_t x0, int64_t len, int64_t& t_lo,
-                      int64_t& t_hi) {
-  t_lo = 0;
-  t_hi = len;
-  if (g.sw == 1) {
-    if (x0 < 0) t_lo = std::min(len, -x0);
-    if (x0 + len > g.iw) t_hi = std::max<int64_t>(0, g.iw - x0);
-  } else {
-    if (x0 < 0) t_lo = std::min(len, 1 + (-x0 - 1) / g.sw);
-    if (x0 + (len - 1) * g.sw >= g.iw)
-      t_hi = x0 >= g.iw ? 0 : std::min(len, 1 + (g.iw - 1 - x0) / g.sw);
-  }
-  if (t_hi < t_lo) t_hi = t_lo;
-}
-
-// Row p of col as (input channel, kernel row, kernel column).
-struct Tap {
-  int64_t c, r, s;
-  static Tap of(const Conv2dGeometry& g, int64_t p) {
-    const int64_t khw = g.kh * g.kw;
-    return {p / khw, (p % khw) / g.kw, p % g.kw};
-  }
-};
 
 template <class T>
 struct Im2colPackB {
@@ -90,8 +64,7 @@ struct Im2colPackB {
       } else {
         const T* row = x + c * plane + y * g.iw;
         const int64_t x0 = j * g.sw + s * g.dw - g.pl;  // input column of the run's first pixel
-        int64_t t_lo, t_hi;
-        valid_run(g, x0, len, t_lo, t_hi);
+        const auto [t_lo, t_hi] = valid_range(x0, g.sw, g.iw, len);
         for (int64_t t = 0; t < t_lo; ++t) d[t] = T(0);
         if (g.sw == 1)
           for (int64_t t = t_lo; t < t_hi; ++t) d[t] = row[x0 + t];
@@ -148,8 +121,7 @@ struct Im2colTransPackB {
           } else {
             const T* row = xc + y * g.iw;
             const int64_t x0 = j * g.sw + s * g.dw - g.pl;
-            int64_t t_lo, t_hi;
-            valid_run(g, x0, len, t_lo, t_hi);
+            const auto [t_lo, t_hi] = valid_range(x0, g.sw, g.iw, len);
             for (int64_t t = 0; t < t_lo; ++t) dr[t * nr] = T(0);
             for (int64_t t = t_lo; t < t_hi; ++t) dr[t * nr] = row[x0 + t * g.sw];
             for (int64_t t = t_hi; t < len; ++t) dr[t * nr] = T(0);

@@ -12,11 +12,36 @@
 //   tap_offset((c*kh + r)*kw + s) = c*hp*wp + r*dh*wp + s*dw.
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "convcore/geometry.hpp"
 #include "gemm/ukernel.hpp"
+#include "igemm/taps.hpp"
 
 namespace convcore::detail {
+
+// dst[hp][wp] <- src[h][w] placed with its corner at (top, left); a negative top or left crops.
+// With zero_rest the elements that do not come from src are zeroed; without, they are left as
+// they are (a caller that zeroes dst once keeps a zero border for every plane copied into it).
+// The one padding copy of the library: im2col's pad, the padded image below, the depthwise planes.
+template <class T>
+void place_plane(const T* src, int64_t h, int64_t w, int64_t top, int64_t left, int64_t hp,
+                 int64_t wp, T* dst, bool zero_rest) {
+  // The columns of a dst row that come from src: [x0, x1), dst column t = src column t - left.
+  const int64_t x0 = std::clamp<int64_t>(left, 0, wp);
+  const int64_t x1 = std::clamp<int64_t>(left + w, x0, wp);
+  for (int64_t y = 0; y < hp; ++y) {
+    T* d = dst + y * wp;
+    const int64_t sy = y - top;
+    if (static_cast<uint64_t>(sy) >= static_cast<uint64_t>(h)) {
+      if (zero_rest) std::fill(d, d + wp, T(0));
+      continue;
+    }
+    if (zero_rest) std::fill(d, d + x0, T(0));
+    if (x0 < x1) std::copy(src + sy * w + (x0 - left), src + sy * w + (x1 - left), d + x0);
+    if (zero_rest) std::fill(d + x1, d + wp, T(0));
+  }
+}
 
 struct PaddedImage {
   int64_t hp, wp;
@@ -32,32 +57,32 @@ struct PaddedImage {
   }
 
   int64_t tap_offset(const Conv2dGeometry& g, int64_t p) const {
-    const int64_t khw = g.kh * g.kw;
-    const int64_t c = p / khw, r = (p % khw) / g.kw, s = p % g.kw;
-    return (c * hp + r * g.dh) * wp + s * g.dw;
+    const Tap t = Tap::of(g, p);
+    return (t.c * hp + t.r * g.dh) * wp + t.s * g.dw;
+  }
+
+  // The offset tables of col in xp: tap_offset(p) for the K rows, and pix(j) = i*sh*wp + j'*sw
+  // for the N = oh*ow output pixels j = i*ow + j'.
+  std::vector<int64_t> tap_offsets(const Conv2dGeometry& g) const {
+    std::vector<int64_t> off(static_cast<size_t>(g.col_rows()));
+    for (int64_t p = 0; p < g.col_rows(); ++p) off[static_cast<size_t>(p)] = tap_offset(g, p);
+    return off;
+  }
+  std::vector<int64_t> pixel_offsets(const Conv2dGeometry& g) const {
+    const int64_t ow = g.ow();
+    std::vector<int64_t> off(static_cast<size_t>(g.col_cols()));
+    for (int64_t j = 0; j < g.col_cols(); ++j)
+      off[static_cast<size_t>(j)] = (j / ow) * g.sh * wp + (j % ow) * g.sw;
+    return off;
   }
 
   // xp from x (one group of one image: x[icg][ih][iw]).
   template <class T>
   void fill(const Conv2dGeometry& g, const T* x, T* xp) const {
     const int64_t hw = g.ih * g.iw;
-    // The columns of an xp row that fall inside the image: [t_lo, t_hi), xp column t = x[t - pl].
-    const int64_t t_lo = std::clamp<int64_t>(g.pl, 0, wp);
-    const int64_t t_hi = std::clamp<int64_t>(g.pl + g.iw, t_lo, wp);
-    T* d = xp;
     for (int64_t c = 0; c < g.icg(); ++c)
-      for (int64_t y = 0; y < hp; ++y, d += wp) {
-        const int64_t iy = y - g.pt;
-        if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) {
-          std::fill(d, d + wp, T(0));
-          continue;
-        }
-        const T* row = x + c * hw + iy * g.iw;
-        std::fill(d, d + t_lo, T(0));
-        if (t_lo < t_hi) std::copy(row + (t_lo - g.pl), row + (t_hi - g.pl), d + t_lo);
-        std::fill(d + t_hi, d + wp, T(0));
-      }
-    std::fill(d, xp + elems, T(0));
+      place_plane(x + c * hw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp + c * hp * wp, true);
+    std::fill(xp + g.icg() * hp * wp, xp + elems, T(0));
   }
 };
 

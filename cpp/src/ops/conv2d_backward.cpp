@@ -29,14 +29,14 @@ void backward_input_flip(const ForwardExec<T>& flipped, const Conv2dGeometry& g,
     flipped.run(g.mb, dy, wf.get<T>(0), static_cast<const T*>(nullptr), dx, Activation::identity);
     return;
   }
-  const int64_t chunk = detail::image_threads(g);
+  const int64_t chunk = image_threads(g);
   const int64_t e_img = g.oc * g.eh() * g.ew(), dy_img = g.oc * g.oh() * g.ow();
   const int64_t dx_img = g.ic * g.ih * g.iw;
-  detail::Scratch expanded(1, chunk * e_img * int64_t(sizeof(T)));
+  Scratch expanded(1, chunk * e_img * int64_t(sizeof(T)));
   T* e = expanded.get<T>(0);
   for (int64_t n0 = 0; n0 < g.mb; n0 += chunk) {
     const int64_t cnt = std::min(chunk, g.mb - n0);
-    detail::parallel_for(cnt, e_img, [&](int64_t i) {
+    parallel_for(cnt, e_img, [&](int64_t i) {
       expand_stride(g, g.oc, dy + (n0 + i) * dy_img, e + i * e_img);
     });
     flipped.run(cnt, static_cast<const T*>(e), wf.get<T>(0), static_cast<const T*>(nullptr),
@@ -50,13 +50,13 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
                            const T* dy, T* dx) {
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
-  const bool direct = detail::col_is_input(g);
-  const int64_t nthr = detail::image_threads(g);
-  detail::Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
+  const bool direct = col_is_input(g);
+  const int64_t nthr = image_threads(g);
+  Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
 
-  detail::parallel(nthr, [&](int64_t tid, int64_t nt) {
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
-    detail::balance(g.mb, nt, tid, begin, end);
+    balance(g.mb, nt, tid, begin, end);
     T* dcol = direct ? nullptr : col_buf.get<T>(tid);
     for (int64_t n = begin; n < end; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
@@ -93,25 +93,25 @@ void backward_weight_in_place_a(const WeightExec<T>& e, const T* x, const T* dy,
   const int64_t* row_off = e.row_off.data();
   const int64_t* k_off = e.k_off.data();
 
-  detail::parallel(nthr, [&](int64_t tid, int64_t nt) {
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t c_begin, c_end;
-    detail::balance(chunks, nt, tid, c_begin, c_end);
+    balance(chunks, nt, tid, c_begin, c_end);
     T* xp = padded.get<T>(tid);
     for (int64_t c = c_begin; c < c_end; ++c) {
       T* sum = partial.get<T>(c);  // [groups][K][ocg]
       int64_t begin, end;
-      detail::balance(g.mb, chunks, c, begin, end);
+      balance(g.mb, chunks, c, begin, end);
       for (int64_t n = begin; n < end; ++n)
         for (int64_t gi = 0; gi < g.groups; ++gi) {
           pi.fill(g, x + (n * g.ic + gi * icg) * ihw, xp);
-          detail::gemm_driver<T>(*e.kern, K, ocg, N, T(1), detail::DirectA<T>{xp, row_off, k_off},
-                                 detail::MatrixPackB<T>(true, dy + (n * g.oc + gi * ocg) * N, N),
+          gemm_driver<T>(*e.kern, K, ocg, N, T(1), DirectA<T>{xp, row_off, k_off},
+                                 MatrixPackB<T>(true, dy + (n * g.oc + gi * ocg) * N, N),
                                  n == begin ? T(0) : T(1), sum + gi * K * ocg, ocg);
         }
     }
   });
   // dw[gi*ocg + o][p] = (accumulate ? dw : 0) + the chunks' sums in order.
-  detail::parallel_for(g.oc, K * chunks, [&](int64_t row) {
+  parallel_for(g.oc, K * chunks, [&](int64_t row) {
     const int64_t gi = row / ocg, o = row % ocg;
     for (int64_t p = 0; p < K; ++p) {
       T s = accumulate ? dw[row * K + p] : T(0);
@@ -132,22 +132,22 @@ void backward_weight_packed(const WeightExec<T>& e, const T* x, const T* dy, T* 
   const int64_t chunks = e.chunks;
   const int64_t nthr = std::max<int64_t>(1, std::min<int64_t>(chunks, get_num_threads()));
   // With one chunk the GEMM writes dw directly (and is itself parallel); else into partials.
-  detail::Scratch partial(chunks > 1 ? chunks : 0, wsize * int64_t(sizeof(T)));
+  Scratch partial(chunks > 1 ? chunks : 0, wsize * int64_t(sizeof(T)));
 
-  detail::parallel(nthr, [&](int64_t tid, int64_t nt) {
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t c_begin, c_end;
-    detail::balance(chunks, nt, tid, c_begin, c_end);
+    balance(chunks, nt, tid, c_begin, c_end);
     for (int64_t c = c_begin; c < c_end; ++c) {
       T* sum = chunks > 1 ? partial.get<T>(c) : dw;
       int64_t begin, end;
-      detail::balance(g.mb, chunks, c, begin, end);
+      balance(g.mb, chunks, c, begin, end);
       for (int64_t n = begin; n < end; ++n)
         for (int64_t gi = 0; gi < g.groups; ++gi) {
           const bool first = n == begin && !(chunks == 1 && accumulate);
           // dW_g[ocg x K] (+)= dY_g[ocg x N] * col^T[N x K], col^T packed from the image.
-          detail::gemm_driver<T>(*e.kern, ocg, K, N, T(1),
-                                 detail::MatrixPackA<T>(false, dy + (n * g.oc + gi * ocg) * N, N),
-                                 detail::Im2colTransPackB<T>{g, x + (n * g.ic + gi * icg) * ihw},
+          gemm_driver<T>(*e.kern, ocg, K, N, T(1),
+                                 MatrixPackA<T>(false, dy + (n * g.oc + gi * ocg) * N, N),
+                                 Im2colTransPackB<T>{g, x + (n * g.ic + gi * icg) * ihw},
                                  first ? T(0) : T(1), sum + gi * ocg * K, K);
         }
     }
@@ -155,7 +155,7 @@ void backward_weight_packed(const WeightExec<T>& e, const T* x, const T* dy, T* 
   if (chunks == 1) return;
   // dw = (accumulate ? dw : 0) + partial[0] + partial[1] + ..., in that order for every element;
   // chunk by chunk over a cache-sized block, so that the additions vectorise.
-  detail::parallel_for((wsize + 4095) / 4096, 4096 * chunks, [&](int64_t blk) {
+  parallel_for((wsize + 4095) / 4096, 4096 * chunks, [&](int64_t blk) {
     const int64_t begin = blk * 4096, end = std::min(wsize, begin + 4096);
     if (!accumulate) std::fill(dw + begin, dw + end, T(0));
     for (int64_t c = 0; c < chunks; ++c) {
@@ -204,11 +204,8 @@ WeightExec<T>::WeightExec(const Conv2dGeometry& geometry, WeightPath p, const Ge
     : g(geometry), path(p), kern(&k), chunks(weight_chunks(geometry, sizeof(T))) {
   if (path != WeightPath::a_in_place) return;
   pi = PaddedImage::of<T>(g);
-  const int64_t K = g.col_rows(), N = g.col_cols(), ow = g.ow();
-  row_off.resize(size_t(K));
-  k_off.resize(size_t(N));
-  for (int64_t p = 0; p < K; ++p) row_off[size_t(p)] = pi.tap_offset(g, p);
-  for (int64_t j = 0; j < N; ++j) k_off[size_t(j)] = (j / ow) * g.sh * pi.wp + (j % ow) * g.sw;
+  row_off = pi.tap_offsets(g);
+  k_off = pi.pixel_offsets(g);
 }
 
 template <class T>
@@ -231,7 +228,7 @@ void backward_bias_run(const Conv2dGeometry& g, const T* dy, T* db, bool accumul
   // kLanes running sums, each over a fixed subset of the positions, so that the loop vectorises
   // (one running sum is a chain of dependent additions) and the bits do not depend on threads.
   constexpr int64_t kLanes = 16;
-  detail::parallel_for(g.oc, g.mb * N, [&](int64_t o) {
+  parallel_for(g.oc, g.mb * N, [&](int64_t o) {
     T acc[kLanes] = {};
     for (int64_t n = 0; n < g.mb; ++n) {
       const T* row = dy + (n * g.oc + o) * N;

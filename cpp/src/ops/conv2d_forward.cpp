@@ -214,13 +214,8 @@ ForwardExec<T>::ForwardExec(const Conv2dGeometry& geometry, ForwardPath p,
     : g(geometry), path(p), kern(&k) {
   if (path != ForwardPath::a_in_place && path != ForwardPath::b_in_place) return;
   pi = PaddedImage::of<T>(g);
-  taps.resize(size_t(g.col_rows()));
-  for (int64_t p = 0; p < g.col_rows(); ++p) taps[size_t(p)] = pi.tap_offset(g, p);
-  if (path == ForwardPath::b_in_place) return;
-  const int64_t ow = g.ow();
-  pix.resize(size_t(g.col_cols()));
-  for (int64_t j = 0; j < g.col_cols(); ++j)
-    pix[size_t(j)] = (j / ow) * g.sh * pi.wp + (j % ow) * g.sw;
+  taps = pi.tap_offsets(g);
+  if (path == ForwardPath::a_in_place) pix = pi.pixel_offsets(g);
 }
 
 template <class T>
