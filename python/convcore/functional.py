@@ -71,6 +71,8 @@ def _pair(value, name: str) -> Tuple[int, int]:
 
 
 def _same_padding(size: int, k: int, s: int, d: int) -> Tuple[int, int]:
+    if s < 1 or d < 1:  # refused with the geometry; nothing to compute
+        return 0, 0
     out = -(-size // s)
     total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
     return total // 2, total - total // 2
@@ -157,7 +159,8 @@ def _weight_shape(weight_size, name: str) -> Tuple[int, int, int, int]:
 
 
 def _geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_core.Geometry":
-    """The one place arguments become a geometry; the native code validates it.
+    """The one place arguments become a geometry. It is not validated here: the native code
+    validates it, once, where it is used (a plan when it is made, the helper ops per call).
 
     Recent geometries are cached (a training loop asks for the same few again and again); the
     cache is keyed on the arguments as given, so unhashable ones (lists) skip it.
@@ -182,16 +185,8 @@ def _make_geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_cor
             f"channels and groups={groups}, got {tuple(w_shape)}"
         )
         raise ValueError(msg)
-    if sh < 1 or sw < 1:
-        msg = f"stride: must be >= 1, got {(sh, sw)}"
-        raise ValueError(msg)
-    if dh < 1 or dw < 1:
-        msg = f"dilation: must be >= 1, got {(dh, dw)}"
-        raise ValueError(msg)
     pt, pb, pl, pr = _padding(padding, ih, iw, kh, kw, sh, sw, dh, dw)
-    g = _core.Geometry(mb, ic, ih, iw, oc, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups)
-    g.validate("conv2d")
-    return g
+    return _core.Geometry(mb, ic, ih, iw, oc, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups)
 
 
 _geometry_cached = functools.lru_cache(maxsize=512)(_make_geometry)
@@ -259,6 +254,7 @@ def output_size(input_size, kernel_size, stride=1, padding: Padding = 0, dilatio
     ih, iw = (_int(v, "input_size") for v in tuple(input_size)[-2:])
     kh, kw = _pair(kernel_size, "kernel_size")
     g = _geometry((1, 1, ih, iw), (1, 1, kh, kw), stride, padding, dilation, 1)
+    g.validate("output_size")
     return g.oh, g.ow
 
 
@@ -451,6 +447,7 @@ def expand_stride(grad_output, stride: IntPair, input_size, kernel_size, padding
     kh, kw = _pair(kernel_size, "kernel_size")
     mb, c = dy.shape[:2]
     g = _geometry((mb, 1, ih, iw), (c, 1, kh, kw), stride, padding, dilation, 1)
+    g.validate("expand_stride")  # before its sizes are read
     _check_grad_output(dy, g)
     e = _core.expand_stride(g, _contiguous(dy, _dtype(dy)))
     return e[0] if single else e
@@ -498,6 +495,7 @@ def col2im(col, input_size, kernel_size, stride: IntPair = 1, padding: Padding =
         c = c[None]
     kh, kw = _pair(kernel_size, "kernel_size")
     g = _geometry(size, (1, size[1], kh, kw), stride, padding, dilation, 1)
+    g.validate("col2im")  # before its sizes are read
     want = (g.mb, size[1] * kh * kw, g.oh * g.ow)
     if c.shape != want:
         msg = f"col: expected shape {want}, got {c.shape}"

@@ -30,8 +30,8 @@ void Conv2dGeometry::validate(const char* op) const {
   CONVCORE_CHECK(oc >= 1, op, ": output channels oc must be >= 1, got ", oc);
   CONVCORE_CHECK(ih >= 1 && iw >= 1, op, ": input height and width must be >= 1, got ", ih, "x", iw);
   CONVCORE_CHECK(kh >= 1 && kw >= 1, op, ": kernel size must be >= 1, got ", kh, "x", kw);
-  CONVCORE_CHECK(sh >= 1 && sw >= 1, op, ": stride must be >= 1, got ", sh, "x", sw);
-  CONVCORE_CHECK(dh >= 1 && dw >= 1, op, ": dilation must be >= 1, got ", dh, "x", dw);
+  CONVCORE_CHECK(sh >= 1 && sw >= 1, op, ": stride: must be >= 1, got (", sh, ", ", sw, ")");
+  CONVCORE_CHECK(dh >= 1 && dw >= 1, op, ": dilation: must be >= 1, got (", dh, ", ", dw, ")");
   CONVCORE_CHECK(pt >= 0 && pb >= 0 && pl >= 0 && pr >= 0, op,
                  ": padding must be >= 0, got (top, bottom, left, right) = (", pt, ", ", pb, ", ",
                  pl, ", ", pr, ")");
