@@ -278,10 +278,8 @@ def conv2d(
     w = _array(weight, "weight")
     b = None if bias is None else _array(bias, "bias")
     dt = _dtype(x, w, b)
-    act = "identity" if activation is None else activation
-    if act not in ACTIVATIONS:
-        _activation(activation)
-    plan = _plan(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt, act)
+    plan = _plan(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
+                 _activation(activation))
     y = plan.forward(_as(x, dt), _as(w, dt), None if b is None else _as(b, dt))
     return y[0] if single else y
 
@@ -345,10 +343,7 @@ def conv2d_weight(
         dy = _batched(dy, "grad_output")[0]
     dt = _dtype(x, dy)
     plan = _plan(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation, groups, dt)
-    _check_out(out, x, dy)
-    if accumulate and out is None:
-        msg = "accumulate=True needs an out buffer to add to"
-        raise ValueError(msg)
+    # out (type, dtype, shape, layout, overlap) and accumulate are checked by the plan's binding.
     return plan.backward_weight(_as(x, dt), _as(dy, dt), out, bool(accumulate))
 
 
@@ -404,17 +399,8 @@ def conv2d_backward(
     dt = _dtype(x, w, dy)
     plan = _plan(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
                  bias=bool(bias), method=method)
-    _check_out(weight_out, x, w, dy, name="weight_out")
-    _check_out(bias_out, x, w, dy, name="bias_out")
-    if weight_out is not None and bias_out is not None and np.may_share_memory(weight_out, bias_out):
-        msg = "bias_out: must not share memory with weight_out"
-        raise ValueError(msg)
-    if bias_out is not None and not bias:
-        msg = "bias_out: given with bias=False"
-        raise ValueError(msg)
-    if accumulate and (weight_out is None or (bias and bias_out is None)):
-        msg = "accumulate=True needs weight_out (and bias_out when bias=True) to add to"
-        raise ValueError(msg)
+    # The buffers (and accumulate, and bias_out without bias) are checked by the plan's binding,
+    # every one before anything is written.
     dx, dw, db = plan.backward(_as(x, dt), _as(w, dt), _as(dy, dt), weight_out=weight_out, bias_out=bias_out,
                                accumulate=bool(accumulate))
     return (dx[0] if single else dx), dw, db

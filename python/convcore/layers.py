@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
 from . import functional as F
-
-if TYPE_CHECKING:
-    from .plan import Conv2dPlan
+from .plan import Conv2dPlan
 from .optim import SGD, Parameter
 
 __all__ = ["Conv2D", "Module", "WeightBiasModule"]
@@ -112,13 +110,11 @@ class Conv2D(WeightBiasModule):
         self._output: Optional[np.ndarray] = None
         self._plan = None  # the plan of the last input shape
 
-    def plan(self, input_shape) -> "Conv2dPlan":
+    def plan(self, input_shape) -> Conv2dPlan:
         """The layer's plan for inputs of ``input_shape`` (made on first use, kept while the shape
         stays the same): the paths its forward and backward passes take (``plan(...).describe()``)."""
         shape = tuple(input_shape)
         if self._plan is None or self._plan.input_shape != shape:
-            from .plan import Conv2dPlan
-
             self._plan = Conv2dPlan(shape, self.weight.shape, dtype=self.weight.dtype,
                                     activation=self.activation, bias=self.bias_param is not None,
                                     paths={"backward_input": self.method}, **self._conv_args())
