@@ -45,6 +45,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--json", default=None, metavar="PATH", help="write every number and the machine facts as JSON")
     p.add_argument("--plot", default=None, metavar="PATH", help="write a bar chart PNG (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--network", default=None, metavar="NAMES",
+                   help="time a whole training step instead of the suite: comma-separated networks (digits, "
+                   "lenet-cifar) in convcore and in PyTorch eager")
+    p.add_argument("--user-matmul", action="store_true",
+                   help="with --network: the classifier is the user's own NumPy layer (np.matmul between layers)")
     p.add_argument("--libs", default=None, help=argparse.SUPPRESS)
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -80,6 +85,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return memory_child(args.memory_child, args.threads)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     import convcore as cc
+
+    if args.network:
+        from .network import main as network_main
+
+        threads_before = cc.get_num_threads()
+        try:
+            return network_main(args.network.split(","), args, log)
+        finally:
+            cc.set_num_threads(threads_before)
 
     torch = None
     if args.libs:

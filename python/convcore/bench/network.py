@@ -1,0 +1,255 @@
+"""Whole-network benchmark: one training step of the same network in convcore and PyTorch eager.
+
+``python -m convcore bench --network NAME``. Both libraries start from the same weights and train
+on the same random batch: forward, softmax cross-entropy, backward, SGD with momentum. Before
+timing, five steps are taken in each from the same start and their losses must agree to 1e-4
+relative; then steps are timed in alternating rounds (convcore, torch, convcore, ...) and the
+median per step is reported, with images per second.
+
+``--user-matmul`` replaces convcore's :class:`~convcore.nn.Linear` by a user's own NumPy layer
+(``np.matmul`` forward and backward): NumPy's BLAS then runs between convcore's layers, as it does
+in any program that mixes the two. NumPy's BLAS keeps its default thread count throughout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+LOSS_RTOL = 1e-4
+CHECK_STEPS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    name: str
+    input_shape: Tuple[int, int, int]  # (C, H, W)
+    channels: Tuple[int, ...]  # conv outputs, each conv 3x3 padding 1 + ReLU + 2x2 max pooling
+    classes: int = 10
+    batch: int = 32
+
+    @property
+    def features(self) -> int:
+        c, h, w = self.input_shape
+        pools = len(self.channels)
+        return self.channels[-1] * (h >> pools) * (w >> pools)
+
+    def describe(self) -> str:
+        c, h, w = self.input_shape
+        convs = ", ".join(f"Conv {a}->{b}, pool" for a, b in zip((c,) + self.channels, self.channels))
+        return f"{self.name}: {c}x{h}x{w}, {convs}, Linear {self.features}->{self.classes}; batch {self.batch}"
+
+
+NETWORKS: Dict[str, Network] = {n.name: n for n in (
+    Network("digits", (1, 8, 8), (16, 32)),
+    Network("lenet-cifar", (3, 32, 32), (32, 64)),
+)}
+
+
+class NumpyLinear:
+    """A user's own fully connected layer in plain NumPy (``np.matmul``), following convcore's
+    Module protocol, so that NumPy's BLAS runs between convcore's layers."""
+
+    def __init__(self, layer):
+        self.weight_param, self.bias_param = layer.weight_param, layer.bias_param
+        self._x: Optional[np.ndarray] = None
+
+    def parameters(self):
+        return [self.weight_param, self.bias_param]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    def forward(self, x):
+        self._x = x
+        return np.matmul(x, self.weight_param.data.T) + self.bias_param.data
+
+    def backward(self, dy):
+        self.weight_param.grad += np.matmul(dy.T, self._x)
+        self.bias_param.grad += dy.sum(axis=0)
+        return np.matmul(dy, self.weight_param.data)
+
+
+def build_convcore(net: Network, seed: int = 0, user_matmul: bool = False):
+    from .. import nn
+
+    seeds = np.random.SeedSequence(seed).generate_state(len(net.channels) + 1)
+    layers: List = []
+    c = net.input_shape[0]
+    for out, s in zip(net.channels, seeds):
+        layers += [nn.Conv2D(c, out, 3, padding=1, activation="relu", seed=int(s)), nn.MaxPool2D(2)]
+        c = out
+    linear = nn.Linear(net.features, net.classes, seed=int(seeds[-1]))
+    layers += [nn.Flatten(), NumpyLinear(linear) if user_matmul else linear]
+    return nn.Sequential(*layers)
+
+
+def build_torch(model):
+    """PyTorch eager twin of a convcore Sequential, with copies of its weights."""
+    import torch
+
+    from .. import nn
+
+    layers = []
+    for layer in model:
+        if isinstance(layer, nn.Conv2D):
+            t = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                layer.padding, layer.dilation, layer.groups, bias=layer.bias is not None)
+            layers.append(t)
+            if layer.activation == "relu":
+                layers.append(torch.nn.ReLU())
+            elif layer.activation not in (None, "identity"):
+                raise ValueError(f"no torch twin for activation {layer.activation!r}")
+        elif isinstance(layer, nn.MaxPool2D):
+            layers.append(torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation))
+        elif isinstance(layer, nn.Flatten):
+            layers.append(torch.nn.Flatten())
+        elif isinstance(layer, (nn.Linear, NumpyLinear)):
+            w = layer.weight_param.data
+            t = torch.nn.Linear(w.shape[1], w.shape[0])
+            layers.append(t)
+        elif isinstance(layer, nn.ReLU):
+            layers.append(torch.nn.ReLU())
+        else:
+            raise TypeError(f"no torch twin for {type(layer).__name__}")
+        if hasattr(layer, "weight_param"):
+            with torch.no_grad():
+                t.weight.copy_(torch.from_numpy(layer.weight_param.data))
+                if layer.bias_param is not None:
+                    t.bias.copy_(torch.from_numpy(layer.bias_param.data))
+    return torch.nn.Sequential(*layers)
+
+
+def make_batch(net: Network, seed: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((net.batch,) + net.input_shape).astype(np.float32)
+    labels = rng.integers(0, net.classes, net.batch)
+    return x, labels
+
+
+def convcore_step(net: Network, x, labels, lr: float, momentum: float, user_matmul: bool = False):
+    """A callable that takes one training step of a fresh convcore model and returns the loss."""
+    from .. import nn
+    from ..optim import SGD
+
+    model = build_convcore(net, user_matmul=user_matmul)
+    loss_fn = nn.SoftmaxCrossEntropy()
+    opt = SGD(model.parameters(), lr=lr, momentum=momentum)
+
+    def step() -> float:
+        return nn.train_step(model, loss_fn, opt, x, labels)[0]
+
+    return model, step
+
+
+def torch_step(model, x, labels, lr: float, momentum: float):
+    import torch
+
+    tmodel = build_torch(model)
+    opt = torch.optim.SGD(tmodel.parameters(), lr=lr, momentum=momentum)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step() -> float:
+        opt.zero_grad()
+        out = tmodel(xt)
+        loss = loss_fn(out, yt)
+        loss.backward()
+        opt.step()
+        int((out.argmax(1) == yt).sum())  # convcore's train_step counts the correct predictions
+        return loss.item()
+
+    return step
+
+
+def _median_ms(samples: List[float]) -> float:
+    return 1e3 * statistics.median(samples)
+
+
+def run(net_name: str, threads: int, repeat: int = 7, steps: int = 20, user_matmul: bool = False,
+        use_torch: bool = True, log: Callable = print) -> dict:
+    """Times one training step of ``net_name`` in convcore (and PyTorch). Returns the figures."""
+    import convcore as cc
+
+    net = NETWORKS[net_name]
+    lr, momentum = 0.01, 0.9
+    x, labels = make_batch(net)
+    cc.set_num_threads(threads)
+    torch = None
+    if use_torch:
+        try:
+            import torch
+        except ImportError:
+            log("PyTorch is not installed: timing convcore only")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+    fns: Dict[str, Callable[[], float]] = {}
+    model, fns["convcore"] = convcore_step(net, x, labels, lr, momentum, user_matmul)
+    check = None
+    if torch is not None:
+        fns["torch"] = torch_step(model, x, labels, lr, momentum)
+        ours = [fns["convcore"]() for _ in range(CHECK_STEPS)]
+        theirs = [fns["torch"]() for _ in range(CHECK_STEPS)]
+        rel = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(ours, theirs))
+        check = {"convcore": ours, "torch": theirs, "max_rel": rel, "ok": rel <= LOSS_RTOL}
+        if not check["ok"]:
+            return {"network": net_name, "check": check}
+    for fn in fns.values():  # warm-up
+        for _ in range(3):
+            fn()
+    samples: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            samples[k].append((time.perf_counter() - t0) / steps)
+    ms = {k: _median_ms(v) for k, v in samples.items()}
+    result = {"network": net_name, "description": net.describe(), "user_matmul": user_matmul,
+              "threads": threads, "batch": net.batch, "ms_per_step": ms,
+              "images_per_s": {k: net.batch / (v * 1e-3) for k, v in ms.items()},
+              "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()}, "check": check}
+    if "torch" in ms:
+        result["speedup"] = ms["torch"] / ms["convcore"]
+    return result
+
+
+def format_result(r: dict) -> str:
+    if "ms_per_step" not in r:
+        c = r["check"]
+        return (f"{r['network']}: losses disagree (max relative difference {c['max_rel']:.2e} > {LOSS_RTOL}): "
+                f"convcore {c['convcore']}, torch {c['torch']}")
+    lines = [r["description"] + (" (user's NumPy Linear)" if r["user_matmul"] else ""),
+             f"{'library':<10} {'ms/step':>9} {'images/s':>10}"]
+    for k, v in r["ms_per_step"].items():
+        lines.append(f"{k:<10} {v:>9.3f} {r['images_per_s'][k]:>10.0f}")
+    if "speedup" in r:
+        lines.append(f"convcore/torch speed: {r['speedup']:.2f}x (losses of the first {CHECK_STEPS} steps agree "
+                     f"to {r['check']['max_rel']:.1e})")
+    return "\n".join(lines)
+
+
+def main(names: Sequence[str], args, log: Callable = print) -> int:
+    unknown = [n for n in names if n not in NETWORKS]
+    if unknown:
+        log(f"unknown network(s) {', '.join(unknown)}; known: {', '.join(NETWORKS)}")
+        return 2
+    results, failed = [], False
+    for name in names:
+        r = run(name, args.threads, args.repeat, user_matmul=args.user_matmul, use_torch=not args.no_torch,
+                log=log)
+        failed |= "ms_per_step" not in r
+        log(format_result(r))
+        results.append(r)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"schema": "convcore-bench-network/1", "networks": results}, f, indent=1)
+    return 1 if failed else 0
