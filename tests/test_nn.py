@@ -45,7 +45,7 @@ def test_whole_network_gradients_match_finite_differences(fused_relu, pool):
 
     model.zero_grad()
     loss_of(model, loss_fn, x, labels)
-    dx = model.backward(loss_fn.backward())
+    dx = model.backward(loss_fn.backward(), input_grad=True)
 
     def loss_at(param):
         def f(value):

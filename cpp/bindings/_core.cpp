@@ -1,4 +1,5 @@
-// The extension module convcore._core: geometry, threads, ISA, and the ops (bind_conv.cpp).
+// The extension module convcore._core: geometry, threads, ISA, and the ops (bind_conv.cpp,
+// bind_plan.cpp, bind_pool.cpp, bind_linear.cpp).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -13,6 +14,7 @@ namespace py = pybind11;
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_plan(py::module_& m);
+void bind_linear(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native core: 2-D convolution forward, backward and SGD in C++.";
@@ -93,4 +95,5 @@ PYBIND11_MODULE(_core, m) {
   bind_conv(m);
   bind_pool(m);
   bind_plan(m);
+  bind_linear(m);
 }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "buffers.hpp"
 #include "convcore/conv2d.hpp"
 #include "convcore/im2col.hpp"
 #include "convcore/sgd.hpp"
@@ -72,18 +73,18 @@ void bind_ops(py::module_& m) {
 
   m.def(
       "activation_backward",
-      [](const std::string& activation, In<T> grad, In<T> output) {
+      [](const std::string& activation, In<T> grad, In<T> output, const py::object& out) {
         const auto act = parse_activation(activation);
         if (grad.size() != output.size())
           throw py::value_error("grad and output must have the same size");
-        std::vector<py::ssize_t> shape(grad.shape(), grad.shape() + grad.ndim());
-        py::array_t<T> delta(shape);
-        T* d = delta.mutable_data();
+        py::array delta = convcore::bindings::output_buffer(
+            out, py::dtype::of<T>(), convcore::bindings::shape_of(grad), "out", {&grad, &output});
+        T* d = static_cast<T*>(delta.mutable_data());
         py::gil_scoped_release nogil;
         convcore::activation_backward(act, int64_t(grad.size()), grad.data(), output.data(), d);
         return delta;
       },
-      py::arg("activation"), py::arg("grad"), py::arg("output"));
+      py::arg("activation"), py::arg("grad"), py::arg("output"), py::arg("out") = py::none());
 
   m.def(
       "im2col",

@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "buffers.hpp"
 #include "convcore/plan.hpp"
 
 namespace py = pybind11;
@@ -20,36 +21,10 @@ convcore::Activation parse_activation(const std::string& s);  // bind_conv.cpp
 
 namespace {
 
-using Shape = std::vector<py::ssize_t>;
-
-std::string shape_str(const Shape& s) {
-  std::string out = "(";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + (s.size() == 1 ? ",)" : ")");
-}
-
-bool same_shape(const py::array& a, const Shape& s) {
-  if (a.ndim() != py::ssize_t(s.size())) return false;
-  for (size_t i = 0; i < s.size(); ++i)
-    if (a.shape(py::ssize_t(i)) != s[i]) return false;
-  return true;
-}
-
-// The byte range an array's elements span.
-std::pair<uintptr_t, uintptr_t> extent(const py::array& a) {
-  auto lo = reinterpret_cast<uintptr_t>(a.data()), hi = lo;
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
-    if (a.shape(d) == 0) return {lo, lo};
-    const py::ssize_t step = a.strides(d) * (a.shape(d) - 1);
-    (step < 0 ? lo : hi) += uintptr_t(step);
-  }
-  return {lo, hi + uintptr_t(a.itemsize())};
-}
-bool overlap(const py::array& a, const py::array& b) {
-  const auto [a0, a1] = extent(a);
-  const auto [b0, b1] = extent(b);
-  return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
-}
+using convcore::bindings::Shape;
+using convcore::bindings::same_shape;
+using convcore::bindings::shape_of;
+using convcore::bindings::shape_str;
 
 template <class T>
 struct Typed {
@@ -135,7 +110,7 @@ class PlanBinding {
 
   py::tuple backward(const py::object& x, const py::object& w, const py::object& dy,
                      const py::object& weight_out, const py::object& bias_out,
-                     bool accumulate) const {
+                     bool accumulate, const py::object& input_out, bool input_grad) const {
     const py::array xa = input(x, x_shape_, "input"), wa = input(w, w_shape_, "weight");
     const py::array dya = input(dy, y_shape_, "grad_output");
     if (!bias_ && !bias_out.is_none())
@@ -146,15 +121,22 @@ class PlanBinding {
     py::array dw = output(weight_out, w_shape_, "weight_out", {&xa, &wa, &dya});
     std::optional<py::array> db;
     if (bias_) db = output(bias_out, b_shape_, "bias_out", {&xa, &wa, &dya, &dw});
-    py::array dx = output(py::none(), x_shape_, "grad_input", {});
+    if (!input_grad && !input_out.is_none())
+      throw py::value_error("input_out: given with input_grad=False");
+    std::optional<py::array> dx;
+    if (input_grad)
+      dx = output(input_out, x_shape_, "input_out", {&xa, &wa, &dya, &dw, db ? &*db : nullptr});
     dispatch([&](const auto& p, auto tag) {
       using T = decltype(tag);
       py::gil_scoped_release nogil;
       p.backward_weight(ptr<T>(xa), ptr<T>(dya), mut<T>(dw), accumulate);
       if (db) p.backward_bias(ptr<T>(dya), mut<T>(*db), accumulate);
-      p.backward_input(ptr<T>(wa), ptr<T>(dya), mut<T>(dx));
+      if (dx) p.backward_input(ptr<T>(wa), ptr<T>(dya), mut<T>(*dx));
     });
-    return py::make_tuple(dx, dw, db ? py::object(*db) : py::object(py::none()));
+    const auto or_none = [](const std::optional<py::array>& a) {
+      return a ? py::object(*a) : py::object(py::none());
+    };
+    return py::make_tuple(or_none(dx), dw, or_none(db));
   }
 
   py::dict describe() const {
@@ -219,28 +201,15 @@ class PlanBinding {
     if (!same_shape(a, shape))
       throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) +
                             " for this plan, got " +
-                            shape_str(Shape(a.shape(), a.shape() + a.ndim())));
+                            shape_str(shape_of(a)));
     if (!(a.flags() & py::array::c_style))
       a = py::array::ensure(a, py::array::c_style);
     return a;
   }
 
-  // An output: allocated, or the caller's buffer checked for exact dtype, shape, C order,
-  // writeability and overlap with the inputs.
   py::array output(const py::object& obj, const Shape& shape, const char* name,
                    std::initializer_list<const py::array*> inputs) const {
-    if (obj.is_none()) return py::array(dtype_, shape);
-    py::array a = of_dtype(obj, name, "");
-    if (!same_shape(a, shape))
-      throw py::value_error(std::string(name) + ": shape must be " + shape_str(shape) + ", got " +
-                            shape_str(Shape(a.shape(), a.shape() + a.ndim())));
-    if (!(a.flags() & py::array::c_style))
-      throw py::value_error(std::string(name) + ": must be C-contiguous");
-    if (!a.writeable()) throw py::value_error(std::string(name) + ": must be writeable");
-    for (const py::array* in : inputs)
-      if (in && overlap(a, *in))
-        throw py::value_error(std::string(name) + ": must not share memory with an input");
-    return a;
+    return convcore::bindings::output_buffer(obj, dtype_, shape, name, inputs);
   }
 
   bool bias_;
@@ -283,7 +252,8 @@ void bind_plan(py::module_& m) {
            py::arg("grad_output"), py::arg("out") = py::none(), py::arg("accumulate") = false)
       .def("backward", &PlanBinding::backward, py::arg("input"), py::arg("weight"),
            py::arg("grad_output"), py::kw_only(), py::arg("weight_out") = py::none(),
-           py::arg("bias_out") = py::none(), py::arg("accumulate") = false)
+           py::arg("bias_out") = py::none(), py::arg("accumulate") = false,
+           py::arg("input_out") = py::none(), py::arg("input_grad") = true)
       .def("describe", &PlanBinding::describe);
   m.def("plan_path_names", &path_names, py::arg("op"));
 }

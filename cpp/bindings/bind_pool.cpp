@@ -5,10 +5,13 @@
 
 #include <string>
 
+#include "buffers.hpp"
 #include "convcore/pool.hpp"
 
 namespace py = pybind11;
 using convcore::Conv2dGeometry;
+using convcore::bindings::output_buffer;
+using convcore::bindings::Shape;
 
 namespace {
 
@@ -25,35 +28,39 @@ template <class T>
 void bind_pool_ops(py::module_& m) {
   m.def(
       "max_pool2d_forward",
-      [](const Conv2dGeometry& g, In<T> x) {
+      [](const Conv2dGeometry& g, In<T> x, const py::object& out, const py::object& indices_out) {
         convcore::validate_pool(g, "max_pool2d_forward");
         require_size(x, g.src_size(), "input");
-        py::array_t<T> y({g.mb, g.ic, g.oh(), g.ow()});
-        py::array_t<int64_t> idx({g.mb, g.ic, g.oh(), g.ow()});
-        T* yp = y.mutable_data();
-        int64_t* ip = idx.mutable_data();
+        const Shape shape{g.mb, g.ic, g.oh(), g.ow()};
+        py::array y = output_buffer(out, py::dtype::of<T>(), shape, "out", {&x});
+        py::array idx = output_buffer(indices_out, py::dtype::of<int64_t>(), shape, "indices_out",
+                                      {&x, &y});
+        T* yp = static_cast<T*>(y.mutable_data());
+        auto* ip = static_cast<int64_t*>(idx.mutable_data());
         {
           py::gil_scoped_release nogil;
           convcore::max_pool2d_forward(g, x.data(), yp, ip);
         }
         return py::make_tuple(y, idx);
       },
-      py::arg("geometry"), py::arg("input"),
+      py::arg("geometry"), py::arg("input"), py::arg("out") = py::none(),
+      py::arg("indices_out") = py::none(),
       "Max pooling: (output, indices), indices flat into each input plane (int64).");
 
   m.def(
       "max_pool2d_backward",
-      [](const Conv2dGeometry& g, In<int64_t> idx, In<T> dy) {
+      [](const Conv2dGeometry& g, In<int64_t> idx, In<T> dy, const py::object& out) {
         convcore::validate_pool(g, "max_pool2d_backward");
         require_size(idx, g.dst_size(), "indices");
         require_size(dy, g.dst_size(), "grad_output");
-        py::array_t<T> dx({g.mb, g.ic, g.ih, g.iw});
-        T* dxp = dx.mutable_data();
+        py::array dx = output_buffer(out, py::dtype::of<T>(), {g.mb, g.ic, g.ih, g.iw}, "out",
+                                     {&idx, &dy});
+        T* dxp = static_cast<T*>(dx.mutable_data());
         py::gil_scoped_release nogil;
         convcore::max_pool2d_backward(g, idx.data(), dy.data(), dxp);
         return dx;
       },
-      py::arg("geometry"), py::arg("indices"), py::arg("grad_output"),
+      py::arg("geometry"), py::arg("indices"), py::arg("grad_output"), py::arg("out") = py::none(),
       "Gradient of max pooling: grad_output added into the cells the indices name.");
 }
 

@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from . import _core
 from . import functional as F
 from .plan import Conv2dPlan
 from .optim import SGD, Parameter
@@ -16,16 +17,38 @@ __all__ = ["Conv2D", "Module", "WeightBiasModule"]
 class Module:
     """Base of the layers: ``forward``, ``backward``, ``parameters`` and ``zero_grad``.
 
-    ``forward(x)`` computes the output and keeps what ``backward`` needs; ``backward(grad)``
-    takes dE/d(output), **adds** the layer's parameter gradients to their buffers and returns
-    dE/d(input) for the layer below. Layers without parameters inherit the empty list.
+    ``forward(x)`` computes the output and keeps what ``backward`` needs; ``backward(grad,
+    input_grad=True)`` takes dE/d(output), **adds** the layer's parameter gradients to their
+    buffers and returns dE/d(input) for the layer below (None, and not computed, with
+    ``input_grad=False``). Layers without parameters inherit the empty list.
+
+    Buffers: an array a layer returns is new unless a container (:class:`~convcore.nn.Sequential`)
+    has said, for the duration of its own call, that the array goes only to a neighbouring layer
+    (``_reuse_output`` for forward, ``_reuse_grad`` for backward). The layer then writes it into a
+    buffer it keeps for the next step of the same shape: no allocation and no page faults after
+    the first step. Arrays that never leave the layer (a pooling layer's indices) are always kept.
     """
+
+    _reuse_output = False
+    _reuse_grad = False
 
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad: bool = True):
         raise NotImplementedError
+
+    def _buffer(self, key: str, shape, dtype, keep: bool = True) -> Optional[np.ndarray]:
+        """The layer's kept buffer ``key`` of ``shape`` and ``dtype`` (made, or remade when the
+        shape changes), or None when ``keep`` is False (the op then returns a new array)."""
+        if not keep:
+            return None
+        buffers = self.__dict__.setdefault("_buffers", {})
+        shape = tuple(shape)
+        b = buffers.get(key)
+        if b is None or b.shape != shape or b.dtype != dtype:
+            b = buffers[key] = np.empty(shape, dtype)
+        return b
 
     def parameters(self) -> List[Parameter]:
         """The trainable parameters, in a fixed order."""
@@ -134,14 +157,17 @@ class Conv2D(WeightBiasModule):
         if x.ndim not in (3, 4):
             F._batched(x, "input")  # raises with the expected layouts
         self._check_channels(x)
-        y = self.plan(x.shape).forward(x, self.weight, self.bias)
+        plan = self.plan(x.shape)
+        out = self._buffer("output", plan.output_shape, x.dtype, self._reuse_output)
+        y = plan.forward(x, self.weight, self.bias, out=out)
         self._input, self._output = x, y
         return y
 
     __call__ = forward
 
-    def backward(self, grad_output) -> np.ndarray:
-        """dE/da -> dE/dx; adds dE/dW and dE/db to the gradient buffers."""
+    def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
+        """dE/da -> dE/dx (None with ``input_grad=False``); adds dE/dW and dE/db to the gradient
+        buffers."""
         if self._input is None:
             msg = "backward: call forward first"
             raise RuntimeError(msg)
@@ -149,12 +175,15 @@ class Conv2D(WeightBiasModule):
         if dy.shape != self._output.shape:
             msg = f"grad_output: expected shape {self._output.shape}, got {dy.shape}"
             raise ValueError(msg)
-        dy = dy.astype(self.weight.dtype, copy=False)
+        dy = F._contiguous(dy.astype(self.weight.dtype, copy=False), self.weight.dtype)
         if self.activation not in (None, "identity"):
-            dy = F.activation_backward(dy, self._output, self.activation)
-        dx, _, _ = self.plan(self._input.shape).backward(
+            delta = self._buffer("delta", dy.shape, dy.dtype)  # never leaves the layer
+            dy = _core.activation_backward(self.activation, dy, self._output, out=delta)
+        plan = self.plan(self._input.shape)
+        dx_out = self._buffer("grad_input", plan.input_shape, dy.dtype, input_grad and self._reuse_grad)
+        dx, _, _ = plan.backward(
             self._input, self.weight, dy, weight_out=self.grad_weight, bias_out=self.grad_bias,
-            accumulate=True)
+            accumulate=True, input_out=dx_out, input_grad=input_grad)
         return dx
 
     def _check_channels(self, x: np.ndarray) -> None:

@@ -29,6 +29,7 @@ NumPy. Everything runs in float32 or float64, the dtype of the parameters.
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
@@ -159,21 +160,34 @@ class MaxPool2D(Module):
         self.dilation = F._pair(dilation, "dilation")
         self._input_shape: Optional[Tuple[int, ...]] = None
         self._indices: Optional[np.ndarray] = None
+        self._geometry = None
+        self._single = False
 
     def _args(self):
         return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
                     dilation=self.dilation)
 
     def forward(self, x) -> np.ndarray:
-        x = F._array(x, "input")
-        y, self._indices = max_pool2d(x, return_indices=True, **self._args())
-        self._input_shape = x.shape
-        return y
+        x, single = F._batched(F._array(x, "input"), "input")
+        x = F._contiguous(x, F._dtype(x))
+        g = _pool_geometry(x.shape, **self._args())
+        shape = (g.mb, g.ic, g.oh, g.ow)
+        out = self._buffer("output", shape, x.dtype, self._reuse_output and not single)
+        # The indices never leave the layer: always kept.
+        y, self._indices = _core.max_pool2d_forward(g, x, out, self._buffer("indices", shape, np.int64))
+        self._geometry, self._input_shape, self._single = g, x.shape, single
+        return y[0] if single else y
 
-    def backward(self, grad_output) -> np.ndarray:
+    def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
         _need_forward(self._indices, "MaxPool2D")
-        dy = _check_grad(grad_output, self._indices.shape, "MaxPool2D")
-        return max_pool2d_backward(dy, self._indices, self._input_shape, **self._args())
+        want = self._indices.shape[1:] if self._single else self._indices.shape
+        dy = _check_grad(grad_output, want, "MaxPool2D")
+        if not input_grad:
+            return None
+        dy = F._contiguous(dy[None] if self._single else dy, F._dtype(dy))
+        out = self._buffer("grad_input", self._input_shape, dy.dtype, self._reuse_grad and not self._single)
+        dx = _core.max_pool2d_backward(self._geometry, self._indices, dy, out)
+        return dx[0] if self._single else dx
 
     def __repr__(self) -> str:
         return (f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -191,10 +205,10 @@ class ReLU(Module):
         self._mask = x > 0
         return np.where(self._mask, x, x.dtype.type(0))
 
-    def backward(self, grad_output) -> np.ndarray:
+    def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
         _need_forward(self._mask, "ReLU")
         g = _check_grad(grad_output, self._mask.shape, "ReLU")
-        return np.where(self._mask, g, g.dtype.type(0))
+        return np.where(self._mask, g, g.dtype.type(0)) if input_grad else None
 
     def __repr__(self) -> str:
         return "ReLU()"
@@ -214,11 +228,11 @@ class Flatten(Module):
         self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, grad_output) -> np.ndarray:
+    def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
         _need_forward(self._shape, "Flatten")
         n = int(np.prod(self._shape[1:], dtype=np.int64))
         g = _check_grad(grad_output, (self._shape[0], n), "Flatten")
-        return g.reshape(self._shape)
+        return g.reshape(self._shape) if input_grad else None
 
     def __repr__(self) -> str:
         return "Flatten()"
@@ -229,7 +243,8 @@ class Linear(WeightBiasModule):
 
     W is drawn, like :class:`Conv2D`'s, uniformly from ``±1/sqrt(in_features)`` with
     ``numpy.random.default_rng(seed)``; b starts at 0. ``backward`` adds ``dy^T x`` and the sum
-    of ``dy`` over the batch to the gradients and returns ``dy W``.
+    of ``dy`` over the batch to the gradients and returns ``dy W``. Native: the products run on
+    convcore's GEMM and threads (not NumPy's BLAS).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32,
@@ -254,20 +269,20 @@ class Linear(WeightBiasModule):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             msg = f"Linear: expected input of shape (N, {self.in_features}), got {x.shape}"
             raise ValueError(msg)
+        x = F._contiguous(x, x.dtype)
         self._input = x
-        y = x @ self.weight.T
-        if self.bias_param is not None:
-            y += self.bias
-        return y
+        out = self._buffer("output", (x.shape[0], self.out_features), x.dtype, self._reuse_output)
+        return _core.linear_forward(x, self.weight, self.bias, out)
 
-    def backward(self, grad_output) -> np.ndarray:
+    def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
         _need_forward(self._input, "Linear")
         dy = _check_grad(grad_output, (self._input.shape[0], self.out_features), "Linear")
-        dy = dy.astype(self.weight.dtype, copy=False)
-        self.weight_param.grad += dy.T @ self._input
-        if self.bias_param is not None:
-            self.bias_param.grad += dy.sum(axis=0)
-        return dy @ self.weight
+        dy = F._contiguous(dy, self.weight.dtype)
+        out = self._buffer("grad_input", self._input.shape, dy.dtype, input_grad and self._reuse_grad)
+        dx, _, _ = _core.linear_backward(self._input, self.weight, dy, weight_out=self.grad_weight,
+                                         bias_out=self.grad_bias, accumulate=True,
+                                         input_grad=input_grad, input_out=out)
+        return dx
 
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features}, bias={self.bias_param is not None})"
@@ -330,6 +345,25 @@ class SoftmaxCrossEntropy:
 # ---------------------------------------------------------------------------------- Sequential
 
 
+def _takes_input_grad(layer) -> bool:
+    try:
+        return "input_grad" in inspect.signature(layer.backward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _call(layer, flag: str, reuse: bool, method, arg):
+    """``method(arg)`` with the layer's reuse flag set for the call (layers of the Module
+    protocol only; other objects are called as they are)."""
+    if not reuse or not isinstance(layer, Module):
+        return method(arg)
+    setattr(layer, flag, True)
+    try:
+        return method(arg)
+    finally:
+        setattr(layer, flag, False)
+
+
 class Sequential(Module):
     """Layers applied in order; backward runs them in reverse.
 
@@ -345,6 +379,8 @@ class Sequential(Module):
                        "and parameters methods")
                 raise TypeError(msg)
         self.layers = list(layers)
+        # Whether each layer's backward takes input_grad (user layers may not).
+        self._skips_input_grad = [_takes_input_grad(layer) for layer in self.layers]
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -356,15 +392,29 @@ class Sequential(Module):
         return iter(self.layers)
 
     def forward(self, x) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
+        """Runs the layers in order. Every output but the last goes only to the next layer, so
+        those layers write it into buffers they keep from step to step (see
+        :class:`~convcore.Module`); the array returned is new."""
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = _call(layer, "_reuse_output", i < last or self._reuse_output, layer.forward, x)
         return x
 
-    def backward(self, grad_output) -> np.ndarray:
+    def backward(self, grad_output, input_grad: bool = False) -> Optional[np.ndarray]:
+        """Runs the layers' backward passes in reverse order and returns dE/d(input) when
+        ``input_grad`` is True; by default the first layer's input gradient, which training does
+        not use, is not computed and None is returned."""
         g = grad_output
-        for layer in reversed(self.layers):
-            g = layer.backward(g)
-        return g
+        for i in range(len(self.layers) - 1, 0, -1):
+            layer = self.layers[i]
+            g = _call(layer, "_reuse_grad", True, layer.backward, g)
+        first = self.layers[0]
+        if input_grad:
+            return _call(first, "_reuse_grad", self._reuse_grad, first.backward, g)
+        if self._skips_input_grad[0]:
+            return first.backward(g, input_grad=False)
+        first.backward(g)
+        return None
 
     def parameters(self) -> List[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]

@@ -54,8 +54,9 @@ class Conv2dPlan(_core.Conv2dPlan):
     Methods (arrays must have the plan's dtype and shapes; outputs may be given as ``out``):
 
     - ``forward(x, w, b=None, out=None)`` -> ``y`` of ``output_shape``;
-    - ``backward(x, w, dy, *, weight_out=None, bias_out=None, accumulate=False)`` ->
-      ``(dx, dw, db)``, db None without bias;
+    - ``backward(x, w, dy, *, weight_out=None, bias_out=None, accumulate=False, input_out=None,
+      input_grad=True)`` -> ``(dx, dw, db)``, db None without bias, dx None (not computed) with
+      ``input_grad=False``;
     - ``backward_input(w, dy, out=None)`` -> ``dx`` of ``input_shape``;
     - ``backward_weight(x, dy, out=None, accumulate=False)`` -> ``dw`` of ``weight_shape``;
     - ``describe()`` -> a dict naming, per op, the path and instruction set chosen and every

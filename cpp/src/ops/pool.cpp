@@ -1,6 +1,11 @@
 #include "convcore/pool.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "convcore/error.hpp"
 #include "convcore/parallel.hpp"
@@ -23,32 +28,124 @@ void validate_pool(const Conv2dGeometry& g, const char* op) {
 
 namespace {
 
-// One plane: y[oh][ow], idx[oh][ow] <- x[ih][iw]. Assumes a validated geometry.
+// The rule of a window's maximum, one cell at a time: a cell replaces the current maximum when it
+// is strictly greater (ties keep the first), or when it is the first NaN (a NaN is never replaced).
+// Branch-free, with bit masks: on random data a branch on the comparison is mispredicted half the
+// time, and compilers turn a plain `take ? v : best` back into one.
 template <class T>
-void max_pool2d_plane(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx) {
-  const int64_t oh = g.oh(), ow = g.ow();
-  for (int64_t i = 0; i < oh; ++i) {
-    for (int64_t j = 0; j < ow; ++j) {
-      T best = -INFINITY;
-      int64_t best_idx = -1;
-      for (int64_t r = 0; r < g.kh; ++r) {
-        const int64_t h = i * g.sh - g.pt + r * g.dh;
-        if (static_cast<uint64_t>(h) >= static_cast<uint64_t>(g.ih)) continue;
-        for (int64_t s = 0; s < g.kw; ++s) {
-          const int64_t w = j * g.sw - g.pl + s * g.dw;
-          if (static_cast<uint64_t>(w) >= static_cast<uint64_t>(g.iw)) continue;
-          const T v = x[h * g.iw + w];
-          // Strictly greater: ties keep the first maximum. The first NaN wins and stays.
-          if (best_idx < 0 || v > best || (std::isnan(v) && !std::isnan(best))) {
-            best = v;
-            best_idx = h * g.iw + w;
-          }
-        }
+inline void take_max(T v, int64_t k, T& best, int64_t& best_idx) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const bool take = (v > best) | ((v != v) & (best == best));
+  const Bits mask = Bits(0) - Bits(take);
+  Bits vb, bb;
+  std::memcpy(&vb, &v, sizeof(T));
+  std::memcpy(&bb, &best, sizeof(T));
+  bb = (vb & mask) | (bb & ~mask);
+  std::memcpy(&best, &bb, sizeof(T));
+  const int64_t imask = -int64_t(take);
+  best_idx = (k & imask) | (best_idx & ~imask);
+}
+
+// Output cell (i, j) of one plane with every tap bounds-checked: the border, where taps fall
+// into the padding.
+template <class T>
+void max_pool2d_cell(const Conv2dGeometry& g, const T* x, int64_t i, int64_t j, T& y,
+                     int64_t& idx) {
+  T best = -INFINITY;
+  int64_t best_idx = -1;
+  for (int64_t r = 0; r < g.kh; ++r) {
+    const int64_t h = i * g.sh - g.pt + r * g.dh;
+    if (static_cast<uint64_t>(h) >= static_cast<uint64_t>(g.ih)) continue;
+    for (int64_t s = 0; s < g.kw; ++s) {
+      const int64_t w = j * g.sw - g.pl + s * g.dw;
+      if (static_cast<uint64_t>(w) >= static_cast<uint64_t>(g.iw)) continue;
+      if (best_idx < 0) {
+        best = x[h * g.iw + w];
+        best_idx = h * g.iw + w;
+      } else {
+        take_max(x[h * g.iw + w], h * g.iw + w, best, best_idx);
       }
-      y[i * ow + j] = best;
-      idx[i * ow + j] = best_idx;
     }
   }
+  y = best;
+  idx = best_idx;
+}
+
+// Output cells [j0, j1) of row i, whose windows lie wholly inside the plane: no bounds checks.
+// The loops run tap by tap over a chunk of cells, so that the loop over cells (stride SW, fixed at
+// compile time for the common 1 and 2; 0 takes g.sw) vectorises: the running maximum and the
+// number of the winning tap are kept per cell, then the tap numbers become flat indices.
+template <int SW, class T>
+void max_pool2d_inner(const Conv2dGeometry& g, const int64_t* tap_offset, const T* x, int64_t i,
+                      int64_t j0, int64_t j1, T* y, int64_t* idx) {
+  constexpr int64_t kChunk = 256;
+  using Tap = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;  // as wide as T: one mask
+  const int64_t sw = SW > 0 ? SW : g.sw, iw = g.iw, taps = g.kh * g.kw;
+  const int64_t h0 = i * g.sh - g.pt;
+  alignas(64) T best[kChunk];
+  alignas(64) Tap won[kChunk];
+  for (int64_t c0 = j0; c0 < j1; c0 += kChunk) {
+    const int64_t nc = std::min(kChunk, j1 - c0);
+    const T* first = x + h0 * iw + c0 * sw - g.pl;  // tap (0, 0) of cell c0
+    for (int64_t j = 0; j < nc; ++j) {
+      best[j] = first[j * sw];
+      won[j] = 0;
+    }
+    for (int64_t t = 1; t < taps; ++t) {
+      const T* xt = first + tap_offset[t];
+      for (int64_t j = 0; j < nc; ++j) {
+        // The rule of take_max, with bit masks: branch-free whether or not it vectorises.
+        const T v = xt[j * sw], m = best[j];
+        const Tap mask = -Tap((v > m) | ((v != v) & (m == m)));
+        Tap vb, mb;
+        std::memcpy(&vb, &v, sizeof(T));
+        std::memcpy(&mb, &m, sizeof(T));
+        mb = (vb & mask) | (mb & ~mask);
+        std::memcpy(&best[j], &mb, sizeof(T));
+        won[j] = (Tap(t) & mask) | (won[j] & ~mask);
+      }
+    }
+    const int64_t base = h0 * iw + c0 * sw - g.pl;
+    for (int64_t j = 0; j < nc; ++j) {
+      y[c0 + j] = best[j];
+      idx[c0 + j] = base + j * sw + tap_offset[won[j]];
+    }
+  }
+}
+
+// One plane: y[oh][ow], idx[oh][ow] <- x[ih][iw]. Assumes a validated geometry.
+template <int SW, class T>
+void max_pool2d_plane(const Conv2dGeometry& g, const int64_t* tap_offset, const T* x, T* y,
+                      int64_t* idx) {
+  const int64_t oh = g.oh(), ow = g.ow();
+  // Columns [j_lo, j_hi) have every tap inside the plane horizontally.
+  const int64_t reach_w = (g.kw - 1) * g.dw;
+  const int64_t j_lo = std::min(ow, (g.pl + g.sw - 1) / g.sw);
+  const int64_t j_hi =
+      g.iw - 1 - reach_w + g.pl < 0 ? 0 : std::min(ow, (g.iw - 1 - reach_w + g.pl) / g.sw + 1);
+  for (int64_t i = 0; i < oh; ++i) {
+    T* yr = y + i * ow;
+    int64_t* ir = idx + i * ow;
+    const int64_t h0 = i * g.sh - g.pt;
+    const bool rows_inside = h0 >= 0 && h0 + (g.kh - 1) * g.dh < g.ih;
+    const int64_t a = rows_inside ? j_lo : ow, b = rows_inside ? std::max(j_lo, j_hi) : ow;
+    for (int64_t j = 0; j < a; ++j) max_pool2d_cell(g, x, i, j, yr[j], ir[j]);
+    max_pool2d_inner<SW>(g, tap_offset, x, i, a, b, yr, ir);
+    for (int64_t j = b; j < ow; ++j) max_pool2d_cell(g, x, i, j, yr[j], ir[j]);
+  }
+}
+
+template <int SW, class T>
+void max_pool2d_planes(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx) {
+  const int64_t planes = g.mb * g.ic, in_plane = g.ih * g.iw, out_plane = g.oh() * g.ow();
+  // Tap t = (r, s), scanned row by row, is at r * dh * iw + s * dw from its window's corner.
+  std::vector<int64_t> tap_offset(static_cast<size_t>(g.kh * g.kw));
+  for (int64_t t = 0; t < g.kh * g.kw; ++t)
+    tap_offset[static_cast<size_t>(t)] = (t / g.kw) * g.dh * g.iw + (t % g.kw) * g.dw;
+  detail::parallel_for(planes, out_plane * g.kh * g.kw + in_plane, [&](int64_t p) {
+    max_pool2d_plane<SW>(g, tap_offset.data(), x + p * in_plane, y + p * out_plane,
+                         idx + p * out_plane);
+  });
 }
 
 }  // namespace
@@ -56,10 +153,12 @@ void max_pool2d_plane(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx) {
 template <class T>
 void max_pool2d_forward(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx) {
   validate_pool(g, "max_pool2d_forward");
-  const int64_t planes = g.mb * g.ic, in_plane = g.ih * g.iw, out_plane = g.oh() * g.ow();
-  detail::parallel_for(planes, out_plane * g.kh * g.kw, [&](int64_t p) {
-    max_pool2d_plane(g, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
-  });
+  if (g.sw == 1)
+    max_pool2d_planes<1>(g, x, y, idx);
+  else if (g.sw == 2)
+    max_pool2d_planes<2>(g, x, y, idx);
+  else
+    max_pool2d_planes<0>(g, x, y, idx);
 }
 
 template <class T>
@@ -67,16 +166,26 @@ void max_pool2d_backward(const Conv2dGeometry& g, const int64_t* idx, const T* d
   validate_pool(g, "max_pool2d_backward");
   const int64_t planes = g.mb * g.ic, in_plane = g.ih * g.iw, out_plane = g.oh() * g.ow();
   // Every index is checked before anything is written: the scatter below must stay in bounds.
-  const int64_t n_out = planes * out_plane;
-  for (int64_t k = 0; k < n_out; ++k)
-    CONVCORE_CHECK(idx[k] >= -1 && idx[k] < in_plane, "max_pool2d_backward: index ", idx[k],
-                   " at position ", k, " is outside the input plane of ", in_plane,
-                   " cells (expected -1 or 0..", in_plane - 1, ")");
+  // The check runs on the threads too; only a failure scans again, serially, to name the first.
+  std::atomic<bool> bad{false};
+  detail::parallel_for(planes, out_plane, [&](int64_t p) {
+    const int64_t* ip = idx + p * out_plane;
+    bool ok = true;
+    for (int64_t k = 0; k < out_plane; ++k) ok &= ip[k] >= -1 && ip[k] < in_plane;
+    if (!ok) bad.store(true, std::memory_order_relaxed);
+  });
+  if (bad.load()) {
+    const int64_t n_out = planes * out_plane;
+    for (int64_t k = 0; k < n_out; ++k)
+      CONVCORE_CHECK(idx[k] >= -1 && idx[k] < in_plane, "max_pool2d_backward: index ", idx[k],
+                     " at position ", k, " is outside the input plane of ", in_plane,
+                     " cells (expected -1 or 0..", in_plane - 1, ")");
+  }
   detail::parallel_for(planes, in_plane + out_plane, [&](int64_t p) {
     T* dxp = dx + p * in_plane;
     const T* dyp = dy + p * out_plane;
     const int64_t* ip = idx + p * out_plane;
-    for (int64_t k = 0; k < in_plane; ++k) dxp[k] = T(0);
+    std::fill(dxp, dxp + in_plane, T(0));
     for (int64_t k = 0; k < out_plane; ++k)
       if (ip[k] >= 0) dxp[ip[k]] += dyp[k];
   });
