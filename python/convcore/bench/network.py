@@ -167,6 +167,13 @@ def torch_step(model, x, labels, lr: float, momentum: float):
     return step
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (fresh memory touched for the first time)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _median_ms(samples: List[float]) -> float:
     return 1e3 * statistics.median(samples)
 
@@ -204,16 +211,20 @@ def run(net_name: str, threads: int, repeat: int = 7, steps: int = 20, user_matm
         for _ in range(3):
             fn()
     samples: Dict[str, List[float]] = {k: [] for k in fns}
+    faults: Dict[str, int] = {k: 0 for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
+            f0 = _minor_faults()
             t0 = time.perf_counter()
             for _ in range(steps):
                 fn()
             samples[k].append((time.perf_counter() - t0) / steps)
+            faults[k] += _minor_faults() - f0
     ms = {k: _median_ms(v) for k, v in samples.items()}
     result = {"network": net_name, "description": net.describe(), "user_matmul": user_matmul,
               "threads": threads, "batch": net.batch, "ms_per_step": ms,
               "images_per_s": {k: net.batch / (v * 1e-3) for k, v in ms.items()},
+              "page_faults_per_step": {k: v / (repeat * steps) for k, v in faults.items()},
               "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()}, "check": check}
     if "torch" in ms:
         result["speedup"] = ms["torch"] / ms["convcore"]
@@ -226,9 +237,9 @@ def format_result(r: dict) -> str:
         return (f"{r['network']}: losses disagree (max relative difference {c['max_rel']:.2e} > {LOSS_RTOL}): "
                 f"convcore {c['convcore']}, torch {c['torch']}")
     lines = [r["description"] + (" (user's NumPy Linear)" if r["user_matmul"] else ""),
-             f"{'library':<10} {'ms/step':>9} {'images/s':>10}"]
+             f"{'library':<10} {'ms/step':>9} {'images/s':>10} {'page faults/step':>17}"]
     for k, v in r["ms_per_step"].items():
-        lines.append(f"{k:<10} {v:>9.3f} {r['images_per_s'][k]:>10.0f}")
+        lines.append(f"{k:<10} {v:>9.3f} {r['images_per_s'][k]:>10.0f} {r['page_faults_per_step'][k]:>17.1f}")
     if "speedup" in r:
         lines.append(f"convcore/torch speed: {r['speedup']:.2f}x (losses of the first {CHECK_STEPS} steps agree "
                      f"to {r['check']['max_rel']:.1e})")
