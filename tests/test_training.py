@@ -250,3 +250,61 @@ def test_pooling_wide_rows_with_nans_match_reference(shape, k, s, p, dtype):
             r, c = np.divmod(a, k)
             np.testing.assert_array_equal(y[:, :, i, j], np.take_along_axis(win, a[..., None], 2)[..., 0])
             np.testing.assert_array_equal(idx[:, :, i, j], (i * s + r - p) * shape[3] + (j * s + c - p))
+
+
+# ---------------------------------------------------------------------- NumPy's BLAS threads
+
+
+def test_one_blas_thread_limits_and_restores_numpys_blas():
+    from convcore import _blas
+
+    libs = _blas.blas_libraries()
+    if not libs:
+        pytest.skip("no BLAS with a thread-count interface is loaded")
+    before = [lib.get() for lib in libs]
+    with _blas.one_blas_thread():
+        assert [lib.get() for lib in libs] == [1] * len(libs)
+        with _blas.one_blas_thread():  # nested: still one, and the outer block restores
+            assert [lib.get() for lib in libs] == [1] * len(libs)
+        assert [lib.get() for lib in libs] == [1] * len(libs)
+    assert [lib.get() for lib in libs] == before
+    with pytest.raises(RuntimeError):
+        with _blas.one_blas_thread():
+            raise RuntimeError("restored even so")
+    assert [lib.get() for lib in libs] == before
+
+
+def test_one_blas_thread_agrees_with_threadpoolctl():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from convcore import _blas
+
+    found = {lib.path for lib in _blas.blas_libraries()}
+    theirs = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert found == {i["filepath"] for i in theirs if i["internal_api"] in ("openblas", "mkl")}
+    with _blas.one_blas_thread():
+        assert all(i["num_threads"] == 1 for i in threadpoolctl.threadpool_info() if i["filepath"] in found)
+
+
+def test_training_step_runs_user_layers_with_one_blas_thread():
+    from convcore import _blas
+
+    libs = _blas.blas_libraries()
+    if not libs:
+        pytest.skip("no BLAS with a thread-count interface is loaded")
+    seen = []
+
+    class UserLayer(nn.Module):
+        def forward(self, x):
+            seen.append([lib.get() for lib in libs])
+            return x
+
+        def backward(self, g, input_grad=True):
+            seen.append([lib.get() for lib in libs])
+            return g
+
+    model = nn.Sequential(nn.Flatten(), UserLayer(), nn.Linear(3 * 12 * 12, 5, seed=0))
+    x, labels = batch()
+    before = [lib.get() for lib in libs]
+    nn.train_step(model, nn.SoftmaxCrossEntropy(), cc.SGD(model.parameters(), lr=0.1), x, labels)
+    assert seen == [[1] * len(libs)] * 2
+    assert [lib.get() for lib in libs] == before

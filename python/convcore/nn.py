@@ -37,6 +37,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
+from ._blas import one_blas_thread
 from .layers import Conv2D, Module, WeightBiasModule
 from .optim import SGD, Parameter
 
@@ -396,25 +397,27 @@ class Sequential(Module):
         those layers write it into buffers they keep from step to step (see
         :class:`~convcore.Module`); the array returned is new."""
         last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = _call(layer, "_reuse_output", i < last or self._reuse_output, layer.forward, x)
+        with one_blas_thread():
+            for i, layer in enumerate(self.layers):
+                x = _call(layer, "_reuse_output", i < last or self._reuse_output, layer.forward, x)
         return x
 
     def backward(self, grad_output, input_grad: bool = False) -> Optional[np.ndarray]:
         """Runs the layers' backward passes in reverse order and returns dE/d(input) when
         ``input_grad`` is True; by default the first layer's input gradient, which training does
         not use, is not computed and None is returned."""
-        g = grad_output
-        for i in range(len(self.layers) - 1, 0, -1):
-            layer = self.layers[i]
-            g = _call(layer, "_reuse_grad", True, layer.backward, g)
-        first = self.layers[0]
-        if input_grad:
-            return _call(first, "_reuse_grad", self._reuse_grad, first.backward, g)
-        if self._skips_input_grad[0]:
-            return first.backward(g, input_grad=False)
-        first.backward(g)
-        return None
+        with one_blas_thread():
+            g = grad_output
+            for i in range(len(self.layers) - 1, 0, -1):
+                layer = self.layers[i]
+                g = _call(layer, "_reuse_grad", True, layer.backward, g)
+            first = self.layers[0]
+            if input_grad:
+                return _call(first, "_reuse_grad", self._reuse_grad, first.backward, g)
+            if self._skips_input_grad[0]:
+                return first.backward(g, input_grad=False)
+            first.backward(g)
+            return None
 
     def parameters(self) -> List[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]
@@ -498,17 +501,18 @@ def train_step(model: Module, loss_fn: SoftmaxCrossEntropy, optimizer: SGD, x, l
     if not 1 <= k <= max(n, 1) or labels.shape[:1] != (n,):
         msg = f"train_step: need 1 <= micro_batches <= batch size {n} and {n} labels, got {k}, {labels.shape}"
         raise ValueError(msg)
-    model.zero_grad()
-    loss, correct = 0.0, 0
-    sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
-    bounds = np.concatenate(([0], np.cumsum(sizes)))
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        logits = model.forward(x[lo:hi])
-        # A mean over the batch is the slices' means weighted by their shares; a sum just adds.
-        share = (hi - lo) / n if loss_fn.reduction == "mean" else 1.0
-        loss += loss_fn.forward(logits, labels[lo:hi]) * share
-        model.backward(loss_fn.backward(share))
-        correct += int(np.count_nonzero(logits.argmax(axis=1) == labels[lo:hi]))
-    optimizer.step()
+    with one_blas_thread():
+        model.zero_grad()
+        loss, correct = 0.0, 0
+        sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+        bounds = np.concatenate(([0], np.cumsum(sizes)))
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            logits = model.forward(x[lo:hi])
+            # A mean over the batch is the slices' means weighted by their shares; a sum just adds.
+            share = (hi - lo) / n if loss_fn.reduction == "mean" else 1.0
+            loss += loss_fn.forward(logits, labels[lo:hi]) * share
+            model.backward(loss_fn.backward(share))
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == labels[lo:hi]))
+        optimizer.step()
     return loss, correct
 
