@@ -71,41 +71,92 @@ void max_pool2d_cell(const Conv2dGeometry& g, const T* x, int64_t i, int64_t j, 
   idx = best_idx;
 }
 
+// Same-width integer of T: the masks of the branch-free maximum.
+template <class T>
+using MaskInt = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+
+// take_max with integer masks, the form the vectoriser accepts.
+template <class T>
+inline void take_max_masked(T v, MaskInt<T> t, T& best, MaskInt<T>& won) {
+  using M = MaskInt<T>;
+  // take_max's rule: best is not NaN and v is greater or NaN.
+  const M take = -M((best == best) & !(v <= best));
+  M vb, mb;
+  std::memcpy(&vb, &v, sizeof(T));
+  std::memcpy(&mb, &best, sizeof(T));
+  mb = (vb & take) | (mb & ~take);
+  std::memcpy(&best, &mb, sizeof(T));
+  won = (t & take) | (won & ~take);
+}
+
+// The two taps (r, 0) and (r, 1) of 2-wide windows at stride 2 (the common 2x2 pooling): both
+// loads in one loop, so that the even and odd columns are read as one interleaved group and the
+// loop vectorises. t0 is the number of tap (r, 0); with first, tap (0, 0) starts the maximum.
+template <class T>
+void max_pool2d_tap_pair(const T* __restrict xt, int64_t nc, MaskInt<T> t0, bool first,
+                         T* __restrict best, MaskInt<T>* __restrict won) {
+  if (first) {
+    for (int64_t j = 0; j < nc; ++j) {
+      T m = xt[2 * j];
+      MaskInt<T> w = 0;
+      take_max_masked(xt[2 * j + 1], MaskInt<T>(1), m, w);
+      best[j] = m;
+      won[j] = w;
+    }
+    return;
+  }
+  for (int64_t j = 0; j < nc; ++j) {
+    T m = best[j];
+    MaskInt<T> w = won[j];
+    take_max_masked(xt[2 * j], t0, m, w);
+    take_max_masked(xt[2 * j + 1], MaskInt<T>(t0 + 1), m, w);
+    best[j] = m;
+    won[j] = w;
+  }
+}
+
+// One tap over a chunk of cells: take_max of xt[j * sw] into best[j], recording tap t in won[j].
+// Written with integer masks and restrict pointers so that the loop vectorises (strided loads
+// included); SW > 0 fixes the stride at compile time.
+template <int SW, class T>
+void max_pool2d_tap(const T* __restrict xt, int64_t sw_runtime, int64_t nc, MaskInt<T> t,
+                    T* __restrict best, MaskInt<T>* __restrict won) {
+  const int64_t sw = SW > 0 ? SW : sw_runtime;
+  for (int64_t j = 0; j < nc; ++j) {
+    T m = best[j];
+    MaskInt<T> w = won[j];
+    take_max_masked(xt[j * sw], t, m, w);
+    best[j] = m;
+    won[j] = w;
+  }
+}
+
 // Output cells [j0, j1) of row i, whose windows lie wholly inside the plane: no bounds checks.
-// The loops run tap by tap over a chunk of cells, so that the loop over cells (stride SW, fixed at
-// compile time for the common 1 and 2; 0 takes g.sw) vectorises: the running maximum and the
-// number of the winning tap are kept per cell, then the tap numbers become flat indices.
+// The loops run tap by tap over a chunk of cells (max_pool2d_tap), keeping the running maximum
+// and the number of the winning tap per cell; then the tap numbers become flat indices.
 template <int SW, class T>
 void max_pool2d_inner(const Conv2dGeometry& g, const int64_t* tap_offset, const T* x, int64_t i,
                       int64_t j0, int64_t j1, T* y, int64_t* idx) {
   constexpr int64_t kChunk = 256;
-  using Tap = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;  // as wide as T: one mask
-  const int64_t sw = SW > 0 ? SW : g.sw, iw = g.iw, taps = g.kh * g.kw;
+  const int64_t sw = SW > 0 ? SW : g.sw, taps = g.kh * g.kw;
   const int64_t h0 = i * g.sh - g.pt;
   alignas(64) T best[kChunk];
-  alignas(64) Tap won[kChunk];
+  alignas(64) MaskInt<T> won[kChunk];
   for (int64_t c0 = j0; c0 < j1; c0 += kChunk) {
     const int64_t nc = std::min(kChunk, j1 - c0);
-    const T* first = x + h0 * iw + c0 * sw - g.pl;  // tap (0, 0) of cell c0
-    for (int64_t j = 0; j < nc; ++j) {
-      best[j] = first[j * sw];
-      won[j] = 0;
-    }
-    for (int64_t t = 1; t < taps; ++t) {
-      const T* xt = first + tap_offset[t];
+    const int64_t base = h0 * g.iw + c0 * sw - g.pl;  // tap (0, 0) of cell c0
+    const T* first = x + base;
+    if (SW == 2 && g.kw == 2 && g.dw == 1) {
+      for (int64_t r = 0; r < g.kh; ++r)
+        max_pool2d_tap_pair(first + tap_offset[2 * r], nc, MaskInt<T>(2 * r), r == 0, best, won);
+    } else {
       for (int64_t j = 0; j < nc; ++j) {
-        // The rule of take_max, with bit masks: branch-free whether or not it vectorises.
-        const T v = xt[j * sw], m = best[j];
-        const Tap mask = -Tap((v > m) | ((v != v) & (m == m)));
-        Tap vb, mb;
-        std::memcpy(&vb, &v, sizeof(T));
-        std::memcpy(&mb, &m, sizeof(T));
-        mb = (vb & mask) | (mb & ~mask);
-        std::memcpy(&best[j], &mb, sizeof(T));
-        won[j] = (Tap(t) & mask) | (won[j] & ~mask);
+        best[j] = first[j * sw];
+        won[j] = 0;
       }
+      for (int64_t t = 1; t < taps; ++t)
+        max_pool2d_tap<SW>(first + tap_offset[t], sw, nc, MaskInt<T>(t), best, won);
     }
-    const int64_t base = h0 * iw + c0 * sw - g.pl;
     for (int64_t j = 0; j < nc; ++j) {
       y[c0 + j] = best[j];
       idx[c0 + j] = base + j * sw + tap_offset[won[j]];
