@@ -8,6 +8,7 @@ accumulation, and the SGD update — in float32 or float64, in parallel with Ope
 from __future__ import annotations
 
 from . import _core, nn, reference
+from ._blas import one_blas_thread
 from ._core import __version__, get_num_threads, has_openmp, set_num_threads
 from .functional import (
     activation_backward,
@@ -47,6 +48,7 @@ __all__ = [
     "im2col",
     "info",
     "nn",
+    "one_blas_thread",
     "output_size",
     "reference",
     "set_num_threads",
