@@ -66,3 +66,59 @@ def test_numpy_baseline_agrees_with_convcore():
         dw, db = base.bwd_weight()
         np.testing.assert_allclose(dw, cc.conv2d_weight(x, w.shape, dy, **kw), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(db, cc.conv2d_bias(dy), rtol=1e-10, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------ --network
+
+
+def run_network(tmp_path, *extra):
+    path = tmp_path / "network.json"
+    code = bench.main(["--network", "digits", "--repeat", "1", "--steps", "1", "--threads", "1", "--quiet",
+                       "--json", str(path), *extra])
+    return code, json.loads(path.read_text())
+
+
+def test_network_without_torch(tmp_path):
+    code, data = run_network(tmp_path, "--no-torch", "--user-matmul")
+    assert code == 0
+    [r] = data["networks"]
+    assert set(r["ms_per_step"]) == {"convcore", "convcore+np.matmul"}
+    assert all(v > 0 for v in r["ms_per_step"].values())
+    assert r["check"] is None
+
+
+def test_network_torch_twin_computes_the_same_network():
+    torch = pytest.importorskip("torch")
+    from convcore.bench import network
+
+    net = network.NETWORKS["lenet-cifar"]
+    model = network.build_convcore(net)
+    x, _ = network.make_batch(net)
+    with torch.no_grad():
+        theirs = network.build_torch(model)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_network_with_torch_checks_the_losses(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    code, data = run_network(tmp_path, "--user-matmul")
+    assert code == 0
+    [r] = data["networks"]
+    assert r["check"]["ok"] and r["check"]["max_rel"] <= 1e-4
+    assert len(r["check"]["torch"]) == 5 and r["speedup"]["convcore"] > 0
+    # A twin that is not the same network is caught before anything is timed.
+    from convcore.bench import network
+
+    real = network.build_torch
+
+    def off_by_a_little(model):
+        t = real(model)
+        with torch.no_grad():
+            t[0].weight.mul_(1.01)
+        return t
+
+    monkeypatch.setattr(network, "build_torch", off_by_a_little)
+    code, data = run_network(tmp_path)
+    assert code == 1
+    assert not data["networks"][0]["check"]["ok"]
+    assert "ms_per_step" not in data["networks"][0]

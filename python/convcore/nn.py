@@ -514,5 +514,5 @@ def train_step(model: Module, loss_fn: SoftmaxCrossEntropy, optimizer: SGD, x, l
             model.backward(loss_fn.backward(share))
             correct += int(np.count_nonzero(logits.argmax(axis=1) == labels[lo:hi]))
         optimizer.step()
-    return loss, correct
+    return float(loss), correct
 

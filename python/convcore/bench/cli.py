@@ -48,6 +48,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--network", default=None, metavar="NAMES",
                    help="time a whole training step instead of the suite: comma-separated networks (digits, "
                    "lenet-cifar) in convcore and in PyTorch eager")
+    p.add_argument("--steps", type=int, default=20,
+                   help="with --network: training steps per sample (default 20)")
     p.add_argument("--user-matmul", action="store_true",
                    help="with --network: the classifier is the user's own NumPy layer (np.matmul between layers)")
     p.add_argument("--libs", default=None, help=argparse.SUPPRESS)
@@ -60,8 +62,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         args.repeat = 5 if args.quick else 7
     if args.settle is None:
         args.settle = 0.1 if 2 * args.threads > available_cpus() else 0.0
-    if args.threads < 1 or args.repeat < 1 or args.min_time < 0:
-        p.error("--threads and --repeat must be >= 1, --min-time >= 0")
+    if args.threads < 1 or args.repeat < 1 or args.min_time < 0 or args.steps < 1:
+        p.error("--threads, --repeat and --steps must be >= 1, --min-time >= 0")
     names = args.shapes.split(",") if args.shapes else list(QUICK_SHAPES if args.quick else SHAPES)
     unknown = [n for n in names if n not in SHAPES]
     if unknown:

@@ -6,9 +6,10 @@ timing, five steps are taken in each from the same start and their losses must a
 relative; then steps are timed in alternating rounds (convcore, torch, convcore, ...) and the
 median per step is reported, with images per second.
 
-``--user-matmul`` replaces convcore's :class:`~convcore.nn.Linear` by a user's own NumPy layer
-(``np.matmul`` forward and backward): NumPy's BLAS then runs between convcore's layers, as it does
-in any program that mixes the two. NumPy's BLAS keeps its default thread count throughout.
+``--user-matmul`` also times the same network with convcore's :class:`~convcore.nn.Linear`
+replaced by a user's own NumPy layer (``np.matmul`` forward and backward), so that NumPy's BLAS
+runs between convcore's layers as it does in any program that mixes the two, and reports what
+that costs per step. NumPy's BLAS keeps its default thread count outside the training step.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 LOSS_RTOL = 1e-4
 CHECK_STEPS = 5
+USER_MATMUL = "convcore+np.matmul"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +144,7 @@ def convcore_step(net: Network, x, labels, lr: float, momentum: float, user_matm
     opt = SGD(model.parameters(), lr=lr, momentum=momentum)
 
     def step() -> float:
-        return nn.train_step(model, loss_fn, opt, x, labels)[0]
+        return float(nn.train_step(model, loss_fn, opt, x, labels)[0])
 
     return model, step
 
@@ -197,14 +199,16 @@ def run(net_name: str, threads: int, repeat: int = 7, steps: int = 20, user_matm
         torch.set_num_threads(threads)
 
     fns: Dict[str, Callable[[], float]] = {}
-    model, fns["convcore"] = convcore_step(net, x, labels, lr, momentum, user_matmul)
+    model, fns["convcore"] = convcore_step(net, x, labels, lr, momentum)
+    if user_matmul:
+        _, fns[USER_MATMUL] = convcore_step(net, x, labels, lr, momentum, user_matmul=True)
     check = None
     if torch is not None:
         fns["torch"] = torch_step(model, x, labels, lr, momentum)
-        ours = [fns["convcore"]() for _ in range(CHECK_STEPS)]
-        theirs = [fns["torch"]() for _ in range(CHECK_STEPS)]
-        rel = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(ours, theirs))
-        check = {"convcore": ours, "torch": theirs, "max_rel": rel, "ok": rel <= LOSS_RTOL}
+        losses = {k: [float(fn()) for _ in range(CHECK_STEPS)] for k, fn in fns.items()}
+        rel = max(abs(a - b) / max(abs(b), 1e-30) for k in fns if k != "torch"
+                  for a, b in zip(losses[k], losses["torch"]))
+        check = {**losses, "max_rel": rel, "ok": bool(rel <= LOSS_RTOL)}
         if not check["ok"]:
             return {"network": net_name, "check": check}
     for fn in fns.values():  # warm-up
@@ -227,7 +231,9 @@ def run(net_name: str, threads: int, repeat: int = 7, steps: int = 20, user_matm
               "page_faults_per_step": {k: v / (repeat * steps) for k, v in faults.items()},
               "samples_ms": {k: [1e3 * s for s in v] for k, v in samples.items()}, "check": check}
     if "torch" in ms:
-        result["speedup"] = ms["torch"] / ms["convcore"]
+        result["speedup"] = {k: ms["torch"] / v for k, v in ms.items() if k != "torch"}
+    if user_matmul:
+        result["user_matmul_slowdown"] = ms[USER_MATMUL] / ms["convcore"] - 1
     return result
 
 
@@ -236,13 +242,18 @@ def format_result(r: dict) -> str:
         c = r["check"]
         return (f"{r['network']}: losses disagree (max relative difference {c['max_rel']:.2e} > {LOSS_RTOL}): "
                 f"convcore {c['convcore']}, torch {c['torch']}")
-    lines = [r["description"] + (" (user's NumPy Linear)" if r["user_matmul"] else ""),
-             f"{'library':<10} {'ms/step':>9} {'images/s':>10} {'page faults/step':>17}"]
+    w = max(len(k) for k in r["ms_per_step"])
+    lines = [r["description"],
+             f"{'':<{w}} {'ms/step':>9} {'images/s':>10} {'page faults/step':>17} {'torch/this':>11}"]
     for k, v in r["ms_per_step"].items():
-        lines.append(f"{k:<10} {v:>9.3f} {r['images_per_s'][k]:>10.0f} {r['page_faults_per_step'][k]:>17.1f}")
-    if "speedup" in r:
-        lines.append(f"convcore/torch speed: {r['speedup']:.2f}x (losses of the first {CHECK_STEPS} steps agree "
-                     f"to {r['check']['max_rel']:.1e})")
+        speed = r.get("speedup", {}).get(k)
+        lines.append(f"{k:<{w}} {v:>9.3f} {r['images_per_s'][k]:>10.0f} {r['page_faults_per_step'][k]:>17.1f} "
+                     + (f"{speed:>10.2f}x" if speed else f"{'':>11}"))
+    if r.get("check"):
+        lines.append(f"losses of the first {CHECK_STEPS} steps agree to {r['check']['max_rel']:.1e} (relative)")
+    if "user_matmul_slowdown" in r:
+        lines.append(f"{USER_MATMUL}: the classifier is the user's own NumPy layer (np.matmul between convcore's "
+                     f"layers): {100 * r['user_matmul_slowdown']:+.1f} % per step")
     return "\n".join(lines)
 
 
@@ -253,8 +264,8 @@ def main(names: Sequence[str], args, log: Callable = print) -> int:
         return 2
     results, failed = [], False
     for name in names:
-        r = run(name, args.threads, args.repeat, user_matmul=args.user_matmul, use_torch=not args.no_torch,
-                log=log)
+        r = run(name, args.threads, args.repeat, args.steps, user_matmul=args.user_matmul,
+                use_torch=not args.no_torch, log=log)
         failed |= "ms_per_step" not in r
         log(format_result(r))
         results.append(r)
