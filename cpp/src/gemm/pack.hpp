@@ -42,6 +42,24 @@ void pack_panels_w(int64_t w_rt, int64_t rows, int64_t kc, const T* src, int64_t
         for (int64_t q = 0; q < full; ++q)
           std::memcpy(dst + q * panel + p * w, src + p * ps + q * w, bytes);
     }
+  } else if (ps == 1 && W > 0) {
+    // A transpose: w rows, each contiguous along p. A cache line of each row at a time goes
+    // through a small tile, so that both the reads and the writes are contiguous runs the
+    // compiler turns into vector moves (about 2x the element-by-element gather, measured).
+    constexpr int64_t kRun = 64 / static_cast<int64_t>(sizeof(T));
+    for (int64_t q = 0; q < full; ++q) {
+      const T* s = src + q * W * rs;
+      T* d = dst + q * panel;
+      int64_t p = 0;
+      for (; p + kRun <= kc; p += kRun) {
+        T tile[W > 0 ? W : 1][kRun];
+        for (int64_t r = 0; r < W; ++r) std::memcpy(tile[r], s + r * rs + p, sizeof(tile[r]));
+        for (int64_t pp = 0; pp < kRun; ++pp)
+          for (int64_t r = 0; r < W; ++r) d[(p + pp) * W + r] = tile[r][pp];
+      }
+      for (; p < kc; ++p)
+        for (int64_t r = 0; r < W; ++r) d[p * W + r] = s[r * rs + p];
+    }
   } else {
     // Gathers w rows at a time (for ps == 1, w sequential streams) and writes each panel in
     // order; writing one r at a time with stride w is several times slower.
