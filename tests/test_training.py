@@ -308,3 +308,25 @@ def test_training_step_runs_user_layers_with_one_blas_thread():
     nn.train_step(model, nn.SoftmaxCrossEntropy(), cc.SGD(model.parameters(), lr=0.1), x, labels)
     assert seen == [[1] * len(libs)] * 2
     assert [lib.get() for lib in libs] == before
+
+
+def test_readme_training_example_runs_and_prints_what_it_shows():
+    """The README's training example: shapes exact, losses to the printed 4 decimals within
+    rounding of other instruction sets (float32 sums in another order)."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Training a network", 1)[1]
+    code, rest = section.split("```python\n", 1)[1].split("```\nprints\n```\n", 1)
+    shown = rest.split("```", 1)[0].splitlines()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(out) == len(shown)
+    for got, want in zip(out, shown):
+        if got.startswith("step"):
+            g, w = (float(re.search(r"loss ([0-9.]+)", s).group(1)) for s in (got, want))
+            assert abs(g - w) <= 2e-3 * max(1.0, w), (got, want)
+        else:
+            assert got == want
