@@ -26,6 +26,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
+from .padding import check_padding_mode, pad, pad_backward
 
 IntPair = Union[int, Tuple[int, int]]
 Padding = Union[int, str, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
@@ -238,6 +239,16 @@ def _check_out(out: Optional[np.ndarray], *inputs: np.ndarray, name: str = "out"
             raise ValueError(msg)
 
 
+def _explicit_pads(shape, w_shape, stride, padding, dilation, padding_mode):
+    """Per-side pads ``(top, bottom, left, right)`` when ``padding_mode`` pads the input itself
+    (the convolution then runs unpadded on the padded input); None for ``"zeros"``."""
+    if check_padding_mode(padding_mode) == "zeros":
+        return None
+    kh, kw = w_shape[-2:]
+    (sh, sw), (dh, dw) = _pair(stride, "stride"), _pair(dilation, "dilation")
+    return _padding(padding, shape[-2], shape[-1], kh, kw, sh, sw, dh, dw)
+
+
 def _activation(activation: Optional[str]) -> str:
     act = "identity" if activation is None else activation
     if act not in ACTIVATIONS:
@@ -267,17 +278,23 @@ def conv2d(
     dilation: IntPair = 1,
     groups: int = 1,
     activation: Optional[str] = None,
+    padding_mode: str = "zeros",
 ) -> np.ndarray:
     """Forward pass ``f(conv(input, weight) + bias)`` (cross-correlation, as PyTorch).
 
     input ``(N, C, H, W)`` or ``(C, H, W)``; weight ``(oc, C/groups, kh, kw)``; bias ``(oc,)`` or
     None; activation None (identity), ``"relu"``, ``"sigmoid"`` or ``"tanh"``, applied in the
-    same pass. Returns ``(N, oc, oh, ow)`` (``(oc, oh, ow)`` for a 3-D input).
+    same pass. ``padding_mode`` ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"`` (as
+    ``torch.nn.Conv2d``: the other modes pad the input explicitly, see :mod:`convcore.padding`).
+    Returns ``(N, oc, oh, ow)`` (``(oc, oh, ow)`` for a 3-D input).
     """
     x, single = _batched(_array(input, "input"), "input")
     w = _array(weight, "weight")
     b = None if bias is None else _array(bias, "bias")
     dt = _dtype(x, w, b)
+    pads = _explicit_pads(x.shape, w.shape, stride, padding, dilation, padding_mode)
+    if pads is not None:
+        x, padding = pad(x, pads, padding_mode), 0
     plan = _plan(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
                  _activation(activation))
     y = plan.forward(_as(x, dt), _as(w, dt), None if b is None else _as(b, dt))
@@ -293,6 +310,7 @@ def conv2d_input(
     dilation: IntPair = 1,
     groups: int = 1,
     method: str = "auto",
+    padding_mode: str = "zeros",
 ) -> np.ndarray:
     """Gradient of the loss with respect to the input: the error propagated to the layer below.
 
@@ -300,8 +318,9 @@ def conv2d_input(
     ``(N, oc, oh, ow)`` (the layer's delta: the activation's derivative already applied, see
     :func:`activation_backward`). ``method``: ``"flip"`` is the tutorial's — zero-insert the
     stride, pad by ``k-1-p``, correlate with the 180°-rotated kernels; ``"col2im"`` computes
-    ``W^T · delta`` and scatters it back; ``"auto"`` picks the faster. Both are exact.
-    Returns an array of ``input_size``.
+    ``W^T · delta`` and scatters it back; ``"auto"`` picks the faster. Both are exact. With a
+    ``padding_mode`` other than ``"zeros"`` the gradient of the padded border is folded back onto
+    the input cells it was copied from. Returns an array of ``input_size``.
     """
     if method not in METHODS:
         msg = f"method: expected one of {METHODS}, got {method!r}"
@@ -312,9 +331,15 @@ def conv2d_input(
     if single:
         dy = _batched(dy, "grad_output")[0]
     dt = _dtype(w, dy)
+    pads = _explicit_pads(size, w.shape, stride, padding, dilation, padding_mode)
+    if pads is not None:
+        pt, pb, pl, pr = pads
+        size, padding = (*size[:2], size[2] + pt + pb, size[3] + pl + pr), 0
     plan = _plan(size, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
                  method=method)
     dx = plan.backward_input(_as(w, dt), _as(dy, dt))
+    if pads is not None:
+        dx = pad_backward(dx, pads, padding_mode)
     return dx[0] if single else dx
 
 
@@ -328,20 +353,25 @@ def conv2d_weight(
     groups: int = 1,
     out: Optional[np.ndarray] = None,
     accumulate: bool = False,
+    padding_mode: str = "zeros",
 ) -> np.ndarray:
     """Gradient of the loss with respect to the weight, summed over the batch.
 
     input ``(N, C, H, W)`` or ``(C, H, W)``; weight_size ``(oc, C/groups, kh, kw)``; grad_output
     ``(N, oc, oh, ow)``. With ``out`` (exact dtype, C-contiguous, writeable, shape weight_size)
     the gradient is written there, or added to it when ``accumulate=True`` — the way gradients
-    of micro-batches add up to the gradient of the whole batch. Returns the gradient (``out``
-    when given).
+    of micro-batches add up to the gradient of the whole batch. ``padding_mode`` as in
+    :func:`conv2d`. Returns the gradient (``out`` when given).
     """
     x, single = _batched(_array(input, "input"), "input")
     dy = _array(grad_output, "grad_output")
     if single:
         dy = _batched(dy, "grad_output")[0]
     dt = _dtype(x, dy)
+    pads = _explicit_pads(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation,
+                          padding_mode)
+    if pads is not None:
+        x, padding = pad(x, pads, padding_mode), 0
     plan = _plan(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation, groups, dt)
     # out (type, dtype, shape, layout, overlap) and accumulate are checked by the plan's binding.
     return plan.backward_weight(_as(x, dt), _as(dy, dt), out, bool(accumulate))
@@ -377,6 +407,7 @@ def conv2d_backward(
     weight_out: Optional[np.ndarray] = None,
     bias_out: Optional[np.ndarray] = None,
     accumulate: bool = False,
+    padding_mode: str = "zeros",
 ):
     """The whole backward pass of a layer in one call: ``(grad_input, grad_weight, grad_bias)``.
 
@@ -386,7 +417,7 @@ def conv2d_backward(
     layer's delta. Returns grad_input shaped like input, grad_weight like weight, and grad_bias
     ``(oc,)`` — None when ``bias=False``. ``weight_out`` / ``bias_out`` and ``accumulate`` work as
     ``out`` and ``accumulate`` of :func:`conv2d_weight`; every buffer is checked before anything
-    is written.
+    is written. ``padding_mode`` as in :func:`conv2d` (the border's gradient is folded back).
     """
     if method not in METHODS:
         msg = f"method: expected one of {METHODS}, got {method!r}"
@@ -397,12 +428,17 @@ def conv2d_backward(
     if single:
         dy = _batched(dy, "grad_output")[0]
     dt = _dtype(x, w, dy)
+    pads = _explicit_pads(x.shape, w.shape, stride, padding, dilation, padding_mode)
+    if pads is not None:
+        x, padding = pad(x, pads, padding_mode), 0
     plan = _plan(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
                  bias=bool(bias), method=method)
     # The buffers (and accumulate, and bias_out without bias) are checked by the plan's binding,
     # every one before anything is written.
     dx, dw, db = plan.backward(_as(x, dt), _as(w, dt), _as(dy, dt), weight_out=weight_out, bias_out=bias_out,
                                accumulate=bool(accumulate))
+    if pads is not None:
+        dx = pad_backward(dx, pads, padding_mode)
     return (dx[0] if single else dx), dw, db
 
 
