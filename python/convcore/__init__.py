@@ -24,23 +24,45 @@ from .functional import (
     output_size,
     sgd_update,
 )
-from .layers import Conv2D
+from .functional_1d import conv1d, conv1d_backward, conv1d_bias, conv1d_input, conv1d_weight
+from .functional_transposed import (
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    conv_transpose2d_bias,
+    conv_transpose2d_input,
+    conv_transpose2d_output_size,
+    conv_transpose2d_weight,
+)
+from .layers import Conv1D, Conv2D, ConvTranspose2D
 from .plan import Conv2dPlan
 from .optim import SGD, Parameter
 
 __all__ = [
+    "Conv1D",
     "Conv2D",
     "Conv2dPlan",
+    "ConvTranspose2D",
     "Parameter",
     "SGD",
     "__version__",
     "activation_backward",
     "col2im",
+    "conv1d",
+    "conv1d_backward",
+    "conv1d_bias",
+    "conv1d_input",
+    "conv1d_weight",
     "conv2d",
     "conv2d_backward",
     "conv2d_bias",
     "conv2d_input",
     "conv2d_weight",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose2d_bias",
+    "conv_transpose2d_input",
+    "conv_transpose2d_output_size",
+    "conv_transpose2d_weight",
     "expand_stride",
     "flip_kernels",
     "get_num_threads",

@@ -8,10 +8,13 @@ import numpy as np
 
 from . import _core
 from . import functional as F
+from .functional_1d import conv1d, conv1d_backward
+from .functional_transposed import conv_transpose2d, conv_transpose2d_backward
+from .padding import check_padding_mode, pad, pad_backward
 from .plan import Conv2dPlan
 from .optim import SGD, Parameter
 
-__all__ = ["Conv2D", "Module", "WeightBiasModule"]
+__all__ = ["Conv1D", "Conv2D", "ConvTranspose2D", "Module", "WeightBiasModule"]
 
 
 class Module:
@@ -103,11 +106,16 @@ class Conv2D(WeightBiasModule):
     Weights ``(out_channels, in_channels/groups, kh, kw)`` are drawn, like PyTorch's default,
     uniformly from ``±1/sqrt(fan_in)`` (He-scaled ``±sqrt(6/fan_in)`` when activation is
     ``"relu"``), from ``numpy.random.default_rng(seed)``; biases start at 0.
+
+    ``padding_mode`` ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``, as
+    ``torch.nn.Conv2d``: the other modes pad the input explicitly, and the plan is then that of
+    the padded input with no padding.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, activation: Optional[str] = None,
-                 dtype=np.float32, seed: Optional[int] = None, method: str = "auto"):
+                 dtype=np.float32, seed: Optional[int] = None, method: str = "auto",
+                 padding_mode: str = "zeros"):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             msg = f"dtype: expected float32 or float64, got {dtype}"
@@ -123,6 +131,8 @@ class Conv2D(WeightBiasModule):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         self.activation = activation
         self.method = method
+        self.padding_mode = check_padding_mode(padding_mode)
+        self._pads = None  # explicit per-side padding of the last input (padding modes)
         fan_in = in_channels // groups * kh * kw
         bound = np.sqrt(6.0 / fan_in) if activation == "relu" else 1.0 / np.sqrt(fan_in)
         rng = np.random.default_rng(seed)
@@ -144,7 +154,8 @@ class Conv2D(WeightBiasModule):
         return self._plan
 
     def _conv_args(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        padding = self.padding if self.padding_mode == "zeros" else 0  # else the input is padded
+        return dict(stride=self.stride, padding=padding, dilation=self.dilation, groups=self.groups)
 
     def forward(self, x) -> np.ndarray:
         """``(N, C, H, W)`` or ``(C, H, W)`` -> activation of the convolution, kept for backward."""
@@ -157,6 +168,10 @@ class Conv2D(WeightBiasModule):
         if x.ndim not in (3, 4):
             F._batched(x, "input")  # raises with the expected layouts
         self._check_channels(x)
+        if self.padding_mode != "zeros":
+            self._pads = F._explicit_pads(x.shape, self.weight.shape, self.stride, self.padding, self.dilation,
+                                          self.padding_mode)
+            x = pad(x, self._pads, self.padding_mode)
         plan = self.plan(x.shape)
         out = self._buffer("output", plan.output_shape, x.dtype, self._reuse_output)
         y = plan.forward(x, self.weight, self.bias, out=out)
@@ -180,11 +195,15 @@ class Conv2D(WeightBiasModule):
             delta = self._buffer("delta", dy.shape, dy.dtype)  # never leaves the layer
             dy = _core.activation_backward(self.activation, dy, self._output, out=delta)
         plan = self.plan(self._input.shape)
-        dx_out = self._buffer("grad_input", plan.input_shape, dy.dtype, input_grad and self._reuse_grad)
+        # Under a padding mode the plan's dx (the padded input's) never leaves the layer: kept.
+        keep = self._reuse_grad or (self.padding_mode != "zeros" and any(self._pads))
+        dx_out = self._buffer("grad_input", plan.input_shape, dy.dtype, input_grad and keep)
         dx, _, _ = plan.backward(
             self._input, self.weight, dy, weight_out=self.grad_weight, bias_out=self.grad_bias,
             accumulate=True, input_out=dx_out, input_grad=input_grad)
-        return dx
+        if self.padding_mode == "zeros" or dx is None:
+            return dx
+        return pad_backward(dx, self._pads, self.padding_mode)  # the padded input's gradient folded back
 
     def _check_channels(self, x: np.ndarray) -> None:
         c = x.shape[-3]
@@ -205,3 +224,183 @@ class Conv2D(WeightBiasModule):
     def __repr__(self) -> str:
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, activation={self.activation!r})")
+
+
+def _layer_dtype(x, dtype: np.dtype) -> np.ndarray:
+    """``x`` in the layer's dtype; widening is fine, narrowing (float64 into float32) is refused."""
+    x = np.asarray(x)
+    if x.dtype != dtype:
+        if x.dtype.kind not in "fiu" or not np.can_cast(x.dtype, dtype, "safe"):
+            msg = f"input: dtype {x.dtype} would be narrowed to the layer's {dtype}"
+            raise TypeError(msg)
+        x = x.astype(dtype)
+    return x
+
+
+def _layer_params(layer: WeightBiasModule, in_channels: int, out_channels: int, groups: int, w_shape,
+                  relu: bool, bias: bool, dtype, seed) -> None:
+    """Checks the channel counts, then draws the weight of ``w_shape`` uniformly from
+    ``±1/sqrt(fan_in)`` (``±sqrt(6/fan_in)`` before a ReLU), ``fan_in`` the product of the
+    weight's axes after the first, as PyTorch; the bias starts at 0."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        msg = f"dtype: expected float32 or float64, got {dtype}"
+        raise TypeError(msg)
+    if in_channels < 1 or out_channels < 1 or groups < 1 or in_channels % groups or out_channels % groups:
+        msg = (f"in_channels={in_channels} and out_channels={out_channels} must be >= 1 and "
+               f"divisible by groups={groups}")
+        raise ValueError(msg)
+    shape = tuple(w_shape(in_channels // groups, out_channels // groups))
+    if min(shape) < 1:
+        msg = f"kernel_size: must be >= 1, got weight shape {shape}"
+        raise ValueError(msg)
+    fan_in = int(np.prod(shape[1:]))
+    bound = np.sqrt(6.0 / fan_in) if relu else 1.0 / np.sqrt(fan_in)
+    w = np.random.default_rng(seed).uniform(-bound, bound, size=shape)
+    layer.weight_param = Parameter(w.astype(dtype), decay=True, name="weight")
+    layer.bias_param = Parameter(np.zeros(out_channels, dtype), decay=False, name="bias") if bias else None
+
+
+class Conv1D(WeightBiasModule):
+    """A 1-D convolution layer ``a = f(conv1d(x, W) + b)`` (the 2-D core with height 1).
+
+    ``forward(x)`` takes ``(N, in_channels, L)`` (or one ``(C, L)`` sample) and returns
+    ``(N, out_channels, ol)``; ``backward(grad_output)`` applies the activation's derivative,
+    **adds** the weight and bias gradients to ``grad_weight`` / ``grad_bias`` and returns dE/dx.
+    Arguments as ``torch.nn.Conv1d`` (``padding`` also ``"valid"``, ``"same"`` or a pair
+    ``(left, right)``; ``padding_mode`` ``"zeros"``, ``"reflect"``, ``"replicate"``,
+    ``"circular"``), plus ``activation`` and ``method`` as :class:`Conv2D`.
+
+    Weights ``(out_channels, in_channels/groups, k)`` are drawn uniformly from ``±1/sqrt(fan_in)``
+    with ``fan_in = in_channels/groups * k`` (PyTorch's bound; ``±sqrt(6/fan_in)`` for ``"relu"``)
+    from ``numpy.random.default_rng(seed)``; biases start at 0.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 activation: Optional[str] = None, dtype=np.float32, seed: Optional[int] = None,
+                 method: str = "auto"):
+        F._activation(activation)
+        (k,) = (kernel_size,) if np.ndim(kernel_size) == 0 else tuple(kernel_size)
+        k = F._int(k, "kernel_size")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.padding_mode = check_padding_mode(padding_mode)
+        self.activation, self.method = activation, method
+        _layer_params(self, in_channels, out_channels, groups, lambda icg, ocg: (out_channels, icg, k),
+                      activation == "relu", bias, dtype, seed)
+        self._input: Optional[np.ndarray] = None
+        self._output: Optional[np.ndarray] = None
+
+    def _args(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
+                    padding_mode=self.padding_mode)
+
+    def forward(self, x) -> np.ndarray:
+        """``(N, C, L)`` or ``(C, L)`` -> activation of the convolution, kept for backward."""
+        x = _layer_dtype(x, self.weight.dtype)
+        if x.ndim not in (2, 3) or x.shape[-2] != self.in_channels:
+            msg = f"input: expected (N, {self.in_channels}, L) or ({self.in_channels}, L) for {self!r}, got {x.shape}"
+            raise ValueError(msg)
+        y = conv1d(x, self.weight, self.bias, activation=self.activation, **self._args())
+        self._input, self._output = x, y
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output) -> np.ndarray:
+        """dE/da -> dE/dx; adds dE/dW and dE/db to the gradient buffers."""
+        if self._input is None:
+            msg = "backward: call forward first"
+            raise RuntimeError(msg)
+        dy = np.asarray(grad_output)
+        if dy.shape != self._output.shape:
+            msg = f"grad_output: expected shape {self._output.shape}, got {dy.shape}"
+            raise ValueError(msg)
+        dy = dy.astype(self.weight.dtype, copy=False)
+        if self.activation not in (None, "identity"):
+            dy = F.activation_backward(dy, self._output, self.activation)
+        dx, _, _ = conv1d_backward(self._input, self.weight, dy, bias=self.bias_param is not None,
+                                   method=self.method, weight_out=self.grad_weight, bias_out=self.grad_bias,
+                                   accumulate=True, **self._args())
+        return dx
+
+    def step(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+        """One SGD update of W and b from the accumulated gradients (velocity kept in the layer)."""
+        SGD(self.parameters(), lr, momentum, weight_decay).step()
+
+    def __repr__(self) -> str:
+        return (f"Conv1D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, padding_mode={self.padding_mode!r}, "
+                f"activation={self.activation!r})")
+
+
+class ConvTranspose2D(WeightBiasModule):
+    """A transposed 2-D convolution layer, as ``torch.nn.ConvTranspose2d`` (see
+    :func:`convcore.conv_transpose2d`).
+
+    ``forward(x)`` takes ``(N, in_channels, H, W)`` (or ``(C, H, W)``) and returns
+    ``(N, out_channels, oh, ow)``, ``oh = (H-1)*sh - 2*ph + dh*(kh-1) + output_padding_h + 1``;
+    ``backward(grad_output)`` **adds** the weight and bias gradients to ``grad_weight`` /
+    ``grad_bias`` and returns dE/dx. ``method`` picks the path of the forward pass
+    (``"auto"``, ``"flip"``, ``"col2im"``).
+
+    Weights ``(in_channels, out_channels/groups, kh, kw)`` are drawn, as PyTorch's, uniformly
+    from ``±1/sqrt(fan_in)`` with ``fan_in = out_channels/groups * kh * kw`` (the weight's second
+    axis) from ``numpy.random.default_rng(seed)``; biases start at 0.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1, dtype=np.float32,
+                 seed: Optional[int] = None, method: str = "auto"):
+        if method not in F.METHODS:
+            msg = f"method: expected one of {F.METHODS}, got {method!r}"
+            raise ValueError(msg)
+        kh, kw = F._pair(kernel_size, "kernel_size")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
+        self.groups, self.dilation, self.method = groups, dilation, method
+        _layer_params(self, in_channels, out_channels, groups, lambda icg, ocg: (in_channels, ocg, kh, kw),
+                      False, bias, dtype, seed)
+        self._input: Optional[np.ndarray] = None
+        self._output_shape = None
+
+    def _args(self):
+        return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
+                    groups=self.groups, dilation=self.dilation)
+
+    def forward(self, x) -> np.ndarray:
+        """``(N, C, H, W)`` or ``(C, H, W)`` -> the transposed convolution; the input is kept."""
+        x = _layer_dtype(x, self.weight.dtype)
+        if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:
+            msg = (f"input: expected (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W) for {self!r}, "
+                   f"got {x.shape}")
+            raise ValueError(msg)
+        y = conv_transpose2d(x, self.weight, self.bias, method=self.method, **self._args())
+        self._input, self._output_shape = x, y.shape
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output) -> np.ndarray:
+        """dE/dy -> dE/dx; adds dE/dW and dE/db to the gradient buffers."""
+        if self._input is None:
+            msg = "backward: call forward first"
+            raise RuntimeError(msg)
+        dy = np.asarray(grad_output)
+        if dy.shape != self._output_shape:
+            msg = f"grad_output: expected shape {self._output_shape}, got {dy.shape}"
+            raise ValueError(msg)
+        dy = dy.astype(self.weight.dtype, copy=False)
+        dx, _, _ = conv_transpose2d_backward(self._input, self.weight, dy, bias=self.bias_param is not None,
+                                             weight_out=self.grad_weight, bias_out=self.grad_bias,
+                                             accumulate=True, **self._args())
+        return dx
+
+    def step(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+        """One SGD update of W and b from the accumulated gradients (velocity kept in the layer)."""
+        SGD(self.parameters(), lr, momentum, weight_decay).step()
+
+    def __repr__(self) -> str:
+        return (f"ConvTranspose2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding})")

@@ -38,11 +38,13 @@ import numpy as np
 from . import _core
 from . import functional as F
 from ._blas import one_blas_thread
-from .layers import Conv2D, Module, WeightBiasModule
+from .layers import Conv1D, Conv2D, ConvTranspose2D, Module, WeightBiasModule
 from .optim import SGD, Parameter
 
 __all__ = [
+    "Conv1D",
     "Conv2D",
+    "ConvTranspose2D",
     "Flatten",
     "Linear",
     "MaxPool2D",
