@@ -29,16 +29,23 @@ __all__ = [
     "activation_derivative",
     "activation_forward",
     "col2im",
+    "conv1d_forward",
     "conv2d_backward_bias",
     "conv2d_backward_input",
     "conv2d_backward_weight",
     "conv2d_forward",
+    "conv_transpose2d_backward_input",
+    "conv_transpose2d_backward_weight",
+    "conv_transpose2d_forward",
     "expand_stride",
     "expanded_size",
     "flip_kernels",
     "im2col",
     "output_size",
     "pad",
+    "pad_mode",
+    "pad_mode_backward",
+    "padding_index",
     "same_pads",
     "sgd_update",
 ]
@@ -391,3 +398,186 @@ def activation_derivative(a, name):
 def activation_backward(grad, a, name):
     """Tutorial's ``delta = dE/da * f'(y)``: the layer's own delta from the gradient it receives."""
     return grad * activation_derivative(a, name)
+
+
+# --------------------------------------------------------------------------
+# Padding modes (PyTorch's padding_mode), by explicit index maps
+# --------------------------------------------------------------------------
+
+
+def padding_index(n, lo, hi, mode):
+    """Where each cell of an axis of ``n`` cells padded by ``lo`` and ``hi`` copies from.
+
+    A list of ``lo + n + hi`` input indices, ``-1`` for a zero cell.  For the
+    padded position ``j`` (``-lo <= j < n + hi``, ``0`` the first input cell):
+
+    - ``"zeros"``: ``j`` inside the input, else -1;
+    - ``"reflect"``: mirrored at the first and last cell, which are not repeated
+      (``-1 -> 1``, ``n -> n - 2``);
+    - ``"replicate"``: the nearest edge cell;
+    - ``"circular"``: ``j mod n``.
+    """
+    out = []
+    for j in range(-lo, n + hi):
+        if mode == "zeros":
+            out.append(j if 0 <= j < n else -1)
+        elif mode == "replicate":
+            out.append(min(max(j, 0), n - 1))
+        elif mode == "circular":
+            out.append(j % n)
+        elif mode == "reflect":
+            while j < 0 or j > n - 1:
+                j = -j if j < 0 else 2 * (n - 1) - j
+            out.append(j)
+        else:
+            msg = f"unknown padding mode {mode!r}"
+            raise ValueError(msg)
+    return out
+
+
+def pad_mode(x, pads, mode):
+    """Pad the last two axes of ``x`` by ``(pt, pb, pl, pr)`` in ``mode`` (see :func:`padding_index`).
+
+    ``xp[..., a, b] = x[..., rows[a], cols[b]]`` (0 where either index is -1).
+    """
+    pt, pb, pl, pr = _pads4(pads)
+    ih, iw = x.shape[-2:]
+    rows = padding_index(ih, pt, pb, mode)
+    cols = padding_index(iw, pl, pr, mode)
+    out = np.zeros((*x.shape[:-2], len(rows), len(cols)), dtype=x.dtype)
+    for a, ra in enumerate(rows):
+        for b, cb in enumerate(cols):
+            if ra >= 0 and cb >= 0:
+                out[..., a, b] = x[..., ra, cb]
+    return out
+
+
+def pad_mode_backward(grad, input_size, pads, mode):
+    """The adjoint of :func:`pad_mode`: each padded cell's gradient added to the cell it copies.
+
+    ``grad`` ``(..., pt + ih + pb, pl + iw + pr)`` -> ``(..., ih, iw)``.
+    """
+    pt, pb, pl, pr = _pads4(pads)
+    ih, iw = input_size[-2:]
+    rows = padding_index(ih, pt, pb, mode)
+    cols = padding_index(iw, pl, pr, mode)
+    out = np.zeros((*grad.shape[:-2], ih, iw), dtype=grad.dtype)
+    for a, ra in enumerate(rows):
+        for b, cb in enumerate(cols):
+            if ra >= 0 and cb >= 0:
+                out[..., ra, cb] += grad[..., a, b]
+    return out
+
+
+# --------------------------------------------------------------------------
+# 1-D convolution
+# --------------------------------------------------------------------------
+
+
+def conv1d_forward(x, w, b=None, stride=1, pads=0, dilation=1, groups=1):
+    """Direct 1-D cross-correlation: ``x`` ``(mb, ic, il)``, ``w`` ``(oc, ic/groups, k)``.
+
+    ``pads`` is ``(pl, pr)`` or an int; returns ``(mb, oc, ol)``::
+
+        y[n,o,i] = b[o] + sum_{c,t} xp[n, g*icg + c, i*s + t*d] * w[o,c,t]
+    """
+    pl, pr = (pads, pads) if np.ndim(pads) == 0 else pads
+    mb, ic, il = x.shape
+    oc, icg, k = w.shape
+    ocg = oc // groups
+    ol = (il + pl + pr - dilation * (k - 1) - 1) // stride + 1
+    xp = np.pad(x, [(0, 0), (0, 0), (pl, pr)]).reshape(mb, groups, icg, -1)
+    wg = w.reshape(groups, ocg, icg, k)
+    y = np.zeros((mb, groups, ocg, ol), dtype=np.result_type(x, w))
+    for t in range(k):
+        patch = xp[..., t * dilation : t * dilation + (ol - 1) * stride + 1 : stride]  # (mb, g, icg, ol)
+        y += np.einsum("ngcl,goc->ngol", patch, wg[..., t])
+    y = y.reshape(mb, oc, ol)
+    if b is not None:
+        y = y + b.reshape(1, oc, 1)
+    return y
+
+
+# --------------------------------------------------------------------------
+# Transposed convolution, written as the scatter it is
+# --------------------------------------------------------------------------
+
+
+def _transpose_sizes(input_size, kernel_size, stride, padding, output_padding, dilation):
+    ih, iw = input_size[-2:]
+    kh, kw = kernel_size[-2:]
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = (_pair(v) for v in (stride, padding, output_padding, dilation))
+    oh = (ih - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    ow = (iw - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    return (oh, ow), (sh, sw), (ph, pw), (dh, dw)
+
+
+def _transpose_taps(input_size, kernel_size, stride, padding, output_padding, dilation):
+    """Every ``(i, j, r, s, p, q)``: input pixel ``(i, j)`` meets tap ``(r, s)`` at output ``(p, q)``,
+    ``p = i*sh - ph + r*dh``, ``q = j*sw - pw + s*dw``, inside the output."""
+    (oh, ow), (sh, sw), (ph, pw), (dh, dw) = _transpose_sizes(
+        input_size, kernel_size, stride, padding, output_padding, dilation)
+    ih, iw = input_size[-2:]
+    kh, kw = kernel_size[-2:]
+    for i in range(ih):
+        for j in range(iw):
+            for r in range(kh):
+                for s in range(kw):
+                    p, q = i * sh - ph + r * dh, j * sw - pw + s * dw
+                    if 0 <= p < oh and 0 <= q < ow:
+                        yield i, j, r, s, p, q
+
+
+def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    """Transposed convolution as a scatter: every input pixel adds its kernel-weighted copy.
+
+    ``x`` ``(mb, ic, ih, iw)``, ``w`` ``(ic, oc/groups, kh, kw)``, ``b`` ``(oc,)`` or None;
+    ``padding`` ``(ph, pw)`` crops each side, ``output_padding`` enlarges the bottom/right.
+    Returns ``(mb, oc, oh, ow)``, ``oh = (ih-1)*sh - 2*ph + dh*(kh-1) + oph + 1``::
+
+        y[n, g*ocg + o, i*sh - ph + r*dh, j*sw - pw + s*dw] += x[n, c, i, j] * w[c, o, r, s]
+    """
+    mb, ic, ih, iw = x.shape
+    _, ocg, kh, kw = w.shape
+    icg = ic // groups
+    (oh, ow), *_ = _transpose_sizes(x.shape, w.shape, stride, padding, output_padding, dilation)
+    y = np.zeros((mb, ocg * groups, oh, ow), dtype=np.result_type(x, w))
+    for i, j, r, s, p, q in _transpose_taps(x.shape, w.shape, stride, padding, output_padding, dilation):
+        for c in range(ic):
+            g = c // icg
+            y[:, g * ocg : (g + 1) * ocg, p, q] += x[:, c, i, j, None] * w[c, :, r, s]
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def conv_transpose2d_backward_input(delta, w, input_size, stride=1, padding=0, output_padding=0,
+                                    dilation=1, groups=1):
+    """Gradient of :func:`conv_transpose2d_forward` w.r.t. ``x``: gather what each pixel scattered.
+
+    ``dx[n, c, i, j] = sum_{o,r,s} delta[n, g*ocg + o, p, q] * w[c, o, r, s]`` over the taps
+    that landed inside the output.
+    """
+    mb, ic, ih, iw = input_size
+    _, ocg, kh, kw = w.shape
+    icg = ic // groups
+    dx = np.zeros(input_size, dtype=np.result_type(delta, w))
+    for i, j, r, s, p, q in _transpose_taps(input_size, w.shape, stride, padding, output_padding, dilation):
+        for c in range(ic):
+            g = c // icg
+            dx[:, c, i, j] += delta[:, g * ocg : (g + 1) * ocg, p, q] @ w[c, :, r, s]
+    return dx
+
+
+def conv_transpose2d_backward_weight(x, delta, weight_shape, stride=1, padding=0, output_padding=0,
+                                     dilation=1, groups=1):
+    """Gradient of :func:`conv_transpose2d_forward` w.r.t. ``w``:
+    ``dw[c, o, r, s] = sum_{n,i,j} x[n, c, i, j] * delta[n, g*ocg + o, p, q]``."""
+    ic, ocg, kh, kw = weight_shape
+    icg = ic // groups
+    dw = np.zeros(weight_shape, dtype=np.result_type(x, delta))
+    for i, j, r, s, p, q in _transpose_taps(x.shape, weight_shape, stride, padding, output_padding, dilation):
+        for c in range(ic):
+            g = c // icg
+            dw[c, :, r, s] += x[:, c, i, j] @ delta[:, g * ocg : (g + 1) * ocg, p, q]
+    return dw
