@@ -222,8 +222,9 @@ class Conv2D(WeightBiasModule):
         SGD(self.parameters(), lr, momentum, weight_decay).step()
 
     def __repr__(self) -> str:
+        mode = "" if self.padding_mode == "zeros" else f", padding_mode={self.padding_mode!r}"
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, activation={self.activation!r})")
+                f"stride={self.stride}, padding={self.padding}{mode}, activation={self.activation!r})")
 
 
 def _layer_dtype(x, dtype: np.dtype) -> np.ndarray:
