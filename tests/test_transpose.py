@@ -268,6 +268,10 @@ def test_shape_errors():
     with pytest.raises(ValueError, match="bias_out: shape"):
         cc.conv_transpose2d_backward(x, w, np.zeros((1, 1, 5, 5)), weight_out=wout, bias_out=np.zeros(2))
     assert np.all(wout == 1)  # refused before anything was written
+    buf = np.zeros(w.size + 1)
+    with pytest.raises(ValueError, match="bias_out: must not share memory"):
+        cc.conv_transpose2d_backward(x, w, np.zeros((1, 1, 5, 5)), weight_out=buf[:-1].reshape(w.shape),
+                                     bias_out=buf[:1])
     with pytest.raises(ValueError, match="accumulate=True needs"):
         cc.conv_transpose2d_backward(x, w, np.zeros((1, 1, 5, 5)), accumulate=True)
     with pytest.raises(TypeError, match="dtype"):

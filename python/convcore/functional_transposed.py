@@ -254,7 +254,7 @@ def conv_transpose2d_bias(grad_output, out: Optional[np.ndarray] = None, accumul
     return F.conv2d_bias(grad_output, out=out, accumulate=accumulate)
 
 
-def _check_bias_out(out, shape, dtype) -> None:
+def _check_bias_out(out, shape, dtype, *others) -> None:
     """bias_out checked up front, so that nothing is written when it is refused."""
     if out is None:
         return
@@ -269,6 +269,9 @@ def _check_bias_out(out, shape, dtype) -> None:
         raise ValueError(msg)
     if not out.flags.c_contiguous or not out.flags.writeable:
         msg = "bias_out: must be C-contiguous and writeable"
+        raise ValueError(msg)
+    if any(a is not None and np.may_share_memory(out, a) for a in others):
+        msg = "bias_out: must not share memory with an input or weight_out"
         raise ValueError(msg)
 
 
@@ -309,7 +312,7 @@ def conv_transpose2d_backward(
     if accumulate and (weight_out is None or (bias and bias_out is None)):
         msg = "accumulate=True needs weight_out (and bias_out when bias=True)"
         raise ValueError(msg)
-    _check_bias_out(bias_out, (t.y_shape[1],), dt)
+    _check_bias_out(bias_out, (t.y_shape[1],), dt, x, w, dy, weight_out)
     x, w, dy = F._as(x, dt), F._as(w, dt), F._as(dy, dt)
     plan = _plan(t, wshape, dt)
     dyc = _cropped(t, dy)
