@@ -7,6 +7,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from conftest import DTYPES, assert_close, f64, reference
 
 import convcore as cc
@@ -345,3 +347,30 @@ def test_layer_errors():
         cc.nn.ConvTranspose2D(3, 2, 3, groups=2)
     with pytest.raises(ValueError, match="output_padding"):
         cc.nn.ConvTranspose2D(2, 2, 3, output_padding=1).forward(np.zeros((1, 2, 3, 3), np.float32))
+
+
+# ------------------------------------------------------------------------- property-based checks
+
+@st.composite
+def transposed_problems(draw):
+    g = draw(st.sampled_from([1, 1, 2, 3]))
+    sh, sw, dh, dw = (draw(st.integers(1, 3)) for _ in range(4))
+    geom = T(draw(st.integers(1, 2)), g * draw(st.sampled_from([1, 2, 3, 9])), draw(st.integers(1, 6)),
+             draw(st.integers(1, 6)), g * draw(st.sampled_from([1, 2, 3, 17])), draw(st.integers(1, 4)),
+             draw(st.integers(1, 4)), sh, sw, draw(st.integers(0, 3)), draw(st.integers(0, 3)),
+             draw(st.integers(0, max(sh, dh) - 1)), draw(st.integers(0, max(sw, dw) - 1)), dh, dw, g)
+    assume(min(geom.output_shape[2:]) >= 1)
+    return geom, draw(st.sampled_from([np.float32, np.float64])), draw(st.integers(0, 2**31 - 1))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(transposed_problems())
+def test_property_forward_and_gradients(problem_args):
+    geom, dtype, seed = problem_args
+    x, w, b, dy = problem(geom, dtype, seed)
+    assert_close(cc.conv_transpose2d(x, w, b, **geom.kwargs),
+                 reference.conv_transpose2d_forward(*f64(x, w, b), **geom.ref_kwargs))
+    dx, dw, db = cc.conv_transpose2d_backward(x, w, dy, **geom.kwargs)
+    assert_close(dx, reference.conv_transpose2d_backward_input(f64(dy), f64(w), x.shape, **geom.ref_kwargs))
+    assert_close(dw, reference.conv_transpose2d_backward_weight(*f64(x, dy), w.shape, **geom.ref_kwargs))
+    assert_close(db, f64(dy).sum(axis=(0, 2, 3)))

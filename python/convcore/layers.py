@@ -145,7 +145,8 @@ class Conv2D(WeightBiasModule):
 
     def plan(self, input_shape) -> Conv2dPlan:
         """The layer's plan for inputs of ``input_shape`` (made on first use, kept while the shape
-        stays the same): the paths its forward and backward passes take (``plan(...).describe()``)."""
+        stays the same): the paths its forward and backward passes take (``plan(...).describe()``).
+        With a ``padding_mode`` other than ``"zeros"``, ``input_shape`` is the padded input's."""
         shape = tuple(input_shape)
         if self._plan is None or self._plan.input_shape != shape:
             self._plan = Conv2dPlan(shape, self.weight.shape, dtype=self.weight.dtype,
