@@ -218,3 +218,61 @@ def test_conv2d_layer_matches_functional(mode, dtype):
     assert dx.shape == x.shape
     assert_close(dx, cc.conv2d_input(x.shape, layer.weight, delta, **kw))
     assert_close(layer.grad_weight, cc.conv2d_weight(x, layer.weight.shape, delta, **kw))
+
+
+def _functional_net(x, layers, g):
+    """The network of test_layers_in_sequential by the functional API: output, dx and grads."""
+    c1, t2, c3 = layers
+    y1 = cc.conv2d(x, c1.weight, c1.bias, padding=1, activation="tanh", padding_mode="reflect")
+    y2 = cc.conv_transpose2d(y1, t2.weight, t2.bias, stride=2, padding=1)
+    y3 = cc.conv2d(y2, c3.weight, c3.bias, padding=2, padding_mode="circular")
+    d3 = cc.conv2d_backward(y2, c3.weight, g, padding=2, padding_mode="circular")
+    d2 = cc.conv_transpose2d_backward(y1, t2.weight, d3[0], stride=2, padding=1)
+    delta1 = cc.activation_backward(d2[0], y1, "tanh")
+    d1 = cc.conv2d_backward(x, c1.weight, delta1, padding=1, padding_mode="reflect")
+    return y3, d1[0], [d1[1], d1[2], d2[1], d2[2], d3[1], d3[2]]
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_layers_in_sequential(input_grad):
+    """Padding modes and the new layers inside a Sequential (which reuses their buffers), over
+    two steps of different data, equal the functional computation."""
+    f = np.float64
+    net = cc.nn.Sequential(
+        cc.Conv2D(2, 3, 3, padding=1, padding_mode="reflect", activation="tanh", dtype=f, seed=0),
+        cc.nn.ConvTranspose2D(3, 2, 4, stride=2, padding=1, dtype=f, seed=1),
+        cc.Conv2D(2, 2, 3, padding=2, padding_mode="circular", dtype=f, seed=2),
+    )
+    rng = np.random.default_rng(3)
+    for p in net.parameters():
+        p.data[...] = rng.standard_normal(p.data.shape)
+    for step in range(2):
+        x = rng.standard_normal((2, 2, 5, 6))
+        y = net.forward(x)
+        g = rng.standard_normal(y.shape)
+        y_ref, dx_ref, grads_ref = _functional_net(x, net.layers, g)
+        assert_close(y, y_ref)
+        net.zero_grad()
+        dx = net.backward(g, input_grad=input_grad)
+        if input_grad:
+            assert_close(dx, dx_ref)
+        else:
+            assert dx is None
+        for p, want in zip(net.parameters(), grads_ref):
+            assert_close(p.grad, want)
+
+
+def test_new_layers_skip_the_input_gradient():
+    rng = np.random.default_rng(0)
+    for layer, x in ((cc.nn.Conv1D(2, 3, 3, padding=1, padding_mode="replicate", activation="relu", seed=0),
+                      rng.standard_normal((2, 2, 7))),
+                     (cc.nn.ConvTranspose2D(2, 3, 3, stride=2, output_padding=1, seed=0),
+                      rng.standard_normal((2, 2, 4, 4)))):
+        y = layer.forward(x.astype(np.float32))
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        layer.backward(g)
+        want = [p.grad.copy() for p in layer.parameters()]
+        layer.zero_grad()
+        assert layer.backward(g, input_grad=False) is None
+        for p, w in zip(layer.parameters(), want):
+            np.testing.assert_array_equal(p.grad, w)

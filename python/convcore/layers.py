@@ -8,8 +8,13 @@ import numpy as np
 
 from . import _core
 from . import functional as F
-from .functional_1d import conv1d, conv1d_backward
-from .functional_transposed import conv_transpose2d, conv_transpose2d_backward
+from .functional_1d import conv1d, conv1d_backward, conv1d_bias, conv1d_weight
+from .functional_transposed import (
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    conv_transpose2d_bias,
+    conv_transpose2d_weight,
+)
 from .padding import check_padding_mode, pad, pad_backward
 from .plan import Conv2dPlan
 from .optim import SGD, Parameter
@@ -310,8 +315,9 @@ class Conv1D(WeightBiasModule):
 
     __call__ = forward
 
-    def backward(self, grad_output) -> np.ndarray:
-        """dE/da -> dE/dx; adds dE/dW and dE/db to the gradient buffers."""
+    def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
+        """dE/da -> dE/dx (None, and not computed, with ``input_grad=False``); adds dE/dW and
+        dE/db to the gradient buffers."""
         if self._input is None:
             msg = "backward: call forward first"
             raise RuntimeError(msg)
@@ -322,6 +328,11 @@ class Conv1D(WeightBiasModule):
         dy = dy.astype(self.weight.dtype, copy=False)
         if self.activation not in (None, "identity"):
             dy = F.activation_backward(dy, self._output, self.activation)
+        if not input_grad:
+            conv1d_weight(self._input, self.weight.shape, dy, out=self.grad_weight, accumulate=True, **self._args())
+            if self.bias_param is not None:
+                conv1d_bias(dy, out=self.grad_bias, accumulate=True)
+            return None
         dx, _, _ = conv1d_backward(self._input, self.weight, dy, bias=self.bias_param is not None,
                                    method=self.method, weight_out=self.grad_weight, bias_out=self.grad_bias,
                                    accumulate=True, **self._args())
@@ -384,8 +395,9 @@ class ConvTranspose2D(WeightBiasModule):
 
     __call__ = forward
 
-    def backward(self, grad_output) -> np.ndarray:
-        """dE/dy -> dE/dx; adds dE/dW and dE/db to the gradient buffers."""
+    def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
+        """dE/dy -> dE/dx (None, and not computed, with ``input_grad=False``); adds dE/dW and
+        dE/db to the gradient buffers."""
         if self._input is None:
             msg = "backward: call forward first"
             raise RuntimeError(msg)
@@ -394,6 +406,12 @@ class ConvTranspose2D(WeightBiasModule):
             msg = f"grad_output: expected shape {self._output_shape}, got {dy.shape}"
             raise ValueError(msg)
         dy = dy.astype(self.weight.dtype, copy=False)
+        if not input_grad:
+            conv_transpose2d_weight(self._input, self.weight.shape, dy, out=self.grad_weight, accumulate=True,
+                                    **self._args())
+            if self.bias_param is not None:
+                conv_transpose2d_bias(dy, out=self.grad_bias, accumulate=True)
+            return None
         dx, _, _ = conv_transpose2d_backward(self._input, self.weight, dy, bias=self.bias_param is not None,
                                              weight_out=self.grad_weight, bias_out=self.grad_bias,
                                              accumulate=True, **self._args())
