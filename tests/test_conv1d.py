@@ -280,3 +280,6 @@ def test_layer_errors():
         cc.nn.Conv1D(2, 3, 3, padding_mode="mirror")
     with pytest.raises(ValueError, match="divisible by groups"):
         cc.nn.Conv1D(3, 3, 3, groups=2)
+    with pytest.raises(ValueError, match="kernel_size: expected an int or a 1-tuple"):
+        cc.nn.Conv1D(2, 3, (3, 3))
+    assert cc.nn.Conv1D(2, 3, (4,)).weight.shape == (3, 2, 4)

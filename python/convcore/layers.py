@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
-from .functional_1d import conv1d, conv1d_backward, conv1d_bias, conv1d_weight
+from .functional_1d import _one, conv1d, conv1d_backward, conv1d_bias, conv1d_weight
 from .functional_transposed import (
     conv_transpose2d,
     conv_transpose2d_backward,
@@ -288,8 +288,7 @@ class Conv1D(WeightBiasModule):
                  activation: Optional[str] = None, dtype=np.float32, seed: Optional[int] = None,
                  method: str = "auto"):
         F._activation(activation)
-        (k,) = (kernel_size,) if np.ndim(kernel_size) == 0 else tuple(kernel_size)
-        k = F._int(k, "kernel_size")
+        k = _one(kernel_size, "kernel_size")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, k
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         self.padding_mode = check_padding_mode(padding_mode)
