@@ -9,12 +9,16 @@ namespace convcore {
 
 enum class Activation { identity, relu, sigmoid, tanh };
 
+// sigmoid and tanh are evaluated in double and rounded once to T: within 1 ulp for float (float
+// arithmetic, 1/(1 + expf(-y)), loses the subnormal results and reaches 2 ulp). The GEMM paths
+// run them through their kernel row's vectorised pass (gemm/activation_simd.hpp), to the same
+// accuracy.
 template <class T>
 inline T activate(Activation act, T y) {
   switch (act) {
     case Activation::relu: return y > T(0) ? y : T(0);  // NaN stays NaN's problem: max drops it
-    case Activation::sigmoid: return T(1) / (T(1) + std::exp(-y));
-    case Activation::tanh: return std::tanh(y);
+    case Activation::sigmoid: return T(1.0 / (1.0 + std::exp(-double(y))));
+    case Activation::tanh: return T(std::tanh(double(y)));
     case Activation::identity: break;
   }
   return y;

@@ -18,13 +18,14 @@ namespace {
 template <class T, Isa I>
 constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel, UkernelDirectB<T> direct_b,
                                     UkernelDirectA<T> direct_a,
-                                    const DepthwiseKernels<T>* depthwise) {
+                                    const DepthwiseKernels<T>* depthwise, ActivateSpan<T> activate) {
   using B = GemmBlocking<T, I>;
   static_assert(B::MR <= kMaxMR && B::NR <= kMaxNR, "tile larger than the driver's edge buffer");
   static_assert(B::MC % B::MR == 0 && B::NC % B::NR == 0, "MC, NC must be multiples of MR, NR");
   static_assert(B::KC > 0, "KC must be positive");
   return GemmKernel<T>{I,       B::MR,    B::NR,    B::MC,    B::KC,    B::NC,
-                       B::VB / int64_t(sizeof(T)), ukernel, direct_b, direct_a, depthwise};
+                       B::VB / int64_t(sizeof(T)), ukernel, direct_b, direct_a, depthwise,
+                       activate};
 }
 
 template <class T, Isa I>
@@ -32,7 +33,8 @@ constexpr GemmKernel<T> make_ref_kernel(const DepthwiseKernels<T>* depthwise) {
   using B = GemmBlocking<T, I>;
   return make_kernel<T, I>(&ukernel_ref<T, int(B::MR), int(B::NR)>,
                            &ukernel_ref_direct_b<T, int(B::MR), int(B::NR)>,
-                           &ukernel_ref_direct_a<T, int(B::MR), int(B::NR)>, depthwise);
+                           &ukernel_ref_direct_a<T, int(B::MR), int(B::NR)>, depthwise,
+                           &activate_span_ref);
 }
 
 #ifdef CONVCORE_X86_SIMD
@@ -51,6 +53,10 @@ constexpr UkernelDirectA<double> kAvx512F64DirectA = &ukernel_12x16_direct_a__av
 // The depthwise loops have no AVX-512 copy: the AVX-512 rows use the AVX2 + FMA ones.
 constexpr const DepthwiseKernels<float>* kAvx2DepthwiseF32 = &kDepthwiseAvx2F32;
 constexpr const DepthwiseKernels<double>* kAvx2DepthwiseF64 = &kDepthwiseAvx2F64;
+constexpr ActivateSpan<float> kAvx2ActivateF32 = &activate_span__avx2_fma;
+constexpr ActivateSpan<double> kAvx2ActivateF64 = &activate_span__avx2_fma;
+constexpr ActivateSpan<float> kAvx512ActivateF32 = &activate_span__avx512f;
+constexpr ActivateSpan<double> kAvx512ActivateF64 = &activate_span__avx512f;
 #else
 constexpr Ukernel<float> kAvx2F32 = nullptr;
 constexpr Ukernel<double> kAvx2F64 = nullptr;
@@ -66,20 +72,26 @@ constexpr UkernelDirectA<float> kAvx512F32DirectA = nullptr;
 constexpr UkernelDirectA<double> kAvx512F64DirectA = nullptr;
 constexpr const DepthwiseKernels<float>* kAvx2DepthwiseF32 = nullptr;
 constexpr const DepthwiseKernels<double>* kAvx2DepthwiseF64 = nullptr;
+constexpr ActivateSpan<float> kAvx2ActivateF32 = nullptr;
+constexpr ActivateSpan<double> kAvx2ActivateF64 = nullptr;
+constexpr ActivateSpan<float> kAvx512ActivateF32 = nullptr;
+constexpr ActivateSpan<double> kAvx512ActivateF64 = nullptr;
 #endif
 
 // Indexed by Isa.
 constexpr GemmKernel<float> kKernelsF32[] = {
     make_ref_kernel<float, Isa::generic>(&kDepthwiseGenericF32),
-    make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB, kAvx2F32DirectA, kAvx2DepthwiseF32),
+    make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB, kAvx2F32DirectA, kAvx2DepthwiseF32,
+                                  kAvx2ActivateF32),
     make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512F32DirectB, kAvx512F32DirectA,
-                                    kAvx2DepthwiseF32),
+                                    kAvx2DepthwiseF32, kAvx512ActivateF32),
 };
 constexpr GemmKernel<double> kKernelsF64[] = {
     make_ref_kernel<double, Isa::generic>(&kDepthwiseGenericF64),
-    make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB, kAvx2F64DirectA, kAvx2DepthwiseF64),
+    make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB, kAvx2F64DirectA, kAvx2DepthwiseF64,
+                                   kAvx2ActivateF64),
     make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512F64DirectB, kAvx512F64DirectA,
-                                     kAvx2DepthwiseF64),
+                                     kAvx2DepthwiseF64, kAvx512ActivateF64),
 };
 
 bool cpu_has(Isa isa) {

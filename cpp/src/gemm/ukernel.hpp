@@ -26,6 +26,7 @@
 // along its rows is such an A, for any stride.
 #include <cstdint>
 
+#include "convcore/activation.hpp"
 #include "convcore/gemm.hpp"
 
 namespace convcore::detail {
@@ -48,6 +49,18 @@ void ukernel_ref_direct_b(int64_t kc, T alpha, const T* a, const T* b, const int
 template <class T, int MR, int NR>
 void ukernel_ref_direct_a(int64_t kc, T alpha, const T* const* arow, const int64_t* koff,
                           const T* b, T beta, T* c, int64_t ldc);
+
+// y[i] = act(y[i]) over a contiguous span, in place: the activation pass of the forward
+// epilogues for sigmoid and tanh (identity and relu stay inline there). The portable row uses
+// libm's expf / tanhf (activate_span_ref); the SIMD rows vectorise (gemm/activation_simd.hpp).
+template <class T>
+using ActivateSpan = void (*)(Activation act, T* y, int64_t n);
+void activate_span_ref(Activation act, float* y, int64_t n);
+void activate_span_ref(Activation act, double* y, int64_t n);
+void activate_span__avx2_fma(Activation act, float* y, int64_t n);
+void activate_span__avx2_fma(Activation act, double* y, int64_t n);
+void activate_span__avx512f(Activation act, float* y, int64_t n);
+void activate_span__avx512f(Activation act, double* y, int64_t n);
 
 // AVX2 + FMA, 12 ymm accumulators (ukernel_avx2.cpp). Defined only in x86 SIMD builds.
 void ukernel_6x16__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
@@ -145,6 +158,7 @@ struct GemmKernel {
   UkernelDirectB<T> ukernel_direct_b;
   UkernelDirectA<T> ukernel_direct_a;
   const DepthwiseKernels<T>* depthwise;
+  ActivateSpan<T> activate;
 };
 
 // The table row for a path; isa must be supported.

@@ -46,6 +46,7 @@ struct F64x4 {
 }  // namespace convcore::detail
 
 #include "gemm/ukernel_simd.hpp"
+#include "gemm/activation_simd.hpp"
 
 namespace convcore::detail {
 
@@ -83,6 +84,9 @@ void ukernel_6x8_direct_a__avx2_fma(int64_t kc, double alpha, const double* cons
                                     const int64_t* koff, const double* b, double beta, double* c, int64_t ldc) {
   ukernel_simd_direct_a<F64x4, 6, 2, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
 }
+
+void activate_span__avx2_fma(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
+void activate_span__avx2_fma(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 
 }  // namespace convcore::detail
 #endif  // CONVCORE_X86_SIMD

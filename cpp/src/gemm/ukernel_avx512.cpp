@@ -47,6 +47,7 @@ struct F64x8 {
 }  // namespace convcore::detail
 
 #include "gemm/ukernel_simd.hpp"
+#include "gemm/activation_simd.hpp"
 
 namespace convcore::detail {
 
@@ -84,6 +85,9 @@ void ukernel_12x16_direct_a__avx512f(int64_t kc, double alpha, const double* con
                                      const int64_t* koff, const double* b, double beta, double* c, int64_t ldc) {
   ukernel_simd_direct_a<F64x8, 12, 2, 4>(kc, alpha, arow, koff, b, beta, c, ldc);
 }
+
+void activate_span__avx512f(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
+void activate_span__avx512f(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 
 }  // namespace convcore::detail
 #endif  // CONVCORE_X86_SIMD

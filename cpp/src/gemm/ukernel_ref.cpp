@@ -56,6 +56,27 @@ void ukernel_ref_direct_a(int64_t kc, T alpha, const T* const* arow, const int64
       [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
 }
 
+namespace {
+template <class T>
+void activate_span_ref_t(Activation act, T* y, int64_t n) {
+  switch (act) {
+    case Activation::sigmoid:
+      for (int64_t i = 0; i < n; ++i) y[i] = activate(Activation::sigmoid, y[i]);
+      return;
+    case Activation::tanh:
+      for (int64_t i = 0; i < n; ++i) y[i] = activate(Activation::tanh, y[i]);
+      return;
+    case Activation::relu:
+      for (int64_t i = 0; i < n; ++i) y[i] = activate(Activation::relu, y[i]);
+      return;
+    case Activation::identity: return;
+  }
+}
+}  // namespace
+
+void activate_span_ref(Activation act, float* y, int64_t n) { activate_span_ref_t(act, y, n); }
+void activate_span_ref(Activation act, double* y, int64_t n) { activate_span_ref_t(act, y, n); }
+
 // The shapes of the generic path.
 using GenericF32 = GemmBlocking<float, Isa::generic>;
 using GenericF64 = GemmBlocking<double, Isa::generic>;

@@ -26,22 +26,30 @@ struct BiasActivation {
   int64_t ldy, wide, ow;
   const T* bias;  // ocg values, or null
   Activation act;
+  const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh
 
   void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
+    if (act == Activation::sigmoid || act == Activation::tanh) {
+      // The bias first, then the kernel row's activation over each row just written.
+      apply(i0, mc, j0, nc, [](T v) { return v; }, [this](T* y, int64_t n) { kern->activate(act, y, n); });
+      return;
+    }
     with_activation(act, [&](auto a) {
-      apply(i0, mc, j0, nc, [a](T v) { return activate(a, v); });
+      apply(i0, mc, j0, nc, [a](T v) { return activate(a, v); }, [](T*, int64_t) {});
     });
   }
 
  private:
-  template <class F>
-  void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f) const {
+  // dst = f(c + bias) over the block, then after(run, length) on each contiguous run of dst.
+  template <class F, class After>
+  void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
     if (wide == ow) {  // one to one: no row arithmetic
       for (int64_t o = i0; o < i0 + mc; ++o) {
         const T b = bias ? bias[o] : T(0);
         const T* src = c + o * ldc + j0;
         T* dst = y + o * ldy + j0;
         for (int64_t t = 0; t < nc; ++t) dst[t] = f(src[t] + b);
+        after(dst, nc);
       }
       return;
     }
@@ -54,6 +62,7 @@ struct BiasActivation {
         const int64_t len = std::min(end - j, wide - jj);  // to the end of this row of c
         const int64_t valid = std::min(len, ow - jj);
         for (int64_t t = 0; t < valid; ++t) dst[i * ow + jj + t] = f(src[j + t] + b);
+        if (valid > 0) after(dst + i * ow + jj, valid);
         j += len;
       }
     }
@@ -110,7 +119,7 @@ void forward_in_place_b(const ForwardExec<T>& e, const Conv2dGeometry& g, const 
       return;
     }
     const BiasActivation<T> epilogue{out, np, yg, N, ip.wp, ow, bias ? bias + gi * ocg : nullptr,
-                                     act};
+                                     act, e.kern};
     gemm_driver<T>(*e.kern, ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np, epilogue);
   });
 }
@@ -125,8 +134,19 @@ struct TransposeBiasActivation {
   int64_t n;      // pixels: y is ocg x n
   const T* bias;  // ocg values, or null
   Activation act;
+  const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh
 
   void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
+    if (act == Activation::sigmoid || act == Activation::tanh) {
+      for (int64_t o = j0; o < j0 + nc; ++o) {
+        const T b = bias ? bias[o] : T(0);
+        const T* src = yt + o;
+        T* dst = y + o * n;
+        for (int64_t j = i0; j < i0 + mc; ++j) dst[j] = src[j * ocg] + b;
+        kern->activate(act, dst + i0, mc);
+      }
+      return;
+    }
     with_activation(act, [&](auto a) {
       for (int64_t o = j0; o < j0 + nc; ++o) {
         const T b = bias ? bias[o] : T(0);
@@ -166,7 +186,7 @@ void forward_in_place_a(const ForwardExec<T>& e, const Conv2dGeometry& g, const 
 
   for_each_padded_group(g, pi, x, work, nthr, [&](int64_t n, int64_t gi, T* xp, T* yt) {
     const TransposeBiasActivation<T> epilogue{
-        yt, ocg, y + (n * g.oc + gi * ocg) * N, N, bias ? bias + gi * ocg : nullptr, act};
+        yt, ocg, y + (n * g.oc + gi * ocg) * N, N, bias ? bias + gi * ocg : nullptr, act, &kern};
     const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
     gemm_driver<T>(kern, N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg, epilogue);
   });
@@ -201,7 +221,7 @@ void forward_packed(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x
         if (bias == nullptr && act == Activation::identity)
           product(NoEpilogue());
         else
-          product(BiasActivation<T>{yg, N, yg, N, N, N, bias ? bias + gi * ocg : nullptr, act});
+          product(BiasActivation<T>{yg, N, yg, N, N, N, bias ? bias + gi * ocg : nullptr, act, e.kern});
       }
   });
 }
