@@ -14,7 +14,9 @@ Needs the ``demo`` extra: ``pip install "convcore[demo]"`` (scikit-learn, tqdm, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import math
 import os
 import sys
@@ -79,6 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("--save", action="store_true", help=f"also save the trained parameters to OUT/{MODEL_FILE}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--distributed", action="store_true",
+                        help="train data-parallel across the ranks of an MPI job: run under "
+                             "'mpiexec -n N'; each rank takes 1/N of every batch, rank 0 prints "
+                             "and writes the files (needs convcore[mpi])")
     return parser
 
 
@@ -164,6 +170,21 @@ def _plot(path: str, history: Dict[str, List[float]], x_test, y_test, pred) -> N
 
 def run(args: argparse.Namespace) -> int:
     """Runs the demo with parsed options; returns the exit status."""
+    if not getattr(args, "distributed", False):
+        return _run(args, None)
+    try:
+        import convcore.distributed as dist
+    except ImportError as e:
+        print(f"convcore demo --distributed: {e}", file=sys.stderr)
+        return 2
+    # An error on one rank stops them all; only rank 0 prints (errors still reach stderr).
+    with dist.abort_on_error(), contextlib.redirect_stdout(sys.stdout if dist.is_main() else io.StringIO()):
+        return _run(args, dist)
+
+
+def _run(args: argparse.Namespace, dist) -> int:
+    """The demo; ``dist`` is ``convcore.distributed`` for a data-parallel run, else None."""
+    main_rank = dist is None or dist.is_main()
     missing = _missing(REQUIRED)
     if missing:
         print(f"convcore demo needs {' and '.join(missing)}, not installed: {INSTALL_HINT}", file=sys.stderr)
@@ -178,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         convcore.set_num_threads(args.threads)
+    elif dist is not None:  # the ranks on this host share its cores
+        convcore.set_num_threads(max(1, convcore.get_num_threads() // dist.local_size()))
     x_train, y_train, x_test, y_test = load_data(args.seed, args.test_fraction, args.limit)
     if args.micro_batches > args.batch_size:
         print(f"convcore demo: --micro-batches ({args.micro_batches}) must not exceed --batch-size "
@@ -185,12 +208,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"digits: {len(x_train)} training and {len(x_test)} test images (8x8); {args.epochs} epochs, "
           f"batch {args.batch_size} in {args.micro_batches} micro-batch(es), lr {args.lr}, "
-          f"momentum {args.momentum}, {convcore.get_num_threads()} thread(s), seed {args.seed}")
+          f"momentum {args.momentum}, {convcore.get_num_threads()} thread(s)"
+          f"{'' if dist is None else f' x {dist.world_size()} rank(s)'}, seed {args.seed}")
 
     start = time.perf_counter()
     model = build_model(args.seed)
     loss_fn = nn.SoftmaxCrossEntropy()
     optimizer = SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    if dist is not None:
+        dist.broadcast_parameters(model)
+        # Each bucket's reduction starts during the last micro-batch's backward pass.
+        reducer = dist.DistributedOptimizer(optimizer, model, overlap=True,
+                                            backward_passes_per_step=args.micro_batches)
     shuffle = np.random.default_rng([args.seed, 1])
     history: Dict[str, List[float]] = {"loss": [], "train_acc": [], "test_acc": []}
     n = len(x_train)
@@ -202,23 +231,29 @@ def run(args: argparse.Namespace) -> int:
         order = shuffle.permutation(n)
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(total=steps, desc=f"epoch {epoch:>{width}}/{args.epochs}", unit="batch",
-                   disable=args.no_progress, leave=True, dynamic_ncols=True)
+                   disable=args.no_progress or not main_rank, leave=True, dynamic_ncols=True)
         for step in range(steps):
             batch = order[step * args.batch_size:(step + 1) * args.batch_size]
             micro = min(args.micro_batches, len(batch))
-            loss, ok = nn.train_step(model, loss_fn, optimizer, x_train[batch], y_train[batch], micro)
+            if dist is None:
+                loss, ok = nn.train_step(model, loss_fn, optimizer, x_train[batch], y_train[batch], micro)
+            else:  # this rank's share of the batch; loss and ok are the whole batch's
+                mine = dist.shard(batch)
+                loss, ok = dist.train_step(model, loss_fn, reducer, x_train[mine], y_train[mine], micro)
             total_loss += loss * len(batch)
             correct += ok
             seen += len(batch)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{100 * correct / seen:.1f}%", refresh=False)
             bar.update(1)
-        test_acc = float(np.mean(predict(model, x_test) == y_test))
+        test_acc = float(np.mean(predict(model, x_test) == y_test)) if main_rank else 0.0
         history["loss"].append(total_loss / seen)
         history["train_acc"].append(correct / seen)
         history["test_acc"].append(test_acc)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{100 * correct / seen:.1f}%",
                         test=f"{100 * test_acc:.1f}%")
         bar.close()
+    if not main_rank:  # every rank holds the same model; rank 0 reports and writes
+        return 0
     pred = predict(model, x_test)
     elapsed = time.perf_counter() - start
     accuracy = float(np.mean(pred == y_test))
