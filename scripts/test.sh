@@ -5,6 +5,7 @@
 #   bash scripts/test.sh            # venv in .venv
 #   VENV=/tmp/v bash scripts/test.sh
 #   CONVCORE_WITH_TORCH=0 ...       # skip installing torch (its tests are then skipped)
+#   CONVCORE_WITH_MPI=0 ...         # skip the mpi extra (the multi-rank tests are then skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,14 @@ BUILD=${BUILD_DIR:-build/ctest}
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --upgrade pip
 # The demo's extras too, so that its tests run rather than skip.
-"$VENV/bin/python" -m pip install ".[test,demo]"
+EXTRAS=test,demo
+if [[ ${CONVCORE_WITH_MPI:-1} == 1 ]]; then
+  # The mpi extra (mpi4py and the mpich wheel, which brings mpiexec): the multi-rank tests run
+  # under mpiexec, and must run — CONVCORE_REQUIRE_MPI turns their skip into a failure.
+  EXTRAS=$EXTRAS,mpi
+  export CONVCORE_REQUIRE_MPI=1
+fi
+"$VENV/bin/python" -m pip install ".[$EXTRAS]"
 if [[ ${CONVCORE_WITH_TORCH:-1} == 1 ]]; then
   # The CPU build of PyTorch, used only as a test oracle.
   "$VENV/bin/python" -m pip install "torch==2.13.0" || echo "torch not installable here: its tests will be skipped"
