@@ -332,3 +332,15 @@ def test_distributed_demo_without_mpi4py_says_what_to_install(capsys, monkeypatc
     monkeypatch.delitem(sys.modules, "convcore.distributed", raising=False)
     assert cli_main(["demo", "--distributed", "--epochs", "1"]) == 2
     assert 'pip install "convcore[mpi]"' in capsys.readouterr().err
+
+
+def test_example_prints_the_same_on_one_and_three_ranks():
+    pytest.importorskip("sklearn")
+    example = HERE.parent / "examples" / "distributed_train.py"
+    outputs = {}
+    for n in (1, 3):
+        result = run_mpi(n, example)
+        assert result.returncode == 0, result.stderr
+        outputs[n] = result.stdout.replace(f"({n} rank(s))", "(N rank(s))")
+    assert outputs[1] == outputs[3]
+    assert re.fullmatch(r"(epoch \d: accuracy on all 1797 digits \d+\.\d\d% \(N rank\(s\)\)\n){3}", outputs[1])
