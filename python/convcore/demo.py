@@ -6,7 +6,8 @@ network — two convolution + max-pooling stages and a linear classifier — is 
 momentum; a progress bar shows each epoch's loss and accuracy. At the end the test accuracy and
 the wall time are printed, and, when matplotlib is installed, a PNG with the loss and accuracy
 curves and a grid of test digits with their predictions is written. The same seed gives the same
-run, whatever the number of threads.
+run, whatever the number of threads. With ``--distributed``, under ``mpiexec -n N``, the ranks
+share every batch (:mod:`convcore.distributed`) and rank 0 reports.
 
 Needs the ``demo`` extra: ``pip install "convcore[demo]"`` (scikit-learn, tqdm, matplotlib).
 """
