@@ -3,6 +3,7 @@ reduction with the backward pass, and a distributed ``train_step``."""
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, List, Tuple
 
 import numpy as np
@@ -89,7 +90,8 @@ class DistributedOptimizer:
         self._hooks.append((obj, name, had_own, original))
 
     def _model_backward(self, original):
-        def backward(grad_output):
+        @functools.wraps(original)
+        def backward(grad_output, *args, **kwargs):
             if self._started:
                 msg = (f"DistributedOptimizer: more backward passes than backward_passes_per_step="
                        f"{self.backward_passes_per_step} before step(); the gradients are already "
@@ -98,7 +100,7 @@ class DistributedOptimizer:
             shape = np.shape(grad_output)
             self._samples += shape[0] if shape else 1
             self._passes += 1
-            result = original(grad_output)
+            result = original(grad_output, *args, **kwargs)
             if self.overlap and self._passes == self.backward_passes_per_step:
                 self._mark_final(self.model.parameters())  # whatever no layer hook reported
             return result
@@ -106,8 +108,9 @@ class DistributedOptimizer:
 
     def _layer_backward(self, layer):
         def wrap(original):
-            def backward(grad_output):
-                result = original(grad_output)
+            @functools.wraps(original)
+            def backward(grad_output, *args, **kwargs):
+                result = original(grad_output, *args, **kwargs)
                 if self._passes == self.backward_passes_per_step:
                     self._mark_final(layer.parameters())
                 return result
@@ -115,6 +118,7 @@ class DistributedOptimizer:
         return wrap
 
     def _model_zero_grad(self, original):
+        @functools.wraps(original)
         def zero_grad():
             if self._started:
                 msg = "DistributedOptimizer: zero_grad() while gradients are being reduced; call step() first"
