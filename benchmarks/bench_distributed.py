@@ -16,6 +16,7 @@ which 8, 64 and 512 ranks keep 90 % efficiency under a ring all-reduce (docs/dis
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -202,7 +203,7 @@ def main(argv=None) -> int:
     p.add_argument("--batches", default="32,256", help="global batch sizes (default 32,256)")
     p.add_argument("--images", type=int, default=8192, help="images per timed sample (default 8192)")
     p.add_argument("--repeat", type=int, default=5, help="samples per job; the median is kept (default 5)")
-    p.add_argument("--rounds", type=int, default=3, help="jobs per configuration, in turn; the best is reported (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="jobs per configuration, in turn; the best is reported (default 5)")
     p.add_argument("--json", default=None, help="write the results as JSON")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--compute", action="store_true", help=argparse.SUPPRESS)
@@ -220,7 +221,7 @@ def main(argv=None) -> int:
     rounds = [[launch(r, t, args) for r, t in CONFIGS] for _ in range(args.rounds)]
     runs = []
     for i in range(len(CONFIGS)):
-        best = dict(rounds[0][i])
+        best = copy.deepcopy(rounds[0][i])
         for b in map(str, args.batches):
             best["throughput"][b] = max((rnd[i]["throughput"][b] for rnd in rounds),
                                         key=lambda t: t["images_per_s"])
