@@ -90,6 +90,15 @@ def raises(args) -> None:
     print("training finished", flush=True)
 
 
+def exits(args) -> None:
+    """Rank 1 exits with status 3 inside abort_on_error while the others wait in a collective."""
+    with dist.abort_on_error():
+        if dist.rank() == 1:
+            sys.exit(3)
+        dist.allreduce(np.ones(3))
+    print("allreduce returned", flush=True)
+
+
 def allreduce_values(args) -> None:
     """Each rank contributes known values; rank 0 writes the results for the test to check."""
     r, n = dist.rank(), dist.world_size()
@@ -111,7 +120,7 @@ def allreduce_values(args) -> None:
                  summed=summed, weighted=weighted, size=n)
 
 
-SCENARIOS = {"equivalence": equivalence, "mismatch": mismatch, "raises": raises,
+SCENARIOS = {"equivalence": equivalence, "mismatch": mismatch, "raises": raises, "exits": exits,
              "allreduce": allreduce_values}
 
 

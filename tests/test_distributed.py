@@ -223,6 +223,9 @@ def test_api_errors(dist):
         opt.step()
     with pytest.raises(RuntimeError, match="backward_passes_per_step=1"):
         nn.train_step(model, nn.SoftmaxCrossEntropy(), opt, x, y, micro_batches=2)
+    with pytest.raises(RuntimeError, match="call step"):
+        opt.close()
+    opt.step()
     opt.close()
 
 
@@ -288,19 +291,29 @@ def test_allreduce_values(tmp_path):
 
 def test_differing_networks_are_refused_at_broadcast(tmp_path):
     result = worker(3, "mismatch", tmp_path)
-    assert result.returncode != 0
-    assert "broadcast returned" not in result.stdout
+    both = (result.stdout, result.stderr)
+    assert result.returncode != 0, both
+    assert "broadcast returned" not in result.stdout, both
     assert re.search(r"broadcast_parameters: parameter '0\.weight' is float32 \(8, 1, 3, 3\) on rank 1 "
-                     r"but parameter '0\.weight' is float32 \(16, 1, 3, 3\) on rank 0", result.stderr), result.stderr
-    assert "aborting all 3 ranks" in result.stderr
+                     r"but parameter '0\.weight' is float32 \(16, 1, 3, 3\) on rank 0", result.stderr), both
+    assert "aborting all 3 ranks" in result.stderr, both
 
 
 def test_a_failing_rank_stops_every_rank(tmp_path):
     result = worker(3, "raises", tmp_path)
-    assert result.returncode != 0
-    assert "training finished" not in result.stdout
-    assert "rank 1 of 3 failed with RuntimeError: injected failure on rank 1" in result.stderr
-    assert "aborting all 3 ranks" in result.stderr
+    both = (result.stdout, result.stderr)
+    assert result.returncode != 0, both
+    assert "training finished" not in result.stdout, both
+    assert "rank 1 of 3 failed with RuntimeError: injected failure on rank 1" in result.stderr, both
+    assert "aborting all 3 ranks" in result.stderr, both
+
+
+def test_an_exiting_rank_stops_every_rank(tmp_path):
+    result = worker(3, "exits", tmp_path)
+    both = (result.stdout, result.stderr)
+    assert result.returncode != 0, both
+    assert "allreduce returned" not in result.stdout, both
+    assert "rank 1 of 3 failed with SystemExit: 3" in result.stderr, both
 
 
 def test_distributed_demo_matches_one_process(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import time
 import traceback
 import weakref
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -71,6 +72,7 @@ def _report_and_abort(exc_type, exc, tb) -> None:
     traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
     sys.stderr.write(f"convcore.distributed: aborting all {world_size()} ranks\n")
     sys.stderr.flush()
+    time.sleep(0.2)  # lets the launcher forward the message before the abort ends every process
     MPI.COMM_WORLD.Abort(1)
 
 

@@ -7,6 +7,7 @@ import functools
 from typing import Callable, List, Tuple
 
 import numpy as np
+from mpi4py import MPI
 
 from .. import nn
 from .comm import (DEFAULT_BUCKET_BYTES, allreduce, check_same_network, make_buckets, new_comms,
@@ -69,7 +70,8 @@ class DistributedOptimizer:
                    "gradients would not be reduced and the ranks would drift apart")
             raise ValueError(msg)
         check_same_network(model, "DistributedOptimizer")
-        self.buckets = make_buckets(params, int(bucket_bytes), new_comms())
+        self._comms = new_comms()
+        self.buckets = make_buckets(params, int(bucket_bytes), self._comms)
         self._bucket_of = {id(p): i for i, b in enumerate(self.buckets) for p in b.params}
         self._hooks: List[Tuple[object, str, bool, object]] = []
         self._reset()
@@ -128,13 +130,20 @@ class DistributedOptimizer:
         return zero_grad
 
     def close(self) -> None:
-        """Removes the hooks from the model and its layers (the optimiser is unusable after)."""
+        """Removes the hooks from the model and its layers and frees the wrapper's communicators
+        (collective; the wrapper is unusable after)."""
+        if self._started:
+            msg = "DistributedOptimizer.close: gradients are being reduced; call step() first"
+            raise RuntimeError(msg)
         for obj, name, had_own, original in reversed(self._hooks):
             if had_own:
                 setattr(obj, name, original)
             else:
                 delattr(obj, name)
         self._hooks.clear()
+        for comm in self._comms:
+            if comm != MPI.COMM_NULL:
+                comm.Free()
 
     # -- reduction
 
