@@ -203,7 +203,8 @@ def main(argv=None) -> int:
     p.add_argument("--batches", default="32,256", help="global batch sizes (default 32,256)")
     p.add_argument("--images", type=int, default=8192, help="images per timed sample (default 8192)")
     p.add_argument("--repeat", type=int, default=5, help="samples per job; the median is kept (default 5)")
-    p.add_argument("--rounds", type=int, default=5, help="jobs per configuration, in turn; the best is reported (default 5)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="jobs per configuration, in turn; the best is reported (default 5)")
     p.add_argument("--json", default=None, help="write the results as JSON")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--compute", action="store_true", help=argparse.SUPPRESS)
@@ -258,7 +259,8 @@ def main(argv=None) -> int:
     model_table = {}
     for name, (nbytes, t) in models.items():
         bws = [ring_bandwidth(nbytes, n, t) for n in RING_RANKS]
-        model_table[name] = {"bytes": nbytes, "compute_s": t, "bandwidth_bytes_per_s": dict(zip(map(str, RING_RANKS), bws))}
+        model_table[name] = {"bytes": nbytes, "compute_s": t,
+                             "bandwidth_bytes_per_s": dict(zip(map(str, RING_RANKS), bws))}
         print(f"| {name} | {nbytes:,} | {t * 1e3:.2f} ms | " + " | ".join(f"{bw / 1e9:.2f} GB/s" for bw in bws) + " |")
     print("\nLatency per message at which the ring's 2 (N-1) steps alone use the whole budget:")
     print("| network | " + " | ".join(f"{n} ranks" for n in RING_RANKS) + " |")
