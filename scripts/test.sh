@@ -30,7 +30,8 @@ if [[ ${CONVCORE_WITH_TORCH:-1} == 1 ]]; then
 fi
 
 # pytest from outside the source tree, so the installed package (with its native module) is tested.
-(cd tests && "../$VENV/bin/python" -m pytest -c ../pyproject.toml --rootdir=.. -q)
+VENV_PY="$(cd "$VENV" && pwd)/bin/python"  # VENV may be relative or absolute
+(cd tests && "$VENV_PY" -m pytest -c ../pyproject.toml --rootdir=.. -q)
 
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCONVCORE_BUILD_TESTS=ON
 cmake --build "$BUILD" -j "$(nproc)"
