@@ -270,8 +270,21 @@ def main(names: Sequence[str], args, log: Callable = print) -> int:
         log(format_result(r))
         results.append(r)
     if args.json:
+        import datetime
         import json
+        import sys
 
+        import types
+
+        from .report import _cpuinfo, machine_info
+
+        torch = sys.modules.get("torch")
+        # NumPy's BLAS keeps its own thread count here (outside the training steps).
+        machine = machine_info(args.threads, torch, types.SimpleNamespace(done=False, how="unchanged"))
+        cpu = _cpuinfo()
+        machine["cpu_family"], machine["avx512f"] = cpu["family"], "avx512f" in cpu["flags"]
         with open(args.json, "w") as f:
-            json.dump({"schema": "convcore-bench-network/1", "networks": results}, f, indent=1)
+            json.dump({"schema": "convcore-bench-network/1",
+                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       "argv": getattr(args, "argv", None), "machine": machine, "networks": results}, f, indent=1)
     return 1 if failed else 0
