@@ -1,5 +1,5 @@
 // The extension module convcore._core: geometry, threads, ISA, and the ops (bind_conv.cpp,
-// bind_plan.cpp, bind_pool.cpp, bind_linear.cpp).
+// bind_plan.cpp, bind_pool.cpp, bind_linear.cpp, bind_nn.cpp).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -15,6 +15,7 @@ void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_plan(py::module_& m);
 void bind_linear(py::module_& m);
+void bind_nn(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native core: 2-D convolution forward, backward and SGD in C++.";
@@ -96,4 +97,5 @@ PYBIND11_MODULE(_core, m) {
   bind_pool(m);
   bind_plan(m);
   bind_linear(m);
+  bind_nn(m);
 }

@@ -178,8 +178,8 @@ void bind_conv(py::module_& m) {
   m.def(
       "sgd_update",
       [](py::array param, py::array grad, std::optional<py::array> velocity, double lr,
-         double momentum, double weight_decay) {
-        const convcore::SgdOptions opt{lr, momentum, weight_decay};
+         double momentum, double weight_decay, bool nesterov) {
+        const convcore::SgdOptions opt{lr, momentum, weight_decay, nesterov};
         if (param.dtype().is(py::dtype::of<float>()))
           sgd_update<float>(param, grad, velocity, opt);
         else if (param.dtype().is(py::dtype::of<double>()))
@@ -189,5 +189,5 @@ void bind_conv(py::module_& m) {
                                std::string(py::str(param.dtype())));
       },
       py::arg("param"), py::arg("grad"), py::arg("velocity"), py::arg("lr"), py::arg("momentum"),
-      py::arg("weight_decay"));
+      py::arg("weight_decay"), py::arg("nesterov") = false);
 }

@@ -35,9 +35,11 @@ from .functional_transposed import (
 )
 from .layers import Conv1D, Conv2D, ConvTranspose2D
 from .plan import Conv2dPlan
-from .optim import SGD, Parameter
+from .optim import SGD, Adam, AdamW, Parameter
 
 __all__ = [
+    "Adam",
+    "AdamW",
     "Conv1D",
     "Conv2D",
     "Conv2dPlan",

@@ -527,8 +527,11 @@ def col2im(col, input_size, kernel_size, stride: IntPair = 1, padding: Padding =
 
 
 def sgd_update(param: np.ndarray, grad, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-               velocity: Optional[np.ndarray] = None) -> None:
+               velocity: Optional[np.ndarray] = None, nesterov: bool = False) -> None:
     """One SGD step, in place: ``v = momentum*v + grad + weight_decay*param; param -= lr*v``.
+
+    With ``nesterov`` (needs momentum > 0) the step is ``param -= lr*(d + momentum*v)``,
+    ``d = grad + weight_decay*param`` (``torch.optim.SGD(nesterov=True)``).
 
     param: float32 or float64 array, C-contiguous and writeable (updated in place). grad: same
     shape; converted to param's dtype only when that loses nothing. velocity: required when
@@ -557,4 +560,4 @@ def sgd_update(param: np.ndarray, grad, lr: float, momentum: float = 0.0, weight
         msg = "velocity: must not share memory with param or grad"
         raise ValueError(msg)
     _core.sgd_update(param, _contiguous(g, param.dtype) if param.dtype.kind == "f" else g, velocity,
-                     float(lr), float(momentum), float(weight_decay))
+                     float(lr), float(momentum), float(weight_decay), bool(nesterov))

@@ -19,15 +19,19 @@ void sgd_update(int64_t n, T* param, const T* grad, T* velocity, const SgdOption
                  "sgd_update: weight_decay must be finite and >= 0, got ", opt.weight_decay);
   CONVCORE_CHECK(opt.momentum == 0 || velocity != nullptr,
                  "sgd_update: momentum=", opt.momentum, " needs a velocity buffer");
+  CONVCORE_CHECK(!opt.nesterov || opt.momentum > 0, "sgd_update: nesterov needs momentum > 0, got ",
+                 opt.momentum);
   const T lr = T(opt.lr), mu = T(opt.momentum), wd = T(opt.weight_decay);
+  const bool nesterov = opt.nesterov;
   constexpr int64_t kBlock = 4096;
   detail::parallel_for((n + kBlock - 1) / kBlock, kBlock, [&](int64_t blk) {
     const int64_t end = std::min(n, (blk + 1) * kBlock);
     for (int64_t i = blk * kBlock; i < end; ++i) {
       T step = grad[i] + wd * param[i];
       if (velocity) {
-        step += mu * velocity[i];
-        velocity[i] = step;
+        const T v = mu * velocity[i] + step;
+        velocity[i] = v;
+        step = nesterov ? step + mu * v : v;
       }
       param[i] -= lr * step;
     }

@@ -1,0 +1,81 @@
+// batchnorm_forward / batchnorm_backward against direct loops in double.
+#include "convcore/batchnorm.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "check.hpp"
+#include "test_util.hpp"
+
+template <class T>
+void run(double tol) {
+  const int64_t n = 3, c = 5, hw = 7 * 6, m = n * hw;
+  const convcore::BatchNormShape s{n, c, hw};
+  auto x = testutil::random_vector<T>(n * c * hw, 1), dy = testutil::random_vector<T>(n * c * hw, 2);
+  for (auto& e : x) e = e * T(3) + T(5);  // mean far from 0
+  auto gamma = testutil::random_vector<T>(c, 3), beta = testutil::random_vector<T>(c, 4);
+  for (bool batch_stats : {true, false}) {
+    std::vector<T> rm(c), rv(c), mean(c), invstd(c), y(x.size()), dx(x.size()), dg(c, T(1)), db(c, T(2));
+    for (int64_t k = 0; k < c; ++k) rm[k] = T(0.5 + k), rv[k] = T(1.5 + k);
+    const std::vector<T> rm0 = rm, rv0 = rv;
+    convcore::batchnorm_forward<T>(s, x.data(), gamma.data(), beta.data(), batch_stats, 1e-5, 0.1, rm.data(),
+                                   rv.data(), mean.data(), invstd.data(), y.data());
+    convcore::batchnorm_backward<T>(s, x.data(), dy.data(), gamma.data(), mean.data(), invstd.data(),
+                                    batch_stats, dx.data(), dg.data(), db.data(), true);
+    bool ok = true;
+    for (int64_t k = 0; k < c; ++k) {
+      double mu = 0, var = 0;
+      if (batch_stats) {
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t i = 0; i < hw; ++i) mu += double(x[(b * c + k) * hw + i]);
+        mu /= m;
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t i = 0; i < hw; ++i) var += std::pow(double(x[(b * c + k) * hw + i]) - mu, 2);
+        var /= m;
+        ok = ok && check::close(double(rm[k]), 0.9 * double(rm0[k]) + 0.1 * mu, tol, tol);
+        ok = ok && check::close(double(rv[k]), 0.9 * double(rv0[k]) + 0.1 * var * m / (m - 1), tol, tol);
+      } else {
+        mu = double(rm0[k]), var = double(rv0[k]);
+        ok = ok && rm[k] == rm0[k] && rv[k] == rv0[k];
+      }
+      const double is = 1 / std::sqrt(var + 1e-5);
+      double sdy = 0, sdyx = 0;
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t i = 0; i < hw; ++i) {
+          const int64_t j = (b * c + k) * hw + i;
+          const double xh = (double(x[j]) - mu) * is;
+          ok = ok && check::close(double(y[j]), xh * double(gamma[k]) + double(beta[k]), tol, tol);
+          sdy += double(dy[j]);
+          sdyx += double(dy[j]) * xh;
+        }
+      ok = ok && check::close(double(db[k]), 2 + sdy, tol, tol) && check::close(double(dg[k]), 1 + sdyx, tol, tol);
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t i = 0; i < hw; ++i) {
+          const int64_t j = (b * c + k) * hw + i;
+          const double xh = (double(x[j]) - mu) * is;
+          const double want = batch_stats ? double(gamma[k]) * is * (double(dy[j]) - sdy / m - xh * sdyx / m)
+                                           : double(gamma[k]) * is * double(dy[j]);
+          ok = ok && check::close(double(dx[j]), want, tol, tol);
+        }
+    }
+    CHECK_MSG(ok, "batch_stats=" << batch_stats);
+  }
+  // Refusals: one value per channel with batch statistics, bad eps, eval without running stats.
+  std::vector<T> one(c), y1(c), mean(c), invstd(c);
+  CHECK_THROWS(convcore::batchnorm_forward<T>({1, c, 1}, one.data(), nullptr, nullptr, true, 1e-5, 0.1, nullptr,
+                                              nullptr, mean.data(), invstd.data(), y1.data()),
+               std::invalid_argument);
+  CHECK_THROWS(convcore::batchnorm_forward<T>(s, x.data(), nullptr, nullptr, true, 0.0, 0.1, nullptr, nullptr,
+                                              mean.data(), invstd.data(), y1.data()),
+               std::invalid_argument);
+  CHECK_THROWS(convcore::batchnorm_forward<T>(s, x.data(), nullptr, nullptr, false, 1e-5, 0.1, nullptr, nullptr,
+                                              mean.data(), invstd.data(), y1.data()),
+               std::invalid_argument);
+}
+
+int main() {
+  run<float>(2e-5);
+  run<double>(1e-12);
+  return check::report("batchnorm");
+}
