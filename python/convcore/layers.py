@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -35,10 +35,38 @@ class Module:
     (``_reuse_output`` for forward, ``_reuse_grad`` for backward). The layer then writes it into a
     buffer it keeps for the next step of the same shape: no allocation and no page faults after
     the first step. Arrays that never leave the layer (a pooling layer's indices) are always kept.
+
+    Modes: ``train()`` / ``eval()`` set ``training`` on the layer and its sub-layers (batch
+    normalisation and dropout behave differently in each). State: ``named_parameters()``,
+    ``named_buffers()`` (non-trainable state, such as batch normalisation's running statistics)
+    and ``state_dict()`` / ``load_state_dict()`` with PyTorch's dotted names
+    (``"<sub-layer>.<name>"``), exact round trips and a ValueError naming the key on a mismatch.
     """
 
     _reuse_output = False
     _reuse_grad = False
+    training = True
+
+    def _children(self) -> List[Tuple[str, object]]:
+        """The named sub-layers (containers override this); their state is prefixed by the name."""
+        return []
+
+    def _own_buffers(self) -> List[Tuple[str, np.ndarray]]:
+        """The layer's own buffers, ``(name, array)``, updated in place by the layer."""
+        return []
+
+    def train(self, mode: bool = True) -> "Module":
+        """Sets training mode (``mode=True``) or evaluation mode on this layer and its sub-layers;
+        returns the layer."""
+        self.training = bool(mode)
+        for _, child in self._children():
+            if callable(getattr(child, "train", None)):
+                child.train(mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode: ``train(False)``."""
+        return self.train(False)
 
     def forward(self, x):
         raise NotImplementedError
@@ -62,6 +90,60 @@ class Module:
         """The trainable parameters, in a fixed order."""
         return []
 
+    def named_parameters(self) -> List[Tuple[str, Parameter]]:
+        """``(name, parameter)`` pairs in the order of :meth:`parameters`: a layer's own by their
+        names (their position where a name is missing or repeated), a sub-layer's prefixed by
+        the sub-layer's name (``"0.weight"``, ``"block.1.bias"``)."""
+        children = self._children()
+        if not children:
+            return _named(self.parameters())
+        out = []
+        for prefix, child in children:
+            inner = child.named_parameters() if isinstance(child, Module) else _named(child.parameters())
+            out.extend((f"{prefix}.{name}", p) for name, p in inner)
+        return out
+
+    def named_buffers(self) -> List[Tuple[str, np.ndarray]]:
+        """``(name, array)`` of the non-trainable state (the arrays themselves), named as
+        :meth:`named_parameters`."""
+        out = list(self._own_buffers())
+        for prefix, child in self._children():
+            if isinstance(child, Module):
+                out.extend((f"{prefix}.{name}", b) for name, b in child.named_buffers())
+        return out
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, by name."""
+        state = {name: p.data.copy() for name, p in self.named_parameters()}
+        state.update((name, np.array(b, copy=True)) for name, b in self.named_buffers())
+        return state
+
+    def load_state_dict(self, state) -> None:
+        """Copies ``state`` into the parameters and buffers, in place (optimisers keep their
+        references).
+
+        The names, shapes and dtypes must match exactly; otherwise ValueError naming the key and
+        what is expected, and nothing is changed.
+        """
+        targets = {name: p.data for name, p in self.named_parameters()}
+        targets.update(self.named_buffers())
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        if missing or unexpected:
+            msg = (f"load_state_dict: parameter names do not match this network: "
+                   f"missing {missing}, unexpected {unexpected}")
+            raise ValueError(msg)
+        arrays = {}
+        for name, target in targets.items():
+            a = np.asarray(state[name])
+            if a.shape != target.shape or a.dtype != target.dtype:
+                msg = (f"load_state_dict: {name!r} is {a.dtype} {a.shape}, the network expects "
+                       f"{target.dtype} {target.shape}")
+                raise ValueError(msg)
+            arrays[name] = a
+        for name, target in targets.items():
+            np.copyto(target, arrays[name])
+
     def zero_grad(self) -> None:
         """Clears the accumulated gradients of every parameter."""
         for p in self.parameters():
@@ -69,6 +151,13 @@ class Module:
 
     def __call__(self, x):
         return self.forward(x)
+
+
+def _named(params) -> List[Tuple[str, Parameter]]:
+    """Parameters by their names; by their position where a name is missing or repeated."""
+    params = list(params)
+    names = [getattr(p, "name", "") for p in params]
+    return [(n if n and names.count(n) == 1 else str(j), p) for j, (n, p) in enumerate(zip(names, params))]
 
 
 class WeightBiasModule(Module):

@@ -38,18 +38,24 @@ import numpy as np
 from . import _core
 from . import functional as F
 from ._blas import one_blas_thread
+from .blocks import AvgPool2D, BatchNorm2D, Dropout, GlobalAvgPool2D, Residual
 from .layers import Conv1D, Conv2D, ConvTranspose2D, Module, WeightBiasModule
 from .optim import SGD, Parameter
 
 __all__ = [
+    "AvgPool2D",
+    "BatchNorm2D",
     "Conv1D",
     "Conv2D",
     "ConvTranspose2D",
+    "Dropout",
     "Flatten",
+    "GlobalAvgPool2D",
     "Linear",
     "MaxPool2D",
     "Module",
     "ReLU",
+    "Residual",
     "Sequential",
     "SoftmaxCrossEntropy",
     "max_pool2d",
@@ -424,44 +430,8 @@ class Sequential(Module):
     def parameters(self) -> List[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def named_parameters(self) -> List[Tuple[str, Parameter]]:
-        """``("<layer index>.<name>", parameter)`` pairs; unnamed parameters use their position."""
-        out = []
-        for i, layer in enumerate(self.layers):
-            params = layer.parameters()
-            names = [p.name for p in params]
-            for j, p in enumerate(params):
-                unique = p.name and names.count(p.name) == 1
-                out.append((f"{i}.{p.name if unique else j}", p))
-        return out
-
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        """Copies of every parameter, by name."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
-
-    def load_state_dict(self, state) -> None:
-        """Copies ``state`` into the parameters, in place (optimisers keep their references).
-
-        The names, shapes and dtypes must match exactly; otherwise ValueError, and nothing is
-        changed.
-        """
-        params = dict(self.named_parameters())
-        missing = sorted(set(params) - set(state))
-        unexpected = sorted(set(state) - set(params))
-        if missing or unexpected:
-            msg = (f"load_state_dict: parameter names do not match this network: "
-                   f"missing {missing}, unexpected {unexpected}")
-            raise ValueError(msg)
-        arrays = {}
-        for name, p in params.items():
-            a = np.asarray(state[name])
-            if a.shape != p.data.shape or a.dtype != p.data.dtype:
-                msg = (f"load_state_dict: {name!r} is {a.dtype} {a.shape}, the network expects "
-                       f"{p.data.dtype} {p.data.shape}")
-                raise ValueError(msg)
-            arrays[name] = a
-        for name, p in params.items():
-            np.copyto(p.data, arrays[name])
+    def _children(self):
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
     def save(self, path: PathLike) -> None:
         """Writes the parameters to ``path`` as an uncompressed ``.npz`` (exactly that path)."""
