@@ -440,3 +440,25 @@ def test_load_state_dict_errors_name_the_key_and_change_nothing():
         bn.load_state_dict(bad)
     for k, v in bn.state_dict().items():
         assert v.tobytes() == before[k].tobytes(), k
+
+
+def test_readme_residual_example_runs_and_prints_what_it_shows():
+    """The README's residual-network example: losses to the printed 4 decimals within rounding of
+    other instruction sets, every other line exact."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Residual networks", 1)[1]
+    code, rest = section.split("```python\n", 1)[1].split("```\nprints\n```\n", 1)
+    shown = rest.split("```", 1)[0].splitlines()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(out) == len(shown)
+    for got, want in zip(out, shown):
+        if got.startswith("step"):
+            g, w = (float(re.search(r"loss ([0-9.]+)", s).group(1)) for s in (got, want))
+            assert abs(g - w) <= 2e-3 * max(1.0, w), (got, want)
+        else:
+            assert got == want
