@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 
+import numpy as np
 import pytest
 
 from convcore import demo
@@ -43,6 +44,20 @@ def test_short_run_on_a_subset(tmp_path, capsys):
     assert demo.main(args) == 0
     again = capsys.readouterr().out
     assert re.search(r"test accuracy \S+", again).group(0) == m.group(0).split(" (")[0]
+
+
+def test_resnet_short_run_on_a_subset(capsys):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("tqdm")
+    assert demo.main(["--model", "resnet", "--epochs", "3", "--limit", "400", "--no-progress", "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("digits: resnet, 320 training")
+    m = re.search(r"test accuracy (\d+\.\d)% \(80 images\)", out)
+    assert m, out
+    assert float(m.group(1)) > 60  # chance is 10%
+    model = demo.build_resnet(0)
+    assert any(isinstance(layer, demo.nn.Residual) for layer in model)
+    assert model.forward(np.zeros((2, 1, 8, 8), np.float32)).shape == (2, 10)
 
 
 def test_rejects_bad_options(capsys):

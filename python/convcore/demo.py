@@ -2,8 +2,9 @@
 
 The 1797 real 8x8 digits of :func:`sklearn.datasets.load_digits` (shipped with scikit-learn, no
 download) are scaled to [0, 1] and split into a training and a held-out test set. A LeNet-style
-network — two convolution + max-pooling stages and a linear classifier — is trained with SGD and
-momentum; a progress bar shows each epoch's loss and accuracy. At the end the test accuracy and
+network — two convolution + max-pooling stages and a linear classifier — or, with ``--model
+resnet``, a small ResNet (batch norm, residual stages, global average pooling) is trained with SGD
+and momentum; a progress bar shows each epoch's loss and accuracy. At the end the test accuracy and
 the wall time are printed, and, when matplotlib is installed, a PNG with the loss and accuracy
 curves and a grid of test digits with their predictions is written. The same seed gives the same
 run, whatever the number of threads. With ``--distributed``, under ``mpiexec -n N``, the ranks
@@ -29,7 +30,7 @@ import numpy as np
 from . import nn
 from .optim import SGD
 
-__all__ = ["add_arguments", "build_model", "load_data", "main", "run"]
+__all__ = ["add_arguments", "build_model", "build_resnet", "load_data", "main", "run"]
 
 INSTALL_HINT = 'pip install "convcore[demo]"'
 # module name -> package name on PyPI
@@ -64,6 +65,9 @@ def _fraction(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds the demo's options to ``parser`` (used by ``python -m convcore demo``)."""
+    parser.add_argument("--model", choices=sorted(MODELS), default="lenet",
+                        help="lenet (default): two convolution + max-pooling stages; resnet: a stem, "
+                             "two residual stages with batch norm, global average pooling")
     parser.add_argument("--epochs", type=_positive_int, default=12, help="passes over the training set (default 12)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, help="images per SGD step (default 32)")
     parser.add_argument("--lr", type=_non_negative_float, default=0.05, help="initial learning rate, lowered along a cosine over the epochs (default 0.05)")
@@ -128,10 +132,38 @@ def build_model(seed: int) -> nn.Sequential:
     )
 
 
+def build_resnet(seed: int) -> nn.Sequential:
+    """A small ResNet for 8x8 digits: stem Conv(1->16, 3x3) - BN - ReLU; a residual stage of
+    two 3x3 convolutions at 16 channels; a stage down to 4x4 at 32 channels (projected shortcut:
+    1x1 convolution, stride 2, BN); global average pooling; Linear(32->10)."""
+    s = iter(int(v) for v in np.random.SeedSequence(seed).generate_state(7))
+
+    def conv_bn(cin, cout, k=3, stride=1):
+        return [nn.Conv2D(cin, cout, k, stride=stride, padding=k // 2, bias=False, seed=next(s)),
+                nn.BatchNorm2D(cout)]
+
+    return nn.Sequential(
+        *conv_bn(1, 16), nn.ReLU(),
+        nn.Residual(nn.Sequential(*conv_bn(16, 16), nn.ReLU(), *conv_bn(16, 16))), nn.ReLU(),
+        nn.Residual(nn.Sequential(*conv_bn(16, 32, stride=2), nn.ReLU(), *conv_bn(32, 32)),
+                    projection=nn.Sequential(*conv_bn(16, 32, k=1, stride=2))), nn.ReLU(),
+        nn.GlobalAvgPool2D(),
+        nn.Linear(32, 10, seed=next(s)),
+    )
+
+
+MODELS = {"lenet": build_model, "resnet": build_resnet}
+
+
 def predict(model: nn.Sequential, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Predicted classes (argmax of the logits)."""
-    return np.concatenate([model.forward(x[i:i + batch_size]).argmax(axis=1)
-                           for i in range(0, len(x), batch_size)])
+    """Predicted classes (argmax of the logits), in evaluation mode (batch norm on its running
+    statistics); the model is back in training mode afterwards."""
+    model.eval()
+    try:
+        return np.concatenate([model.forward(x[i:i + batch_size]).argmax(axis=1)
+                               for i in range(0, len(x), batch_size)])
+    finally:
+        model.train()
 
 
 def _plot(path: str, history: Dict[str, List[float]], x_test, y_test, pred) -> None:
@@ -207,13 +239,14 @@ def _run(args: argparse.Namespace, dist) -> int:
         print(f"convcore demo: --micro-batches ({args.micro_batches}) must not exceed --batch-size "
               f"({args.batch_size})", file=sys.stderr)
         return 2
-    print(f"digits: {len(x_train)} training and {len(x_test)} test images (8x8); {args.epochs} epochs, "
+    which = "" if args.model == "lenet" else f"{args.model}, "
+    print(f"digits: {which}{len(x_train)} training and {len(x_test)} test images (8x8); {args.epochs} epochs, "
           f"batch {args.batch_size} in {args.micro_batches} micro-batch(es), lr {args.lr}, "
           f"momentum {args.momentum}, {convcore.get_num_threads()} thread(s)"
           f"{'' if dist is None else f' x {dist.world_size()} rank(s)'}, seed {args.seed}")
 
     start = time.perf_counter()
-    model = build_model(args.seed)
+    model = MODELS[args.model](args.seed)
     loss_fn = nn.SoftmaxCrossEntropy()
     optimizer = SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     if dist is not None:
