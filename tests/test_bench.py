@@ -71,9 +71,9 @@ def test_numpy_baseline_agrees_with_convcore():
 # ------------------------------------------------------------------------------ --network
 
 
-def run_network(tmp_path, *extra):
+def run_network(tmp_path, *extra, name="digits"):
     path = tmp_path / "network.json"
-    code = bench.main(["--network", "digits", "--repeat", "1", "--steps", "1", "--threads", "1", "--quiet",
+    code = bench.main(["--network", name, "--repeat", "1", "--steps", "1", "--threads", "1", "--quiet",
                        "--json", str(path), *extra])
     return code, json.loads(path.read_text())
 
@@ -87,11 +87,12 @@ def test_network_without_torch(tmp_path):
     assert r["check"] is None
 
 
-def test_network_torch_twin_computes_the_same_network():
+@pytest.mark.parametrize("name", ["lenet-cifar", "resnet8"])
+def test_network_torch_twin_computes_the_same_network(name):
     torch = pytest.importorskip("torch")
     from convcore.bench import network
 
-    net = network.NETWORKS["lenet-cifar"]
+    net = network.NETWORKS[name]
     model = network.build_convcore(net)
     x, _ = network.make_batch(net)
     with torch.no_grad():
@@ -122,3 +123,12 @@ def test_network_with_torch_checks_the_losses(tmp_path, monkeypatch):
     assert code == 1
     assert not data["networks"][0]["check"]["ok"]
     assert "ms_per_step" not in data["networks"][0]
+
+
+def test_resnet8_losses_agree_with_torch(tmp_path):
+    pytest.importorskip("torch")
+    code, data = run_network(tmp_path, name="resnet8")
+    assert code == 0
+    [r] = data["networks"]
+    assert r["check"]["ok"] and r["check"]["max_rel"] <= 1e-4
+    assert "Residual" not in r["description"] and "stem Conv 3->16" in r["description"]

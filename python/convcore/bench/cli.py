@@ -47,7 +47,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--network", default=None, metavar="NAMES",
                    help="time a whole training step instead of the suite: comma-separated networks (digits, "
-                   "lenet-cifar) in convcore and in PyTorch eager")
+                   "lenet-cifar, resnet8) in convcore and in PyTorch eager")
     p.add_argument("--steps", type=int, default=20,
                    help="with --network: training steps per sample (default 20)")
     p.add_argument("--user-matmul", action="store_true",

@@ -33,15 +33,25 @@ class Network:
     channels: Tuple[int, ...]  # conv outputs, each conv 3x3 padding 1 + ReLU + 2x2 max pooling
     classes: int = 10
     batch: int = 32
+    # A ResNet instead: channels is then the stem (conv 3x3 + BN + ReLU) and blocks the channels of
+    # the residual stages (one basic block each, stride 2 from the second, 1x1 projected shortcut).
+    blocks: Tuple[int, ...] = ()
 
     @property
     def features(self) -> int:
+        if self.blocks:
+            return self.blocks[-1]
         c, h, w = self.input_shape
         pools = len(self.channels)
         return self.channels[-1] * (h >> pools) * (w >> pools)
 
     def describe(self) -> str:
         c, h, w = self.input_shape
+        if self.blocks:
+            return (f"{self.name}: {c}x{h}x{w}, stem Conv {c}->{self.channels[0]} + BN + ReLU, residual stages "
+                    f"{'/'.join(map(str, self.blocks))} (two Conv 3x3 + BN each, stride 2 and a 1x1 projection "
+                    f"from the second), global average pooling, Linear {self.features}->{self.classes}; "
+                    f"batch {self.batch}")
         convs = ", ".join(f"Conv {a}->{b}, pool" for a, b in zip((c,) + self.channels, self.channels))
         return f"{self.name}: {c}x{h}x{w}, {convs}, Linear {self.features}->{self.classes}; batch {self.batch}"
 
@@ -49,6 +59,7 @@ class Network:
 NETWORKS: Dict[str, Network] = {n.name: n for n in (
     Network("digits", (1, 8, 8), (16, 32)),
     Network("lenet-cifar", (3, 32, 32), (32, 64)),
+    Network("resnet8", (3, 32, 32), (16,), blocks=(16, 32, 64)),
 )}
 
 
@@ -80,6 +91,8 @@ class NumpyLinear:
 def build_convcore(net: Network, seed: int = 0, user_matmul: bool = False):
     from .. import nn
 
+    if net.blocks:
+        return _build_resnet(net, seed, user_matmul)
     seeds = np.random.SeedSequence(seed).generate_state(len(net.channels) + 1)
     layers: List = []
     c = net.input_shape[0]
@@ -91,40 +104,88 @@ def build_convcore(net: Network, seed: int = 0, user_matmul: bool = False):
     return nn.Sequential(*layers)
 
 
+def _build_resnet(net: Network, seed: int, user_matmul: bool):
+    """Stem conv-BN-ReLU, one basic block per stage (conv-BN-ReLU-conv-BN plus the shortcut, then
+    ReLU), global average pooling, Linear."""
+    from .. import nn
+
+    seeds = iter(int(v) for v in np.random.SeedSequence(seed).generate_state(3 * len(net.blocks) + 2))
+
+    def conv_bn(cin, cout, k=3, stride=1):
+        return [nn.Conv2D(cin, cout, k, stride=stride, padding=k // 2, bias=False, seed=next(seeds)),
+                nn.BatchNorm2D(cout)]
+
+    c = net.channels[0]
+    layers: List = [*conv_bn(net.input_shape[0], c), nn.ReLU()]
+    for i, out in enumerate(net.blocks):
+        stride = 1 if i == 0 else 2
+        block = nn.Sequential(*conv_bn(c, out, stride=stride), nn.ReLU(), *conv_bn(out, out))
+        proj = None if stride == 1 and out == c else nn.Sequential(*conv_bn(c, out, k=1, stride=stride))
+        layers += [nn.Residual(block, proj), nn.ReLU()]
+        c = out
+    linear = nn.Linear(c, net.classes, seed=next(seeds))
+    layers += [nn.GlobalAvgPool2D(), NumpyLinear(linear) if user_matmul else linear]
+    return nn.Sequential(*layers)
+
+
 def build_torch(model):
-    """PyTorch eager twin of a convcore Sequential, with copies of its weights."""
+    """PyTorch eager twin of a convcore Sequential (nested Sequentials and Residual blocks too),
+    with copies of its weights and batch-norm statistics."""
     import torch
 
     from .. import nn
 
-    layers = []
-    for layer in model:
+    class TorchResidual(torch.nn.Module):
+        def __init__(self, block, projection):
+            super().__init__()
+            self.block, self.projection = block, projection
+
+        def forward(self, x):
+            return self.block(x) + (x if self.projection is None else self.projection(x))
+
+    def twin(layer) -> List:
+        if isinstance(layer, nn.Sequential):
+            return [torch.nn.Sequential(*[t for inner in layer for t in twin(inner)])]
+        if isinstance(layer, nn.Residual):
+            proj = None if layer.projection is None else torch.nn.Sequential(*twin(layer.projection))
+            return [TorchResidual(torch.nn.Sequential(*twin(layer.block)), proj)]
         if isinstance(layer, nn.Conv2D):
             t = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
                                 layer.padding, layer.dilation, layer.groups, bias=layer.bias is not None)
-            layers.append(t)
+            out = [t]
             if layer.activation == "relu":
-                layers.append(torch.nn.ReLU())
+                out.append(torch.nn.ReLU())
             elif layer.activation not in (None, "identity"):
                 raise ValueError(f"no torch twin for activation {layer.activation!r}")
+        elif isinstance(layer, nn.BatchNorm2D):
+            t = torch.nn.BatchNorm2d(layer.num_features, layer.eps, layer.momentum, layer.affine,
+                                     layer.track_running_stats)
+            with torch.no_grad():
+                for name, b in layer.named_buffers():
+                    getattr(t, name).copy_(torch.from_numpy(np.asarray(b)))
+            out = [t]
         elif isinstance(layer, nn.MaxPool2D):
-            layers.append(torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation))
+            out = [torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation)]
+        elif isinstance(layer, nn.GlobalAvgPool2D):
+            out = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]
         elif isinstance(layer, nn.Flatten):
-            layers.append(torch.nn.Flatten())
+            out = [torch.nn.Flatten()]
         elif isinstance(layer, (nn.Linear, NumpyLinear)):
             w = layer.weight_param.data
             t = torch.nn.Linear(w.shape[1], w.shape[0])
-            layers.append(t)
+            out = [t]
         elif isinstance(layer, nn.ReLU):
-            layers.append(torch.nn.ReLU())
+            out = [torch.nn.ReLU()]
         else:
             raise TypeError(f"no torch twin for {type(layer).__name__}")
-        if hasattr(layer, "weight_param"):
+        if getattr(layer, "weight_param", None) is not None:
             with torch.no_grad():
                 t.weight.copy_(torch.from_numpy(layer.weight_param.data))
                 if layer.bias_param is not None:
                     t.bias.copy_(torch.from_numpy(layer.bias_param.data))
-    return torch.nn.Sequential(*layers)
+        return out
+
+    return torch.nn.Sequential(*[t for layer in model for t in twin(layer)])
 
 
 def make_batch(net: Network, seed: int = 1) -> Tuple[np.ndarray, np.ndarray]:
