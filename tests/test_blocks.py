@@ -462,3 +462,19 @@ def test_readme_residual_example_runs_and_prints_what_it_shows():
             assert abs(g - w) <= 2e-3 * max(1.0, w), (got, want)
         else:
             assert got == want
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_relu_one_pass_paths_match_the_mask_formula(dtype):
+    rng = np.random.default_rng(13)
+    x = (rng.standard_normal((3, 4, 5)) * 3).astype(dtype)
+    if dtype != np.int64:
+        x[0, 0, :3] = [np.nan, -0.0, 0.0]
+    g = rng.standard_normal(x.shape).astype(np.float64 if dtype == np.int64 else dtype)
+    relu = nn.ReLU()
+    y = relu.forward(x)
+    np.testing.assert_array_equal(y, np.where(x > 0, x, 0))  # NaN -> 0, as the mask
+    np.testing.assert_array_equal(relu.backward(g), np.where(x > 0, g, 0))
+    assert relu.backward(g, input_grad=False) is None
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        relu.backward(g[:1])

@@ -204,20 +204,36 @@ class MaxPool2D(Module):
 
 
 class ReLU(Module):
-    """``max(x, 0)``; the gradient passes where the input was positive."""
+    """``max(x, 0)``; the gradient passes where the output is positive (NaN inputs give 0, as a
+    comparison with 0 does). float32/float64 run in one pass each way, the backward pass native
+    (the activation derivative of the convolutions); other dtypes through a NumPy mask."""
 
     def __init__(self):
         self._mask: Optional[np.ndarray] = None
+        self._output: Optional[np.ndarray] = None
 
     def forward(self, x) -> np.ndarray:
         x = F._array(x, "input")
-        self._mask = x > 0
+        if x.dtype in (np.float32, np.float64):
+            out = self._buffer("output", x.shape, x.dtype, self._reuse_output)
+            self._mask, self._output = None, np.fmax(x, x.dtype.type(0), out=out)
+            return self._output
+        self._mask, self._output = x > 0, None
         return np.where(self._mask, x, x.dtype.type(0))
 
     def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
-        _need_forward(self._mask, "ReLU")
-        g = _check_grad(grad_output, self._mask.shape, "ReLU")
-        return np.where(self._mask, g, g.dtype.type(0)) if input_grad else None
+        if self._output is None:
+            _need_forward(self._mask, "ReLU")
+            g = _check_grad(grad_output, self._mask.shape, "ReLU")
+            return np.where(self._mask, g, g.dtype.type(0)) if input_grad else None
+        g = _check_grad(grad_output, self._output.shape, "ReLU")
+        if not input_grad:
+            return None
+        y = self._output
+        if g.dtype != y.dtype:
+            return np.where(y > 0, g, g.dtype.type(0))
+        out = self._buffer("grad_input", y.shape, y.dtype, self._reuse_grad)
+        return _core.activation_backward("relu", F._contiguous(g, y.dtype), np.ascontiguousarray(y), out=out)
 
     def __repr__(self) -> str:
         return "ReLU()"
