@@ -310,13 +310,16 @@ class Dropout(Module):
 # ------------------------------------------------------------------------------- residual
 
 
-def _backward(layer, g, input_grad: bool):
-    """``layer.backward(g, input_grad=...)``, or ``layer.backward(g)`` for layers without the flag."""
+def _takes_input_grad(layer) -> bool:
     try:
-        takes = "input_grad" in inspect.signature(layer.backward).parameters
+        return "input_grad" in inspect.signature(layer.backward).parameters
     except (TypeError, ValueError):
-        takes = False
-    return layer.backward(g, input_grad=input_grad) if takes else layer.backward(g)
+        return False
+
+
+def _backward(layer, takes_input_grad: bool, g, input_grad: bool):
+    """``layer.backward(g, input_grad=...)``, or ``layer.backward(g)`` for layers without the flag."""
+    return layer.backward(g, input_grad=input_grad) if takes_input_grad else layer.backward(g)
 
 
 class Residual(Module):
@@ -336,6 +339,7 @@ class Residual(Module):
                 msg = f"Residual: {name} ({type(layer).__name__}) needs forward, backward and parameters methods"
                 raise TypeError(msg)
         self.block, self.projection = block, projection
+        self._takes = (_takes_input_grad(block), projection is not None and _takes_input_grad(projection))
         self._shape: Optional[Tuple[int, ...]] = None
 
     def _children(self):
@@ -362,8 +366,8 @@ class Residual(Module):
         ``input_grad=False``)."""
         _need_forward(self._shape, "Residual")
         g = np.asarray(grad_output)
-        ga = _backward(self.block, g, input_grad)
-        gb = g if self.projection is None else _backward(self.projection, g, input_grad)
+        ga = _backward(self.block, self._takes[0], g, input_grad)
+        gb = g if self.projection is None else _backward(self.projection, self._takes[1], g, input_grad)
         if not input_grad:
             return None
         ga, gb = np.asarray(ga), np.asarray(gb)
