@@ -15,6 +15,23 @@ void validate(const BatchNormShape& s, const char* op) {
   CONVCORE_CHECK(s.hw <= INT64_MAX / s.n && s.n * s.hw <= INT64_MAX / s.c, op, ": size overflows");
 }
 
+// Sums in double over 8 independent lanes: the lanes vectorise (a single running sum would be
+// one long chain of dependent additions), and the order is fixed, so results never depend on
+// the thread count.
+constexpr int kLanes = 8;
+
+template <class T, class F>
+double lane_sum(int64_t n, F&& term) {
+  double acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += term(i + l);
+  for (; i < n; ++i) acc[0] += term(i);
+  double s = 0;
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
 }  // namespace
 
 template <class T>
@@ -40,16 +57,16 @@ void batchnorm_forward(const BatchNormShape& s, const T* x, const T* gamma, cons
       double sum = 0;
       for (int64_t b = 0; b < s.n; ++b) {
         const T* xp = x + b * stride + c * s.hw;
-        for (int64_t i = 0; i < s.hw; ++i) sum += double(xp[i]);
+        sum += lane_sum<T>(s.hw, [&](int64_t i) { return double(xp[i]); });
       }
       mean = sum / double(m);
       double sq = 0;  // second pass: no cancellation
       for (int64_t b = 0; b < s.n; ++b) {
         const T* xp = x + b * stride + c * s.hw;
-        for (int64_t i = 0; i < s.hw; ++i) {
+        sq += lane_sum<T>(s.hw, [&](int64_t i) {
           const double d = double(xp[i]) - mean;
-          sq += d * d;
-        }
+          return d * d;
+        });
       }
       var = sq / double(m);
       if (running_mean) {
@@ -88,10 +105,8 @@ void batchnorm_backward(const BatchNormShape& s, const T* x, const T* dy, const 
     for (int64_t b = 0; b < s.n; ++b) {
       const T* xp = x + b * stride + c * s.hw;
       const T* gp = dy + b * stride + c * s.hw;
-      for (int64_t i = 0; i < s.hw; ++i) {
-        sum_dy += double(gp[i]);
-        sum_dy_xhat += double(gp[i]) * (double(xp[i]) - mean);
-      }
+      sum_dy += lane_sum<T>(s.hw, [&](int64_t i) { return double(gp[i]); });
+      sum_dy_xhat += lane_sum<T>(s.hw, [&](int64_t i) { return double(gp[i]) * (double(xp[i]) - mean); });
     }
     sum_dy_xhat *= invstd;
     if (dbeta) dbeta[c] = T((accumulate ? double(dbeta[c]) : 0.0) + sum_dy);
