@@ -478,3 +478,26 @@ def test_relu_one_pass_paths_match_the_mask_formula(dtype):
     assert relu.backward(g, input_grad=False) is None
     with pytest.raises(ValueError, match="grad_output must have shape"):
         relu.backward(g[:1])
+
+
+def test_residual_first_in_a_sequential_skips_only_the_input_gradient(tmp_path):
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 2, 5, 5))
+    make = lambda: nn.Sequential(  # noqa: E731
+        nn.Residual(nn.Sequential(nn.Conv2D(2, 2, 3, padding=1, dtype=np.float64, seed=1),
+                                  nn.BatchNorm2D(2, dtype=np.float64))),
+        nn.GlobalAvgPool2D(), nn.Linear(2, 3, dtype=np.float64, seed=2))
+    a, b = make(), make()
+    g = rng.standard_normal((2, 3))
+    a.forward(x)
+    assert a.backward(g) is None  # the first layer's input gradient is not computed ...
+    b.forward(x)
+    assert b.backward(g, input_grad=True).shape == x.shape
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(pa.grad, pb.grad, err_msg=name)  # ... the parameters' are
+    # save / load carry the buffers too
+    a.save(tmp_path / "res.npz")
+    c = make()
+    c.load(tmp_path / "res.npz")
+    assert int(c[0].block[1].num_batches_tracked) == 1
+    np.testing.assert_array_equal(c[0].block[1].running_var, a[0].block[1].running_var)
