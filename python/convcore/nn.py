@@ -22,9 +22,11 @@ of a large batch add up to its gradient (see :func:`train_step`).
     loss, correct = nn.train_step(model, loss_fn, opt, x_batch, labels, micro_batches=2)
     model.save("digits.npz")
 
-:class:`Conv2D` is the library's convolution layer (``convcore.Conv2D``); :class:`MaxPool2D` is
-native too. :class:`ReLU`, :class:`Flatten`, :class:`Linear` and :class:`SoftmaxCrossEntropy` are
-NumPy. Everything runs in float32 or float64, the dtype of the parameters.
+:class:`Conv2D` is the library's convolution layer (``convcore.Conv2D``); :class:`MaxPool2D`,
+:class:`Linear`, :class:`BatchNorm2D` and :class:`AvgPool2D` are native too, as is the backward
+pass of :class:`ReLU`; :class:`Flatten`, :class:`GlobalAvgPool2D`, :class:`Dropout` and
+:class:`SoftmaxCrossEntropy` are NumPy. :class:`Residual` adds a block's output to its input's
+(or a projection's). Everything runs in float32 or float64, the dtype of the parameters.
 """
 
 from __future__ import annotations
