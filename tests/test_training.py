@@ -275,12 +275,14 @@ def test_one_blas_thread_limits_and_restores_numpys_blas():
 
 
 def test_one_blas_thread_agrees_with_threadpoolctl():
+    import os
+
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from convcore import _blas
 
-    found = {lib.path for lib in _blas.blas_libraries()}
+    found = {lib.path for lib in _blas.blas_libraries(refresh=True)}
     theirs = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-    assert found == {i["filepath"] for i in theirs if i["internal_api"] in ("openblas", "mkl")}
+    assert found == {os.path.realpath(i["filepath"]) for i in theirs if i["internal_api"] in ("openblas", "mkl")}
     with _blas.one_blas_thread():
         assert all(i["num_threads"] == 1 for i in threadpoolctl.threadpool_info() if i["filepath"] in found)
 
@@ -330,3 +332,15 @@ def test_readme_training_example_runs_and_prints_what_it_shows():
             assert abs(g - w) <= 2e-3 * max(1.0, w), (got, want)
         else:
             assert got == want
+
+
+def test_blas_discovery_names_each_library_once_after_scipy_arrives():
+    """An extension module linked to a BLAS (SciPy's _fblas) answers for that BLAS's functions;
+    the library is still counted once, under its own path, and found after the import."""
+    pytest.importorskip("scipy.linalg")
+    from convcore import _blas
+
+    libs = _blas.blas_libraries()
+    paths = [lib.path for lib in libs]
+    assert len(paths) == len(set(paths))
+    assert all(p.rsplit("/", 1)[-1].startswith("lib") for p in paths), paths

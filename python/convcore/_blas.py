@@ -7,15 +7,17 @@ cores, step after step. :func:`one_blas_thread` runs a block with NumPy's BLAS l
 thread, so that a product inside it leaves no spinning workers behind, and restores the previous
 count after; :class:`convcore.nn.Sequential` and :func:`convcore.nn.train_step` run under it.
 
-The BLAS libraries are found once, by their exported thread-count functions, among the shared
-objects mapped into the process (OpenBLAS under any of its symbol prefixes, and MKL). Setting
-and restoring costs two foreign calls per library, about a microsecond.
+The BLAS libraries are found by their exported thread-count functions among the shared objects
+mapped into the process (OpenBLAS under any of its symbol prefixes, and MKL), once and again
+whenever Python has imported more modules; each is named by the object that defines the
+functions. Setting and restoring costs two foreign calls per library, about a microsecond.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 from typing import List, Optional, Tuple
 
@@ -54,6 +56,25 @@ def _mapped_paths() -> List[str]:
     return sorted(paths)
 
 
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _defining_library(fn, fallback: str) -> str:
+    """The shared object that defines fn: a handle's symbol lookup also searches the library's
+    dependencies, so an extension module linked to a BLAS (SciPy's _fblas) answers for it."""
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+    except (OSError, AttributeError):
+        return fallback
+    dladdr.argtypes, dladdr.restype = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)], ctypes.c_int
+    info = _DlInfo()
+    if dladdr(ctypes.cast(fn, ctypes.c_void_p), ctypes.byref(info)) and info.dli_fname:
+        return os.path.realpath(os.fsdecode(info.dli_fname))
+    return fallback
+
+
 def _load(path: str) -> Optional[BlasLibrary]:
     name = path.rsplit("/", 1)[-1].lower()
     if "blas" not in name and "mkl" not in name:
@@ -62,17 +83,13 @@ def _load(path: str) -> Optional[BlasLibrary]:
         lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)  # already loaded: never load one
     except OSError:
         return None
-    for prefix in _OPENBLAS_PREFIXES:
-        for suffix in _OPENBLAS_SUFFIXES:
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and set_ is not None:
-                get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
-                return BlasLibrary(path, get, set_)
-    get, set_ = getattr(lib, "MKL_Get_Max_Threads", None), getattr(lib, "MKL_Set_Num_Threads", None)
-    if get is not None and set_ is not None:
-        get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
-        return BlasLibrary(path, get, set_)
+    names = [(f"{p}_get_num_threads{s}", f"{p}_set_num_threads{s}")
+             for p in _OPENBLAS_PREFIXES for s in _OPENBLAS_SUFFIXES]
+    for get_name, set_name in names + [("MKL_Get_Max_Threads", "MKL_Set_Num_Threads")]:
+        get, set_ = getattr(lib, get_name, None), getattr(lib, set_name, None)
+        if get is not None and set_ is not None:
+            get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+            return BlasLibrary(_defining_library(set_, path), get, set_)
     return None
 
 
@@ -80,13 +97,23 @@ _found: Optional[Tuple[BlasLibrary, ...]] = None
 _lock = threading.Lock()
 
 
+_modules_seen = -1
+
+
 def blas_libraries(refresh: bool = False) -> Tuple[BlasLibrary, ...]:
-    """The BLAS libraries loaded in this process (found on first call, or again with refresh)."""
-    global _found
+    """The BLAS libraries loaded in this process: found on first call, and again after Python
+    has imported modules (which is how a new BLAS usually arrives: SciPy's own OpenBLAS), or with
+    refresh."""
+    global _found, _modules_seen
     with _lock:
-        if _found is None or refresh:
-            libs = (_load(p) for p in _mapped_paths())
-            _found = tuple(lib for lib in libs if lib is not None)
+        if _found is None or refresh or len(sys.modules) != _modules_seen:
+            _modules_seen = len(sys.modules)
+            found = {}
+            for p in _mapped_paths():
+                lib = _load(p)
+                if lib is not None:
+                    found.setdefault(lib.path, lib)  # one entry per library that defines the functions
+            _found = tuple(found.values())
         return _found
 
 
