@@ -100,6 +100,8 @@ void check_geometry(const Conv2dGeometry& g, convcore::Isa isa, double tol) {
   convcore::set_num_threads(2);
 }
 
+constexpr int64_t kHuge = int64_t{1} << 48, kBig = int64_t{1} << 20;
+
 template <class T>
 void run(double tol) {
   const Conv2dGeometry cases[] = {
@@ -128,6 +130,11 @@ void run(double tol) {
       dw_geom(9, 3, 12, 12, 1, 3, 3, 1, 1, 1, 1, 1, 1),           // more images than the group
       dw_geom(5, 3, 1, 40, 1, 1, 3, 1, 1, 0, 0, 1, 1),            // one row
       dw_geom(2, 2, 40, 1, 1, 3, 1, 2, 1, 1, 1, 0, 0),            // one column
+      // Padding and dilation far beyond any buffer, small outputs (found by the fuzz target):
+      // the per-plane loops, never a padded copy of 2^48 rows (or of 2^40 elements).
+      dw_geom(1, 2, 5, 4, 3, 2, 3, 1, 1, kHuge, 2, 0, 1, kHuge, 1),
+      dw_geom(2, 2, 4, 5, 1, 3, 2, 1, 1, 1, 0, kHuge, 1, 1, kHuge),
+      dw_geom(1, 3, 3, 3, 1, 2, 2, 1, 1, kBig, 1, kBig, 0, kBig, kBig),
   };
   for (convcore::Isa isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512}) {
     if (!convcore::isa_supported(isa)) continue;

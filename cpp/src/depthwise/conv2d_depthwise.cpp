@@ -177,12 +177,27 @@ void correlate_flat(const DepthwiseKernels<T>& k, int64_t len, const T* xp, cons
 const DepthwiseKernels<float> kDepthwiseGenericF32 = depthwise_kernels_for<float, 16>();
 const DepthwiseKernels<double> kDepthwiseGenericF64 = depthwise_kernels_for<double, 16>();
 
+// Largest padded plane (bytes, one per thread) the stride-1 forward and input-gradient loops
+// copy into; a geometry whose padding or dilation is larger (say 5x4 inputs padded by 2^48 rows)
+// takes the per-plane loops, which read the input in place and need no buffer.
+constexpr int64_t kMaxPlaneScratch = int64_t{64} << 20;
+
+// Whether `planes` buffers of hp x wp elements of T stay within `limit` bytes, computed without
+// overflowing (hp and wp are positive, each below 2^63).
+template <class T>
+bool planes_fit(int64_t planes, int64_t hp, int64_t wp, int64_t limit) {
+  const int64_t cap = limit / int64_t(sizeof(T)) / planes;
+  return wp <= cap && hp <= cap / wp;
+}
+
 template <class T>
 void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                        Activation act) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg(), planes = g.mb * g.oc;
-  if (g.sh != 1 || g.sw != 1) {
+  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
+  // (The accumulator below is shorter than the padded plane: two planes bound both.)
+  if (g.sh != 1 || g.sw != 1 || !planes_fit<T>(2, hp, wp, kMaxPlaneScratch)) {
     parallel_for(planes, ohw * khw, [&](int64_t p) {
       const int64_t n = p / g.oc, o = p % g.oc;
       forward_plane(g, x + (n * g.ic + o / ocg) * ihw, w + o * khw, bias ? bias[o] : T(0),
@@ -192,7 +207,6 @@ void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g,
   }
   // Stride 1: pad each input plane once (it serves its ocg outputs), correlate flat, then write
   // the ow useful columns of every row with bias and activation.
-  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
   const int64_t len = (oh - 1) * wp + ow, pad_size = hp * wp;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
   const int64_t nthr = std::min<int64_t>(threads_for_work(planes, ohw * khw), get_num_threads());
@@ -225,7 +239,9 @@ template <class T>
 void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg(), planes = g.mb * g.ic;
-  if (g.sh != 1 || g.sw != 1) {
+  const int64_t eh = g.dh * (g.kh - 1), ew = g.dw * (g.kw - 1);
+  const int64_t hp = g.ih + eh, wp = g.iw + ew;
+  if (g.sh != 1 || g.sw != 1 || !planes_fit<T>(2, hp, wp, kMaxPlaneScratch)) {
     // Scatter each dy row into the rows of dx it reaches (strided columns).
     parallel_for(planes, ihw + ocg * ohw * khw, [&](int64_t p) {
       const int64_t n = p / g.ic, c = p % g.ic;
@@ -240,8 +256,6 @@ void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeome
   }
   // Stride 1: dx is the correlation of dy, padded by dh*(kh-1) - pt etc. (negative: cropped),
   // with the rotated filter; the ocg output channels of a group add up in order.
-  const int64_t eh = g.dh * (g.kh - 1), ew = g.dw * (g.kw - 1);
-  const int64_t hp = g.ih + eh, wp = g.iw + ew;
   const int64_t len = (g.ih - 1) * wp + g.iw, pad_size = hp * wp;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
   const int64_t nthr =
@@ -274,8 +288,8 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
                                bool accumulate) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg();
-  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr, pad_size = hp * wp;
-  if (g.sh != 1 || g.sw != 1 || g.mb == 0 || pad_size * int64_t(sizeof(T)) > kMaxWeightScratch) {
+  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
+  if (g.sh != 1 || g.sw != 1 || g.mb == 0 || !planes_fit<T>(1, hp, wp, kMaxWeightScratch)) {
     parallel_for(g.oc, g.mb * ohw * khw, [&](int64_t o) {
       backward_weight_channel(g, x + (o / ocg) * ihw, g.ic * ihw, dy + o * ohw, g.oc * ohw,
                               dw + o * khw, accumulate);
@@ -287,6 +301,7 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
   // taps are summed in one sweep over the images and rows, each into its own dot_lanes partial
   // sums (in order of n, i, j); the lanes are added at the end. The order depends on g and the
   // kernel path only.
+  const int64_t pad_size = hp * wp;
   const int L = kern.dot_lanes;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
   const int64_t nthr =
