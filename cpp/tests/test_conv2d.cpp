@@ -207,6 +207,15 @@ void run(double tol) {
   std::vector<T> dw(e.wei_size(), T(5));
   convcore::conv2d_backward_weight<T>(e, nullptr, nullptr, dw.data(), false);
   CHECK(dw[0] == T(0) && dw.back() == T(0));
+  // An empty batch of a valid geometry whose work per image, oc*K*oh*ow, exceeds 64 bits (found by
+  // the fuzz target; the sanitizer build fails on the overflow): the plan is made, the ops run.
+  const Conv2dGeometry huge = geom(0, 6, 4, 3, 2, 1, 1, 1, 1, int64_t{1} << 40, 0, 0, int64_t{1} << 21,
+                                   2, 1, 2);
+  const convcore::Conv2dPlan<T> plan(huge);
+  std::vector<T> dw_huge(huge.wei_size(), T(5));
+  plan.forward(nullptr, dw_huge.data(), nullptr, nullptr);
+  plan.backward_weight(nullptr, nullptr, dw_huge.data(), false);
+  CHECK(dw_huge[0] == T(0) && dw_huge.back() == T(0));
   check_activations<T>(tol * 10);
 }
 

@@ -70,6 +70,12 @@ void parallel(int64_t nthr_max, F&& f) {
 // costs more than it saves.
 constexpr int64_t kMinWorkPerThread = int64_t{1} << 16;
 
+// a * b for a, b >= 0, saturated at INT64_MAX: the work estimates below multiply sizes that each
+// fit in 64 bits while their product, for a valid but huge geometry, need not.
+inline int64_t work_mul(int64_t a, int64_t b) {
+  return a > 0 && b > INT64_MAX / a ? INT64_MAX : a * b;
+}
+
 // Threads worth using for `items` independent items of `work_per_item` units each (>= 1).
 inline int64_t threads_for_work(int64_t items, int64_t work_per_item) {
   const int64_t total = work_per_item > 0 && items > INT64_MAX / work_per_item ? INT64_MAX

@@ -290,7 +290,7 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
   const int64_t ocg = g.ocg();
   const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
   if (g.sh != 1 || g.sw != 1 || g.mb == 0 || !planes_fit<T>(1, hp, wp, kMaxWeightScratch)) {
-    parallel_for(g.oc, g.mb * ohw * khw, [&](int64_t o) {
+    parallel_for(g.oc, work_mul(g.mb, ohw * khw), [&](int64_t o) {
       backward_weight_channel(g, x + (o / ocg) * ihw, g.ic * ihw, dy + o * ohw, g.oc * ohw,
                               dw + o * khw, accumulate);
     });
@@ -305,7 +305,7 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
   const int L = kern.dot_lanes;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
   const int64_t nthr =
-      std::min<int64_t>(threads_for_work(g.oc, g.mb * ohw * khw), get_num_threads());
+      std::min<int64_t>(threads_for_work(g.oc, work_mul(g.mb, ohw * khw)), get_num_threads());
   Scratch buf(nthr, pad_size * int64_t(sizeof(T)));
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;

@@ -174,10 +174,10 @@ constexpr int64_t kMaxWeightChunkBytes = int64_t{64} << 20;
 
 int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
   // As many chunks as the work is worth threads (a function of the geometry, not of the threads).
-  const int64_t per_image = g.oc * g.col_rows() * g.col_cols();
+  const int64_t per_image = work_mul(work_mul(g.oc, g.col_rows()), g.col_cols());
   int64_t chunks = std::min(threads_for_work(g.mb, per_image), kMaxWeightChunks);
-  const int64_t bytes = g.wei_size() * elem_size;
-  while (chunks > 1 && chunks * bytes > kMaxWeightChunkBytes) --chunks;
+  const int64_t bytes = work_mul(g.wei_size(), elem_size);
+  while (chunks > 1 && bytes > kMaxWeightChunkBytes / chunks) --chunks;
   return std::max<int64_t>(chunks, 1);
 }
 

@@ -99,7 +99,7 @@ inline bool col_is_input(const Conv2dGeometry& g) {
 // How many threads an image-parallel loop over g.mb images uses (at least 1): no more than there
 // are images, nor than the work (one forward product per image) is worth.
 inline int64_t image_threads(const Conv2dGeometry& g) {
-  const int64_t per_image = g.oc * g.col_rows() * g.col_cols();
+  const int64_t per_image = work_mul(work_mul(g.oc, g.col_rows()), g.col_cols());
   return std::min<int64_t>(threads_for_work(g.mb, per_image), get_num_threads());
 }
 
