@@ -7,7 +7,9 @@ directory on ``sys.path`` before collecting them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
+import inspect
 import pathlib
 
 import numpy as np
@@ -194,3 +196,20 @@ def assert_close(got, want, dtype=None, scale=None):
     if scale is None:
         scale = max(float(np.max(np.abs(want), initial=0.0)), 1.0)
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+
+@functools.lru_cache(maxsize=None)
+def _needs_torch(function):
+    """Whether a test function asks for PyTorch (``pytest.importorskip("torch")`` in its body)."""
+    return 'importorskip("torch")' in inspect.getsource(function)
+
+
+def pytest_collection_modifyitems(items):
+    """Marks the PyTorch parity tests ``torch``: every test in ``test_torch.py`` and every test
+    that calls ``pytest.importorskip("torch")``, so that ``-m "not torch"`` leaves them out, as
+    the wheel builds' tests do (they do not install PyTorch)."""
+    for item in items:
+        function = getattr(item, "function", None)
+        if item.path.name == "test_torch.py" or (function is not None and _needs_torch(function)):
+            item.add_marker(pytest.mark.torch)

@@ -43,7 +43,6 @@ def test_json_keys_and_positive_times(tmp_path):
     assert case["overhead_us"]["convcore"]["fwd_bwd"] > 0
 
 
-@pytest.mark.torch
 def test_with_torch(tmp_path):
     pytest.importorskip("torch")
     data = run(tmp_path, "--no-numpy")

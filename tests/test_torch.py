@@ -8,9 +8,6 @@ import convcore as cc
 
 torch = pytest.importorskip("torch")
 
-# Deselected with -m "not torch" (the wheel builds' tests, which do not install PyTorch).
-pytestmark = pytest.mark.torch
-
 TORCH_GEOMETRIES = [
     *GEOMETRIES[::2],
     Geometry(2, 6, 9, 8, 4, 3, 3, 2, 2, padding=((2, 1), (0, 3)), dh=2, dw=1, g=2),
