@@ -198,7 +198,6 @@ def assert_close(got, want, dtype=None, scale=None):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
 
-
 @functools.lru_cache(maxsize=None)
 def _needs_torch(function):
     """Whether a test function asks for PyTorch (``pytest.importorskip("torch")`` in its body)."""
