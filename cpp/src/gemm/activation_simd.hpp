@@ -52,10 +52,11 @@ __attribute__((always_inline)) inline double exp_clamped(double x) {
   p = p * r + 0.5;
   p = p * r + 1.0;
   p = p * r + 1.0;
-  int64_t tb;
+  uint64_t tb;
   __builtin_memcpy(&tb, &t, sizeof t);
   // n + 1023 in the exponent field (|n| <= 1010 after the clamp; a NaN x gives NaN through p).
-  const int64_t sb = (tb - int64_t(0x4338000000000000) + 1023) << 52;
+  // Unsigned, so that a NaN's bits wrap instead of overflowing or shifting a negative value.
+  const uint64_t sb = (tb - uint64_t(0x4338000000000000) + 1023) << 52;
   double scale;
   __builtin_memcpy(&scale, &sb, sizeof scale);
   return p * scale;
