@@ -7,7 +7,7 @@ accumulation, and the SGD update — in float32 or float64, in parallel with Ope
 
 from __future__ import annotations
 
-from . import _core, nn, reference
+from . import _core, functional, nn, reference
 from ._blas import one_blas_thread
 from ._core import __version__, get_num_threads, has_openmp, set_num_threads
 from .functional import (
@@ -36,6 +36,7 @@ from .functional_transposed import (
 from .layers import Conv1D, Conv2D, ConvTranspose2D
 from .plan import Conv2dPlan
 from .optim import SGD, Adam, AdamW, Parameter
+from ._public import public_dir as _public_dir
 
 __all__ = [
     "Adam",
@@ -67,6 +68,7 @@ __all__ = [
     "conv_transpose2d_weight",
     "expand_stride",
     "flip_kernels",
+    "functional",
     "get_num_threads",
     "has_openmp",
     "im2col",
@@ -78,6 +80,7 @@ __all__ = [
     "set_num_threads",
     "sgd_update",
 ]
+__dir__ = _public_dir(globals())
 
 
 def info() -> dict:

@@ -29,8 +29,10 @@ import numpy as np
 
 from . import nn
 from .optim import SGD
+from ._public import public_dir as _public_dir
 
 __all__ = ["add_arguments", "build_model", "build_resnet", "load_data", "main", "run"]
+__dir__ = _public_dir(globals())
 
 INSTALL_HINT = 'pip install "convcore[demo]"'
 # module name -> package name on PyPI
@@ -85,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--out", default=".", help="folder for the PNG and the saved parameters (default: current folder)")
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("--save", action="store_true", help=f"also save the trained parameters to OUT/{MODEL_FILE}")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars: one line per epoch instead")
     parser.add_argument("--distributed", action="store_true",
                         help="train data-parallel across the ranks of an MPI job: run under "
                              "'mpiexec -n N'; each rank takes 1/N of every batch, rank 0 prints "
@@ -244,6 +246,9 @@ def _run(args: argparse.Namespace, dist) -> int:
           f"batch {args.batch_size} in {args.micro_batches} micro-batch(es), lr {args.lr}, "
           f"momentum {args.momentum}, {convcore.get_num_threads()} thread(s)"
           f"{'' if dist is None else f' x {dist.world_size()} rank(s)'}, seed {args.seed}")
+    if plot:
+        print(f"the plot will be written to {os.path.join(args.out, PLOT_FILE)} (--out DIR to change, "
+              f"--no-plot to skip)")
 
     start = time.perf_counter()
     model = MODELS[args.model](args.seed)
@@ -286,6 +291,9 @@ def _run(args: argparse.Namespace, dist) -> int:
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{100 * correct / seen:.1f}%",
                         test=f"{100 * test_acc:.1f}%")
         bar.close()
+        if args.no_progress and main_rank:  # one line per epoch, so that logs keep the learning curve
+            print(f"epoch {epoch:>{width}}/{args.epochs}: loss {total_loss / seen:.4f}, "
+                  f"acc {100 * correct / seen:.1f}%, test {100 * test_acc:.1f}%")
     if not main_rank:  # every rank holds the same model; rank 0 reports and writes
         return 0
     pred = predict(model, x_test)

@@ -31,6 +31,8 @@ from .padding import check_padding_mode, pad, pad_backward
 IntPair = Union[int, Tuple[int, int]]
 Padding = Union[int, str, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
 
+from ._public import public_dir as _public_dir
+
 __all__ = [
     "conv2d",
     "conv2d_input",
@@ -45,6 +47,7 @@ __all__ = [
     "sgd_update",
     "output_size",
 ]
+__dir__ = _public_dir(globals())
 
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
 METHODS = ("auto", "flip", "col2im")
@@ -136,6 +139,21 @@ def _batched(x: np.ndarray, name: str) -> Tuple[np.ndarray, bool]:
         return x[None], True
     msg = f"{name}: expected a 4-D (N, C, H, W) or 3-D (C, H, W) array, got shape {x.shape}"
     raise ValueError(msg)
+
+
+def _spatial(size, name: str) -> Tuple[int, int]:
+    """``(H, W)`` from an int, a pair, or a full shape whose last two entries are used."""
+    if isinstance(size, (tuple, list)):
+        if len(size) < 2:
+            msg = f"{name}: expected an int, (H, W) or a shape ending in (H, W), got {size!r}"
+            raise ValueError(msg)
+        return _int(size[-2], name), _int(size[-1], name)
+    try:
+        v = operator.index(size)
+    except TypeError:
+        msg = f"{name}: expected an int, (H, W) or a shape ending in (H, W), got {size!r}"
+        raise TypeError(msg) from None
+    return v, v
 
 
 def _size(size, name: str) -> Tuple[Tuple[int, int, int, int], bool]:
@@ -261,8 +279,12 @@ def _activation(activation: Optional[str]) -> str:
 
 
 def output_size(input_size, kernel_size, stride=1, padding: Padding = 0, dilation=1):
-    """Output ``(oh, ow)`` of a convolution of an ``(H, W)`` (or N, C, H, W) input."""
-    ih, iw = (_int(v, "input_size") for v in tuple(input_size)[-2:])
+    """Output ``(oh, ow)`` of a convolution of an ``(H, W)`` (or N, C, H, W) input.
+
+    input_size: an int (square), ``(H, W)`` or a full shape whose last two entries are used;
+    kernel_size, stride, dilation: an int or a pair; padding as for :func:`conv2d`.
+    """
+    ih, iw = _spatial(input_size, "input_size")
     kh, kw = _pair(kernel_size, "kernel_size")
     g = _geometry((1, 1, ih, iw), (1, 1, kh, kw), stride, padding, dilation, 1)
     g.validate("output_size")
@@ -459,13 +481,13 @@ def activation_backward(grad, output, activation: Optional[str]) -> np.ndarray:
 def expand_stride(grad_output, stride: IntPair, input_size, kernel_size, padding: Padding = 0, dilation: IntPair = 1):
     """Zero insertion: the delta of a strided convolution laid out at stride 1.
 
-    grad_output ``(N, C, oh, ow)`` or ``(C, oh, ow)``; input_size ``(H, W)`` (or a full shape,
-    whose last two entries are used). Returns ``(N, C, eh, ew)`` with ``eh = H + pt + pb -
+    grad_output ``(N, C, oh, ow)`` or ``(C, oh, ow)``; input_size an int (square), ``(H, W)`` or a
+    full shape, whose last two entries are used; kernel_size an int or a pair. Returns ``(N, C, eh, ew)`` with ``eh = H + pt + pb -
     dh*(kh-1)``: ``expanded[..., i*sh, j*sw] = grad_output[..., i, j]``, zeros elsewhere —
     including trailing rows/columns when the stride did not divide the input.
     """
     dy, single = _batched(_array(grad_output, "grad_output"), "grad_output")
-    ih, iw = (_int(v, "input_size") for v in tuple(input_size)[-2:])
+    ih, iw = _spatial(input_size, "input_size")
     kh, kw = _pair(kernel_size, "kernel_size")
     mb, c = dy.shape[:2]
     g = _geometry((mb, 1, ih, iw), (c, 1, kh, kw), stride, padding, dilation, 1)

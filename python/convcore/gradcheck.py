@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._public import public_dir as _public_dir
+
 __all__ = ["GradcheckError", "check_conv2d_gradients", "numerical_grad"]
+__dir__ = _public_dir(globals())
 
 
 class GradcheckError(AssertionError):

@@ -18,8 +18,10 @@ from .functional_transposed import (
 from .padding import check_padding_mode, pad, pad_backward
 from .plan import Conv2dPlan
 from .optim import SGD, Parameter
+from ._public import public_dir as _public_dir
 
 __all__ = ["Conv1D", "Conv2D", "ConvTranspose2D", "Module", "WeightBiasModule"]
+__dir__ = _public_dir(globals())
 
 
 class Module:

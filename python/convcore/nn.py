@@ -43,6 +43,7 @@ from ._blas import one_blas_thread
 from .blocks import AvgPool2D, BatchNorm2D, Dropout, GlobalAvgPool2D, Residual
 from .layers import Conv1D, Conv2D, ConvTranspose2D, Module, WeightBiasModule
 from .optim import SGD, Parameter
+from ._public import public_dir as _public_dir
 
 __all__ = [
     "AvgPool2D",
@@ -64,6 +65,7 @@ __all__ = [
     "max_pool2d_backward",
     "train_step",
 ]
+__dir__ = _public_dir(globals())
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -9,8 +9,10 @@ import numpy as np
 
 from . import _core
 from .functional import sgd_update
+from ._public import public_dir as _public_dir
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "Parameter"]
+__dir__ = _public_dir(globals())
 
 
 class Parameter:

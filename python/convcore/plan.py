@@ -14,8 +14,10 @@ import numpy as np
 
 from . import _core
 from . import functional as F
+from ._public import public_dir as _public_dir
 
 __all__ = ["Conv2dPlan", "PLAN_OPS"]
+__dir__ = _public_dir(globals())
 
 PLAN_OPS = ("forward", "backward_input", "backward_weight")
 

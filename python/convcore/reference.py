@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._public import public_dir as _public_dir
+
 __all__ = [
     "ACTIVATIONS",
     "activation_backward",
@@ -49,6 +51,7 @@ __all__ = [
     "same_pads",
     "sgd_update",
 ]
+__dir__ = _public_dir(globals())
 
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
 

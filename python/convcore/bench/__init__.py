@@ -31,6 +31,7 @@ from .report import (ENV_KEYS, available_cpus, blas_matmul_rate, format_tables, 
 from .suite import FLOAT64_SHAPES, OPS, OVERHEAD_SHAPE, QUICK_SHAPES, SHAPES, SUITE, Shape, make_inputs
 from .timing import (HEAP_REUSE_ENV, HEAP_REUSE_ENV_FALLBACK, NUMPY_CALL_LIMIT_S, measure_memory, run_case,
                      run_torch_heap)
+from .._public import public_dir as _public_dir
 
 __all__ = [
     "ENV_KEYS", "FLOAT64_SHAPES", "HEAP_REUSE_ENV", "HEAP_REUSE_ENV_FALLBACK", "LIBS", "LIB_TITLES",
@@ -40,3 +41,4 @@ __all__ = [
     "measured_peak", "relative_error", "run_case", "run_torch_heap", "summarize", "theoretical_peak",
     "torch_ops",
 ]
+__dir__ = _public_dir(globals())
