@@ -171,3 +171,56 @@ def test_version_has_one_source():
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert not re.search(r"^version\s*=", pyproject, re.M)
     assert re.search(r'^dynamic = \["version"\]', pyproject, re.M)
+
+
+# ------------------------------------------------------------------------------ CONVCORE_ISA
+
+
+def _import_with_isa(value: str, *flags: str) -> subprocess.CompletedProcess:
+    code = "import convcore as cc; print(cc._core.isa())"
+    env = {**os.environ, "CONVCORE_ISA": value}
+    return subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("spelling", [str.upper, str.title, str.lower], ids=["upper", "title", "lower"])
+def test_isa_names_in_any_case(spelling):
+    for isa in cc._core.supported_isas():
+        run = _import_with_isa(spelling(isa), "-W", "error")  # and no warning
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == isa
+
+
+def test_unknown_isa_warns_with_the_valid_names():
+    best = cc._core.supported_isas()[-1]
+    run = _import_with_isa("bogus")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == best
+    assert "RuntimeWarning: CONVCORE_ISA='bogus' is not a kernel path" in run.stderr
+    assert "'generic', 'avx2' or 'avx512'" in run.stderr
+    assert f"using '{best}'" in run.stderr
+    strict = _import_with_isa("bogus", "-W", "error::RuntimeWarning")
+    assert strict.returncode != 0
+    assert "CONVCORE_ISA='bogus'" in strict.stderr
+
+
+def test_unsupported_isa_warns_with_the_supported_names():
+    supported = cc._core.supported_isas()
+    missing = [isa for isa in ("avx512", "avx2") if isa not in supported]
+    if not missing:
+        pytest.skip("this CPU runs every kernel path")
+    run = _import_with_isa(missing[0].upper())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == supported[-1]
+    assert f"cannot run the {missing[0]} path; it runs {', '.join(repr(s) for s in supported)}" in run.stderr
+
+
+def test_set_isa_takes_any_case():
+    before = cc._core.isa()
+    try:
+        cc._core.set_isa("GENERIC")
+        assert cc._core.isa() == "generic"
+        with pytest.raises(ValueError, match="expected 'generic', 'avx2' or 'avx512'"):
+            cc._core.set_isa("avx")
+    finally:
+        cc._core.set_isa(before)

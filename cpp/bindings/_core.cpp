@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <sstream>
 
 #include "convcore/gemm.hpp"
@@ -84,12 +85,20 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "set_isa",
       [](const std::string& name) {
-        for (auto isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512})
-          if (name == convcore::isa_name(isa)) return convcore::set_isa(isa);
+        convcore::Isa isa;
+        if (convcore::parse_isa(name, isa)) return convcore::set_isa(isa);
         throw std::invalid_argument("set_isa: unknown path '" + name +
                                     "', expected 'generic', 'avx2' or 'avx512'");
       },
-      py::arg("name"), "Forces a kernel path (it must be supported).");
+      py::arg("name"), "Forces a kernel path (any case; it must be supported).");
+  m.def(
+      "isa_env_problem",
+      []() -> std::optional<std::string> {
+        const std::string& problem = convcore::isa_env_problem();
+        if (problem.empty()) return std::nullopt;
+        return problem;
+      },
+      "Why CONVCORE_ISA was not followed (unknown or unsupported name), or None.");
 #ifdef CONVCORE_VERSION
   m.attr("__version__") = CONVCORE_VERSION;
 #endif

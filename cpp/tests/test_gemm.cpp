@@ -10,6 +10,7 @@
 //   - the driver with a caller-supplied pack_b (the implicit-GEMM contract), with a B read in
 //     place (DirectB) or A read in place (DirectA), and with an epilogue that must see every block of C once, when final;
 //   - ISA selection and argument errors.
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -339,9 +340,34 @@ void test_isa_selection() {
   CHECK(convcore::detail::choose_isa(nullptr) == best);
   CHECK(convcore::detail::choose_isa("bogus") == best);
   CHECK(convcore::detail::choose_isa("generic") == Isa::generic);
+  // Names in any case; an unknown name is reported with the valid ones and the path used.
+  CHECK(convcore::detail::choose_isa("GENERIC") == Isa::generic);
+  CHECK(convcore::detail::choose_isa("Generic") == Isa::generic);
+  {
+    std::string problem;
+    CHECK(convcore::detail::choose_isa("generic", &problem) == Isa::generic);
+    CHECK_MSG(problem.empty(), problem);
+    CHECK(convcore::detail::choose_isa("bogus", &problem) == best);
+    CHECK_MSG(problem.find("'bogus'") != std::string::npos &&
+                  problem.find("'generic', 'avx2' or 'avx512'") != std::string::npos &&
+                  problem.find(std::string("using '") + isa_name(best) + "'") != std::string::npos,
+              problem);
+    problem.clear();
+    CHECK(convcore::detail::choose_isa("avx", &problem) == best);
+    CHECK_MSG(!problem.empty(), "a prefix of a name is not a name");
+  }
+  Isa parsed = Isa::generic;
+  CHECK(convcore::parse_isa("AvX512", parsed) && parsed == Isa::avx512);
+  CHECK(!convcore::parse_isa("avx2 ", parsed));
   for (Isa isa : {Isa::avx2, Isa::avx512}) {
     const Isa want = isa_supported(isa) ? isa : best;
     CHECK_MSG(convcore::detail::choose_isa(convcore::isa_name(isa)) == want, isa_name(isa));
+    std::string upper = convcore::isa_name(isa), problem;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    CHECK_MSG(convcore::detail::choose_isa(upper.c_str(), &problem) == want, upper);
+    // An unsupported path is reported with the supported ones.
+    CHECK_MSG(problem.empty() == isa_supported(isa), problem);
+    if (!isa_supported(isa)) CHECK_MSG(problem.find("cannot run") != std::string::npos, problem);
     if (!isa_supported(isa)) {
       CHECK_THROWS(convcore::set_isa(isa), std::invalid_argument);
       try {

@@ -7,6 +7,8 @@ accumulation, and the SGD update — in float32 or float64, in parallel with Ope
 
 from __future__ import annotations
 
+import warnings as _warnings
+
 from . import _core, functional, nn, reference
 from ._blas import one_blas_thread
 from ._core import __version__, get_num_threads, has_openmp, set_num_threads
@@ -81,6 +83,13 @@ __all__ = [
     "sgd_update",
 ]
 __dir__ = _public_dir(globals())
+
+# CONVCORE_ISA with an unknown name, or one this CPU cannot run, is a warning, not an error: the
+# variable is often set for a whole job or cluster, and the best supported path still computes
+# the same results. `python -W error::RuntimeWarning` makes it fatal.
+if _core.isa_env_problem() is not None:
+    _warnings.warn(_core.isa_env_problem(), RuntimeWarning, stacklevel=2)
+
 
 
 def info() -> dict:

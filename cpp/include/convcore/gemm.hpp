@@ -12,17 +12,24 @@
 // whatever the thread count: results are bitwise reproducible.
 // Called from inside a parallel region, the product runs on the calling thread only.
 #include <cstdint>
+#include <string>
 
 namespace convcore {
 
 enum class Isa { generic, avx2, avx512 };
 
 const char* isa_name(Isa isa);
+// The path named `name` ("generic", "avx2" or "avx512", in any case); false when unknown.
+bool parse_isa(const std::string& name, Isa& isa);
 // Whether this CPU (and this build) can run the path.
 bool isa_supported(Isa isa);
 // The path in use: the best supported one, or the one named by CONVCORE_ISA
-// (generic|avx2|avx512) when that is supported and not better than the best.
+// (generic|avx2|avx512, any case) when that is supported and not better than the best.
 Isa active_isa();
+// Why CONVCORE_ISA was not followed — an unknown name, or a path this CPU or build cannot run —
+// with the valid names and the path used instead; empty when it is unset or followed. The
+// Python module turns a non-empty message into a RuntimeWarning at import.
+const std::string& isa_env_problem();
 // Forces a path (tests and benchmarks). Throws std::invalid_argument when it is not supported.
 void set_isa(Isa isa);
 

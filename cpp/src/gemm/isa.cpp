@@ -1,6 +1,7 @@
 // Run-time choice of the GEMM path and the kernel table (XNNPACK gemm-config style): the CPU is
 // asked once, and the environment variable CONVCORE_ISA=avx512|avx2|generic can lower the choice.
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -114,21 +115,54 @@ Isa best_isa() {
   return Isa::generic;
 }
 
+// CONVCORE_ISA, read once, with why it was not followed (empty when it was).
+struct EnvChoice {
+  Isa isa;
+  std::string problem;
+};
+
+const EnvChoice& env_choice() {
+  static const EnvChoice choice = [] {
+    EnvChoice c{Isa::generic, {}};
+    c.isa = choose_isa(std::getenv("CONVCORE_ISA"), &c.problem);
+    return c;
+  }();
+  return choice;
+}
+
 std::atomic<int>& active_slot() {
-  static std::atomic<int> slot{static_cast<int>(choose_isa(std::getenv("CONVCORE_ISA")))};
+  static std::atomic<int> slot{static_cast<int>(env_choice().isa)};
   return slot;
+}
+
+std::string supported_names() {
+  std::string out;
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
+    if (!isa_supported(isa)) continue;
+    out += (out.empty() ? "'" : ", '") + std::string(isa_name(isa)) + "'";
+  }
+  return out;
 }
 
 }  // namespace
 
-Isa choose_isa(const char* env) {
+Isa choose_isa(const char* env, std::string* problem) {
   const Isa best = best_isa();
   if (env == nullptr) return best;
-  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
+  Isa named;
+  std::string why;
+  if (!parse_isa(env, named)) {
+    why = "CONVCORE_ISA='" + std::string(env) +
+          "' is not a kernel path: expected 'generic', 'avx2' or 'avx512' (any case)";
+  } else if (!isa_supported(named)) {
+    why = "CONVCORE_ISA='" + std::string(env) + "': this CPU or build cannot run the " +
+          isa_name(named) + " path; it runs " + supported_names();
+  } else {
     // Supported paths are nested (avx512 implies avx2 here), so a supported path is never
     // better than the best one.
-    if (std::strcmp(env, isa_name(isa)) == 0 && isa_supported(isa)) return isa;
+    return named;
   }
+  if (problem != nullptr) *problem = why + "; using '" + isa_name(best) + "'";
   return best;
 }
 
@@ -151,6 +185,23 @@ const char* isa_name(Isa isa) {
   }
   return "unknown";
 }
+
+bool parse_isa(const std::string& name, Isa& isa) {
+  for (Isa candidate : {Isa::generic, Isa::avx2, Isa::avx512}) {
+    const char* want = isa_name(candidate);
+    if (name.size() != std::strlen(want)) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < name.size(); ++i)
+      same = same && std::tolower(static_cast<unsigned char>(name[i])) == want[i];
+    if (same) {
+      isa = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
+const std::string& isa_env_problem() { return detail::env_choice().problem; }
 
 bool isa_supported(Isa isa) {
   static const bool supported[] = {detail::cpu_has(Isa::generic), detail::cpu_has(Isa::avx2),

@@ -165,8 +165,9 @@ struct GemmKernel {
 template <class T>
 const GemmKernel<T>& gemm_kernel(Isa isa);
 
-// The path to use given the value of CONVCORE_ISA (nullptr when unset): the named path when it
-// is known and supported, else the best supported one.
-Isa choose_isa(const char* env);
+// The path to use given the value of CONVCORE_ISA (nullptr when unset): the named path (any
+// case) when it is known and supported, else the best supported one. When a set value is not
+// followed, *problem (if given) receives why, the valid names and the path used instead.
+Isa choose_isa(const char* env, std::string* problem = nullptr);
 
 }  // namespace convcore::detail
