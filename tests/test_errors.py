@@ -151,8 +151,8 @@ def test_sgd_param_must_be_writeable_array():
 
 
 def test_thread_count():
-    with pytest.raises(ValueError, match=r"n must be >= 1"):
-        cc.set_num_threads(0)
+    with pytest.raises(ValueError, match=r"n must be >= 1 \(or 0 to follow OpenMP's setting\), got -2"):
+        cc.set_num_threads(-2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -29,9 +29,8 @@ def _all_ops(x, w, dy, stride, padding, dilation, groups):
 
 @pytest.fixture
 def restore_threads():
-    n = cc.get_num_threads()
     yield
-    cc.set_num_threads(n)
+    cc.set_num_threads(None)  # OpenMP's setting applies again
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

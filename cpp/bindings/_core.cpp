@@ -51,9 +51,20 @@ PYBIND11_MODULE(_core, m) {
         return os.str();
       });
 
-  m.def("set_num_threads", &convcore::set_num_threads, py::arg("n"),
-        "Sets the number of threads convcore uses (n >= 1; 1 without OpenMP).");
-  m.def("get_num_threads", &convcore::get_num_threads, "Number of threads convcore uses.");
+  m.def(
+      "set_num_threads",
+      [](std::optional<int> n) { convcore::set_num_threads(n.value_or(0)); },
+      py::arg("n"),
+      "Fixes the number of threads convcore uses (n >= 1), overriding OpenMP's setting; "
+      "None or 0 lifts the override, so OMP_NUM_THREADS, omp_set_num_threads and threadpoolctl "
+      "apply again. Without OpenMP convcore runs on one thread whatever n is.");
+  m.def("get_num_threads", &convcore::get_num_threads,
+        "Number of threads convcore's next call on this thread will use: set_num_threads' count, "
+        "else OpenMP's current setting (1 without OpenMP, 1 in a child forked after convcore "
+        "had started its threads).");
+  m.def("_forked_single_threaded", &convcore::forked_single_threaded,
+        "Whether this process was forked after convcore had started its threads, and so runs "
+        "on one thread.");
   m.attr("has_openmp") = convcore::has_openmp();
 
   m.def("isa", [] { return std::string(convcore::isa_name(convcore::active_isa())); },

@@ -7,7 +7,71 @@
 
 #include "check.hpp"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
 using namespace convcore;
+
+// The count follows OpenMP's setting at each call unless set_num_threads fixed it; 0 lifts the fix.
+void test_follows_openmp() {
+  set_num_threads(0);
+  CHECK(!num_threads_fixed());
+#ifdef CONVCORE_HAS_OPENMP
+  const int initial = omp_get_max_threads();
+  CHECK(get_num_threads() == initial);
+  omp_set_num_threads(3);
+  CHECK(get_num_threads() == 3);
+  std::atomic<int> team{0};
+  detail::parallel(8, [&](int64_t, int64_t nthr) { team = int(nthr); });
+  CHECK_MSG(team == 3, "team of " << team.load() << " after omp_set_num_threads(3)");
+  set_num_threads(2);  // the override wins over OpenMP's setting...
+  CHECK(num_threads_fixed() && get_num_threads() == 2);
+  omp_set_num_threads(1);
+  CHECK(get_num_threads() == 2);
+  set_num_threads(0);  // ...until it is lifted
+  CHECK(get_num_threads() == 1);
+  omp_set_num_threads(initial);
+  CHECK(get_num_threads() == initial);
+#else
+  CHECK(get_num_threads() == 1);
+  set_num_threads(4);
+  CHECK(get_num_threads() == 1);
+  set_num_threads(0);
+#endif
+}
+
+// A child forked after the library ran a team computes correctly (on one thread with GNU
+// libgomp, whose pool does not survive fork) instead of hanging; the child is killed after 30 s.
+void test_fork_child() {
+#if defined(CONVCORE_HAS_OPENMP) && (defined(__unix__) || defined(__APPLE__))
+  set_num_threads(2);
+  std::atomic<int64_t> sum{0};
+  detail::parallel(2, [&](int64_t tid, int64_t) { sum += tid + 1; });  // starts the pool
+  CHECK(detail::threads_started.load());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    alarm(30);  // a hang becomes a failure (SIGALRM)
+    std::vector<std::atomic<int>> seen(100000);
+    detail::parallel_for(int64_t(seen.size()), detail::kMinWorkPerThread,
+                         [&](int64_t i) { seen[i].fetch_add(1); });
+    bool once = true;
+    for (auto& s : seen) once = once && s.load() == 1;
+#ifdef _LIBGOMP_OMP_LOCK_DEFINED
+    once = once && forked_single_threaded() && get_num_threads() == 1;
+#endif
+    _exit(once ? 0 : 3);
+  }
+  int status = 0;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "forked child: " << (WIFEXITED(status) ? "exit " : "signal ")
+                             << (WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)));
+  CHECK(!forked_single_threaded());  // the parent keeps its threads
+  set_num_threads(0);
+#endif
+}
 
 int main() {
   // balance: a partition of [0, n) into nthr contiguous, nearly equal parts.
@@ -55,6 +119,8 @@ int main() {
     }
     CHECK_MSG(caught, "exception from a region, threads=" << threads);
   }
-  CHECK_THROWS(set_num_threads(0), std::invalid_argument);
+  CHECK_THROWS(set_num_threads(-1), std::invalid_argument);
+  test_follows_openmp();
+  test_fork_child();
   return check::report("parallel");
 }

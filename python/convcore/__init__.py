@@ -91,7 +91,6 @@ if _core.isa_env_problem() is not None:
     _warnings.warn(_core.isa_env_problem(), RuntimeWarning, stacklevel=2)
 
 
-
 def info() -> dict:
     """Build and run-time facts: version, kernel path in use, supported paths, threads, OpenMP."""
     return {

@@ -12,10 +12,21 @@
 
 namespace convcore {
 
-// Number of threads the library's parallel regions use (default: OpenMP's default, 1 without OpenMP).
+// Number of threads the library's parallel regions use, read at each call: the count fixed by
+// set_num_threads when there is one, else OpenMP's omp_get_max_threads() of the calling thread,
+// so OMP_NUM_THREADS, omp_set_num_threads and threadpoolctl's limits apply to every later call
+// and end with them. 1 without OpenMP, and 1 in a process forked (with GNU libgomp) after the
+// library had started its threads: libgomp's thread pool does not survive fork, and a parallel
+// region there would wait forever for threads that no longer exist.
 int get_num_threads();
-// n >= 1. Affects only this library, not the process-wide OpenMP setting.
+// n >= 1 fixes the count for this library (it overrides OpenMP's setting, which it leaves
+// alone); n == 0 lifts the override, so OpenMP's setting applies again.
 void set_num_threads(int n);
+// Whether the count was fixed by set_num_threads.
+bool num_threads_fixed();
+// Whether this process was forked after the library had started its threads and therefore
+// runs on one thread (see get_num_threads).
+bool forked_single_threaded();
 // Whether the library was built with OpenMP.
 constexpr bool has_openmp() {
 #ifdef CONVCORE_HAS_OPENMP
@@ -26,6 +37,10 @@ constexpr bool has_openmp() {
 }
 
 namespace detail {
+
+// Set once the library has started a team of more than one thread: what makes a later fork's
+// child unable to run parallel regions (read by the fork handler in parallel.cpp).
+inline std::atomic<bool> threads_started{false};
 
 inline bool in_parallel() {
 #ifdef CONVCORE_HAS_OPENMP
@@ -47,6 +62,7 @@ void parallel(int64_t nthr_max, F&& f) {
     return;
   }
 #ifdef CONVCORE_HAS_OPENMP
+  if (!threads_started.load(std::memory_order_relaxed)) threads_started.store(true, std::memory_order_relaxed);
   // An exception must not leave an OpenMP region (the process would terminate): each thread
   // catches its own, the first is kept and rethrown once the region has ended. Callers validate
   // before parallel work, so this only carries failures such as std::bad_alloc of a buffer.
