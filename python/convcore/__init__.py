@@ -7,6 +7,7 @@ accumulation, and the SGD update — in float32 or float64, in parallel with Ope
 
 from __future__ import annotations
 
+import os as _os
 import warnings as _warnings
 
 from . import _core, functional, nn, reference
@@ -89,6 +90,23 @@ __dir__ = _public_dir(globals())
 # the same results. `python -W error::RuntimeWarning` makes it fatal.
 if _core.isa_env_problem() is not None:
     _warnings.warn(_core.isa_env_problem(), RuntimeWarning, stacklevel=2)
+
+
+def _after_fork_in_child() -> None:
+    # The native fork handler has already switched a child forked after convcore started its
+    # threads to one thread (GNU libgomp's pool does not survive fork; see parallel.hpp).
+    if _core._forked_single_threaded():
+        _warnings.warn(
+            "convcore: this process was forked after convcore had started its OpenMP threads, "
+            "which do not survive fork; convcore runs on one thread here. Start workers with "
+            "multiprocessing's 'spawn' or 'forkserver' method, or fork before the first "
+            "convcore call, to keep them multi-threaded.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+_os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def info() -> dict:
