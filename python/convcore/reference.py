@@ -21,7 +21,10 @@ results have the dtype NumPy's promotion rules give for the operands.
 
 from __future__ import annotations
 
+from typing import Any, Optional, Sequence, Tuple, Union
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ._public import public_dir as _public_dir
 
@@ -53,6 +56,11 @@ __all__ = [
 ]
 __dir__ = _public_dir(globals())
 
+Array = NDArray[Any]
+Shape = Sequence[int]  # (ih, iw) or a shape ending in them; (kh, kw) or a weight shape
+IntPair = Union[int, Sequence[int]]  # an int or (h, w)
+Pads = Union[int, Sequence[int]]  # an int or (pt, pb, pl, pr)
+
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
 
 
@@ -78,7 +86,8 @@ def _pads4(pads):
     return (int(pt), int(pb), int(pl), int(pr))
 
 
-def output_size(input_size, kernel_size, stride=1, pads=0, dilation=1):
+def output_size(input_size: Shape, kernel_size: Shape, stride: IntPair = 1, pads: Pads = 0,
+                dilation: IntPair = 1) -> Tuple[int, int]:
     """Output spatial size ``(oh, ow)`` of a convolution.
 
     ``input_size`` is ``(ih, iw)`` or any shape ending in ``ih, iw``;
@@ -96,7 +105,7 @@ def output_size(input_size, kernel_size, stride=1, pads=0, dilation=1):
     return (oh, ow)
 
 
-def expanded_size(input_size, kernel_size, pads=0, dilation=1):
+def expanded_size(input_size: Shape, kernel_size: Shape, pads: Pads = 0, dilation: IntPair = 1) -> Tuple[int, int]:
     """Size ``(eh, ew)`` of the stride-expanded delta: the stride-1 output size.
 
     ``eh = ih + pt + pb - dh*(kh-1)`` (same for ``ew``).
@@ -108,7 +117,8 @@ def expanded_size(input_size, kernel_size, pads=0, dilation=1):
     return (ih + pt + pb - dh * (kh - 1), iw + pl + pr - dw * (kw - 1))
 
 
-def same_pads(input_size, kernel_size, stride=1, dilation=1):
+def same_pads(input_size: Shape, kernel_size: Shape, stride: IntPair = 1,
+              dilation: IntPair = 1) -> Tuple[int, ...]:
     """Per-side padding ``(pt, pb, pl, pr)`` of ``padding="same"``.
 
     For any stride the output has ``ceil(ih / sh)`` rows; the total padding is
@@ -128,7 +138,7 @@ def same_pads(input_size, kernel_size, stride=1, dilation=1):
 # --------------------------------------------------------------------------
 
 
-def pad(x, pads):
+def pad(x: Array, pads: Pads) -> Array:
     """Zero-pad the last two axes of ``x`` by ``(pt, pb, pl, pr)``.
 
     ``x[..., h, w]`` -> ``xp[..., pt + h, pl + w]`` with
@@ -139,7 +149,7 @@ def pad(x, pads):
     return np.pad(x, widths)
 
 
-def expand_stride(delta, stride, expanded_size):
+def expand_stride(delta: Array, stride: IntPair, expanded_size: Shape) -> Array:
     """Tutorial step "stride is not 1": put zeros back where the stride skipped.
 
     ``delta`` is ``(..., oh, ow)``; the result is ``(..., eh, ew)`` with
@@ -156,7 +166,7 @@ def expand_stride(delta, stride, expanded_size):
     return out
 
 
-def flip_kernels(w, groups=1):
+def flip_kernels(w: Array, groups: int = 1) -> Array:
     """Tutorial step "rotate the filter by 180 degrees", with ``ic``/``oc`` swapped.
 
     ``w`` is ``(oc, ic/groups, kh, kw)``; the result ``wf`` is
@@ -191,7 +201,7 @@ def _tap_slices(r, s, out_hw, stride, dilation):
     return (slice(h0, h0 + (oh - 1) * sh + 1, sh), slice(w0, w0 + (ow - 1) * sw + 1, sw))
 
 
-def im2col(x, kernel_size, stride=1, pads=0, dilation=1):
+def im2col(x: Array, kernel_size: Shape, stride: IntPair = 1, pads: Pads = 0, dilation: IntPair = 1) -> Array:
     """Unfold the input windows into columns (Caffe's ``im2col``).
 
     ``x`` ``(mb, ic, ih, iw)`` -> ``col`` ``(mb, ic*kh*kw, oh*ow)``::
@@ -209,7 +219,8 @@ def im2col(x, kernel_size, stride=1, pads=0, dilation=1):
     return col.reshape(x.shape[0], -1, oh * ow)
 
 
-def col2im(col, input_size, kernel_size, stride=1, pads=0, dilation=1):
+def col2im(col: Array, input_size: Shape, kernel_size: Shape, stride: IntPair = 1, pads: Pads = 0,
+           dilation: IntPair = 1) -> Array:
     """Fold columns back onto the image, adding where windows overlap (the adjoint of :func:`im2col`).
 
     ``col`` ``(mb, ic*kh*kw, oh*ow)`` -> ``(mb, ic, ih, iw)`` with ``input_size``
@@ -234,7 +245,8 @@ def col2im(col, input_size, kernel_size, stride=1, pads=0, dilation=1):
 # --------------------------------------------------------------------------
 
 
-def conv2d_forward(x, w, b=None, stride=1, pads=0, dilation=1, groups=1):
+def conv2d_forward(x: Array, w: Array, b: Optional[Array] = None, stride: IntPair = 1, pads: Pads = 0,
+                   dilation: IntPair = 1, groups: int = 1) -> Array:
     """Forward pass: direct cross-correlation, plus bias.
 
     ``x`` ``(mb, ic, ih, iw)``, ``w`` ``(oc, ic/groups, kh, kw)``, ``b`` ``(oc,)``
@@ -271,7 +283,8 @@ def conv2d_forward(x, w, b=None, stride=1, pads=0, dilation=1, groups=1):
 # --------------------------------------------------------------------------
 
 
-def conv2d_backward_input(delta, w, input_size, stride=1, pads=0, dilation=1, groups=1):
+def conv2d_backward_input(delta: Array, w: Array, input_size: Shape, stride: IntPair = 1, pads: Pads = 0,
+                          dilation: IntPair = 1, groups: int = 1) -> Array:
     """Tutorial step "back-propagate the error": the gradient w.r.t. the input.
 
     ``delta`` ``(mb, oc, oh, ow)``, ``w`` ``(oc, ic/groups, kh, kw)``;
@@ -299,7 +312,8 @@ def conv2d_backward_input(delta, w, input_size, stride=1, pads=0, dilation=1, gr
     return np.ascontiguousarray(dxp[:, :, pt : pt + ih, pl : pl + iw])
 
 
-def conv2d_backward_weight(x, delta, weight_shape, stride=1, pads=0, dilation=1, groups=1):
+def conv2d_backward_weight(x: Array, delta: Array, weight_shape: Shape, stride: IntPair = 1, pads: Pads = 0,
+                           dilation: IntPair = 1, groups: int = 1) -> Array:
     """Tutorial step "gradient of w": correlate the padded input with the expanded delta.
 
     ``x`` ``(mb, ic, ih, iw)``, ``delta`` ``(mb, oc, oh, ow)``; returns ``dw``
@@ -328,7 +342,7 @@ def conv2d_backward_weight(x, delta, weight_shape, stride=1, pads=0, dilation=1,
     return grad.reshape(oc, icg, kh, kw)
 
 
-def conv2d_backward_bias(delta):
+def conv2d_backward_bias(delta: Array) -> Array:
     """Tutorial step "gradient of b": ``db[o] = sum_{n,i,j} delta[n,o,i,j]``, shape ``(oc,)``."""
     return delta.sum(axis=(0, 2, 3))
 
@@ -338,7 +352,8 @@ def conv2d_backward_bias(delta):
 # --------------------------------------------------------------------------
 
 
-def sgd_update(param, grad, velocity=None, lr=0.01, momentum=0.0, weight_decay=0.0):
+def sgd_update(param: Array, grad: Array, velocity: Optional[Array] = None, lr: float = 0.01,
+               momentum: float = 0.0, weight_decay: float = 0.0) -> Tuple[Array, Array]:
     """Tutorial step "update w and b", with optional momentum and weight decay.
 
     Returns new arrays ``(param, velocity)``; the inputs are not modified::
@@ -367,7 +382,7 @@ def _check_activation(name):
     return name
 
 
-def activation_forward(y, name):
+def activation_forward(y: ArrayLike, name: Optional[str]) -> Array:
     """``a = f(y)`` for ``name`` in ``ACTIVATIONS`` (None means identity)."""
     name = _check_activation(name)
     y = np.asarray(y)
@@ -382,7 +397,7 @@ def activation_forward(y, name):
     return np.where(y >= 0, 1 / (1 + e), e / (1 + e)).astype(y.dtype, copy=False)
 
 
-def activation_derivative(a, name):
+def activation_derivative(a: ArrayLike, name: Optional[str]) -> Array:
     """``f'(y)`` written in terms of the activation's output ``a = f(y)``.
 
     identity: 1; relu: ``a > 0``; sigmoid: ``a * (1 - a)``; tanh: ``1 - a**2``.
@@ -398,9 +413,9 @@ def activation_derivative(a, name):
     return 1 - a * a
 
 
-def activation_backward(grad, a, name):
+def activation_backward(grad: ArrayLike, a: ArrayLike, name: Optional[str]) -> Array:
     """Tutorial's ``delta = dE/da * f'(y)``: the layer's own delta from the gradient it receives."""
-    return grad * activation_derivative(a, name)
+    return np.asarray(grad) * activation_derivative(a, name)
 
 
 # --------------------------------------------------------------------------
