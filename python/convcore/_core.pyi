@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
+__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
 class Geometry:
     """
     Sizes of a 2-D convolution (NCHW); per-side padding pt pb pl pr.
@@ -136,7 +136,7 @@ class Conv2dPlan:
     """
     def __init__(self, geometry: Geometry, dtype: str, single: bool, activation: str, bias: bool, forward: str, backward_input: str, backward_weight: str, isa: str) -> None:
         ...
-    def backward(self, input: typing.Any, weight: typing.Any, grad_output: typing.Any, *, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False) -> tuple:
+    def backward(self, input: typing.Any, weight: typing.Any, grad_output: typing.Any, *, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_out: typing.Any = None, input_grad: bool = True) -> tuple:
         ...
     def backward_input(self, weight: typing.Any, grad_output: typing.Any, out: typing.Any = None) -> numpy.ndarray:
         ...
@@ -163,10 +163,10 @@ def _forked_single_threaded() -> bool:
     Whether this process was forked after convcore had started its threads, and so runs on one thread.
     """
 @typing.overload
-def activation_backward(activation: str, grad: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
+def activation_backward(activation: str, grad: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], out: typing.Any = None) -> numpy.ndarray:
     ...
 @typing.overload
-def activation_backward(activation: str, grad: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+def activation_backward(activation: str, grad: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], out: typing.Any = None) -> numpy.ndarray:
     ...
 @typing.overload
 def col2im(geometry: Geometry, col: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
@@ -215,22 +215,42 @@ def kernel_peak_gflops(dtype: str, seconds: typing.SupportsFloat | typing.Suppor
     FMA throughput (GFLOP/s) of the active micro-kernel on L1-resident panels, on all threads: the machine's practical peak.
     """
 @typing.overload
-def max_pool2d_backward(geometry: Geometry, indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
+def linear_backward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_grad: bool = True, input_out: typing.Any = None) -> tuple[typing.Any, numpy.ndarray, typing.Any]:
+    """
+    Gradients of linear_forward: (dx or None, dw, db or None); dw and db are added to weight_out / bias_out with accumulate=True. db is computed only when bias_out is given.
+    """
+@typing.overload
+def linear_backward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], *, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_grad: bool = True, input_out: typing.Any = None) -> tuple[typing.Any, numpy.ndarray, typing.Any]:
+    """
+    Gradients of linear_forward: (dx or None, dw, db or None); dw and db are added to weight_out / bias_out with accumulate=True. db is computed only when bias_out is given.
+    """
+@typing.overload
+def linear_forward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None = None, out: typing.Any = None) -> numpy.ndarray:
+    """
+    y = x W^T + b: input (N, in), weight (out, in), bias (out,) -> (N, out).
+    """
+@typing.overload
+def linear_forward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None = None, out: typing.Any = None) -> numpy.ndarray:
+    """
+    y = x W^T + b: input (N, in), weight (out, in), bias (out,) -> (N, out).
+    """
+@typing.overload
+def max_pool2d_backward(geometry: Geometry, indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], out: typing.Any = None) -> numpy.ndarray:
     """
     Gradient of max pooling: grad_output added into the cells the indices name.
     """
 @typing.overload
-def max_pool2d_backward(geometry: Geometry, indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+def max_pool2d_backward(geometry: Geometry, indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], out: typing.Any = None) -> numpy.ndarray:
     """
     Gradient of max pooling: grad_output added into the cells the indices name.
     """
 @typing.overload
-def max_pool2d_forward(geometry: Geometry, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.int64]]:
+def max_pool2d_forward(geometry: Geometry, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], out: typing.Any = None, indices_out: typing.Any = None) -> tuple[numpy.ndarray, numpy.ndarray]:
     """
     Max pooling: (output, indices), indices flat into each input plane (int64).
     """
 @typing.overload
-def max_pool2d_forward(geometry: Geometry, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.int64]]:
+def max_pool2d_forward(geometry: Geometry, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], out: typing.Any = None, indices_out: typing.Any = None) -> tuple[numpy.ndarray, numpy.ndarray]:
     """
     Max pooling: (output, indices), indices flat into each input plane (int64).
     """
