@@ -62,7 +62,8 @@ void parallel(int64_t nthr_max, F&& f) {
     return;
   }
 #ifdef CONVCORE_HAS_OPENMP
-  if (!threads_started.load(std::memory_order_relaxed)) threads_started.store(true, std::memory_order_relaxed);
+  if (!threads_started.load(std::memory_order_relaxed))
+    threads_started.store(true, std::memory_order_relaxed);
   // An exception must not leave an OpenMP region (the process would terminate): each thread
   // catches its own, the first is kept and rethrown once the region has ended. Callers validate
   // before parallel work, so this only carries failures such as std::bad_alloc of a buffer.
