@@ -17,8 +17,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import functional as F
+from ._public import public_dir as _public_dir
 
 __all__ = ["conv1d", "conv1d_backward", "conv1d_bias", "conv1d_input", "conv1d_weight"]
+__dir__ = _public_dir(globals())
 
 
 def _one(value, name: str) -> int:

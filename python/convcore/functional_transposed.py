@@ -29,6 +29,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from . import functional as F
+from ._public import public_dir as _public_dir
 
 __all__ = [
     "conv_transpose2d",
@@ -38,6 +39,7 @@ __all__ = [
     "conv_transpose2d_weight",
     "conv_transpose2d_output_size",
 ]
+__dir__ = _public_dir(globals())
 
 
 class _Transposed(NamedTuple):

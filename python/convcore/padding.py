@@ -22,7 +22,10 @@ from typing import Tuple
 
 import numpy as np
 
+from ._public import public_dir as _public_dir
+
 __all__ = ["PADDING_MODES", "check_padding_mode", "pad", "pad_backward"]
+__dir__ = _public_dir(globals())
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 

@@ -71,6 +71,7 @@ from .comm import (
 )
 from .comm import install_excepthook as _install_excepthook
 from .optimizer import DistributedOptimizer, train_step
+from .._public import public_dir as _public_dir
 
 _install_excepthook()
 
@@ -89,3 +90,4 @@ __all__ = [
     "train_step",
     "world_size",
 ]
+__dir__ = _public_dir(globals())
