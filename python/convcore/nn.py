@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Literal, Optional, Protocol, Tuple, Union, overload
 
 import numpy as np
 
@@ -166,7 +166,7 @@ class MaxPool2D(Module):
     that win overlapping windows receive the sum.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1) -> None:
         self.kernel_size = F._pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else F._pair(stride, "stride")
         self.padding = padding
@@ -212,7 +212,7 @@ class ReLU(Module):
     comparison with 0 does). float32/float64 run in one pass each way, the backward pass native
     (the activation derivative of the convolutions); other dtypes through a NumPy mask."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._mask: Optional[np.ndarray] = None
         self._output: Optional[np.ndarray] = None
 
@@ -246,7 +246,7 @@ class ReLU(Module):
 class Flatten(Module):
     """``(N, d1, d2, ...)`` -> ``(N, d1*d2*...)``; backward restores the shape."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._shape: Optional[Tuple[int, ...]] = None
 
     def forward(self, x) -> np.ndarray:
@@ -401,7 +401,7 @@ class Sequential(Module):
     use these names and round-trip every value exactly.
     """
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: Module) -> None:
         for i, layer in enumerate(layers):
             if not all(callable(getattr(layer, a, None)) for a in ("forward", "backward", "parameters")):
                 msg = (f"Sequential: layer {i} ({type(layer).__name__}) needs forward, backward "
@@ -430,7 +430,13 @@ class Sequential(Module):
                 x = _call(layer, "_reuse_output", i < last or self._reuse_output, layer.forward, x)
         return x
 
-    def backward(self, grad_output, input_grad: bool = False) -> Optional[np.ndarray]:
+    @overload
+    def backward(self, grad_output: Any, input_grad: Literal[True]) -> np.ndarray: ...
+
+    @overload
+    def backward(self, grad_output: Any, input_grad: bool = False) -> Optional[np.ndarray]: ...
+
+    def backward(self, grad_output: Any, input_grad: bool = False) -> Optional[np.ndarray]:
         """Runs the layers' backward passes in reverse order and returns dE/d(input) when
         ``input_grad`` is True; by default the first layer's input gradient, which training does
         not use, is not computed and None is returned."""
@@ -476,7 +482,14 @@ class Sequential(Module):
 # ------------------------------------------------------------------------------------ training
 
 
-def train_step(model: Module, loss_fn: SoftmaxCrossEntropy, optimizer: SGD, x, labels,
+class _Optimizer(Protocol):
+    """What :func:`train_step` needs of an optimiser: an :class:`~convcore.SGD`, or a
+    ``convcore.distributed.DistributedOptimizer`` wrapping one."""
+
+    def step(self) -> Any: ...
+
+
+def train_step(model: Module, loss_fn: SoftmaxCrossEntropy, optimizer: _Optimizer, x, labels,
                micro_batches: int = 1) -> Tuple[float, int]:
     """One optimiser step on a batch, computed in ``micro_batches`` pieces.
 
