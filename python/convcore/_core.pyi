@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
+__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'adam_update', 'batchnorm_backward', 'batchnorm_forward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
 class Geometry:
     """
     Sizes of a 2-D convolution (NCHW); per-side padding pt pb pl pr.
@@ -168,6 +168,30 @@ def activation_backward(activation: str, grad: typing.Annotated[numpy.typing.Arr
 @typing.overload
 def activation_backward(activation: str, grad: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], out: typing.Any = None) -> numpy.ndarray:
     ...
+def adam_update(param: numpy.ndarray, grad: numpy.ndarray, exp_avg: numpy.ndarray, exp_avg_sq: numpy.ndarray, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, decoupled_weight_decay: bool) -> None:
+    """
+    One Adam (or AdamW, decoupled_weight_decay=True) step in place; step is the count after it (>= 1).
+    """
+@typing.overload
+def batchnorm_backward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, save_mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], save_invstd: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, batch_stats: bool, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_grad: bool = True, input_out: typing.Any = None) -> tuple[typing.Any, typing.Any, typing.Any]:
+    """
+    Gradients of batchnorm_forward: (dx or None, dweight or None, dbias or None); dweight and dbias only into weight_out / bias_out (added to with accumulate=True).
+    """
+@typing.overload
+def batchnorm_backward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, save_mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], save_invstd: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], *, batch_stats: bool, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_grad: bool = True, input_out: typing.Any = None) -> tuple[typing.Any, typing.Any, typing.Any]:
+    """
+    Gradients of batchnorm_forward: (dx or None, dweight or None, dbias or None); dweight and dbias only into weight_out / bias_out (added to with accumulate=True).
+    """
+@typing.overload
+def batchnorm_forward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, running_mean: typing.Any, running_var: typing.Any, *, batch_stats: bool, eps: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any = None) -> tuple[numpy.ndarray, numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+    """
+    Batch normalisation of (N, C, H, W): (y, saved mean, saved invstd). Running statistics are updated in place with batch statistics, used as they are otherwise.
+    """
+@typing.overload
+def batchnorm_forward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, running_mean: typing.Any, running_var: typing.Any, *, batch_stats: bool, eps: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any = None) -> tuple[numpy.ndarray, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+    """
+    Batch normalisation of (N, C, H, W): (y, saved mean, saved invstd). Running statistics are updated in place with batch statistics, used as they are otherwise.
+    """
 @typing.overload
 def col2im(geometry: Geometry, col: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
     ...
@@ -264,7 +288,7 @@ def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex | None) -> None
     """
     Fixes the number of threads convcore uses (n >= 1), overriding OpenMP's setting; None or 0 lifts the override, so OMP_NUM_THREADS, omp_set_num_threads and threadpoolctl apply again. Without OpenMP convcore runs on one thread whatever n is.
     """
-def sgd_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: numpy.ndarray | None, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex) -> None:
+def sgd_update(param: numpy.ndarray, grad: numpy.ndarray, velocity: numpy.ndarray | None, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool = False) -> None:
     ...
 def supported_isas() -> list[str]:
     """
