@@ -93,7 +93,7 @@ def test_conv2d_layer_blames_the_input_channels():
 
 
 PUBLIC_MODULES = ["convcore", "convcore.nn", "convcore.functional", "convcore.functional_1d",
-                  "convcore.functional_transposed", "convcore.padding", "convcore.layers", "convcore.optim",
+                  "convcore.functional_transposed", "convcore.padding", "convcore.blocks", "convcore.layers", "convcore.optim",
                   "convcore.plan", "convcore.reference", "convcore.gradcheck", "convcore.demo", "convcore.bench",
                   pytest.param("convcore.distributed", marks=pytest.mark.skipif(
                       importlib.util.find_spec("mpi4py") is None, reason="convcore.distributed needs mpi4py"))]

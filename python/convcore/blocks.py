@@ -16,8 +16,10 @@ from . import _core
 from . import functional as F
 from .layers import Module, _layer_dtype
 from .optim import Parameter
+from ._public import public_dir as _public_dir
 
 __all__ = ["AvgPool2D", "BatchNorm2D", "Dropout", "GlobalAvgPool2D", "Residual"]
+__dir__ = _public_dir(globals())
 
 
 def _float_dtype(dtype) -> np.dtype:
