@@ -62,6 +62,9 @@ PYBIND11_MODULE(_core, m) {
         "Number of threads convcore's next call on this thread will use: set_num_threads' count, "
         "else OpenMP's current setting (1 without OpenMP, 1 in a child forked after convcore "
         "had started its threads).");
+  m.def(
+      "_num_threads_override", [] { return convcore::num_threads_fixed() ? convcore::get_num_threads() : 0; },
+      "The count set_num_threads fixed, or 0 when none is (what a caller restores it to).");
   m.def("_forked_single_threaded", &convcore::forked_single_threaded,
         "Whether this process was forked after convcore had started its threads, and so runs "
         "on one thread.");

@@ -162,6 +162,10 @@ def _forked_single_threaded() -> bool:
     """
     Whether this process was forked after convcore had started its threads, and so runs on one thread.
     """
+def _num_threads_override() -> int:
+    """
+    The count set_num_threads fixed, or 0 when none is (what a caller restores it to).
+    """
 @typing.overload
 def activation_backward(activation: str, grad: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], out: typing.Any = None) -> numpy.ndarray:
     ...

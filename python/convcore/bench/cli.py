@@ -91,11 +91,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.network:
         from .network import main as network_main
 
-        threads_before = cc.get_num_threads()
+        threads_before = cc._core._num_threads_override()  # 0: none; restored after
         try:
             return network_main(args.network.split(","), args, log)
         finally:
-            cc.set_num_threads(threads_before)
+            cc.set_num_threads(threads_before or None)
 
     torch = None
     if args.libs:
@@ -113,14 +113,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             libs.append("numpy")
     if any(lib.startswith("torch") for lib in libs):
         import torch
-    threads_before = cc.get_num_threads()
+    threads_before = cc._core._num_threads_override()  # 0: none; restored after
     torch_threads_before = torch.get_num_threads() if torch is not None else None
     blas = BlasThreads(args.threads)
     try:
         return _run(args, libs, torch, blas, log)
     finally:
         blas.restore()
-        cc.set_num_threads(threads_before)
+        cc.set_num_threads(threads_before or None)
         if torch is not None:
             torch.set_num_threads(torch_threads_before)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -323,6 +324,21 @@ def main(names: Sequence[str], args, log: Callable = print) -> int:
     if unknown:
         log(f"unknown network(s) {', '.join(unknown)}; known: {', '.join(NETWORKS)}")
         return 2
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            pass
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    try:
+        return _run_networks(names, args, log)
+    finally:  # run() sets both libraries' thread counts
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+
+
+def _run_networks(names: Sequence[str], args, log: Callable) -> int:
     results, failed = [], False
     for name in names:
         r = run(name, args.threads, args.repeat, args.steps, user_matmul=args.user_matmul,
@@ -333,7 +349,6 @@ def main(names: Sequence[str], args, log: Callable = print) -> int:
     if args.json:
         import datetime
         import json
-        import sys
 
         import types
 
