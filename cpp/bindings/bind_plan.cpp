@@ -182,22 +182,11 @@ class PlanBinding {
   template <class T>
   static T* mut(py::array& a) { return static_cast<T*>(a.mutable_data()); }
 
-  // obj as an ndarray of the plan's dtype, else TypeError naming the argument.
-  py::array of_dtype(const py::object& obj, const char* name, const char* whose) const {
-    if (!py::isinstance<py::array>(obj))
-      throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
-                           std::string(py::str(obj.get_type().attr("__name__"))));
-    py::array a = py::reinterpret_borrow<py::array>(obj);
-    if (!a.dtype().is(dtype_))
-      throw py::type_error(std::string(name) + ": dtype must be " + std::string(py::str(dtype_)) +
-                           whose + ", got " + std::string(py::str(a.dtype())));
-    return a;
-  }
 
   // An input: an ndarray of the plan's dtype and shape; a non-contiguous one is copied (values
   // unchanged), a different dtype is refused (no silent conversion).
   py::array input(const py::object& obj, const Shape& shape, const char* name) const {
-    py::array a = of_dtype(obj, name, " (the plan's)");
+    py::array a = convcore::bindings::of_dtype(obj, dtype_, name, " (the plan's)");
     if (!same_shape(a, shape))
       throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) +
                             " for this plan, got " +

@@ -47,19 +47,27 @@ inline bool overlap(const py::array& a, const py::array& b) {
   return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
 }
 
+// obj as an ndarray of exactly `dtype`, else TypeError naming the argument (`whose` qualifies
+// the expected dtype in the message, e.g. " (the plan's)").
+inline py::array of_dtype(const py::object& obj, const py::dtype& dtype, const char* name,
+                          const char* whose = "") {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(dtype))
+    throw py::type_error(std::string(name) + ": dtype must be " + std::string(py::str(dtype)) +
+                         whose + ", got " + std::string(py::str(a.dtype())));
+  return a;
+}
+
 // An output: a new array when obj is None, else the caller's buffer checked for exact dtype,
 // shape, C order, writeability and overlap with the inputs (ValueError / TypeError naming it).
 inline py::array output_buffer(const py::object& obj, const py::dtype& dtype, const Shape& shape,
                                const char* name,
                                std::initializer_list<const py::array*> inputs) {
   if (obj.is_none()) return py::array(dtype, shape);
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
-                         std::string(py::str(obj.get_type().attr("__name__"))));
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(dtype))
-    throw py::type_error(std::string(name) + ": dtype must be " + std::string(py::str(dtype)) +
-                         ", got " + std::string(py::str(a.dtype())));
+  py::array a = of_dtype(obj, dtype, name);
   if (!same_shape(a, shape))
     throw py::value_error(std::string(name) + ": shape must be " + shape_str(shape) + ", got " +
                           shape_str(shape_of(a)));
