@@ -33,6 +33,7 @@ def test_json_keys_and_positive_times(tmp_path):
     assert {"cpu_model", "threads", "numpy", "convcore"} <= data["machine"].keys()
     assert data["machine"]["convcore"]["num_threads"] >= 1
     assert data["peak"]["blas"]["float32"] > 0
+    assert {"gflops", "register_gflops"} <= data["peak"]["measured"]["float32"].keys()
     [case] = data["cases"]
     assert (case["shape"], case["dtype"]) == ("tiny", "float32")
     assert case["flops"]["fwd"] == 2 * 1 * 1 * 3 * 3 * 1 * 3 * 3
@@ -132,3 +133,29 @@ def test_resnet8_losses_agree_with_torch(tmp_path):
     [r] = data["networks"]
     assert r["check"]["ok"] and r["check"]["max_rel"] <= 1e-4
     assert "Residual" not in r["description"] and "stem Conv 3->16" in r["description"]
+
+
+def test_register_fma_probe():
+    """The register-only FMA probe: a positive rate on a SIMD path, 0.0 on the portable one (which
+    has no probe), and clear errors for bad arguments."""
+    import convcore as cc
+
+    isa = cc._core.isa()
+    for dt in ("float32", "float64"):
+        rate = cc._core.register_peak_gflops(dt, 0.01)
+        assert math.isfinite(rate)
+        assert (rate > 0) == (isa != "generic")
+    with pytest.raises(ValueError, match="seconds"):
+        cc._core.register_peak_gflops("float32", 0.0)
+    with pytest.raises(ValueError, match="dtype"):
+        cc._core.register_peak_gflops("float16", 0.1)
+
+
+def test_register_probe_is_zero_on_the_portable_path():
+    import subprocess
+    import sys
+
+    code = "import convcore as cc; print(cc._core.isa(), cc._core.register_peak_gflops('float32', 0.01))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "CONVCORE_ISA": "generic"}).stdout.split()
+    assert out == ["generic", "0.0"]

@@ -97,6 +97,21 @@ PYBIND11_MODULE(_core, m) {
       "FMA throughput (GFLOP/s) of the active micro-kernel on L1-resident panels, on all "
       "threads: the machine's practical peak.");
   m.def(
+      "register_peak_gflops",
+      [](const std::string& dtype, double seconds) {
+        if (!(seconds > 0 && seconds <= 60))
+          throw std::invalid_argument("seconds: expected a duration in (0, 60], got " +
+                                      std::to_string(seconds));
+        if (dtype != "float32" && dtype != "float64")
+          throw std::invalid_argument("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
+        py::gil_scoped_release nogil;
+        return dtype == "float32" ? convcore::register_peak_gflops<float>(seconds)
+                                  : convcore::register_peak_gflops<double>(seconds);
+      },
+      py::arg("dtype"), py::arg("seconds") = 0.2,
+      "FMA ceiling (GFLOP/s) of the active instruction set on all threads: independent chains "
+      "of register-only vector FMAs. 0.0 on the portable path, which has no probe.");
+  m.def(
       "set_isa",
       [](const std::string& name) {
         convcore::Isa isa;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'adam_update', 'batchnorm_backward', 'batchnorm_forward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
+__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'adam_update', 'batchnorm_backward', 'batchnorm_forward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'register_peak_gflops', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
 class Geometry:
     """
     Sizes of a 2-D convolution (NCHW); per-side padding pt pb pl pr.
@@ -284,6 +284,10 @@ def max_pool2d_forward(geometry: Geometry, input: typing.Annotated[numpy.typing.
     """
 def plan_path_names(op: str) -> list[str]:
     ...
+def register_peak_gflops(dtype: str, seconds: typing.SupportsFloat | typing.SupportsIndex = 0.2) -> float:
+    """
+    FMA ceiling (GFLOP/s) of the active instruction set on all threads: independent chains of register-only vector FMAs. 0.0 on the portable path, which has no probe.
+    """
 def set_isa(name: str) -> None:
     """
     Forces a kernel path (any case; it must be supported).

@@ -43,6 +43,14 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 template <class T>
 double kernel_peak_gflops(double seconds);
 
+// The FMA ceiling of the active instruction set, in GFLOP/s, on get_num_threads() threads:
+// independent chains of register-only vector FMAs (no memory operands), about `seconds` of them.
+// 0 where the active path has no probe (the portable one).
+template <class T>
+double register_peak_gflops(double seconds);
+
+extern template double register_peak_gflops<float>(double);
+extern template double register_peak_gflops<double>(double);
 extern template double kernel_peak_gflops<float>(double);
 extern template double kernel_peak_gflops<double>(double);
 extern template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*,

@@ -135,6 +135,36 @@ double kernel_peak_gflops(double seconds) {
   return total / 1e9;
 }
 
+template <class T>
+double register_peak_gflops(double seconds) {
+  const detail::GemmKernel<T>& kern = detail::gemm_kernel<T>(active_isa());
+  if (kern.fma_chains == nullptr) return 0.0;
+  constexpr int64_t kIters = int64_t{1} << 14;
+  const double flops_per_call = 2.0 * double(detail::kFmaChains * kern.lanes * kIters);
+  const int64_t nthr = get_num_threads();
+  std::vector<double> rate(static_cast<std::size_t>(nthr), 0.0);
+  detail::parallel(nthr, [&](int64_t tid, int64_t) {
+    // acc -> acc * a + b settles at b / (1 - a): no overflow, no subnormals.
+    T io[2] = {T(0.999), T(1e-3)};
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    int64_t calls = 0;
+    double elapsed = 0;
+    do {
+      io[0] = T(0.999);
+      kern.fma_chains(kIters, io);
+      ++calls;
+      elapsed = std::chrono::duration<double>(clock::now() - start).count();
+    } while (elapsed < seconds);
+    rate[static_cast<std::size_t>(tid)] = flops_per_call * double(calls) / elapsed;
+  });
+  double total = 0;
+  for (double r : rate) total += r;
+  return total / 1e9;
+}
+
+template double register_peak_gflops<float>(double);
+template double register_peak_gflops<double>(double);
 template double kernel_peak_gflops<float>(double);
 template double kernel_peak_gflops<double>(double);
 

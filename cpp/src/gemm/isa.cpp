@@ -19,14 +19,15 @@ namespace {
 template <class T, Isa I>
 constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel, UkernelDirectB<T> direct_b,
                                     UkernelDirectA<T> direct_a,
-                                    const DepthwiseKernels<T>* depthwise, ActivateSpan<T> activate) {
+                                    const DepthwiseKernels<T>* depthwise, ActivateSpan<T> activate,
+                                    FmaChains<T> fma_chains) {
   using B = GemmBlocking<T, I>;
   static_assert(B::MR <= kMaxMR && B::NR <= kMaxNR, "tile larger than the driver's edge buffer");
   static_assert(B::MC % B::MR == 0 && B::NC % B::NR == 0, "MC, NC must be multiples of MR, NR");
   static_assert(B::KC > 0, "KC must be positive");
   return GemmKernel<T>{I,       B::MR,    B::NR,    B::MC,    B::KC,    B::NC,
                        B::VB / int64_t(sizeof(T)), ukernel, direct_b, direct_a, depthwise,
-                       activate};
+                       activate, fma_chains};
 }
 
 template <class T, Isa I>
@@ -35,7 +36,7 @@ constexpr GemmKernel<T> make_ref_kernel(const DepthwiseKernels<T>* depthwise) {
   return make_kernel<T, I>(&ukernel_ref<T, int(B::MR), int(B::NR)>,
                            &ukernel_ref_direct_b<T, int(B::MR), int(B::NR)>,
                            &ukernel_ref_direct_a<T, int(B::MR), int(B::NR)>, depthwise,
-                           &activate_span_ref);
+                           &activate_span_ref, nullptr);
 }
 
 #ifdef CONVCORE_X86_SIMD
@@ -58,6 +59,10 @@ constexpr ActivateSpan<float> kAvx2ActivateF32 = &activate_span__avx2_fma;
 constexpr ActivateSpan<double> kAvx2ActivateF64 = &activate_span__avx2_fma;
 constexpr ActivateSpan<float> kAvx512ActivateF32 = &activate_span__avx512f;
 constexpr ActivateSpan<double> kAvx512ActivateF64 = &activate_span__avx512f;
+constexpr FmaChains<float> kAvx2FmaF32 = &fma_chains__avx2_fma;
+constexpr FmaChains<double> kAvx2FmaF64 = &fma_chains__avx2_fma;
+constexpr FmaChains<float> kAvx512FmaF32 = &fma_chains__avx512f;
+constexpr FmaChains<double> kAvx512FmaF64 = &fma_chains__avx512f;
 #else
 constexpr Ukernel<float> kAvx2F32 = nullptr;
 constexpr Ukernel<double> kAvx2F64 = nullptr;
@@ -77,22 +82,26 @@ constexpr ActivateSpan<float> kAvx2ActivateF32 = nullptr;
 constexpr ActivateSpan<double> kAvx2ActivateF64 = nullptr;
 constexpr ActivateSpan<float> kAvx512ActivateF32 = nullptr;
 constexpr ActivateSpan<double> kAvx512ActivateF64 = nullptr;
+constexpr FmaChains<float> kAvx2FmaF32 = nullptr;
+constexpr FmaChains<double> kAvx2FmaF64 = nullptr;
+constexpr FmaChains<float> kAvx512FmaF32 = nullptr;
+constexpr FmaChains<double> kAvx512FmaF64 = nullptr;
 #endif
 
 // Indexed by Isa.
 constexpr GemmKernel<float> kKernelsF32[] = {
     make_ref_kernel<float, Isa::generic>(&kDepthwiseGenericF32),
     make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB, kAvx2F32DirectA, kAvx2DepthwiseF32,
-                                  kAvx2ActivateF32),
+                                  kAvx2ActivateF32, kAvx2FmaF32),
     make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512F32DirectB, kAvx512F32DirectA,
-                                    kAvx2DepthwiseF32, kAvx512ActivateF32),
+                                    kAvx2DepthwiseF32, kAvx512ActivateF32, kAvx512FmaF32),
 };
 constexpr GemmKernel<double> kKernelsF64[] = {
     make_ref_kernel<double, Isa::generic>(&kDepthwiseGenericF64),
     make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB, kAvx2F64DirectA, kAvx2DepthwiseF64,
-                                   kAvx2ActivateF64),
+                                   kAvx2ActivateF64, kAvx2FmaF64),
     make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512F64DirectB, kAvx512F64DirectA,
-                                     kAvx2DepthwiseF64, kAvx512ActivateF64),
+                                     kAvx2DepthwiseF64, kAvx512ActivateF64, kAvx512FmaF64),
 };
 
 bool cpu_has(Isa isa) {

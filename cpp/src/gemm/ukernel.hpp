@@ -62,6 +62,18 @@ void activate_span__avx2_fma(Activation act, double* y, int64_t n);
 void activate_span__avx512f(Activation act, float* y, int64_t n);
 void activate_span__avx512f(Activation act, double* y, int64_t n);
 
+// The register-only FMA probe: `iters` rounds of kFmaChains independent chains of vector FMAs
+// (acc = acc * out[0] + out[1], no memory operand), the chains' sum written to out[0]. Its rate is
+// the core's FMA ceiling, which the micro-kernels' own probe (kernel_peak_gflops) is measured
+// against. nullptr on the portable row.
+constexpr int kFmaChains = 12;
+template <class T>
+using FmaChains = void (*)(int64_t iters, T* out);
+void fma_chains__avx2_fma(int64_t iters, float* out);
+void fma_chains__avx2_fma(int64_t iters, double* out);
+void fma_chains__avx512f(int64_t iters, float* out);
+void fma_chains__avx512f(int64_t iters, double* out);
+
 // AVX2 + FMA, 12 ymm accumulators (ukernel_avx2.cpp). Defined only in x86 SIMD builds.
 void ukernel_6x16__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
                             float* c, int64_t ldc);
@@ -159,6 +171,7 @@ struct GemmKernel {
   UkernelDirectA<T> ukernel_direct_a;
   const DepthwiseKernels<T>* depthwise;
   ActivateSpan<T> activate;
+  FmaChains<T> fma_chains;  // lanes * 2 * kFmaChains FLOP per iteration; nullptr: no probe
 };
 
 // The table row for a path; isa must be supported.

@@ -98,12 +98,18 @@ def theoretical_peak(threads: int, override_f32: Optional[float]) -> Dict[str, D
 
 def measured_peak(seconds: float = 0.3) -> Dict[str, Dict[str, object]]:
     """The FMA peak measured by convcore's own probe: its active micro-kernel run on panels that
-    stay in L1, on all the threads convcore uses (set before the call)."""
+    stay in L1, on all the threads convcore uses (set before the call); and the machine's ceiling,
+    independent register-only FMA chains of the same instruction set (None on the portable path)."""
     import convcore as cc
 
-    return {dt: {"gflops": cc._core.kernel_peak_gflops(dt, seconds), "isa": cc._core.isa(),
-                 "source": "convcore micro-kernel on L1-resident panels, at the thread count"}
-            for dt in ("float32", "float64")}
+    out = {}
+    for dt in ("float32", "float64"):
+        register = cc._core.register_peak_gflops(dt, seconds)
+        out[dt] = {"gflops": cc._core.kernel_peak_gflops(dt, seconds), "isa": cc._core.isa(),
+                   "source": "convcore micro-kernel on L1-resident panels, at the thread count",
+                   "register_gflops": register or None,
+                   "register_source": "independent register-only vector FMA chains, at the thread count"}
+    return out
 
 
 def blas_matmul_rate(dtype: str, n: int, repeat: int = 3) -> float:
@@ -173,12 +179,13 @@ def format_tables(result: dict) -> str:
     lines = []
     peak = result["peak"]
     head = ["shape", "op", "convcore ms", "torch ms", "torch(heap) ms", "numpy ms", "cc GFLOP/s", "% peak",
-            "torch/cc", "heap/cc"]
+            "% reg", "torch/cc", "heap/cc"]
     for dtype in ("float32", "float64"):
         cases = [c for c in result["cases"] if c["dtype"] == dtype]
         if not cases:
             continue
         measured = peak.get("measured", {}).get(dtype, {}).get("gflops")
+        register = peak.get("measured", {}).get(dtype, {}).get("register_gflops")
         pk = measured or peak["theoretical"][dtype]["gflops"]
         rows = []
         for c in cases:
@@ -186,9 +193,11 @@ def format_tables(result: dict) -> str:
                 g = _get(c, "convcore", op, "gflops")
                 rows.append([c["shape"] if op == "fwd" else "", op] + [_fmt(_get(c, lib, op, "ms")) for lib in LIBS]
                             + [_fmt(g), _fmt(100 * g / pk, 3) if g and pk else "-",
+                               _fmt(100 * g / register, 3) if g and register else "-",
                                _fmt(_ratio(c, "torch", op), 3), _fmt(_ratio(c, "torch_heap", op), 3)])
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         lines.append(f"\n{dtype}  (peak {_fmt(measured)} GFLOP/s measured by the kernel probe, "
+                     f"{_fmt(register)} register FMA ceiling (% reg), "
                      f"{_fmt(peak['theoretical'][dtype]['gflops'])} theoretical, "
                      f"{_fmt(peak['blas'].get(dtype))} NumPy BLAS matmul; % peak of the "
                      f"{'measured' if measured else 'theoretical'})")
