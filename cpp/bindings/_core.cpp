@@ -18,6 +18,22 @@ void bind_plan(py::module_& m);
 void bind_linear(py::module_& m);
 void bind_nn(py::module_& m);
 
+namespace {
+
+// A rate probe (GFLOP/s) for dtype, run for about `seconds` without the GIL.
+double run_probe(const std::string& dtype, double seconds, double (*f32)(double),
+                 double (*f64)(double)) {
+  if (!(seconds > 0 && seconds <= 60))
+    throw std::invalid_argument("seconds: expected a duration in (0, 60], got " +
+                                std::to_string(seconds));
+  if (dtype != "float32" && dtype != "float64")
+    throw std::invalid_argument("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
+  py::gil_scoped_release nogil;
+  return dtype == "float32" ? f32(seconds) : f64(seconds);
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native core: 2-D convolution forward, backward and SGD in C++.";
   using convcore::Conv2dGeometry;
@@ -84,14 +100,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "kernel_peak_gflops",
       [](const std::string& dtype, double seconds) {
-        if (!(seconds > 0 && seconds <= 60))
-          throw std::invalid_argument("seconds: expected a duration in (0, 60], got " +
-                                      std::to_string(seconds));
-        if (dtype != "float32" && dtype != "float64")
-          throw std::invalid_argument("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
-        py::gil_scoped_release nogil;
-        return dtype == "float32" ? convcore::kernel_peak_gflops<float>(seconds)
-                                  : convcore::kernel_peak_gflops<double>(seconds);
+        return run_probe(dtype, seconds, &convcore::kernel_peak_gflops<float>,
+                         &convcore::kernel_peak_gflops<double>);
       },
       py::arg("dtype"), py::arg("seconds") = 0.2,
       "FMA throughput (GFLOP/s) of the active micro-kernel on L1-resident panels, on all "
@@ -99,14 +109,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "register_peak_gflops",
       [](const std::string& dtype, double seconds) {
-        if (!(seconds > 0 && seconds <= 60))
-          throw std::invalid_argument("seconds: expected a duration in (0, 60], got " +
-                                      std::to_string(seconds));
-        if (dtype != "float32" && dtype != "float64")
-          throw std::invalid_argument("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
-        py::gil_scoped_release nogil;
-        return dtype == "float32" ? convcore::register_peak_gflops<float>(seconds)
-                                  : convcore::register_peak_gflops<double>(seconds);
+        return run_probe(dtype, seconds, &convcore::register_peak_gflops<float>,
+                         &convcore::register_peak_gflops<double>);
       },
       py::arg("dtype"), py::arg("seconds") = 0.2,
       "FMA ceiling (GFLOP/s) of the active instruction set on all threads: independent chains "

@@ -88,39 +88,8 @@ void ukernel_6x8_direct_a__avx2_fma(int64_t kc, double alpha, const double* cons
 void activate_span__avx2_fma(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx2_fma(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 
-void fma_chains__avx2_fma(int64_t iters, float* out) {
-  const __m256 a = _mm256_set1_ps(out[0]), b = _mm256_set1_ps(out[1]);
-  __m256 acc[kFmaChains];
-#pragma GCC unroll 12
-  for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm256_set1_ps(float(c));
-  for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
-  }
-  __m256 sum = acc[0];
-#pragma GCC unroll 12
-  for (int c = 1; c < kFmaChains; ++c) sum = _mm256_add_ps(sum, acc[c]);
-  alignas(64) float lanes[sizeof(__m256) / sizeof(float)];
-  __builtin_memcpy(lanes, &sum, sizeof sum);
-  out[0] = lanes[0];
-}
-
-void fma_chains__avx2_fma(int64_t iters, double* out) {
-  const __m256d a = _mm256_set1_pd(out[0]), b = _mm256_set1_pd(out[1]);
-  __m256d acc[kFmaChains];
-#pragma GCC unroll 12
-  for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm256_set1_pd(double(c));
-  for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm256_fmadd_pd(acc[c], a, b);
-  }
-  __m256d sum = acc[0];
-#pragma GCC unroll 12
-  for (int c = 1; c < kFmaChains; ++c) sum = _mm256_add_pd(sum, acc[c]);
-  alignas(64) double lanes[sizeof(__m256d) / sizeof(double)];
-  __builtin_memcpy(lanes, &sum, sizeof sum);
-  out[0] = lanes[0];
-}
+void fma_chains__avx2_fma(int64_t iters, float* out) { fma_chains_simd<F32x8>(iters, out); }
+void fma_chains__avx2_fma(int64_t iters, double* out) { fma_chains_simd<F64x4>(iters, out); }
 
 }  // namespace convcore::detail
 #endif  // CONVCORE_X86_SIMD

@@ -133,5 +133,27 @@ __attribute__((always_inline)) inline void ukernel_simd_direct_a(
                                   c, ldc);
 }
 
+// The register-only FMA probe of ukernel.hpp (fma_chains): kFmaChains independent chains
+// acc = acc * out[0] + out[1], kept in registers, then their sum into out[0].
+template <class S>
+__attribute__((always_inline)) inline void fma_chains_simd(int64_t iters, typename S::T* out) {
+  using T = typename S::T;
+  const typename S::V a = S::set1(out[0]), b = S::set1(out[1]);
+  typename S::V acc[kFmaChains];
+#pragma GCC unroll 12
+  for (int c = 0; c < kFmaChains; ++c) acc[c] = S::set1(T(c));
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kFmaChains; ++c) acc[c] = S::fmadd(acc[c], a, b);
+  }
+  typename S::V sum = acc[0];
+  const typename S::V one = S::set1(T(1));
+#pragma GCC unroll 12
+  for (int c = 1; c < kFmaChains; ++c) sum = S::fmadd(acc[c], one, sum);
+  alignas(64) T lanes[S::L];
+  S::store(lanes, sum);
+  out[0] = lanes[0];
+}
+
 }  // namespace
 }  // namespace convcore::detail
