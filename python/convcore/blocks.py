@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
-from .layers import Module, _layer_dtype
+from .layers import Module, _check_grad, _layer_input, _need_forward
 from .optim import Parameter
 from ._public import public_dir as _public_dir
 
@@ -30,18 +30,8 @@ def _float_dtype(dtype) -> np.dtype:
     return dtype
 
 
-def _need_forward(state, name: str) -> None:
-    if state is None:
-        msg = f"{name}.backward: call forward first"
-        raise RuntimeError(msg)
-
-
 def _grad_like(grad_output, shape, dtype, name: str) -> np.ndarray:
-    g = np.asarray(grad_output)
-    if g.shape != tuple(shape):
-        msg = f"{name}.backward: grad_output must have shape {tuple(shape)}, got {g.shape}"
-        raise ValueError(msg)
-    return F._contiguous(g, dtype)
+    return F._contiguous(_check_grad(grad_output, shape, name), dtype)
 
 
 def _nchw(x, name: str, channels: Optional[int] = None) -> np.ndarray:
@@ -107,7 +97,7 @@ class BatchNorm2D(Module):
 
     def forward(self, x) -> np.ndarray:
         """``(N, C, H, W)`` -> normalised ``(N, C, H, W)``; the input and statistics are kept."""
-        x = _nchw(_layer_dtype(x, self._dtype), "BatchNorm2D", self.num_features)
+        x = _nchw(_layer_input(x, self._dtype), "BatchNorm2D", self.num_features)
         x = F._contiguous(x, self._dtype)
         batch_stats = self.training or not self.track_running_stats
         update = self.training and self.track_running_stats

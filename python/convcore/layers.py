@@ -189,6 +189,25 @@ class WeightBiasModule(Module):
         """The trainable parameters: weight, then bias (when the layer has one)."""
         return [p for p in (self.weight_param, self.bias_param) if p is not None]
 
+    def step(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+        """One SGD update of W and b from the accumulated gradients (velocity kept in the layer)."""
+        SGD(self.parameters(), lr, momentum, weight_decay).step()
+
+    def _grad_output(self, grad_output, kept: str) -> np.ndarray:
+        """dE/d(output) checked against the shape of what forward kept in attribute ``kept`` (the
+        output, or its shape) and cast to the layer's dtype: a convolution layer's backward
+        preamble."""
+        if getattr(self, "_input", None) is None:
+            msg = "backward: call forward first"
+            raise RuntimeError(msg)
+        shape = getattr(self, kept)
+        shape = getattr(shape, "shape", shape)
+        dy = np.asarray(grad_output)
+        if dy.shape != tuple(shape):
+            msg = f"grad_output: expected shape {tuple(shape)}, got {dy.shape}"
+            raise ValueError(msg)
+        return dy.astype(self.weight.dtype, copy=False)
+
 
 class Conv2D(WeightBiasModule):
     """A 2-D convolution layer: ``a = f(conv(x, W) + b)`` with its training step.
@@ -256,12 +275,7 @@ class Conv2D(WeightBiasModule):
 
     def forward(self, x) -> np.ndarray:
         """``(N, C, H, W)`` or ``(C, H, W)`` -> activation of the convolution, kept for backward."""
-        x = np.asarray(x)
-        if x.dtype != self.weight.dtype:
-            if not np.can_cast(x.dtype, self.weight.dtype, "safe") or x.dtype.kind not in "fiu":
-                msg = f"input: dtype {x.dtype} would be narrowed to the layer's {self.weight.dtype}"
-                raise TypeError(msg)
-            x = x.astype(self.weight.dtype)
+        x = _layer_input(x, self.weight.dtype)
         if x.ndim not in (3, 4):
             F._batched(x, "input")  # raises with the expected layouts
         self._check_channels(x)
@@ -280,14 +294,7 @@ class Conv2D(WeightBiasModule):
     def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
         """dE/da -> dE/dx (None with ``input_grad=False``); adds dE/dW and dE/db to the gradient
         buffers."""
-        if self._input is None:
-            msg = "backward: call forward first"
-            raise RuntimeError(msg)
-        dy = np.asarray(grad_output)
-        if dy.shape != self._output.shape:
-            msg = f"grad_output: expected shape {self._output.shape}, got {dy.shape}"
-            raise ValueError(msg)
-        dy = F._contiguous(dy.astype(self.weight.dtype, copy=False), self.weight.dtype)
+        dy = F._contiguous(self._grad_output(grad_output, "_output"), self.weight.dtype)
         if self.activation not in (None, "identity"):
             delta = self._buffer("delta", dy.shape, dy.dtype)  # never leaves the layer
             dy = _core.activation_backward(self.activation, dy, self._output, out=delta)
@@ -309,30 +316,35 @@ class Conv2D(WeightBiasModule):
             msg = f"input: expected {self.in_channels} channels on axis {x.ndim - 3} for {self!r}, got {c}{hint}"
             raise ValueError(msg)
 
-    def zero_grad(self) -> None:
-        """Clears the accumulated weight and bias gradients."""
-        for p in self.parameters():
-            p.zero_grad()
-
-    def step(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
-        """One SGD update of W and b from the accumulated gradients (velocity kept in the layer)."""
-        SGD(self.parameters(), lr, momentum, weight_decay).step()
-
     def __repr__(self) -> str:
         mode = "" if self.padding_mode == "zeros" else f", padding_mode={self.padding_mode!r}"
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}{mode}, activation={self.activation!r})")
 
 
-def _layer_dtype(x, dtype: np.dtype) -> np.ndarray:
+def _layer_input(x, dtype: np.dtype, name: str = "input") -> np.ndarray:
     """``x`` in the layer's dtype; widening is fine, narrowing (float64 into float32) is refused."""
     x = np.asarray(x)
     if x.dtype != dtype:
         if x.dtype.kind not in "fiu" or not np.can_cast(x.dtype, dtype, "safe"):
-            msg = f"input: dtype {x.dtype} would be narrowed to the layer's {dtype}"
+            msg = f"{name}: dtype {x.dtype} would be narrowed to the layer's {dtype}"
             raise TypeError(msg)
         x = x.astype(dtype)
     return x
+
+
+def _need_forward(state, name: str) -> None:
+    if state is None:
+        msg = f"{name}.backward: call forward first"
+        raise RuntimeError(msg)
+
+
+def _check_grad(grad_output, shape, name: str) -> np.ndarray:
+    g = np.asarray(grad_output)
+    if g.shape != tuple(shape):
+        msg = f"{name}.backward: grad_output must have shape {tuple(shape)}, got {g.shape}"
+        raise ValueError(msg)
+    return g
 
 
 def _layer_params(layer: WeightBiasModule, in_channels: int, out_channels: int, groups: int, w_shape,
@@ -395,7 +407,7 @@ class Conv1D(WeightBiasModule):
 
     def forward(self, x) -> np.ndarray:
         """``(N, C, L)`` or ``(C, L)`` -> activation of the convolution, kept for backward."""
-        x = _layer_dtype(x, self.weight.dtype)
+        x = _layer_input(x, self.weight.dtype)
         if x.ndim not in (2, 3) or x.shape[-2] != self.in_channels:
             msg = f"input: expected (N, {self.in_channels}, L) or ({self.in_channels}, L) for {self!r}, got {x.shape}"
             raise ValueError(msg)
@@ -408,14 +420,7 @@ class Conv1D(WeightBiasModule):
     def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
         """dE/da -> dE/dx (None, and not computed, with ``input_grad=False``); adds dE/dW and
         dE/db to the gradient buffers."""
-        if self._input is None:
-            msg = "backward: call forward first"
-            raise RuntimeError(msg)
-        dy = np.asarray(grad_output)
-        if dy.shape != self._output.shape:
-            msg = f"grad_output: expected shape {self._output.shape}, got {dy.shape}"
-            raise ValueError(msg)
-        dy = dy.astype(self.weight.dtype, copy=False)
+        dy = self._grad_output(grad_output, "_output")
         if self.activation not in (None, "identity"):
             dy = F.activation_backward(dy, self._output, self.activation)
         if not input_grad:
@@ -427,10 +432,6 @@ class Conv1D(WeightBiasModule):
                                    method=self.method, weight_out=self.grad_weight, bias_out=self.grad_bias,
                                    accumulate=True, **self._args())
         return dx
-
-    def step(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
-        """One SGD update of W and b from the accumulated gradients (velocity kept in the layer)."""
-        SGD(self.parameters(), lr, momentum, weight_decay).step()
 
     def __repr__(self) -> str:
         return (f"Conv1D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -474,7 +475,7 @@ class ConvTranspose2D(WeightBiasModule):
 
     def forward(self, x) -> np.ndarray:
         """``(N, C, H, W)`` or ``(C, H, W)`` -> the transposed convolution; the input is kept."""
-        x = _layer_dtype(x, self.weight.dtype)
+        x = _layer_input(x, self.weight.dtype)
         if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:
             msg = (f"input: expected (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W) for {self!r}, "
                    f"got {x.shape}")
@@ -488,14 +489,7 @@ class ConvTranspose2D(WeightBiasModule):
     def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
         """dE/dy -> dE/dx (None, and not computed, with ``input_grad=False``); adds dE/dW and
         dE/db to the gradient buffers."""
-        if self._input is None:
-            msg = "backward: call forward first"
-            raise RuntimeError(msg)
-        dy = np.asarray(grad_output)
-        if dy.shape != self._output_shape:
-            msg = f"grad_output: expected shape {self._output_shape}, got {dy.shape}"
-            raise ValueError(msg)
-        dy = dy.astype(self.weight.dtype, copy=False)
+        dy = self._grad_output(grad_output, "_output_shape")
         if not input_grad:
             conv_transpose2d_weight(self._input, self.weight.shape, dy, out=self.grad_weight, accumulate=True,
                                     **self._args())
@@ -506,10 +500,6 @@ class ConvTranspose2D(WeightBiasModule):
                                              weight_out=self.grad_weight, bias_out=self.grad_bias,
                                              accumulate=True, **self._args())
         return dx
-
-    def step(self, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
-        """One SGD update of W and b from the accumulated gradients (velocity kept in the layer)."""
-        SGD(self.parameters(), lr, momentum, weight_decay).step()
 
     def __repr__(self) -> str:
         return (f"ConvTranspose2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -41,7 +41,8 @@ from . import _core
 from . import functional as F
 from ._blas import one_blas_thread
 from .blocks import AvgPool2D, BatchNorm2D, Dropout, GlobalAvgPool2D, Residual
-from .layers import Conv1D, Conv2D, ConvTranspose2D, Module, WeightBiasModule
+from .layers import (Conv1D, Conv2D, ConvTranspose2D, Module, WeightBiasModule, _check_grad, _layer_input,
+                     _need_forward)
 from .optim import SGD, Parameter
 from ._public import public_dir as _public_dir
 
@@ -132,31 +133,6 @@ def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride=No
 
 
 # -------------------------------------------------------------------------------------- layers
-
-
-def _layer_input(x, dtype: np.dtype, name: str) -> np.ndarray:
-    """``x`` in the layer's dtype; widening is fine, narrowing (float64 into float32) is refused."""
-    x = np.asarray(x)
-    if x.dtype != dtype:
-        if x.dtype.kind not in "fiu" or not np.can_cast(x.dtype, dtype, "safe"):
-            msg = f"{name}: dtype {x.dtype} would be narrowed to the layer's {dtype}"
-            raise TypeError(msg)
-        x = x.astype(dtype)
-    return x
-
-
-def _need_forward(state, name: str) -> None:
-    if state is None:
-        msg = f"{name}.backward: call forward first"
-        raise RuntimeError(msg)
-
-
-def _check_grad(grad_output, shape, name: str) -> np.ndarray:
-    g = np.asarray(grad_output)
-    if g.shape != tuple(shape):
-        msg = f"{name}.backward: grad_output must have shape {tuple(shape)}, got {g.shape}"
-        raise ValueError(msg)
-    return g
 
 
 class MaxPool2D(Module):
