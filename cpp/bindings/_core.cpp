@@ -20,6 +20,13 @@ void bind_nn(py::module_& m);
 
 namespace {
 
+convcore::Layout layout_of(const std::string& name) {
+  convcore::Layout layout;
+  if (!convcore::parse_layout(name, layout))
+    throw std::invalid_argument("layout: expected 'NCHW' or 'NHWC', got '" + name + "'");
+  return layout;
+}
+
 // A rate probe (GFLOP/s) for dtype, run for about `seconds` without the GIL.
 double run_probe(const std::string& dtype, double seconds, double (*f32)(double),
                  double (*f64)(double)) {
@@ -38,23 +45,30 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "convcore native core: 2-D convolution forward, backward and SGD in C++.";
   using convcore::Conv2dGeometry;
   py::class_<Conv2dGeometry>(m, "Geometry",
-                             "Sizes of a 2-D convolution (NCHW); per-side padding pt pb pl pr.")
+                             "Sizes of a 2-D convolution; per-side padding pt pb pl pr; activations "
+                             "in `layout` ('NCHW' or 'NHWC').")
       .def(py::init<>())
       .def(py::init([](int64_t mb, int64_t ic, int64_t ih, int64_t iw, int64_t oc, int64_t kh,
                        int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
-                       int64_t pr, int64_t dh, int64_t dw, int64_t groups) {
-             return Conv2dGeometry{mb, ic, ih, iw, oc, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups};
+                       int64_t pr, int64_t dh, int64_t dw, int64_t groups, const std::string& layout) {
+             Conv2dGeometry g{mb, ic, ih, iw, oc, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups};
+             g.layout = layout_of(layout);
+             return g;
            }),
            py::arg("mb"), py::arg("ic"), py::arg("ih"), py::arg("iw"), py::arg("oc"), py::arg("kh"),
            py::arg("kw"), py::arg("sh") = 1, py::arg("sw") = 1, py::arg("pt") = 0,
            py::arg("pb") = 0, py::arg("pl") = 0, py::arg("pr") = 0, py::arg("dh") = 1,
-           py::arg("dw") = 1, py::arg("groups") = 1)
+           py::arg("dw") = 1, py::arg("groups") = 1, py::arg("layout") = "NCHW")
 #define CONVCORE_FIELD(name) .def_readwrite(#name, &Conv2dGeometry::name)
       CONVCORE_FIELD(mb) CONVCORE_FIELD(ic) CONVCORE_FIELD(ih) CONVCORE_FIELD(iw)
       CONVCORE_FIELD(oc) CONVCORE_FIELD(kh) CONVCORE_FIELD(kw) CONVCORE_FIELD(sh)
       CONVCORE_FIELD(sw) CONVCORE_FIELD(pt) CONVCORE_FIELD(pb) CONVCORE_FIELD(pl)
       CONVCORE_FIELD(pr) CONVCORE_FIELD(dh) CONVCORE_FIELD(dw) CONVCORE_FIELD(groups)
 #undef CONVCORE_FIELD
+      .def_property(
+          "layout", [](const Conv2dGeometry& g) { return std::string(convcore::layout_name(g.layout)); },
+          [](Conv2dGeometry& g, const std::string& name) { g.layout = layout_of(name); },
+          "'NCHW' or 'NHWC': how activations lie in memory (weights are OIHW in both).")
       .def_property_readonly("oh", &Conv2dGeometry::oh)
       .def_property_readonly("ow", &Conv2dGeometry::ow)
       .def_property_readonly("eh", &Conv2dGeometry::eh)

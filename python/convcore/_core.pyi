@@ -8,13 +8,13 @@ import typing
 __all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'adam_update', 'batchnorm_backward', 'batchnorm_forward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'register_peak_gflops', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
 class Geometry:
     """
-    Sizes of a 2-D convolution (NCHW); per-side padding pt pb pl pr.
+    Sizes of a 2-D convolution; per-side padding pt pb pl pr; activations in `layout` ('NCHW' or 'NHWC').
     """
     @typing.overload
     def __init__(self) -> None:
         ...
     @typing.overload
-    def __init__(self, mb: typing.SupportsInt | typing.SupportsIndex, ic: typing.SupportsInt | typing.SupportsIndex, ih: typing.SupportsInt | typing.SupportsIndex, iw: typing.SupportsInt | typing.SupportsIndex, oc: typing.SupportsInt | typing.SupportsIndex, kh: typing.SupportsInt | typing.SupportsIndex, kw: typing.SupportsInt | typing.SupportsIndex, sh: typing.SupportsInt | typing.SupportsIndex = 1, sw: typing.SupportsInt | typing.SupportsIndex = 1, pt: typing.SupportsInt | typing.SupportsIndex = 0, pb: typing.SupportsInt | typing.SupportsIndex = 0, pl: typing.SupportsInt | typing.SupportsIndex = 0, pr: typing.SupportsInt | typing.SupportsIndex = 0, dh: typing.SupportsInt | typing.SupportsIndex = 1, dw: typing.SupportsInt | typing.SupportsIndex = 1, groups: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+    def __init__(self, mb: typing.SupportsInt | typing.SupportsIndex, ic: typing.SupportsInt | typing.SupportsIndex, ih: typing.SupportsInt | typing.SupportsIndex, iw: typing.SupportsInt | typing.SupportsIndex, oc: typing.SupportsInt | typing.SupportsIndex, kh: typing.SupportsInt | typing.SupportsIndex, kw: typing.SupportsInt | typing.SupportsIndex, sh: typing.SupportsInt | typing.SupportsIndex = 1, sw: typing.SupportsInt | typing.SupportsIndex = 1, pt: typing.SupportsInt | typing.SupportsIndex = 0, pb: typing.SupportsInt | typing.SupportsIndex = 0, pl: typing.SupportsInt | typing.SupportsIndex = 0, pr: typing.SupportsInt | typing.SupportsIndex = 0, dh: typing.SupportsInt | typing.SupportsIndex = 1, dw: typing.SupportsInt | typing.SupportsIndex = 1, groups: typing.SupportsInt | typing.SupportsIndex = 1, layout: str = 'NCHW') -> None:
         ...
     def __repr__(self) -> str:
         ...
@@ -75,6 +75,14 @@ class Geometry:
         ...
     @kw.setter
     def kw(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def layout(self) -> str:
+        """
+        'NCHW' or 'NHWC': how activations lie in memory (weights are OIHW in both).
+        """
+    @layout.setter
+    def layout(self, arg1: str) -> None:
         ...
     @property
     def mb(self) -> int:

@@ -5,10 +5,20 @@
 //   oh = (ih + pt + pb - dh*(kh-1) - 1) / sh + 1       ow likewise with pl, pr, dw, kw, sw
 //
 // Padding is per side (top, bottom, left, right) so that asymmetric "same" padding works.
+// The layout says how activations (x, y and their gradients) lie in memory: NCHW as above, or
+// NHWC, x[mb][ih][iw][ic] and y[mb][oh][ow][oc]. Weights are [oc][ic/groups][kh][kw] in both.
 #include <cstdint>
 #include <iosfwd>
+#include <string>
 
 namespace convcore {
+
+enum class Layout { nchw, nhwc };
+
+// "NCHW" or "NHWC".
+const char* layout_name(Layout layout);
+// The layout named `name` ("NCHW" or "NHWC", in any case); false when unknown.
+bool parse_layout(const std::string& name, Layout& layout);
 
 struct Conv2dGeometry {
   int64_t mb = 1, ic = 1, ih = 1, iw = 1;
@@ -17,6 +27,7 @@ struct Conv2dGeometry {
   int64_t pt = 0, pb = 0, pl = 0, pr = 0;
   int64_t dh = 1, dw = 1;
   int64_t groups = 1;
+  Layout layout = Layout::nchw;  // of the activations; sizes do not depend on it
 
   // Output size: the formula above, the only copy of it in the library.
   int64_t oh() const { return (ih + pt + pb - dh * (kh - 1) - 1) / sh + 1; }
@@ -45,7 +56,8 @@ struct Conv2dGeometry {
   Conv2dGeometry flipped() const;
 };
 
-// Canonical problem string (benchdnn style): mb2ic3ih8iw8oc4kh3kw3sh2sw2ph1pw1
+// Canonical problem string (benchdnn style): mb2ic3ih8iw8oc4kh3kw3sh2sw2ph1pw1, with a trailing
+// "nhwc" for that layout.
 std::ostream& operator<<(std::ostream& os, const Conv2dGeometry& g);
 
 }  // namespace convcore

@@ -1,5 +1,6 @@
 #include "convcore/geometry.hpp"
 
+#include <cctype>
 #include <ostream>
 
 #include "convcore/error.hpp"
@@ -23,6 +24,17 @@ int64_t checked_add(int64_t a, int64_t b, const char* op, const char* what) {
 }
 
 }  // namespace
+
+const char* layout_name(Layout layout) { return layout == Layout::nhwc ? "NHWC" : "NCHW"; }
+
+bool parse_layout(const std::string& name, Layout& layout) {
+  std::string upper;
+  for (char ch : name) upper += char(std::toupper(static_cast<unsigned char>(ch)));
+  if (upper == "NCHW") layout = Layout::nchw;
+  else if (upper == "NHWC") layout = Layout::nhwc;
+  else return false;
+  return true;
+}
 
 void Conv2dGeometry::validate(const char* op) const {
   CONVCORE_CHECK(mb >= 0, op, ": batch size mb must be >= 0, got ", mb);
@@ -92,6 +104,7 @@ std::ostream& operator<<(std::ostream& os, const Conv2dGeometry& g) {
     os << "pt" << g.pt << "pb" << g.pb << "pl" << g.pl << "pr" << g.pr;
   if (g.dh != 1 || g.dw != 1) os << "dh" << g.dh << "dw" << g.dw;
   if (g.groups != 1) os << "g" << g.groups;
+  if (g.layout == Layout::nhwc) os << "nhwc";
   return os;
 }
 

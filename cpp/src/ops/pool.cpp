@@ -18,6 +18,8 @@ void validate_pool(const Conv2dGeometry& g, const char* op) {
   CONVCORE_CHECK(g.groups == g.ic, op, ": a pooling window works per channel: groups=", g.groups,
                  " must equal ic=", g.ic);
   g.validate(op);
+  CONVCORE_CHECK(g.layout == Layout::nchw, op, ": layout ", layout_name(g.layout),
+                 " is not supported yet; use NCHW");
   // PyTorch's rule: every padding at most half the dilated window, so that padding never makes up
   // a whole window on its own in the undilated case.
   const int64_t half_h = (g.dh * (g.kh - 1) + 1) / 2, half_w = (g.dw * (g.kw - 1) + 1) / 2;

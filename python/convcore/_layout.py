@@ -1,0 +1,29 @@
+"""The activation layouts: "NCHW" (channels before the image, the default) and "NHWC" (channels
+last). Weights are (out_channels, in_channels/groups, kh, kw) in both."""
+
+from typing import Tuple
+
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def layout_of(value, name: str = "layout") -> str:
+    """The layout named by value ("NCHW" or "NHWC", in any case); ValueError naming `name` else."""
+    if isinstance(value, str) and value.upper() in LAYOUTS:
+        return value.upper()
+    raise ValueError(f"{name}: expected 'NCHW' or 'NHWC', got {value!r}")
+
+
+def to_nchw_shape(shape: Tuple[int, ...], layout: str) -> Tuple[int, ...]:
+    """(N, C, H, W) from a 4-D shape in `layout`."""
+    if layout == "NHWC":
+        n, h, w, c = shape
+        return (n, c, h, w)
+    return tuple(shape)
+
+
+def from_nchw_shape(shape: Tuple[int, ...], layout: str) -> Tuple[int, ...]:
+    """A 4-D (N, C, H, W) shape written in `layout`."""
+    if layout == "NHWC":
+        n, c, h, w = shape
+        return (n, h, w, c)
+    return tuple(shape)
