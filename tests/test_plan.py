@@ -29,10 +29,10 @@ PLAN_GEOMETRIES = GEOMETRIES + [
 ]
 
 
-def _plan(geom, dtype, op=None, path=None, isa=None, activation=None, bias=True):
+def _plan(geom, dtype, op=None, path=None, isa=None, activation=None, bias=True, tile=None):
     paths = {op: path} if op else None
     return cc.Conv2dPlan(geom.input_shape, geom.weight_shape, dtype=dtype, activation=activation, bias=bias,
-                         paths=paths, isa=isa, **geom.kwargs)
+                         paths=paths, isa=isa, tile=tile, **geom.kwargs)
 
 
 def _supported(geom, op, isa):
@@ -41,25 +41,36 @@ def _supported(geom, op, isa):
     return [c["path"] for c in d["candidates"] if c["supported"]]
 
 
+def _tiles(isa, dtype):
+    """The micro-tiles of isa's kernel rows for dtype, as the plan lists its candidates."""
+    d = cc.Conv2dPlan((1, 1, 4, 4), (1, 1, 3, 3), dtype=dtype, isa=isa).describe()["forward"]
+    return sorted({c["tile"] for c in d["candidates"]})
+
+
 def _rows():
     for geom in PLAN_GEOMETRIES:
         for op in OPS:
             for isa in ISAS:
-                for path in cc.Conv2dPlan.path_names()[op]:
-                    yield pytest.param(geom, op, isa, path, id=f"{geom}-{op}-{path}-{isa}")
+                for t in range(len(_tiles(isa, np.float32))):
+                    for path in cc.Conv2dPlan.path_names()[op]:
+                        yield pytest.param(geom, op, isa, t, path, id=f"{geom}-{op}-{path}-{isa}-tile{t}")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("geom", "op", "isa", "path"), list(_rows()))
-def test_every_path_matches_reference(geom, op, isa, path, dtype):
+@pytest.mark.parametrize(("geom", "op", "isa", "tile", "path"), list(_rows()))
+def test_every_path_matches_reference(geom, op, isa, tile, path, dtype):
+    """Every path on every kernel row (instruction set and micro-tile) against the reference."""
+    tiles = _tiles(isa, dtype)
+    assert len(tiles) == len(_tiles(isa, np.float32))
+    tile = tiles[tile]
     if path not in _supported(geom, op, isa):
         with pytest.raises(ValueError, match=f"{op}: path '{path}' does not support"):
-            _plan(geom, dtype, op, path, isa)
+            _plan(geom, dtype, op, path, isa, tile=tile)
         return
     x, w, b, dy = make_problem(geom, dtype, seed=3)
-    plan = _plan(geom, dtype, op, path, isa)
+    plan = _plan(geom, dtype, op, path, isa, tile=tile)
     d = plan.describe()[op]
-    assert (d["path"], d["isa"], d["forced"]) == (path, isa, True)
+    assert (d["path"], d["isa"], d["tile"], d["forced"]) == (path, isa, tile, True)
     x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
     if op == "forward":
         got = plan.forward(x, w, b)
@@ -137,7 +148,9 @@ def test_describe_names_every_op_and_candidate():
     names = cc.Conv2dPlan.path_names()
     for op in OPS:
         assert d[op]["path"] in names[op] and d[op]["isa"] in ISAS and not d[op]["forced"]
-        chosen = [c for c in d[op]["candidates"] if (c["path"], c["isa"]) == (d[op]["path"], d[op]["isa"])]
+        key = ("path", "isa", "tile")
+        chosen = [c for c in d[op]["candidates"] if all(c.get(k) == d[op].get(k) for k in key)]
+        assert len(chosen) == 1
         cheapest = min(c["cost"] for c in d[op]["candidates"] if c["supported"])
         assert chosen[0]["cost"] == cheapest
     if d["backward_input"]["path"] == "flip":
@@ -154,6 +167,8 @@ def test_forced_path_errors_list_the_paths():
         cc.Conv2dPlan(geom.input_shape, geom.weight_shape, paths={"backward": "flip"})
     with pytest.raises(ValueError, match=r"isa: 'avx1024' is not a kernel path"):
         _plan(geom, np.float32, isa="avx1024")
+    with pytest.raises(ValueError, match=r"tile: '5x5' is not the micro-tile of a kernel row enabled here; tiles: "):
+        _plan(geom, np.float32, isa=ISAS[-1], tile="5x5")
     with pytest.raises(TypeError, match=r"dtype: expected float32 or float64"):
         cc.Conv2dPlan(geom.input_shape, geom.weight_shape, dtype=np.int32)
     with pytest.raises(ValueError, match=r"kernel 3x3 .* exceeds the padded input"):

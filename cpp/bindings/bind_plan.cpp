@@ -36,7 +36,7 @@ class PlanBinding {
   PlanBinding(const Conv2dGeometry& g, const std::string& dtype, bool single,
               const std::string& activation, bool bias, const std::string& forward,
               const std::string& backward_input, const std::string& backward_weight,
-              const std::string& isa)
+              const std::string& isa, const std::string& tile)
       : bias_(bias) {
     convcore::PlanOptions opt;
     opt.activation = parse_activation(activation);
@@ -45,6 +45,7 @@ class PlanBinding {
     opt.backward_input = backward_input;
     opt.backward_weight = backward_weight;
     opt.isa = isa;
+    opt.tile = tile;
     if (dtype == "float32")
       plan_.emplace<Typed<float>>(Typed<float>{convcore::Conv2dPlan<float>(g, opt)});
     else if (dtype == "float64")
@@ -147,6 +148,7 @@ class PlanBinding {
       py::dict e;
       e["path"] = c.path;
       e["isa"] = c.isa;
+      if (!c.tile.empty()) e["tile"] = c.tile;
       e["forced"] = c.forced;
       if (!c.detail.empty()) e["detail"] = c.detail;
       py::list cands;
@@ -154,6 +156,7 @@ class PlanBinding {
         py::dict cd;
         cd["path"] = k.path;
         cd["isa"] = k.isa;
+        if (!k.tile.empty()) cd["tile"] = k.tile;
         cd["supported"] = k.supported;
         cd["cost"] = k.supported ? py::object(py::float_(k.cost)) : py::object(py::none());
         cands.append(cd);
@@ -222,10 +225,10 @@ void bind_plan(py::module_& m) {
                           "A convolution planned once: paths chosen, geometry validated.")
       .def(py::init<const Conv2dGeometry&, const std::string&, bool, const std::string&, bool,
                     const std::string&, const std::string&, const std::string&,
-                    const std::string&>(),
+                    const std::string&, const std::string&>(),
            py::arg("geometry"), py::arg("dtype"), py::arg("single"), py::arg("activation"),
            py::arg("bias"), py::arg("forward"), py::arg("backward_input"),
-           py::arg("backward_weight"), py::arg("isa"))
+           py::arg("backward_weight"), py::arg("isa"), py::arg("tile") = "")
       .def_property_readonly("input_shape",
                              [](const PlanBinding& p) { return py::tuple(py::cast(p.input_shape())); })
       .def_property_readonly("output_shape",

@@ -11,6 +11,7 @@
 #include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
 #include "convcore/plan.hpp"
+#include "gemm/ukernel.hpp"
 #include "reference/conv2d_ref.hpp"
 #include "test_util.hpp"
 
@@ -95,39 +96,46 @@ void check_paths(const Conv2dGeometry& g, double tol) {
   convcore::ref::conv2d_backward_weight(g, x.data(), dy.data(), dw_ref.data());
   for (convcore::Isa isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512}) {
     if (!convcore::isa_supported(isa)) continue;
-    for (PlanOp op : {PlanOp::forward, PlanOp::backward_input, PlanOp::backward_weight}) {
-      int supported = 0;
-      for (const std::string& path : convcore::Conv2dPlan<T>::path_names(op)) {
-        convcore::PlanOptions opt;
-        opt.isa = convcore::isa_name(isa);
-        (op == PlanOp::forward ? opt.forward
-         : op == PlanOp::backward_input ? opt.backward_input
-                                        : opt.backward_weight) = path;
-        std::unique_ptr<convcore::Conv2dPlan<T>> plan;
-        try {
-          plan = std::make_unique<convcore::Conv2dPlan<T>>(g, opt);
-        } catch (const std::invalid_argument& e) {
-          CHECK_MSG(std::string(e.what()).find("does not support") != std::string::npos, e.what());
-          continue;
+    const auto rows = convcore::detail::kernel_rows<T>(isa);
+    for (int r = 0; r < rows.count; ++r) {
+      for (PlanOp op : {PlanOp::forward, PlanOp::backward_input, PlanOp::backward_weight}) {
+        int supported = 0;
+        const std::string tile =
+            std::to_string(rows.rows[r].mr) + "x" + std::to_string(rows.rows[r].nr);
+        for (const std::string& path : convcore::Conv2dPlan<T>::path_names(op)) {
+          convcore::PlanOptions opt;
+          opt.isa = convcore::isa_name(isa);
+          opt.tile = tile;
+          (op == PlanOp::forward ? opt.forward
+           : op == PlanOp::backward_input ? opt.backward_input
+                                          : opt.backward_weight) = path;
+          std::unique_ptr<convcore::Conv2dPlan<T>> plan;
+          try {
+            plan = std::make_unique<convcore::Conv2dPlan<T>>(g, opt);
+          } catch (const std::invalid_argument& e) {
+            CHECK_MSG(std::string(e.what()).find("does not support") != std::string::npos, e.what());
+            continue;
+          }
+          ++supported;
+          const std::string where = std::string(convcore::plan_op_name(op)) + " " + path + "/" +
+                                    convcore::isa_name(isa) + " " + tile;
+          CHECK_MSG(plan->describe().forward.tile == tile, where);
+          if (op == PlanOp::forward) {
+            std::vector<T> y(g.dst_size(), T(NAN));
+            plan->forward(x.data(), w.data(), b.data(), y.data());
+            CHECK_MSG(all_close(y, y_ref, tol), where << " " << g);
+          } else if (op == PlanOp::backward_input) {
+            std::vector<T> dx(g.src_size(), T(NAN));
+            plan->backward_input(w.data(), dy.data(), dx.data());
+            CHECK_MSG(all_close(dx, dx_ref, tol), where << " " << g);
+          } else {
+            std::vector<T> dw(g.wei_size(), T(NAN));
+            plan->backward_weight(x.data(), dy.data(), dw.data(), false);
+            CHECK_MSG(all_close(dw, dw_ref, tol), where << " " << g);
+          }
         }
-        ++supported;
-        const std::string where = std::string(convcore::plan_op_name(op)) + " " + path + "/" +
-                                  convcore::isa_name(isa);
-        if (op == PlanOp::forward) {
-          std::vector<T> y(g.dst_size(), T(NAN));
-          plan->forward(x.data(), w.data(), b.data(), y.data());
-          CHECK_MSG(all_close(y, y_ref, tol), where << " " << g);
-        } else if (op == PlanOp::backward_input) {
-          std::vector<T> dx(g.src_size(), T(NAN));
-          plan->backward_input(w.data(), dy.data(), dx.data());
-          CHECK_MSG(all_close(dx, dx_ref, tol), where << " " << g);
-        } else {
-          std::vector<T> dw(g.wei_size(), T(NAN));
-          plan->backward_weight(x.data(), dy.data(), dw.data(), false);
-          CHECK_MSG(all_close(dw, dw_ref, tol), where << " " << g);
-        }
+        CHECK_MSG(supported >= 1, "no path for " << g);
       }
-      CHECK_MSG(supported >= 1, "no path for " << g);
     }
   }
 }

@@ -1,4 +1,5 @@
-// gemm: every supported path (set_isa) against a direct triple loop, float and double.
+// gemm: every supported path (set_isa) and every kernel row of it (its wide and narrow tiles)
+// against a direct triple loop, float and double.
 //
 //   - the XNNPACK-style edge matrix: m in {1, MR-1, MR, MR+1}, n in {1, NR-1, NR, 2NR+1},
 //     k in {0, 1, KC-1, KC+1}, all four transpose combinations, beta in {0, 1, 0.5},
@@ -27,6 +28,8 @@
 #include "gemm/gemm_driver.hpp"
 
 using convcore::Isa;
+template <class T>
+using Row = convcore::detail::GemmKernel<T>;
 
 namespace {
 
@@ -97,12 +100,25 @@ Case<T> make_case(const Problem& p, std::mt19937& rng) {
 }
 
 template <class T>
-std::vector<T> run_gemm(const Case<T>& cs) {
+std::vector<T> run_gemm(const Case<T>& cs, const Row<T>* row = nullptr) {
   std::vector<T> c = cs.c0;
   const Problem& p = cs.p;
-  convcore::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, T(p.alpha), cs.a.data(), cs.lda, cs.b.data(),
-                    cs.ldb, T(p.beta), c.data(), cs.ldc);
+  if (row == nullptr || p.m == 0 || p.n == 0)  // the public entry (the active path's wide row)
+    convcore::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, T(p.alpha), cs.a.data(), cs.lda, cs.b.data(),
+                      cs.ldb, T(p.beta), c.data(), cs.ldc);
+  else  // the driver on one row of the table, as a plan runs it
+    convcore::detail::gemm_driver<T>(*row, p.m, p.n, p.k, T(p.alpha),
+                                     convcore::detail::MatrixPackA<T>(p.ta, cs.a.data(), cs.lda),
+                                     convcore::detail::MatrixPackB<T>(p.tb, cs.b.data(), cs.ldb),
+                                     T(p.beta), c.data(), cs.ldc);
   return c;
+}
+
+// "avx512 24x16": the row's path and tile.
+template <class T>
+std::string row_name(const Row<T>& row) {
+  return std::string(convcore::isa_name(row.isa)) + " " + std::to_string(row.mr) + "x" +
+         std::to_string(row.nr);
 }
 
 // Compares c with a long double triple loop; returns the number of wrong elements.
@@ -165,8 +181,8 @@ void check_case(const Case<T>& cs, const std::vector<T>& c, const char* isa) {
 }
 
 template <class T>
-void test_edges(Isa isa, std::mt19937& rng) {
-  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
+void test_edges(const Row<T>& kern, std::mt19937& rng) {
+  const std::string name = row_name(kern);
   const int64_t mr = kern.mr, nr = kern.nr, kc = kern.kc;
   convcore::set_num_threads(1);
   for (int64_t m : {int64_t{1}, mr - 1, mr, mr + 1})
@@ -176,14 +192,14 @@ void test_edges(Isa isa, std::mt19937& rng) {
           for (double beta : {0.0, 1.0, 0.5})
             for (double alpha : {1.0, -0.5}) {
               const Case<T> cs = make_case<T>({t / 2 == 1, t % 2 == 1, m, n, k, alpha, beta}, rng);
-              check_case(cs, run_gemm(cs), convcore::isa_name(isa));
+              check_case(cs, run_gemm(cs, &kern), name.c_str());
             }
 }
 
 // Products crossing the MC, KC and NC blocks; 1, 2 and 3 threads give the same bits.
 template <class T>
-void test_blocks_and_threads(Isa isa, std::mt19937& rng) {
-  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
+void test_blocks_and_threads(const Row<T>& kern, std::mt19937& rng) {
+  const std::string name = row_name(kern);
   const int64_t mr = kern.mr, nr = kern.nr, mc = kern.mc, kc = kern.kc, nc = kern.nc;
   const std::vector<Problem> problems = {
       {false, false, 2 * mc + 3, 2 * nr + 1, kc + 1, -0.5, 0.5},
@@ -198,15 +214,17 @@ void test_blocks_and_threads(Isa isa, std::mt19937& rng) {
   for (const Problem& p : problems) {
     const Case<T> cs = make_case<T>(p, rng);
     convcore::set_num_threads(1);
-    const std::vector<T> c1 = run_gemm(cs);
-    check_case(cs, c1, convcore::isa_name(isa));
+    const std::vector<T> c1 = run_gemm(cs, &kern);
+    check_case(cs, c1, name.c_str());
     for (int nthr : {2, 3}) {
       convcore::set_num_threads(nthr);
-      const std::vector<T> cn = run_gemm(cs);
+      const std::vector<T> cn = run_gemm(cs, &kern);
       CHECK_MSG(std::memcmp(c1.data(), cn.data(), c1.size() * sizeof(T)) == 0,
-                convcore::isa_name(isa) << " " << id(p) << ": " << nthr
-                                        << " threads differ from 1 thread");
+                name << " " << id(p) << ": " << nthr << " threads differ from 1 thread");
     }
+    // Every tile sums k in the same order: the public gemm (the wide row) gives the same bits.
+    CHECK_MSG(std::memcmp(c1.data(), run_gemm(cs).data(), c1.size() * sizeof(T)) == 0,
+              name << " " << id(p) << ": differs from the wide row");
   }
   convcore::set_num_threads(1);
 }
@@ -228,8 +246,8 @@ void test_degenerate(std::mt19937& rng) {
 // gemm_driver with a pack_b that builds op(B)[p][j] = f(p, j) on the fly must match gemm on the
 // materialised matrix bit for bit: the packing contract of gemm_driver.hpp.
 template <class T>
-void test_custom_pack_b(Isa isa) {
-  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
+void test_custom_pack_b(const Row<T>& kern) {
+  const std::string isa = row_name(kern);
   const int64_t m = 2 * kern.mr + 1, n = 3 * kern.nr + 2, k = kern.kc + 7;
   const auto f = [](int64_t p, int64_t j) { return T(((p * 7 + j * 3) % 11) - 5) / T(4); };
   std::vector<T> a(m * k), b(k * n), c_ref(m * n), c(m * n);
@@ -244,11 +262,11 @@ void test_custom_pack_b(Isa isa) {
       for (int64_t p = 0; p < kc; ++p)
         dst[(j / nr) * kc * nr + p * nr + j % nr] = j < nc ? f(p0 + p, j0 + j) : T(0);
   };
-  convcore::detail::gemm_driver<T>(convcore::detail::gemm_kernel<T>(convcore::active_isa()), m, n, k, T(1), convcore::detail::MatrixPackA<T>(false, a.data(), k),
+  convcore::detail::gemm_driver<T>(kern, m, n, k, T(1), convcore::detail::MatrixPackA<T>(false, a.data(), k),
                                    pack_b, T(0), c.data(), n);
-  CHECK_MSG(contract_ok, convcore::isa_name(isa) << ": packing buffer not 64-byte aligned");
+  CHECK_MSG(contract_ok, isa << ": packing buffer not 64-byte aligned");
   CHECK_MSG(std::memcmp(c.data(), c_ref.data(), c.size() * sizeof(T)) == 0,
-            convcore::isa_name(isa) << ": custom pack_b differs from gemm");
+            isa << ": custom pack_b differs from gemm");
 }
 
 // gemm_driver with B read in place, op(B)[p][j] = base[off[p] + j] with overlapping rows (as a
@@ -256,9 +274,9 @@ void test_custom_pack_b(Isa isa) {
 // of m, n and k with edge tiles, on 1 and 3 threads. The epilogue must cover each element of C
 // exactly once and only after it is final.
 template <class T>
-void test_direct_b(Isa isa) {
+void test_direct_b(const Row<T>& kern) {
+  const std::string isa = row_name(kern);
   using convcore::detail::DirectB;
-  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
   for (const int64_t threads : {1, 3}) {
     const int prev = convcore::get_num_threads();
     convcore::set_num_threads(int(threads));
@@ -283,18 +301,18 @@ void test_direct_b(Isa isa) {
             final_when_seen = false;
         }
     };
-    convcore::detail::gemm_driver<T>(convcore::detail::gemm_kernel<T>(convcore::active_isa()), m, n, k, T(1),
+    convcore::detail::gemm_driver<T>(kern, m, n, k, T(1),
                                      convcore::detail::MatrixPackA<T>(false, a.data(), k),
                                      DirectB<T>{base.data(), off.data()}, T(0), c.data(), n,
                                      epilogue);
     convcore::set_num_threads(prev);
     CHECK_MSG(std::memcmp(c.data(), c_ref.data(), c.size() * sizeof(T)) == 0,
-              convcore::isa_name(isa) << ": B in place differs from gemm, threads " << threads);
+              isa << ": B in place differs from gemm, threads " << threads);
     int64_t bad = 0;
     for (int v : seen) bad += v != 1;
-    CHECK_MSG(bad == 0, convcore::isa_name(isa) << ": epilogue coverage wrong for " << bad
+    CHECK_MSG(bad == 0, isa << ": epilogue coverage wrong for " << bad
                                                 << " elements, threads " << threads);
-    CHECK_MSG(final_when_seen, convcore::isa_name(isa) << ": epilogue saw an unfinished block");
+    CHECK_MSG(final_when_seen, isa << ": epilogue saw an unfinished block");
   }
 }
 
@@ -302,9 +320,9 @@ void test_direct_b(Isa isa) {
 // col read pixel by pixel, k_off jumping at row ends), must match gemm on the materialised
 // matrix bit for bit, with edge rows and columns, on 1 and 3 threads.
 template <class T>
-void test_direct_a(Isa isa) {
+void test_direct_a(const Row<T>& kern) {
+  const std::string isa = row_name(kern);
   using convcore::detail::DirectA;
-  const auto& kern = convcore::detail::gemm_kernel<T>(isa);
   for (const int64_t threads : {1, 3}) {
     const int prev = convcore::get_num_threads();
     convcore::set_num_threads(int(threads));
@@ -320,13 +338,13 @@ void test_direct_a(Isa isa) {
     for (int64_t i = 0; i < k * n; ++i) b[i] = T((i * 5) % 13 - 6) / T(8);
     convcore::gemm<T>(false, false, m, n, k, T(1), a.data(), k, b.data(), n, T(0), c_ref.data(),
                       n);
-    convcore::detail::gemm_driver<T>(convcore::detail::gemm_kernel<T>(convcore::active_isa()), m, n, k, T(1),
+    convcore::detail::gemm_driver<T>(kern, m, n, k, T(1),
                                      DirectA<T>{base.data(), row_off.data(), k_off.data()},
                                      convcore::detail::MatrixPackB<T>(false, b.data(), n), T(0),
                                      c.data(), n);
     convcore::set_num_threads(prev);
     CHECK_MSG(std::memcmp(c.data(), c_ref.data(), c.size() * sizeof(T)) == 0,
-              convcore::isa_name(isa) << ": A in place differs from gemm, threads " << threads);
+              isa << ": A in place differs from gemm, threads " << threads);
   }
 }
 
@@ -403,18 +421,33 @@ int main() {
     }
     convcore::set_isa(isa);
     std::printf("gemm: testing the %s path\n", convcore::isa_name(isa));
-    test_edges<float>(isa, rng);
-    test_edges<double>(isa, rng);
-    test_blocks_and_threads<float>(isa, rng);
-    test_blocks_and_threads<double>(isa, rng);
     test_degenerate<float>(rng);
     test_degenerate<double>(rng);
-    test_custom_pack_b<float>(isa);
-    test_custom_pack_b<double>(isa);
-    test_direct_b<float>(isa);
-    test_direct_b<double>(isa);
-    test_direct_a<float>(isa);
-    test_direct_a<double>(isa);
+    const auto rows32 = convcore::detail::kernel_rows<float>(isa);
+    const auto rows64 = convcore::detail::kernel_rows<double>(isa);
+    CHECK(rows32.count >= 1 && rows64.count >= 1);
+    for (int r = 0; r < rows32.count; ++r) {
+      const Row<float>& row = rows32.rows[r];
+      CHECK(row.isa == isa && row.ukernel != nullptr && row.ukernel_direct_a != nullptr &&
+            row.ukernel_direct_b != nullptr);
+      std::printf("gemm:   float row %s\n", row_name(row).c_str());
+      test_edges<float>(row, rng);
+      test_blocks_and_threads<float>(row, rng);
+      test_custom_pack_b<float>(row);
+      test_direct_b<float>(row);
+      test_direct_a<float>(row);
+    }
+    for (int r = 0; r < rows64.count; ++r) {
+      const Row<double>& row = rows64.rows[r];
+      CHECK(row.isa == isa && row.ukernel != nullptr && row.ukernel_direct_a != nullptr &&
+            row.ukernel_direct_b != nullptr);
+      std::printf("gemm:   double row %s\n", row_name(row).c_str());
+      test_edges<double>(row, rng);
+      test_blocks_and_threads<double>(row, rng);
+      test_custom_pack_b<double>(row);
+      test_direct_b<double>(row);
+      test_direct_a<double>(row);
+    }
     // The peak probe runs the path's kernel and reports a finite, positive rate.
     const double f32 = convcore::kernel_peak_gflops<float>(0.01);
     const double f64 = convcore::kernel_peak_gflops<double>(0.01);

@@ -142,7 +142,7 @@ class Conv2dPlan:
     """
     A convolution planned once: paths chosen, geometry validated.
     """
-    def __init__(self, geometry: Geometry, dtype: str, single: bool, activation: str, bias: bool, forward: str, backward_input: str, backward_weight: str, isa: str) -> None:
+    def __init__(self, geometry: Geometry, dtype: str, single: bool, activation: str, bias: bool, forward: str, backward_input: str, backward_weight: str, isa: str, tile: str = '') -> None:
         ...
     def backward(self, input: typing.Any, weight: typing.Any, grad_output: typing.Any, *, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_out: typing.Any = None, input_grad: bool = True) -> tuple:
         ...

@@ -51,7 +51,9 @@ class Conv2dPlan(_core.Conv2dPlan):
     float32 or float64; ``activation`` None, ``"relu"``, ``"sigmoid"`` or ``"tanh"`` (applied by
     ``forward``); ``bias``: whether the layer has one. ``paths`` forces a path per op, e.g.
     ``{"forward": "b_in_place", "backward_input": "flip"}`` (ValueError, listing the supported
-    ones, when it does not apply); ``isa`` restricts the kernels to one instruction set.
+    ones, when it does not apply); ``isa`` restricts the kernels to one instruction set and
+    ``tile`` to one micro-tile of it, ``"MRxNR"`` (each SIMD instruction set has a wide tile and a
+    narrow one for layers with few output channels; ``describe()`` lists them).
 
     Methods (arrays must have the plan's dtype and shapes; outputs may be given as ``out``):
 
@@ -61,13 +63,14 @@ class Conv2dPlan(_core.Conv2dPlan):
       ``input_grad=False``;
     - ``backward_input(w, dy, out=None)`` -> ``dx`` of ``input_shape``;
     - ``backward_weight(x, dy, out=None, accumulate=False)`` -> ``dw`` of ``weight_shape``;
-    - ``describe()`` -> a dict naming, per op, the path and instruction set chosen and every
-      candidate with its modelled cost.
+    - ``describe()`` -> a dict naming, per op, the path, instruction set and micro-tile chosen
+      and every candidate with its modelled cost.
     """
 
     def __init__(self, x_shape, w_shape, *, stride=1, padding: F.Padding = 0, dilation=1, groups: int = 1,
                  dtype=np.float32, activation: Optional[str] = None, bias: bool = True,
-                 paths: Optional[Mapping[str, str]] = None, isa: Optional[str] = None):
+                 paths: Optional[Mapping[str, str]] = None, isa: Optional[str] = None,
+                 tile: Optional[str] = None):
         size, single = F._size(x_shape, "x_shape")
         wshape = F._weight_shape(w_shape, "w_shape")
         dt = np.dtype(dtype)
@@ -77,7 +80,8 @@ class Conv2dPlan(_core.Conv2dPlan):
         forced = _paths(paths)
         g = F._geometry(size, wshape, stride, padding, dilation, groups)
         super().__init__(g, dt.name, single, F._activation(activation), bool(bias), forced.get("forward", ""),
-                         forced.get("backward_input", ""), forced.get("backward_weight", ""), isa or "")
+                         forced.get("backward_input", ""), forced.get("backward_weight", ""), isa or "",
+                         tile or "")
 
     @staticmethod
     def path_names() -> Dict[str, Tuple[str, ...]]:
@@ -86,5 +90,6 @@ class Conv2dPlan(_core.Conv2dPlan):
 
     def __repr__(self) -> str:
         d = self.describe()
-        ops = ", ".join(f"{op}={d[op]['path']}/{d[op]['isa']}" for op in PLAN_OPS)
+        ops = ", ".join(f"{op}={d[op]['path']}/{d[op]['isa']}" + (f" {d[op]['tile']}" if "tile" in d[op] else "")
+                        for op in PLAN_OPS)
         return f"Conv2dPlan({d['geometry']}, {d['dtype']}, {ops})"

@@ -40,28 +40,32 @@ const char* plan_op_name(PlanOp op);
 
 // What a plan is made for. Empty path names leave the choice to the cost models; a named path
 // is used as long as it supports the geometry (else std::invalid_argument listing the ones that
-// do). isa, when set, restricts the kernel rows to that one (it must be supported and enabled);
-// by default the plan considers every row up to the active ISA (CONVCORE_ISA, set_isa).
+// do). isa, when set, restricts the kernel rows to that ISA's (it must be supported and enabled);
+// by default the plan considers every row up to the active ISA (CONVCORE_ISA, set_isa). tile,
+// when set ("MRxNR", e.g. "24x16"), restricts them further to the rows with that micro-tile.
 struct PlanOptions {
   Activation activation = Activation::identity;
   bool bias = true;
   std::string forward, backward_input, backward_weight;
   std::string isa;
+  std::string tile;
 };
 
-// One candidate of an op: a path on a kernel row, whether it supports the geometry, and its
+// One candidate of an op: a path on a kernel row (an ISA may have several, one per tile), whether it supports the geometry, and its
 // modelled cost (cycles of one core for the whole batch; meaningful relative to the others).
 struct PathEstimate {
   std::string path;
   std::string isa;
   bool supported = false;
   double cost = 0;
+  std::string tile;  // the kernel row's micro-tile, "MRxNR"
 };
 
 // The choice for one op, with every candidate the model weighed.
 struct OpChoice {
   std::string path;
   std::string isa;
+  std::string tile;  // the kernel row's micro-tile, "MRxNR"
   bool forced = false;
   std::string detail;  // e.g. the flipped product's own forward path
   std::vector<PathEstimate> candidates;

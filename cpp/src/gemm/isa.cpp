@@ -16,12 +16,12 @@ namespace detail {
 
 namespace {
 
-template <class T, Isa I>
+template <class T, Isa I, Tile S = Tile::wide>
 constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel, UkernelDirectB<T> direct_b,
                                     UkernelDirectA<T> direct_a,
                                     const DepthwiseKernels<T>* depthwise, ActivateSpan<T> activate,
                                     FmaChains<T> fma_chains) {
-  using B = GemmBlocking<T, I>;
+  using B = GemmBlocking<T, I, S>;
   static_assert(B::MR <= kMaxMR && B::NR <= kMaxNR, "tile larger than the driver's edge buffer");
   static_assert(B::MC % B::MR == 0 && B::NC % B::NR == 0, "MC, NC must be multiples of MR, NR");
   static_assert(B::KC > 0, "KC must be positive");
@@ -52,6 +52,18 @@ constexpr UkernelDirectA<float> kAvx2F32DirectA = &ukernel_6x16_direct_a__avx2_f
 constexpr UkernelDirectA<double> kAvx2F64DirectA = &ukernel_6x8_direct_a__avx2_fma;
 constexpr UkernelDirectA<float> kAvx512F32DirectA = &ukernel_12x32_direct_a__avx512f;
 constexpr UkernelDirectA<double> kAvx512F64DirectA = &ukernel_12x16_direct_a__avx512f;
+constexpr Ukernel<float> kAvx2NarrowF32 = &ukernel_12x8__avx2_fma;
+constexpr Ukernel<double> kAvx2NarrowF64 = &ukernel_12x4__avx2_fma;
+constexpr Ukernel<float> kAvx512NarrowF32 = &ukernel_24x16__avx512f;
+constexpr Ukernel<double> kAvx512NarrowF64 = &ukernel_24x8__avx512f;
+constexpr UkernelDirectB<float> kAvx2NarrowF32DirectB = &ukernel_12x8_direct_b__avx2_fma;
+constexpr UkernelDirectB<double> kAvx2NarrowF64DirectB = &ukernel_12x4_direct_b__avx2_fma;
+constexpr UkernelDirectB<float> kAvx512NarrowF32DirectB = &ukernel_24x16_direct_b__avx512f;
+constexpr UkernelDirectB<double> kAvx512NarrowF64DirectB = &ukernel_24x8_direct_b__avx512f;
+constexpr UkernelDirectA<float> kAvx2NarrowF32DirectA = &ukernel_12x8_direct_a__avx2_fma;
+constexpr UkernelDirectA<double> kAvx2NarrowF64DirectA = &ukernel_12x4_direct_a__avx2_fma;
+constexpr UkernelDirectA<float> kAvx512NarrowF32DirectA = &ukernel_24x16_direct_a__avx512f;
+constexpr UkernelDirectA<double> kAvx512NarrowF64DirectA = &ukernel_24x8_direct_a__avx512f;
 // The depthwise loops have no AVX-512 copy: the AVX-512 rows use the AVX2 + FMA ones.
 constexpr const DepthwiseKernels<float>* kAvx2DepthwiseF32 = &kDepthwiseAvx2F32;
 constexpr const DepthwiseKernels<double>* kAvx2DepthwiseF64 = &kDepthwiseAvx2F64;
@@ -76,6 +88,18 @@ constexpr UkernelDirectA<float> kAvx2F32DirectA = nullptr;
 constexpr UkernelDirectA<double> kAvx2F64DirectA = nullptr;
 constexpr UkernelDirectA<float> kAvx512F32DirectA = nullptr;
 constexpr UkernelDirectA<double> kAvx512F64DirectA = nullptr;
+constexpr Ukernel<float> kAvx2NarrowF32 = nullptr;
+constexpr Ukernel<double> kAvx2NarrowF64 = nullptr;
+constexpr Ukernel<float> kAvx512NarrowF32 = nullptr;
+constexpr Ukernel<double> kAvx512NarrowF64 = nullptr;
+constexpr UkernelDirectB<float> kAvx2NarrowF32DirectB = nullptr;
+constexpr UkernelDirectB<double> kAvx2NarrowF64DirectB = nullptr;
+constexpr UkernelDirectB<float> kAvx512NarrowF32DirectB = nullptr;
+constexpr UkernelDirectB<double> kAvx512NarrowF64DirectB = nullptr;
+constexpr UkernelDirectA<float> kAvx2NarrowF32DirectA = nullptr;
+constexpr UkernelDirectA<double> kAvx2NarrowF64DirectA = nullptr;
+constexpr UkernelDirectA<float> kAvx512NarrowF32DirectA = nullptr;
+constexpr UkernelDirectA<double> kAvx512NarrowF64DirectA = nullptr;
 constexpr const DepthwiseKernels<float>* kAvx2DepthwiseF32 = nullptr;
 constexpr const DepthwiseKernels<double>* kAvx2DepthwiseF64 = nullptr;
 constexpr ActivateSpan<float> kAvx2ActivateF32 = nullptr;
@@ -88,21 +112,42 @@ constexpr FmaChains<float> kAvx512FmaF32 = nullptr;
 constexpr FmaChains<double> kAvx512FmaF64 = nullptr;
 #endif
 
-// Indexed by Isa.
+// Grouped by Isa, each path's wide row first (kRowsOf gives where a path's rows start).
 constexpr GemmKernel<float> kKernelsF32[] = {
     make_ref_kernel<float, Isa::generic>(&kDepthwiseGenericF32),
     make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB, kAvx2F32DirectA, kAvx2DepthwiseF32,
                                   kAvx2ActivateF32, kAvx2FmaF32),
+    make_kernel<float, Isa::avx2, Tile::narrow>(kAvx2NarrowF32, kAvx2NarrowF32DirectB,
+                                                kAvx2NarrowF32DirectA, kAvx2DepthwiseF32,
+                                                kAvx2ActivateF32, kAvx2FmaF32),
     make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512F32DirectB, kAvx512F32DirectA,
                                     kAvx2DepthwiseF32, kAvx512ActivateF32, kAvx512FmaF32),
+    make_kernel<float, Isa::avx512, Tile::narrow>(kAvx512NarrowF32, kAvx512NarrowF32DirectB,
+                                                  kAvx512NarrowF32DirectA, kAvx2DepthwiseF32,
+                                                  kAvx512ActivateF32, kAvx512FmaF32),
 };
 constexpr GemmKernel<double> kKernelsF64[] = {
     make_ref_kernel<double, Isa::generic>(&kDepthwiseGenericF64),
     make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB, kAvx2F64DirectA, kAvx2DepthwiseF64,
                                    kAvx2ActivateF64, kAvx2FmaF64),
+    make_kernel<double, Isa::avx2, Tile::narrow>(kAvx2NarrowF64, kAvx2NarrowF64DirectB,
+                                                 kAvx2NarrowF64DirectA, kAvx2DepthwiseF64,
+                                                 kAvx2ActivateF64, kAvx2FmaF64),
     make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512F64DirectB, kAvx512F64DirectA,
                                      kAvx2DepthwiseF64, kAvx512ActivateF64, kAvx512FmaF64),
+    make_kernel<double, Isa::avx512, Tile::narrow>(kAvx512NarrowF64, kAvx512NarrowF64DirectB,
+                                                   kAvx512NarrowF64DirectA, kAvx2DepthwiseF64,
+                                                   kAvx512ActivateF64, kAvx512FmaF64),
 };
+// Where the rows of each path start in the tables above, indexed by Isa (and one past the end).
+constexpr int kRowsOf[] = {0, 1, 3, 5};
+static_assert(sizeof(kKernelsF32) / sizeof(kKernelsF32[0]) == kRowsOf[3], "rows of the table");
+
+template <class T>
+KernelRows<T> rows_of(const GemmKernel<T>* table, Isa isa) {
+  const int i = static_cast<int>(isa);
+  return {table + kRowsOf[i], kRowsOf[i + 1] - kRowsOf[i]};
+}
 
 bool cpu_has(Isa isa) {
 #ifdef CONVCORE_X86_SIMD
@@ -177,11 +222,19 @@ Isa choose_isa(const char* env, std::string* problem) {
 
 template <>
 const GemmKernel<float>& gemm_kernel<float>(Isa isa) {
-  return kKernelsF32[static_cast<int>(isa)];
+  return *rows_of(kKernelsF32, isa).rows;
 }
 template <>
 const GemmKernel<double>& gemm_kernel<double>(Isa isa) {
-  return kKernelsF64[static_cast<int>(isa)];
+  return *rows_of(kKernelsF64, isa).rows;
+}
+template <>
+KernelRows<float> kernel_rows<float>(Isa isa) {
+  return rows_of(kKernelsF32, isa);
+}
+template <>
+KernelRows<double> kernel_rows<double>(Isa isa) {
+  return rows_of(kKernelsF64, isa);
 }
 
 }  // namespace detail

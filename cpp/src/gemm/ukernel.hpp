@@ -106,13 +106,50 @@ void ukernel_12x16_direct_a__avx512f(int64_t kc, double alpha, const double* con
                                      const int64_t* koff, const double* b, double beta,
                                      double* c, int64_t ldc);
 
+// The narrow rows: one vector per row of C and twice the rows, for products whose n is one vector
+// wide (a layer with few output channels): 12 ymm / 24 zmm accumulators again.
+void ukernel_12x8__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
+                            float* c, int64_t ldc);
+void ukernel_12x4__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
+                            double beta, double* c, int64_t ldc);
+void ukernel_12x8_direct_b__avx2_fma(int64_t kc, float alpha, const float* a, const float* b,
+                                     const int64_t* boff, float beta, float* c, int64_t ldc);
+void ukernel_12x4_direct_b__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
+                                    const int64_t* boff, double beta, double* c, int64_t ldc);
+void ukernel_12x8_direct_a__avx2_fma(int64_t kc, float alpha, const float* const* arow,
+                                     const int64_t* koff, const float* b, float beta, float* c,
+                                     int64_t ldc);
+void ukernel_12x4_direct_a__avx2_fma(int64_t kc, double alpha, const double* const* arow,
+                                    const int64_t* koff, const double* b, double beta, double* c,
+                                    int64_t ldc);
+void ukernel_24x16__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
+                            float* c, int64_t ldc);
+void ukernel_24x8__avx512f(int64_t kc, double alpha, const double* a, const double* b,
+                           double beta, double* c, int64_t ldc);
+void ukernel_24x16_direct_b__avx512f(int64_t kc, float alpha, const float* a, const float* b,
+                                     const int64_t* boff, float beta, float* c, int64_t ldc);
+void ukernel_24x8_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
+                                    const int64_t* boff, double beta, double* c, int64_t ldc);
+void ukernel_24x16_direct_a__avx512f(int64_t kc, float alpha, const float* const* arow,
+                                     const int64_t* koff, const float* b, float beta, float* c,
+                                     int64_t ldc);
+void ukernel_24x8_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
+                                    const int64_t* koff, const double* b, double beta,
+                                    double* c, int64_t ldc);
+
 // Block sizes (BLIS names). MR x NR is the micro-tile; an MC x KC block of packed A stays in L2,
 // a KC x NR micro-panel of packed B in L1, a KC x NC block of packed B in L3.
 // MC is a multiple of MR and NC a multiple of NR.
 //
 // Tuned on AMD Zen 3 (32 KiB L1d, 512 KiB L2 per core): KC = 256 keeps a float B micro-panel at
 // 16 KiB (half of L1d); MC keeps the A block near a third of L2.
-template <class T, Isa I>
+//
+// Each SIMD instruction set has two rows: the wide tile (two vectors per row of C) and the narrow
+// one (one vector per row, twice the rows), which wastes nothing where n is a single vector wide.
+// The plan's cost models weigh both; gemm() uses the wide one.
+enum class Tile { wide, narrow };
+
+template <class T, Isa I, Tile S = Tile::wide>
 struct GemmBlocking;
 
 // Baseline x86-64 has 16 xmm registers: 6x8 float / 6x4 double need 12 accumulators.
@@ -150,9 +187,30 @@ struct GemmBlocking<double, Isa::avx512> {
   static constexpr int64_t VB = 64;  // vector bytes
   static constexpr int64_t MR = 12, NR = 16, MC = 96, KC = 256, NC = 4096;
 };
+// The narrow tiles: the same accumulator count (12 ymm, 24 zmm) as one vector by 2*MR rows.
+template <>
+struct GemmBlocking<float, Isa::avx2, Tile::narrow> {
+  static constexpr int64_t VB = 32;
+  static constexpr int64_t MR = 12, NR = 8, MC = 144, KC = 256, NC = 4080;
+};
+template <>
+struct GemmBlocking<double, Isa::avx2, Tile::narrow> {
+  static constexpr int64_t VB = 32;
+  static constexpr int64_t MR = 12, NR = 4, MC = 72, KC = 256, NC = 4080;
+};
+template <>
+struct GemmBlocking<float, Isa::avx512, Tile::narrow> {
+  static constexpr int64_t VB = 64;
+  static constexpr int64_t MR = 24, NR = 16, MC = 144, KC = 256, NC = 4096;
+};
+template <>
+struct GemmBlocking<double, Isa::avx512, Tile::narrow> {
+  static constexpr int64_t VB = 64;
+  static constexpr int64_t MR = 24, NR = 8, MC = 96, KC = 256, NC = 4096;
+};
 
 // Largest tile over all paths: the size of the driver's edge buffer.
-constexpr int64_t kMaxMR = 12;
+constexpr int64_t kMaxMR = 24;
 constexpr int64_t kMaxNR = 32;
 
 template <class T>
@@ -174,9 +232,19 @@ struct GemmKernel {
   FmaChains<T> fma_chains;  // lanes * 2 * kFmaChains FLOP per iteration; nullptr: no probe
 };
 
-// The table row for a path; isa must be supported.
+// The table row for a path (its wide tile); isa must be supported.
 template <class T>
 const GemmKernel<T>& gemm_kernel(Isa isa);
+
+// Every row of a path, the wide tile first: rows[0 .. count); isa must be supported. (A plain
+// pair rather than a range: this header defines no function, see above.)
+template <class T>
+struct KernelRows {
+  const GemmKernel<T>* rows;
+  int count;
+};
+template <class T>
+KernelRows<T> kernel_rows(Isa isa);
 
 // The path to use given the value of CONVCORE_ISA (nullptr when unset): the named path (any
 // case) when it is known and supported, else the best supported one. When a set value is not

@@ -85,6 +85,44 @@ void ukernel_6x8_direct_a__avx2_fma(int64_t kc, double alpha, const double* cons
   ukernel_simd_direct_a<F64x4, 6, 2, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
 }
 
+// The narrow tiles: one vector per row of C, 12 rows.
+using F32Narrow = GemmBlocking<float, Isa::avx2, Tile::narrow>;
+using F64Narrow = GemmBlocking<double, Isa::avx2, Tile::narrow>;
+static_assert(F32Narrow::MR == 12 && F32Narrow::NR == F32x8::L, "12x8 float tile");
+static_assert(F64Narrow::MR == 12 && F64Narrow::NR == F64x4::L, "12x4 double tile");
+
+void ukernel_12x8__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
+                            float* c, int64_t ldc) {
+  ukernel_simd<F32x8, 12, 1, 2>(kc, alpha, a, b, beta, c, ldc);
+}
+
+void ukernel_12x4__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
+                           double beta, double* c, int64_t ldc) {
+  ukernel_simd<F64x4, 12, 1, 2>(kc, alpha, a, b, beta, c, ldc);
+}
+
+void ukernel_12x8_direct_b__avx2_fma(int64_t kc, float alpha, const float* a, const float* b,
+                                     const int64_t* boff, float beta, float* c, int64_t ldc) {
+  ukernel_simd_direct_b<F32x8, 12, 1, 2>(kc, alpha, a, b, boff, beta, c, ldc);
+}
+
+void ukernel_12x4_direct_b__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
+                                    const int64_t* boff, double beta, double* c, int64_t ldc) {
+  ukernel_simd_direct_b<F64x4, 12, 1, 2>(kc, alpha, a, b, boff, beta, c, ldc);
+}
+
+void ukernel_12x8_direct_a__avx2_fma(int64_t kc, float alpha, const float* const* arow,
+                                     const int64_t* koff, const float* b, float beta, float* c,
+                                     int64_t ldc) {
+  ukernel_simd_direct_a<F32x8, 12, 1, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
+}
+
+void ukernel_12x4_direct_a__avx2_fma(int64_t kc, double alpha, const double* const* arow,
+                                    const int64_t* koff, const double* b, double beta, double* c,
+                                    int64_t ldc) {
+  ukernel_simd_direct_a<F64x4, 12, 1, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
+}
+
 void activate_span__avx2_fma(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx2_fma(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 

@@ -86,6 +86,44 @@ void ukernel_12x16_direct_a__avx512f(int64_t kc, double alpha, const double* con
   ukernel_simd_direct_a<F64x8, 12, 2, 4>(kc, alpha, arow, koff, b, beta, c, ldc);
 }
 
+// The narrow tiles: one vector per row of C, 24 rows.
+using F32Narrow = GemmBlocking<float, Isa::avx512, Tile::narrow>;
+using F64Narrow = GemmBlocking<double, Isa::avx512, Tile::narrow>;
+static_assert(F32Narrow::MR == 24 && F32Narrow::NR == F32x16::L, "24x16 float tile");
+static_assert(F64Narrow::MR == 24 && F64Narrow::NR == F64x8::L, "24x8 double tile");
+
+void ukernel_24x16__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
+                            float* c, int64_t ldc) {
+  ukernel_simd<F32x16, 24, 1, 4>(kc, alpha, a, b, beta, c, ldc);
+}
+
+void ukernel_24x8__avx512f(int64_t kc, double alpha, const double* a, const double* b,
+                           double beta, double* c, int64_t ldc) {
+  ukernel_simd<F64x8, 24, 1, 4>(kc, alpha, a, b, beta, c, ldc);
+}
+
+void ukernel_24x16_direct_b__avx512f(int64_t kc, float alpha, const float* a, const float* b,
+                                     const int64_t* boff, float beta, float* c, int64_t ldc) {
+  ukernel_simd_direct_b<F32x16, 24, 1, 4>(kc, alpha, a, b, boff, beta, c, ldc);
+}
+
+void ukernel_24x8_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
+                                    const int64_t* boff, double beta, double* c, int64_t ldc) {
+  ukernel_simd_direct_b<F64x8, 24, 1, 4>(kc, alpha, a, b, boff, beta, c, ldc);
+}
+
+void ukernel_24x16_direct_a__avx512f(int64_t kc, float alpha, const float* const* arow,
+                                     const int64_t* koff, const float* b, float beta, float* c,
+                                     int64_t ldc) {
+  ukernel_simd_direct_a<F32x16, 24, 1, 4>(kc, alpha, arow, koff, b, beta, c, ldc);
+}
+
+void ukernel_24x8_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
+                                    const int64_t* koff, const double* b, double beta, double* c,
+                                    int64_t ldc) {
+  ukernel_simd_direct_a<F64x8, 24, 1, 4>(kc, alpha, arow, koff, b, beta, c, ldc);
+}
+
 void activate_span__avx512f(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx512f(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 

@@ -23,7 +23,7 @@ __attribute__((always_inline)) inline void ukernel_simd_step(typename S::V (&acc
   typename S::V bv[NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * S::L);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) {
     const typename S::V ai = S::bcast(a(i));
 #pragma GCC unroll 4
@@ -45,7 +45,7 @@ __attribute__((always_inline)) inline void ukernel_simd_body(int64_t kc, typenam
   using V = typename S::V;
   constexpr int NR = NV * S::L;
   V acc[MR][NV];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
@@ -53,7 +53,7 @@ __attribute__((always_inline)) inline void ukernel_simd_body(int64_t kc, typenam
   // The C tile is needed only at the end; ask for it now so that it is in cache by then (a
   // prefetch is not a read: with beta == 0 C may hold NaN and is still never read). The builtin
   // is called directly because GCC deletes a prefetch made through a small wrapper function.
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) {
     __builtin_prefetch(c + i * ldc, 1, 3);
     __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
@@ -67,14 +67,14 @@ __attribute__((always_inline)) inline void ukernel_simd_body(int64_t kc, typenam
 
   const V va = S::set1(alpha);
   if (beta == T(0)) {
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) S::store(c + i * ldc + v * S::L, S::mul(va, acc[i][v]));
     }
   } else {
     const V vb = S::set1(beta);
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
@@ -123,7 +123,7 @@ __attribute__((always_inline)) inline void ukernel_simd_direct_a(
   using T = typename S::T;
   constexpr int NR = NV * S::L;
   const T* r[MR];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) r[i] = arow[i];
   const auto acol = [&r, koff](int64_t p) {
     const int64_t o = koff[p];

@@ -17,30 +17,49 @@ namespace convcore {
 namespace detail {
 namespace {
 
-// The kernel rows a plan may use, widest first.
+std::string tile_name(int64_t mr, int64_t nr) { return std::to_string(mr) + "x" + std::to_string(nr); }
+
+// The kernel rows a plan may use: those of isa (every path up to the active one when empty),
+// widest ISA first, narrowed to the rows with micro-tile `tile` when it is set.
 template <class T>
-std::vector<const GemmKernel<T>*> enabled_rows(const std::string& isa) {
+std::vector<const GemmKernel<T>*> enabled_rows(const std::string& isa, const std::string& tile) {
   std::vector<const GemmKernel<T>*> rows;
   const Isa all[] = {Isa::avx512, Isa::avx2, Isa::generic};
+  const auto add = [&rows](Isa i) {
+    const KernelRows<T> r = kernel_rows<T>(i);
+    for (int t = 0; t < r.count; ++t) rows.push_back(r.rows + t);
+  };
   if (!isa.empty()) {
     std::string want;
     for (char ch : isa) want += char(std::tolower(static_cast<unsigned char>(ch)));
     std::string names;
     for (Isa i : all) {
       if (!isa_supported(i)) continue;
-      if (want == isa_name(i)) return {&gemm_kernel<T>(i)};
+      if (want == isa_name(i)) add(i);
       names += std::string(names.empty() ? "" : ", ") + isa_name(i);
     }
-    throw std::invalid_argument("isa: '" + isa + "' is not a kernel path this CPU and build " +
-                                "can run; supported: " + names);
+    if (rows.empty())
+      throw std::invalid_argument("isa: '" + isa + "' is not a kernel path this CPU and build " +
+                                  "can run; supported: " + names);
+  } else {
+    // The portable row is the fallback of CPUs without a SIMD row, never a rival to one: its
+    // kernels have no FMA, which the cost model does not price.
+    const Isa active = active_isa();
+    for (Isa i : all)
+      if (isa_supported(i) && int(i) <= int(active) && (i != Isa::generic || rows.empty())) add(i);
   }
-  // The portable row is the fallback of CPUs without a SIMD row, never a rival to one: its
-  // kernels have no FMA, which the cost model does not price.
-  const Isa active = active_isa();
-  for (Isa i : all)
-    if (isa_supported(i) && int(i) <= int(active) && (i != Isa::generic || rows.empty()))
-      rows.push_back(&gemm_kernel<T>(i));
-  return rows;
+  if (tile.empty()) return rows;
+  std::vector<const GemmKernel<T>*> kept;
+  std::string tiles;
+  for (const GemmKernel<T>* k : rows) {
+    const std::string name = tile_name(k->mr, k->nr);
+    if (name == tile) kept.push_back(k);
+    tiles += (tiles.empty() ? "" : ", ") + name;
+  }
+  if (kept.empty())
+    throw std::invalid_argument("tile: '" + tile + "' is not the micro-tile of a kernel row " +
+                                "enabled here; tiles: " + tiles);
+  return kept;
 }
 
 template <class T, class Path, size_t n>
@@ -61,7 +80,7 @@ Path choose(const char* op, const PathInfo<Path> (&table)[n], const Conv2dGeomet
     bool any = false;
     for (const GemmKernel<T>* k : rows) {
       const CostContext c = cost_context(g, *k);
-      PathEstimate e{p.name, isa_name(k->isa), p.supports(c), 0.0};
+      PathEstimate e{p.name, isa_name(k->isa), p.supports(c), 0.0, tile_name(k->mr, k->nr)};
       if (e.supported) {
         e.cost = p.cost(c);
         any = true;
@@ -71,6 +90,7 @@ Path choose(const char* op, const PathInfo<Path> (&table)[n], const Conv2dGeomet
           row = k;
           choice.path = p.name;
           choice.isa = e.isa;
+          choice.tile = e.tile;
         }
       }
       choice.candidates.push_back(e);
@@ -111,7 +131,7 @@ PlanImpl<T>::PlanImpl(const Conv2dGeometry& geometry, const PlanOptions& options
   g.validate("Conv2dPlan");
   CONVCORE_CHECK(g.layout == Layout::nchw, "Conv2dPlan: layout ", layout_name(g.layout),
                  " has no paths yet; use NCHW");
-  const auto rows = enabled_rows<T>(opt.isa);
+  const auto rows = enabled_rows<T>(opt.isa, opt.tile);
   std::ostringstream canonical;
   canonical << g;
   desc.geometry = canonical.str();
@@ -137,7 +157,7 @@ PlanImpl<T>::PlanImpl(const Conv2dGeometry& geometry, const PlanOptions& options
 
   desc.backward_bias.path = "lanes";
   desc.backward_bias.isa = "generic";
-  desc.backward_bias.candidates.push_back({"lanes", "generic", true, 0.0});
+  desc.backward_bias.candidates.push_back({"lanes", "generic", true, 0.0, ""});
 }
 
 }  // namespace detail
