@@ -9,7 +9,7 @@
 //   - prime leading dimensions, NaN in the padding of A and B and in C when beta == 0, and a
 //     sentinel in C outside the m x n window that must survive;
 //   - the driver with a caller-supplied pack_b (the implicit-GEMM contract), with a B read in
-//     place (DirectB) or A read in place (DirectA), and with an epilogue that must see every block of C once, when final;
+//     place (DirectB) or A read in place (DirectA, RowsA), and with an epilogue that must see every block of C once, when final;
 //   - ISA selection and argument errors.
 #include <cctype>
 #include <cmath>
@@ -348,6 +348,37 @@ void test_direct_a(const Row<T>& kern) {
   }
 }
 
+// gemm_driver with A's rows consecutive in memory, op(A)[i][p] = base[i + k_off[p]] (a stride-1
+// convolution's col^T over wide rows), must match gemm on the materialised matrix bit for bit,
+// with edge rows (read past m, discarded) and columns, on 1 and 3 threads.
+template <class T>
+void test_rows_a(const Row<T>& kern) {
+  using convcore::detail::RowsA;
+  const std::string isa = row_name(kern);
+  for (const int64_t threads : {1, 3}) {
+    const int prev = convcore::get_num_threads();
+    convcore::set_num_threads(int(threads));
+    const int64_t m = kern.mc + kern.mr + 1, n = 3 * kern.nr + 5, k = 2 * kern.kc + 5;
+    std::vector<int64_t> k_off(k);
+    for (int64_t p = 0; p < k; ++p) k_off[p] = (p / 3) * 37 + (p % 3);  // taps of a 3-wide kernel
+    // Readable up to m rounded up to MR rows past the last offset.
+    std::vector<T> base(k_off[k - 1] + (m + kern.mr - 1) / kern.mr * kern.mr);
+    for (size_t i = 0; i < base.size(); ++i) base[i] = T(int64_t(i * 7) % 17 - 8) / T(8);
+    std::vector<T> a(m * k), b(k * n), c_ref(m * n), c(m * n, T(NAN));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t p = 0; p < k; ++p) a[i * k + p] = base[i + k_off[p]];
+    for (int64_t i = 0; i < k * n; ++i) b[i] = T((i * 5) % 13 - 6) / T(8);
+    convcore::gemm<T>(false, false, m, n, k, T(1), a.data(), k, b.data(), n, T(0), c_ref.data(),
+                      n);
+    convcore::detail::gemm_driver<T>(kern, m, n, k, T(1), RowsA<T>{base.data(), k_off.data()},
+                                     convcore::detail::MatrixPackB<T>(false, b.data(), n), T(0),
+                                     c.data(), n);
+    convcore::set_num_threads(prev);
+    CHECK_MSG(std::memcmp(c.data(), c_ref.data(), c.size() * sizeof(T)) == 0,
+              isa << ": A rows in place differ from gemm, threads " << threads);
+  }
+}
+
 void test_isa_selection() {
   CHECK(isa_supported(Isa::generic));
   CHECK(isa_supported(convcore::active_isa()));
@@ -429,24 +460,26 @@ int main() {
     for (int r = 0; r < rows32.count; ++r) {
       const Row<float>& row = rows32.rows[r];
       CHECK(row.isa == isa && row.ukernel != nullptr && row.ukernel_direct_a != nullptr &&
-            row.ukernel_direct_b != nullptr);
+            row.ukernel_direct_b != nullptr && row.ukernel_rows_a != nullptr);
       std::printf("gemm:   float row %s\n", row_name(row).c_str());
       test_edges<float>(row, rng);
       test_blocks_and_threads<float>(row, rng);
       test_custom_pack_b<float>(row);
       test_direct_b<float>(row);
       test_direct_a<float>(row);
+      test_rows_a<float>(row);
     }
     for (int r = 0; r < rows64.count; ++r) {
       const Row<double>& row = rows64.rows[r];
       CHECK(row.isa == isa && row.ukernel != nullptr && row.ukernel_direct_a != nullptr &&
-            row.ukernel_direct_b != nullptr);
+            row.ukernel_direct_b != nullptr && row.ukernel_rows_a != nullptr);
       std::printf("gemm:   double row %s\n", row_name(row).c_str());
       test_edges<double>(row, rng);
       test_blocks_and_threads<double>(row, rng);
       test_custom_pack_b<double>(row);
       test_direct_b<double>(row);
       test_direct_a<double>(row);
+      test_rows_a<double>(row);
     }
     // The peak probe runs the path's kernel and reports a finite, positive rate.
     const double f32 = convcore::kernel_peak_gflops<float>(0.01);

@@ -15,6 +15,8 @@
 //   forward          gemm_1x1    1x1 stride-1 unpadded kernel: the image is the GEMM's B
 //                    packed      col packed panel by panel from the image (im2col on the fly)
 //                    a_in_place  Y^T = col^T W^T, col^T read in place from a padded copy
+//                    a_wide      the same over rows as wide as the padded copy, whose tiles are
+//                                consecutive in it (stride 1 only)
 //                    b_in_place  Y = W col, col read in place (stride 1 only)
 //                    depthwise   direct loops, one input channel per group
 //   backward_input   flip        the tutorial's: expand, pad by k-1-p, flipped kernels, then a

@@ -41,8 +41,8 @@
 // cache: a bias or an activation applied there costs no extra trip through memory.
 //
 // A B operand read in place (DirectB below) skips pack_b: the kernel reads row p of a panel at
-// base + off[p] + j, so the only packed operand is A. Likewise an A read in place (DirectA)
-// skips pack_a. At most one of the two is read in place. A B packed beforehand, whole
+// base + off[p] + j, so the only packed operand is A. Likewise an A read in place (DirectA, or
+// RowsA where its rows are consecutive) skips pack_a. At most one of the two is read in place. A B packed beforehand, whole
 // (PrepackedB, prepack_b), skips pack_b too: for a B shared by many products, as the weights are
 // by the images of a batch.
 //
@@ -105,6 +105,15 @@ struct DirectA {
   const int64_t* k_off;    // k entries
 };
 
+// An A operand read in place whose rows are consecutive in memory: op(A)[i][p] = base[i + k_off[p]].
+// The kernel reads whole MR-row tiles, so base[i + k_off[p]] must be readable (any value) for i
+// up to m rounded up to MR; those extra rows only reach the discarded part of edge tiles.
+template <class T>
+struct RowsA {
+  const T* base;
+  const int64_t* k_off;  // k entries
+};
+
 // A B operand packed beforehand by prepack_b with the kernel kern: for each kc block of the
 // driver's k split, in order, the ceil(n/NR) panels of all n columns. kern is the kernel the
 // product must then use (the active one may change between the two calls).
@@ -156,7 +165,8 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
   const int64_t nc_step =
       ie - ib <= kern.mc ? gemm_nc_for_l2(kc_step, nr, kern.nc, sizeof(T)) : kern.nc;
   const int64_t nc_max = je - jb < nc_step ? round_up(je - jb, nr) : nc_step;
-  constexpr bool a_in_place = std::is_same_v<PackA, DirectA<T>>;
+  constexpr bool a_rows = std::is_same_v<PackA, RowsA<T>>;
+  constexpr bool a_in_place = std::is_same_v<PackA, DirectA<T>> || a_rows;
   constexpr bool b_in_place = std::is_same_v<PackB, DirectB<T>>;
   constexpr bool b_prepacked = std::is_same_v<PackB, PrepackedB<T>>;
   static_assert(!(a_in_place && b_in_place), "one operand at most is read in place");
@@ -192,6 +202,9 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
               if constexpr (b_in_place) {
                 kern.ukernel_direct_b(kc, alpha, a_panel, pack_b.base + jc + jr, pack_b.off + pc,
                                       beta_k, ck, ldck);
+              } else if constexpr (a_rows) {
+                kern.ukernel_rows_a(kc, alpha, pack_a.base + ic + ir, pack_a.k_off + pc, b_panel,
+                                    beta_k, ck, ldck);
               } else if constexpr (a_in_place) {
                 const T* rows[kMaxMR];  // rows past the edge repeat the last one
                 for (int64_t i = 0; i < mr; ++i)
@@ -228,6 +241,7 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
 // C = alpha * op(A) * op(B) + beta * C on the kernel row kern, with caller-supplied packers
 // (contract above):
 //   pack_a(int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr, T* dst), or a DirectA<T>
+//     or a RowsA<T>
 //   pack_b(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst), or a DirectB<T>
 //     or a PrepackedB<T> (packed for the same row)
 //   epilogue(int64_t i0, int64_t mc, int64_t j0, int64_t nc), optional (see above)

@@ -16,128 +16,106 @@ namespace detail {
 
 namespace {
 
+// The micro-kernels of one tile.
+template <class T>
+struct TileKernels {
+  Ukernel<T> packed;
+  UkernelDirectB<T> direct_b;
+  UkernelDirectA<T> direct_a;
+  UkernelRowsA<T> rows_a;
+};
+
+// What a path brings besides its tiles.
+template <class T>
+struct PathExtras {
+  const DepthwiseKernels<T>* depthwise;
+  ActivateSpan<T> activate;
+  FmaChains<T> fma_chains;
+};
+
 template <class T, Isa I, Tile S = Tile::wide>
-constexpr GemmKernel<T> make_kernel(Ukernel<T> ukernel, UkernelDirectB<T> direct_b,
-                                    UkernelDirectA<T> direct_a,
-                                    const DepthwiseKernels<T>* depthwise, ActivateSpan<T> activate,
-                                    FmaChains<T> fma_chains) {
+constexpr GemmKernel<T> make_kernel(const TileKernels<T>& k, const PathExtras<T>& x) {
   using B = GemmBlocking<T, I, S>;
   static_assert(B::MR <= kMaxMR && B::NR <= kMaxNR, "tile larger than the driver's edge buffer");
   static_assert(B::MC % B::MR == 0 && B::NC % B::NR == 0, "MC, NC must be multiples of MR, NR");
   static_assert(B::KC > 0, "KC must be positive");
-  return GemmKernel<T>{I,       B::MR,    B::NR,    B::MC,    B::KC,    B::NC,
-                       B::VB / int64_t(sizeof(T)), ukernel, direct_b, direct_a, depthwise,
-                       activate, fma_chains};
+  return GemmKernel<T>{I,         B::MR,      B::NR,      B::MC,       B::KC,
+                       B::NC,     B::VB / int64_t(sizeof(T)), k.packed, k.direct_b,
+                       k.direct_a, k.rows_a,  x.depthwise, x.activate, x.fma_chains};
 }
 
-template <class T, Isa I>
-constexpr GemmKernel<T> make_ref_kernel(const DepthwiseKernels<T>* depthwise) {
-  using B = GemmBlocking<T, I>;
-  return make_kernel<T, I>(&ukernel_ref<T, int(B::MR), int(B::NR)>,
-                           &ukernel_ref_direct_b<T, int(B::MR), int(B::NR)>,
-                           &ukernel_ref_direct_a<T, int(B::MR), int(B::NR)>, depthwise,
-                           &activate_span_ref, nullptr);
+template <class T>
+constexpr TileKernels<T> ref_kernels() {
+  using B = GemmBlocking<T, Isa::generic>;
+  constexpr int mr = int(B::MR), nr = int(B::NR);
+  return {&ukernel_ref<T, mr, nr>, &ukernel_ref_direct_b<T, mr, nr>,
+          &ukernel_ref_direct_a<T, mr, nr>, &ukernel_ref_rows_a<T, mr, nr>};
 }
 
 #ifdef CONVCORE_X86_SIMD
-constexpr Ukernel<float> kAvx2F32 = &ukernel_6x16__avx2_fma;
-constexpr Ukernel<double> kAvx2F64 = &ukernel_6x8__avx2_fma;
-constexpr Ukernel<float> kAvx512F32 = &ukernel_12x32__avx512f;
-constexpr Ukernel<double> kAvx512F64 = &ukernel_12x16__avx512f;
-constexpr UkernelDirectB<float> kAvx2F32DirectB = &ukernel_6x16_direct_b__avx2_fma;
-constexpr UkernelDirectB<double> kAvx2F64DirectB = &ukernel_6x8_direct_b__avx2_fma;
-constexpr UkernelDirectB<float> kAvx512F32DirectB = &ukernel_12x32_direct_b__avx512f;
-constexpr UkernelDirectB<double> kAvx512F64DirectB = &ukernel_12x16_direct_b__avx512f;
-constexpr UkernelDirectA<float> kAvx2F32DirectA = &ukernel_6x16_direct_a__avx2_fma;
-constexpr UkernelDirectA<double> kAvx2F64DirectA = &ukernel_6x8_direct_a__avx2_fma;
-constexpr UkernelDirectA<float> kAvx512F32DirectA = &ukernel_12x32_direct_a__avx512f;
-constexpr UkernelDirectA<double> kAvx512F64DirectA = &ukernel_12x16_direct_a__avx512f;
-constexpr Ukernel<float> kAvx2NarrowF32 = &ukernel_12x8__avx2_fma;
-constexpr Ukernel<double> kAvx2NarrowF64 = &ukernel_12x4__avx2_fma;
-constexpr Ukernel<float> kAvx512NarrowF32 = &ukernel_24x16__avx512f;
-constexpr Ukernel<double> kAvx512NarrowF64 = &ukernel_24x8__avx512f;
-constexpr UkernelDirectB<float> kAvx2NarrowF32DirectB = &ukernel_12x8_direct_b__avx2_fma;
-constexpr UkernelDirectB<double> kAvx2NarrowF64DirectB = &ukernel_12x4_direct_b__avx2_fma;
-constexpr UkernelDirectB<float> kAvx512NarrowF32DirectB = &ukernel_24x16_direct_b__avx512f;
-constexpr UkernelDirectB<double> kAvx512NarrowF64DirectB = &ukernel_24x8_direct_b__avx512f;
-constexpr UkernelDirectA<float> kAvx2NarrowF32DirectA = &ukernel_12x8_direct_a__avx2_fma;
-constexpr UkernelDirectA<double> kAvx2NarrowF64DirectA = &ukernel_12x4_direct_a__avx2_fma;
-constexpr UkernelDirectA<float> kAvx512NarrowF32DirectA = &ukernel_24x16_direct_a__avx512f;
-constexpr UkernelDirectA<double> kAvx512NarrowF64DirectA = &ukernel_24x8_direct_a__avx512f;
+constexpr TileKernels<float> kAvx2F32{&ukernel_6x16__avx2_fma, &ukernel_6x16_direct_b__avx2_fma,
+                                      &ukernel_6x16_direct_a__avx2_fma,
+                                      &ukernel_6x16_rows_a__avx2_fma};
+constexpr TileKernels<float> kAvx2NarrowF32{&ukernel_12x8__avx2_fma,
+                                            &ukernel_12x8_direct_b__avx2_fma,
+                                            &ukernel_12x8_direct_a__avx2_fma,
+                                            &ukernel_12x8_rows_a__avx2_fma};
+constexpr TileKernels<double> kAvx2F64{&ukernel_6x8__avx2_fma, &ukernel_6x8_direct_b__avx2_fma,
+                                       &ukernel_6x8_direct_a__avx2_fma,
+                                       &ukernel_6x8_rows_a__avx2_fma};
+constexpr TileKernels<double> kAvx2NarrowF64{&ukernel_12x4__avx2_fma,
+                                             &ukernel_12x4_direct_b__avx2_fma,
+                                             &ukernel_12x4_direct_a__avx2_fma,
+                                             &ukernel_12x4_rows_a__avx2_fma};
+constexpr TileKernels<float> kAvx512F32{&ukernel_12x32__avx512f, &ukernel_12x32_direct_b__avx512f,
+                                        &ukernel_12x32_direct_a__avx512f,
+                                        &ukernel_12x32_rows_a__avx512f};
+constexpr TileKernels<float> kAvx512NarrowF32{&ukernel_24x16__avx512f,
+                                              &ukernel_24x16_direct_b__avx512f,
+                                              &ukernel_24x16_direct_a__avx512f,
+                                              &ukernel_24x16_rows_a__avx512f};
+constexpr TileKernels<double> kAvx512F64{&ukernel_12x16__avx512f, &ukernel_12x16_direct_b__avx512f,
+                                         &ukernel_12x16_direct_a__avx512f,
+                                         &ukernel_12x16_rows_a__avx512f};
+constexpr TileKernels<double> kAvx512NarrowF64{&ukernel_24x8__avx512f,
+                                               &ukernel_24x8_direct_b__avx512f,
+                                               &ukernel_24x8_direct_a__avx512f,
+                                               &ukernel_24x8_rows_a__avx512f};
 // The depthwise loops have no AVX-512 copy: the AVX-512 rows use the AVX2 + FMA ones.
-constexpr const DepthwiseKernels<float>* kAvx2DepthwiseF32 = &kDepthwiseAvx2F32;
-constexpr const DepthwiseKernels<double>* kAvx2DepthwiseF64 = &kDepthwiseAvx2F64;
-constexpr ActivateSpan<float> kAvx2ActivateF32 = &activate_span__avx2_fma;
-constexpr ActivateSpan<double> kAvx2ActivateF64 = &activate_span__avx2_fma;
-constexpr ActivateSpan<float> kAvx512ActivateF32 = &activate_span__avx512f;
-constexpr ActivateSpan<double> kAvx512ActivateF64 = &activate_span__avx512f;
-constexpr FmaChains<float> kAvx2FmaF32 = &fma_chains__avx2_fma;
-constexpr FmaChains<double> kAvx2FmaF64 = &fma_chains__avx2_fma;
-constexpr FmaChains<float> kAvx512FmaF32 = &fma_chains__avx512f;
-constexpr FmaChains<double> kAvx512FmaF64 = &fma_chains__avx512f;
+constexpr PathExtras<float> kAvx2ExtrasF32{&kDepthwiseAvx2F32, &activate_span__avx2_fma,
+                                           &fma_chains__avx2_fma};
+constexpr PathExtras<double> kAvx2ExtrasF64{&kDepthwiseAvx2F64, &activate_span__avx2_fma,
+                                            &fma_chains__avx2_fma};
+constexpr PathExtras<float> kAvx512ExtrasF32{&kDepthwiseAvx2F32, &activate_span__avx512f,
+                                             &fma_chains__avx512f};
+constexpr PathExtras<double> kAvx512ExtrasF64{&kDepthwiseAvx2F64, &activate_span__avx512f,
+                                              &fma_chains__avx512f};
 #else
-constexpr Ukernel<float> kAvx2F32 = nullptr;
-constexpr Ukernel<double> kAvx2F64 = nullptr;
-constexpr Ukernel<float> kAvx512F32 = nullptr;
-constexpr Ukernel<double> kAvx512F64 = nullptr;
-constexpr UkernelDirectB<float> kAvx2F32DirectB = nullptr;
-constexpr UkernelDirectB<double> kAvx2F64DirectB = nullptr;
-constexpr UkernelDirectB<float> kAvx512F32DirectB = nullptr;
-constexpr UkernelDirectB<double> kAvx512F64DirectB = nullptr;
-constexpr UkernelDirectA<float> kAvx2F32DirectA = nullptr;
-constexpr UkernelDirectA<double> kAvx2F64DirectA = nullptr;
-constexpr UkernelDirectA<float> kAvx512F32DirectA = nullptr;
-constexpr UkernelDirectA<double> kAvx512F64DirectA = nullptr;
-constexpr Ukernel<float> kAvx2NarrowF32 = nullptr;
-constexpr Ukernel<double> kAvx2NarrowF64 = nullptr;
-constexpr Ukernel<float> kAvx512NarrowF32 = nullptr;
-constexpr Ukernel<double> kAvx512NarrowF64 = nullptr;
-constexpr UkernelDirectB<float> kAvx2NarrowF32DirectB = nullptr;
-constexpr UkernelDirectB<double> kAvx2NarrowF64DirectB = nullptr;
-constexpr UkernelDirectB<float> kAvx512NarrowF32DirectB = nullptr;
-constexpr UkernelDirectB<double> kAvx512NarrowF64DirectB = nullptr;
-constexpr UkernelDirectA<float> kAvx2NarrowF32DirectA = nullptr;
-constexpr UkernelDirectA<double> kAvx2NarrowF64DirectA = nullptr;
-constexpr UkernelDirectA<float> kAvx512NarrowF32DirectA = nullptr;
-constexpr UkernelDirectA<double> kAvx512NarrowF64DirectA = nullptr;
-constexpr const DepthwiseKernels<float>* kAvx2DepthwiseF32 = nullptr;
-constexpr const DepthwiseKernels<double>* kAvx2DepthwiseF64 = nullptr;
-constexpr ActivateSpan<float> kAvx2ActivateF32 = nullptr;
-constexpr ActivateSpan<double> kAvx2ActivateF64 = nullptr;
-constexpr ActivateSpan<float> kAvx512ActivateF32 = nullptr;
-constexpr ActivateSpan<double> kAvx512ActivateF64 = nullptr;
-constexpr FmaChains<float> kAvx2FmaF32 = nullptr;
-constexpr FmaChains<double> kAvx2FmaF64 = nullptr;
-constexpr FmaChains<float> kAvx512FmaF32 = nullptr;
-constexpr FmaChains<double> kAvx512FmaF64 = nullptr;
+// A build without the SIMD files: their rows exist (the table's shape does not change) but hold
+// no kernels, and isa_supported() never enables them.
+constexpr TileKernels<float> kAvx2F32{}, kAvx2NarrowF32{}, kAvx512F32{}, kAvx512NarrowF32{};
+constexpr TileKernels<double> kAvx2F64{}, kAvx2NarrowF64{}, kAvx512F64{}, kAvx512NarrowF64{};
+constexpr PathExtras<float> kAvx2ExtrasF32{}, kAvx512ExtrasF32{};
+constexpr PathExtras<double> kAvx2ExtrasF64{}, kAvx512ExtrasF64{};
 #endif
+
+constexpr PathExtras<float> kGenericExtrasF32{&kDepthwiseGenericF32, &activate_span_ref, nullptr};
+constexpr PathExtras<double> kGenericExtrasF64{&kDepthwiseGenericF64, &activate_span_ref, nullptr};
 
 // Grouped by Isa, each path's wide row first (kRowsOf gives where a path's rows start).
 constexpr GemmKernel<float> kKernelsF32[] = {
-    make_ref_kernel<float, Isa::generic>(&kDepthwiseGenericF32),
-    make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2F32DirectB, kAvx2F32DirectA, kAvx2DepthwiseF32,
-                                  kAvx2ActivateF32, kAvx2FmaF32),
-    make_kernel<float, Isa::avx2, Tile::narrow>(kAvx2NarrowF32, kAvx2NarrowF32DirectB,
-                                                kAvx2NarrowF32DirectA, kAvx2DepthwiseF32,
-                                                kAvx2ActivateF32, kAvx2FmaF32),
-    make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512F32DirectB, kAvx512F32DirectA,
-                                    kAvx2DepthwiseF32, kAvx512ActivateF32, kAvx512FmaF32),
-    make_kernel<float, Isa::avx512, Tile::narrow>(kAvx512NarrowF32, kAvx512NarrowF32DirectB,
-                                                  kAvx512NarrowF32DirectA, kAvx2DepthwiseF32,
-                                                  kAvx512ActivateF32, kAvx512FmaF32),
+    make_kernel<float, Isa::generic>(ref_kernels<float>(), kGenericExtrasF32),
+    make_kernel<float, Isa::avx2>(kAvx2F32, kAvx2ExtrasF32),
+    make_kernel<float, Isa::avx2, Tile::narrow>(kAvx2NarrowF32, kAvx2ExtrasF32),
+    make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512ExtrasF32),
+    make_kernel<float, Isa::avx512, Tile::narrow>(kAvx512NarrowF32, kAvx512ExtrasF32),
 };
 constexpr GemmKernel<double> kKernelsF64[] = {
-    make_ref_kernel<double, Isa::generic>(&kDepthwiseGenericF64),
-    make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2F64DirectB, kAvx2F64DirectA, kAvx2DepthwiseF64,
-                                   kAvx2ActivateF64, kAvx2FmaF64),
-    make_kernel<double, Isa::avx2, Tile::narrow>(kAvx2NarrowF64, kAvx2NarrowF64DirectB,
-                                                 kAvx2NarrowF64DirectA, kAvx2DepthwiseF64,
-                                                 kAvx2ActivateF64, kAvx2FmaF64),
-    make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512F64DirectB, kAvx512F64DirectA,
-                                     kAvx2DepthwiseF64, kAvx512ActivateF64, kAvx512FmaF64),
-    make_kernel<double, Isa::avx512, Tile::narrow>(kAvx512NarrowF64, kAvx512NarrowF64DirectB,
-                                                   kAvx512NarrowF64DirectA, kAvx2DepthwiseF64,
-                                                   kAvx512ActivateF64, kAvx512FmaF64),
+    make_kernel<double, Isa::generic>(ref_kernels<double>(), kGenericExtrasF64),
+    make_kernel<double, Isa::avx2>(kAvx2F64, kAvx2ExtrasF64),
+    make_kernel<double, Isa::avx2, Tile::narrow>(kAvx2NarrowF64, kAvx2ExtrasF64),
+    make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512ExtrasF64),
+    make_kernel<double, Isa::avx512, Tile::narrow>(kAvx512NarrowF64, kAvx512ExtrasF64),
 };
 // Where the rows of each path start in the tables above, indexed by Isa (and one past the end).
 constexpr int kRowsOf[] = {0, 1, 3, 5};

@@ -23,7 +23,9 @@
 // convolution's col matrix is such a B: its rows are shifted windows of the padded image.
 // The direct-A kernel reads A in place with a packed B: A[i][p] = arow[i][koff[p]] (MR row
 // pointers, all readable; rows past the edge may repeat a valid one). col read pixel by pixel
-// along its rows is such an A, for any stride.
+// along its rows is such an A, for any stride. The rows-A kernel is the direct-A kernel for rows
+// consecutive in memory, A[i][p] = a[i + koff[p]] (all MR rows readable): col^T of a stride-1
+// convolution over rows as wide as the padded image.
 #include <cstdint>
 
 #include "convcore/activation.hpp"
@@ -40,6 +42,10 @@ template <class T>
 using UkernelDirectA = void (*)(int64_t kc, T alpha, const T* const* arow, const int64_t* koff,
                                 const T* b, T beta, T* c, int64_t ldc);
 
+template <class T>
+using UkernelRowsA = void (*)(int64_t kc, T alpha, const T* a, const int64_t* koff, const T* b,
+                              T beta, T* c, int64_t ldc);
+
 // Portable kernel, plain C++ left to the compiler's vectoriser (ukernel_ref.cpp).
 template <class T, int MR, int NR>
 void ukernel_ref(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c, int64_t ldc);
@@ -49,6 +55,9 @@ void ukernel_ref_direct_b(int64_t kc, T alpha, const T* a, const T* b, const int
 template <class T, int MR, int NR>
 void ukernel_ref_direct_a(int64_t kc, T alpha, const T* const* arow, const int64_t* koff,
                           const T* b, T beta, T* c, int64_t ldc);
+template <class T, int MR, int NR>
+void ukernel_ref_rows_a(int64_t kc, T alpha, const T* a, const int64_t* koff, const T* b, T beta,
+                        T* c, int64_t ldc);
 
 // y[i] = act(y[i]) over a contiguous span, in place: the activation pass of the forward
 // epilogues for sigmoid and tanh (identity and relu stay inline there). The portable row uses
@@ -136,6 +145,24 @@ void ukernel_24x16_direct_a__avx512f(int64_t kc, float alpha, const float* const
 void ukernel_24x8_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
                                     const int64_t* koff, const double* b, double beta,
                                     double* c, int64_t ldc);
+
+// The rows-A kernels of every SIMD row (defined beside the others in the ISA files).
+void ukernel_6x16_rows_a__avx2_fma(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                                   const float* b, float beta, float* c, int64_t ldc);
+void ukernel_6x8_rows_a__avx2_fma(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                                  const double* b, double beta, double* c, int64_t ldc);
+void ukernel_12x8_rows_a__avx2_fma(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                                   const float* b, float beta, float* c, int64_t ldc);
+void ukernel_12x4_rows_a__avx2_fma(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                                   const double* b, double beta, double* c, int64_t ldc);
+void ukernel_12x32_rows_a__avx512f(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                                   const float* b, float beta, float* c, int64_t ldc);
+void ukernel_12x16_rows_a__avx512f(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                                   const double* b, double beta, double* c, int64_t ldc);
+void ukernel_24x16_rows_a__avx512f(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                                   const float* b, float beta, float* c, int64_t ldc);
+void ukernel_24x8_rows_a__avx512f(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                                  const double* b, double beta, double* c, int64_t ldc);
 
 // Block sizes (BLIS names). MR x NR is the micro-tile; an MC x KC block of packed A stays in L2,
 // a KC x NR micro-panel of packed B in L1, a KC x NC block of packed B in L3.
@@ -227,6 +254,7 @@ struct GemmKernel {
   Ukernel<T> ukernel;  // nullptr when the path is not built
   UkernelDirectB<T> ukernel_direct_b;
   UkernelDirectA<T> ukernel_direct_a;
+  UkernelRowsA<T> ukernel_rows_a;
   const DepthwiseKernels<T>* depthwise;
   ActivateSpan<T> activate;
   FmaChains<T> fma_chains;  // lanes * 2 * kFmaChains FLOP per iteration; nullptr: no probe

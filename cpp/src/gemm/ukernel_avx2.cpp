@@ -123,6 +123,27 @@ void ukernel_12x4_direct_a__avx2_fma(int64_t kc, double alpha, const double* con
   ukernel_simd_direct_a<F64x4, 12, 1, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
 }
 
+// The rows-A kernels (A's rows consecutive in memory), one per tile above.
+void ukernel_6x16_rows_a__avx2_fma(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                              const float* b, float beta, float* c, int64_t ldc) {
+  ukernel_simd_rows_a<F32x8, 6, 2, 2>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
+void ukernel_6x8_rows_a__avx2_fma(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                              const double* b, double beta, double* c, int64_t ldc) {
+  ukernel_simd_rows_a<F64x4, 6, 2, 2>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
+void ukernel_12x8_rows_a__avx2_fma(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                              const float* b, float beta, float* c, int64_t ldc) {
+  ukernel_simd_rows_a<F32x8, 12, 1, 2>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
+void ukernel_12x4_rows_a__avx2_fma(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                              const double* b, double beta, double* c, int64_t ldc) {
+  ukernel_simd_rows_a<F64x4, 12, 1, 2>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
 void activate_span__avx2_fma(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx2_fma(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 

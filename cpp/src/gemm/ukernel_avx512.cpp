@@ -124,6 +124,27 @@ void ukernel_24x8_direct_a__avx512f(int64_t kc, double alpha, const double* cons
   ukernel_simd_direct_a<F64x8, 24, 1, 4>(kc, alpha, arow, koff, b, beta, c, ldc);
 }
 
+// The rows-A kernels (A's rows consecutive in memory), one per tile above.
+void ukernel_12x32_rows_a__avx512f(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                              const float* b, float beta, float* c, int64_t ldc) {
+  ukernel_simd_rows_a<F32x16, 12, 2, 4>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
+void ukernel_12x16_rows_a__avx512f(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                              const double* b, double beta, double* c, int64_t ldc) {
+  ukernel_simd_rows_a<F64x8, 12, 2, 4>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
+void ukernel_24x16_rows_a__avx512f(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                              const float* b, float beta, float* c, int64_t ldc) {
+  ukernel_simd_rows_a<F32x16, 24, 1, 4>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
+void ukernel_24x8_rows_a__avx512f(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                              const double* b, double beta, double* c, int64_t ldc) {
+  ukernel_simd_rows_a<F64x8, 24, 1, 4>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
 void activate_span__avx512f(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx512f(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 

@@ -56,6 +56,14 @@ void ukernel_ref_direct_a(int64_t kc, T alpha, const T* const* arow, const int64
       [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
 }
 
+template <class T, int MR, int NR>
+void ukernel_ref_rows_a(int64_t kc, T alpha, const T* a, const int64_t* koff, const T* b, T beta,
+                        T* c, int64_t ldc) {
+  ukernel_ref_body<T, MR, NR>(
+      kc, alpha, [a, koff](int i, int64_t p) { return a[i + koff[p]]; },
+      [b](int64_t p) { return b + p * NR; }, beta, c, ldc);
+}
+
 namespace {
 template <class T>
 void activate_span_ref_t(Activation act, T* y, int64_t n) {
@@ -95,5 +103,9 @@ template void ukernel_ref_direct_a<float, GenericF32::MR, GenericF32::NR>(
 template void ukernel_ref_direct_a<double, GenericF64::MR, GenericF64::NR>(
     int64_t, double, const double* const*, const int64_t*, const double*, double, double*,
     int64_t);
+template void ukernel_ref_rows_a<float, GenericF32::MR, GenericF32::NR>(
+    int64_t, float, const float*, const int64_t*, const float*, float, float*, int64_t);
+template void ukernel_ref_rows_a<double, GenericF64::MR, GenericF64::NR>(
+    int64_t, double, const double*, const int64_t*, const double*, double, double*, int64_t);
 
 }  // namespace convcore::detail

@@ -133,6 +133,23 @@ __attribute__((always_inline)) inline void ukernel_simd_direct_a(
                                   c, ldc);
 }
 
+// The kernel with A's rows consecutive in memory (UkernelRowsA): A[i][p] = a[i + koff[p]]. One
+// address per k step; the MR values are then at fixed displacements from it, so each is a
+// broadcast operand of its FMA (no row pointers to load, unlike the A-in-place kernel).
+template <class S, int MR, int NV, int U>
+__attribute__((always_inline)) inline void ukernel_simd_rows_a(
+    int64_t kc, typename S::T alpha, const typename S::T* a, const int64_t* koff,
+    const typename S::T* b, typename S::T beta, typename S::T* c, int64_t ldc) {
+  using T = typename S::T;
+  constexpr int NR = NV * S::L;
+  const auto acol = [a, koff](int64_t p) {
+    const T* ap = a + koff[p];
+    return [ap](int i) { return ap + i; };
+  };
+  ukernel_simd_body<S, MR, NV, U>(kc, alpha, acol, [b](int64_t p) { return b + p * NR; }, beta,
+                                  c, ldc);
+}
+
 // The register-only FMA probe of ukernel.hpp (fma_chains): kFmaChains independent chains
 // acc = acc * out[0] + out[1], kept in registers, then their sum into out[0].
 template <class S>

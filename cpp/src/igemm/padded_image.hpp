@@ -86,6 +86,14 @@ struct PaddedImage {
   }
 };
 
+// The zeros a_wide's copy adds past pi.elems: its last tile reads up to MR - 1 rows past
+// M = oh*wp, each up to the last tap's offset, (kw-1)*dw < wp past the copy's end.
+template <class T>
+int64_t a_wide_tail(const PaddedImage& pi) {
+  const int64_t align = 64 / int64_t(sizeof(T));
+  return (pi.wp + kMaxMR + align - 1) / align * align;
+}
+
 // The bytes of the copy for g, in floating point so that it cannot overflow; callers compare it
 // with a bound before sizing anything with PaddedImage::of.
 inline double padded_image_bytes(const Conv2dGeometry& g, int64_t elem_size) {

@@ -124,37 +124,53 @@ void forward_in_place_b(const ForwardExec<T>& e, const Conv2dGeometry& g, const 
   });
 }
 
-// The transposed product's epilogue: y[o][j] = act(yt[j][o] + bias[o]) over a finished block of
-// yt (pixels [i0, i0+mc), channels [j0, j0+nc)).
+// The transposed product's epilogue: y[o][i*ow + j] = act(yt[i*wide + j][o] + bias[o]) for
+// j < ow over a finished block of yt (rows [i0, i0+mc), channels [j0, j0+nc)). A row of yt is a
+// pixel; rows hold output rows of ow pixels every `wide` rows (the rest discarded); wide == ow
+// maps yt's rows to y's pixels 1:1.
 template <class T>
 struct TransposeBiasActivation {
   const T* yt;
   int64_t ocg;
   T* y;
   int64_t n;      // pixels: y is ocg x n
+  int64_t wide, ow;
   const T* bias;  // ocg values, or null
   Activation act;
   const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh
 
   void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
     if (act == Activation::sigmoid || act == Activation::tanh) {
-      for (int64_t o = j0; o < j0 + nc; ++o) {
-        const T b = bias ? bias[o] : T(0);
-        const T* src = yt + o;
-        T* dst = y + o * n;
-        for (int64_t j = i0; j < i0 + mc; ++j) dst[j] = src[j * ocg] + b;
-        kern->activate(act, dst + i0, mc);
-      }
+      apply(i0, mc, j0, nc, [](T v) { return v; }, [this](T* y, int64_t n) { kern->activate(act, y, n); });
       return;
     }
     with_activation(act, [&](auto a) {
-      for (int64_t o = j0; o < j0 + nc; ++o) {
-        const T b = bias ? bias[o] : T(0);
-        const T* src = yt + o;
-        T* dst = y + o * n;
-        for (int64_t j = i0; j < i0 + mc; ++j) dst[j] = activate(a, src[j * ocg] + b);
-      }
+      apply(i0, mc, j0, nc, [a](T v) { return activate(a, v); }, [](T*, int64_t) {});
     });
+  }
+
+ private:
+  // dst = f(yt + bias) over the block, then after(run, length) on each contiguous run of dst.
+  template <class F, class After>
+  void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
+    for (int64_t o = j0; o < j0 + nc; ++o) {
+      const T b = bias ? bias[o] : T(0);
+      const T* src = yt + o;
+      T* dst = y + o * n;
+      if (wide == ow) {  // one to one: no row arithmetic
+        for (int64_t j = i0; j < i0 + mc; ++j) dst[j] = f(src[j * ocg] + b);
+        after(dst + i0, mc);
+        continue;
+      }
+      for (int64_t m = i0, end = i0 + mc; m < end;) {
+        const int64_t i = m / wide, jj = m % wide;
+        const int64_t len = std::min(end - m, wide - jj);  // to the end of this row of yt
+        const int64_t valid = std::min(len, ow - jj);
+        for (int64_t t = 0; t < valid; ++t) dst[i * ow + jj + t] = f(src[(m + t) * ocg] + b);
+        if (valid > 0) after(dst + i * ow + jj, valid);
+        m += len;
+      }
+    }
   }
 };
 
@@ -185,10 +201,44 @@ void forward_in_place_a(const ForwardExec<T>& e, const Conv2dGeometry& g, const 
               packed_w.get<T>(0) + gi * wt_elems);
 
   for_each_padded_group(g, pi, x, work, nthr, [&](int64_t n, int64_t gi, T* xp, T* yt) {
-    const TransposeBiasActivation<T> epilogue{
-        yt, ocg, y + (n * g.oc + gi * ocg) * N, N, bias ? bias + gi * ocg : nullptr, act, &kern};
+    const TransposeBiasActivation<T> epilogue{yt, ocg, y + (n * g.oc + gi * ocg) * N, N,
+                                              g.ow(), g.ow(), bias ? bias + gi * ocg : nullptr,
+                                              act, &kern};
     const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
     gemm_driver<T>(kern, N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg, epilogue);
+  });
+}
+
+// Stride 1: the transposed product over rows as wide as the padded copy xp,
+//
+//   Yw_g^T[M x ocg] = colw^T[M x K] * W_g^T[K x ocg],   colw^T[m][p] = xp[m + tap_offset(p)],
+//   M = oh*wp, row m = i*wp + j the output pixel (i, j) for j < ow (the rest discarded),
+//
+// so the MR rows of a tile are consecutive in xp (RowsA: one address per k step, no row
+// pointers). The epilogue writes y transposed, without the wp - ow extra rows of each output
+// row, with bias and activation. The padded copy carries a zero tail for the rows past M.
+template <class T>
+void forward_in_place_a_wide(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x,
+                             const T* w, const T* bias, T* y, Activation act) {
+  const int64_t K = g.col_rows(), N = g.col_cols(), ocg = g.ocg();
+  const PaddedImage& pi = e.pi;
+  const int64_t M = g.oh() * pi.wp;
+  const int64_t nthr = image_threads(g);
+  const GemmKernel<T>& kern = *e.kern;
+  const int64_t wt_elems = prepacked_b_elems(kern, K, ocg);
+  Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
+  Scratch work(nthr, (pi.elems + M * ocg) * int64_t(sizeof(T)));
+  const int64_t* taps = e.taps.data();
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    prepack_b(kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K),
+              packed_w.get<T>(0) + gi * wt_elems);
+
+  for_each_padded_group(g, pi, x, work, nthr, [&](int64_t n, int64_t gi, T* xp, T* yt) {
+    const TransposeBiasActivation<T> epilogue{yt, ocg, y + (n * g.oc + gi * ocg) * N, N, pi.wp,
+                                              g.ow(), bias ? bias + gi * ocg : nullptr, act,
+                                              &kern};
+    const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
+    gemm_driver<T>(kern, M, ocg, K, T(1), RowsA<T>{xp, taps}, wt, T(0), yt, ocg, epilogue);
   });
 }
 
@@ -232,10 +282,13 @@ template <class T>
 ForwardExec<T>::ForwardExec(const Conv2dGeometry& geometry, ForwardPath p,
                             const GemmKernel<T>& k)
     : g(geometry), path(p), kern(&k) {
-  if (path != ForwardPath::a_in_place && path != ForwardPath::b_in_place) return;
+  if (path != ForwardPath::a_in_place && path != ForwardPath::a_wide &&
+      path != ForwardPath::b_in_place)
+    return;
   pi = PaddedImage::of<T>(g);
   taps = pi.tap_offsets(g);
   if (path == ForwardPath::a_in_place) pix = pi.pixel_offsets(g);
+  if (path == ForwardPath::a_wide) pi.elems += a_wide_tail<T>(pi);
 }
 
 template <class T>
@@ -246,6 +299,7 @@ void ForwardExec<T>::run(int64_t mb, const T* x, const T* w, const T* bias, T* y
   gm.mb = mb;
   switch (path) {
     case ForwardPath::a_in_place: return forward_in_place_a(*this, gm, x, w, bias, y, act);
+    case ForwardPath::a_wide: return forward_in_place_a_wide(*this, gm, x, w, bias, y, act);
     case ForwardPath::b_in_place: return forward_in_place_b(*this, gm, x, w, bias, y, act);
     case ForwardPath::gemm_1x1:
     case ForwardPath::packed: return forward_packed(*this, gm, x, w, bias, y, act);

@@ -18,7 +18,7 @@
 namespace convcore::detail {
 
 // The paths of plan.hpp, in the order of the path table (plan/paths.cpp).
-enum class ForwardPath { gemm_1x1, packed, a_in_place, b_in_place, depthwise };
+enum class ForwardPath { gemm_1x1, packed, a_in_place, a_wide, b_in_place, depthwise };
 enum class InputPath { flip, col2im, depthwise };
 enum class WeightPath { a_in_place, packed, depthwise };
 
@@ -31,8 +31,8 @@ struct ForwardExec {
   Conv2dGeometry g;
   ForwardPath path;
   const GemmKernel<T>* kern;
-  PaddedImage pi{};           // a_in_place, b_in_place
-  std::vector<int64_t> taps;  // a_in_place, b_in_place: K tap offsets into the padded copy
+  PaddedImage pi{};           // a_in_place, a_wide, b_in_place
+  std::vector<int64_t> taps;  // a_in_place, a_wide, b_in_place: K tap offsets into the copy
   std::vector<int64_t> pix;   // a_in_place: N pixel offsets into the padded copy
 };
 

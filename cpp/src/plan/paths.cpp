@@ -14,6 +14,7 @@ namespace {
 // Model parameters, in cycles of one core. They describe the machine and the data movement,
 // never a tile: tile shapes come from the kernel row.
 constexpr double kFmaPipes = 2;     // vector FMAs a core starts per cycle
+constexpr double kLoadPorts = 3;    // loads a core starts per cycle (vector, broadcast or pointer)
 constexpr double kCopy = 0.25;      // per element copied contiguously (padding, plain packing)
 constexpr double kGather = 1.25;    // per element gathered (im2col packing, transposed write)
 constexpr double kScatter = 3.75;   // per element col2im adds back into the image
@@ -28,12 +29,21 @@ constexpr double kDirectAPanelPenalty = 0.06;
 
 double ceil_div(double a, double b) { return std::ceil(a / b); }
 
-// A GEMM of m x n x k on the row of c.
-double gemm_cost(const CostContext& c, double m, double n, double k) {
+// How the micro-kernel reads A: from a packed panel or rows consecutive in memory (one load, a
+// broadcast, per row and k step), or through a pointer per row (the A-in-place kernel: the
+// row's pointer, then the broadcast).
+enum class ARead { packed, row_pointers };
+
+// A GEMM of m x n x k on the row of c. A k step of a tile takes its FMAs' cycles, or its loads'
+// where they are more (a tall, narrow tile reading A through row pointers).
+double gemm_cost(const CostContext& c, double m, double n, double k, ARead a = ARead::packed) {
   const double mt = ceil_div(m, double(c.mr)), nt = ceil_div(n, double(c.nr));
   const double full = std::floor(m / double(c.mr)) * std::floor(n / double(c.nr));
   const double kb = ceil_div(k, double(c.kc));
-  const double step = double(c.mr * c.nr) / (double(c.lanes) * kFmaPipes);
+  const double loads = double(c.nr) / double(c.lanes) +
+                       double(c.mr) * (a == ARead::row_pointers ? 2 : 1);
+  const double step = std::max(double(c.mr * c.nr) / (double(c.lanes) * kFmaPipes),
+                               loads / kLoadPorts);
   const double tile_io = double(c.mr * c.nr) / double(c.lanes);
   const double edge = double(c.mr * c.nr) * kEdgeCopy;
   return mt * nt * (k * step + kb * (tile_io + kTileCall)) + (mt * nt - full) * kb * edge;
@@ -72,6 +82,11 @@ bool fwd_a_in_place_ok(const CostContext& c) {
   return !col_is_input(c.g) &&
          (padded_elems(c.g) + out) * double(c.elem_size) <= kMaxWorkspaceBytes;
 }
+bool fwd_a_wide_ok(const CostContext& c) {
+  const double out = double(c.g.ocg()) * double(c.g.oh()) * padded_wp(c.g);
+  return !col_is_input(c.g) && stride1(c.g) &&
+         (padded_elems(c.g) + out) * double(c.elem_size) <= kMaxWorkspaceBytes;
+}
 bool fwd_b_in_place_ok(const CostContext& c) {
   const double wide = double(c.g.ocg()) * double(c.g.oh()) * padded_wp(c.g);
   return !col_is_input(c.g) && stride1(c.g) &&
@@ -95,7 +110,16 @@ double fwd_packed_cost(const CostContext& c) {
 double fwd_a_in_place_cost(const CostContext& c) {
   const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
   return images_groups(c.g) *
-         (gemm_cost(c, N, ocg, K) + copy_cost(c, padded_elems(c.g)) + N * ocg * kGather);
+         (gemm_cost(c, N, ocg, K, ARead::row_pointers) + copy_cost(c, padded_elems(c.g)) +
+          N * ocg * kGather);
+}
+// The transposed product over oh*wp rows, of which the wp - ow past each output row are
+// computed and dropped by the write-back.
+double fwd_a_wide_cost(const CostContext& c) {
+  const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
+  const double m = double(c.g.oh()) * padded_wp(c.g);
+  return images_groups(c.g) *
+         (gemm_cost(c, m, ocg, K) + copy_cost(c, padded_elems(c.g)) + N * ocg * kGather);
 }
 double fwd_b_in_place_cost(const CostContext& c) {
   const double K = double(c.g.col_rows()), ocg = double(c.g.ocg()), ow = double(c.g.ow());
@@ -157,7 +181,8 @@ double bww_a_in_place_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
   const double panels = ceil_div(ocg, double(c.nr));
-  const double product = gemm_cost(c, K, ocg, N) * (1 + kDirectAPanelPenalty * (panels - 1));
+  const double product =
+      gemm_cost(c, K, ocg, N, ARead::row_pointers) * (1 + kDirectAPanelPenalty * (panels - 1));
   return images_groups(g) * (product + copy_cost(c, padded_elems(g)) + N * ocg * kGather) +
          chunk_sums(c);
 }
@@ -191,10 +216,11 @@ CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k) {
 template CostContext cost_context<float>(const Conv2dGeometry&, const GemmKernel<float>&);
 template CostContext cost_context<double>(const Conv2dGeometry&, const GemmKernel<double>&);
 
-const PathInfo<ForwardPath> kForwardPaths[5] = {
+const PathInfo<ForwardPath> kForwardPaths[6] = {
     {ForwardPath::gemm_1x1, "gemm_1x1", fwd_gemm_1x1_ok, fwd_gemm_1x1_cost},
     {ForwardPath::packed, "packed", fwd_packed_ok, fwd_packed_cost},
     {ForwardPath::a_in_place, "a_in_place", fwd_a_in_place_ok, fwd_a_in_place_cost},
+    {ForwardPath::a_wide, "a_wide", fwd_a_wide_ok, fwd_a_wide_cost},
     {ForwardPath::b_in_place, "b_in_place", fwd_b_in_place_ok, fwd_b_in_place_cost},
     {ForwardPath::depthwise, "depthwise", fwd_depthwise_ok, depthwise_cost},
 };

@@ -7,8 +7,10 @@
 // Costs are modelled cycles of one core for the whole batch. They are built from the kernel
 // row (MR, NR, KC, the vector width) and the CPU's caches, never from a literal tile size:
 //   - a GEMM of m x n x k costs ceil(m/MR) * ceil(n/NR) micro-tiles of k steps, each step
-//     MR*NR multiply-adds at lanes * kFmaPipes per cycle, plus the tile's write-back (twice
-//     for edge tiles, which go through the driver's buffer);
+//     MR*NR multiply-adds at lanes * kFmaPipes per cycle, or its loads (NR/lanes vectors of B,
+//     MR broadcasts of A, and MR row pointers where A is read through them) at kLoadPorts per
+//     cycle where those take longer, plus the tile's write-back (twice for edge tiles, which go
+//     through the driver's buffer);
 //   - data movement costs a fixed number of cycles per element: contiguous copies (padding,
 //     plain packing), gathers (im2col packing, transposed write-back) and col2im's scatter;
 //   - an operand read in place from a padded copy larger than half the L2 cache is read from
@@ -42,7 +44,7 @@ struct PathInfo {
   double (*cost)(const CostContext&);
 };
 
-extern const PathInfo<ForwardPath> kForwardPaths[5];
+extern const PathInfo<ForwardPath> kForwardPaths[6];
 extern const PathInfo<InputPath> kInputPaths[3];
 extern const PathInfo<WeightPath> kWeightPaths[3];
 
