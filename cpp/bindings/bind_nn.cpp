@@ -53,11 +53,18 @@ void adam(py::array param, py::array grad, py::array exp_avg, py::array exp_avg_
   convcore::adam_update<T>(int64_t(p.size()), pp, g, mp, vp, step, opt);
 }
 
-// (N, C, H, W) -> the kernel's (n, c, hw).
-convcore::BatchNormShape bn_shape(const py::array& x) {
+// (N, C, H, W), or (N, H, W, C) with layout "NHWC" -> the kernel's (n, c, hw, layout).
+convcore::BatchNormShape bn_shape(const py::array& x, const std::string& layout) {
+  convcore::Layout l;
+  if (!convcore::parse_layout(layout, l))
+    throw py::value_error("layout: expected 'NCHW' or 'NHWC', got '" + layout + "'");
+  const bool nhwc = l == convcore::Layout::nhwc;
   if (x.ndim() != 4)
-    throw py::value_error("input: expected shape (N, C, H, W), got " + shape_str(shape_of(x)));
-  return {int64_t(x.shape(0)), int64_t(x.shape(1)), int64_t(x.shape(2)) * int64_t(x.shape(3))};
+    throw py::value_error(std::string("input: expected shape ") + (nhwc ? "(N, H, W, C)" : "(N, C, H, W)") +
+                          ", got " + shape_str(shape_of(x)));
+  const int64_t c = int64_t(x.shape(nhwc ? 3 : 1));
+  const int64_t hw = nhwc ? int64_t(x.shape(1)) * int64_t(x.shape(2)) : int64_t(x.shape(2)) * int64_t(x.shape(3));
+  return {int64_t(x.shape(0)), c, hw, l};
 }
 
 template <class T>
@@ -76,8 +83,8 @@ void bind_bn(py::module_& m) {
       "batchnorm_forward",
       [](In<T> x, std::optional<In<T>> gamma, std::optional<In<T>> beta, const py::object& running_mean,
          const py::object& running_var, bool batch_stats, double eps, double momentum,
-         const py::object& out) {
-        const auto s = bn_shape(x);
+         const py::object& out, const std::string& layout) {
+        const auto s = bn_shape(x, layout);
         const Shape c{py::ssize_t(s.c)};
         if (gamma) exact_input<T>(*gamma, c, "weight");
         if (beta) exact_input<T>(*beta, c, "bias");
@@ -101,16 +108,17 @@ void bind_bn(py::module_& m) {
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
       py::arg("running_var"), py::kw_only(), py::arg("batch_stats"), py::arg("eps"), py::arg("momentum"),
-      py::arg("out") = py::none(),
-      "Batch normalisation of (N, C, H, W): (y, saved mean, saved invstd). Running statistics are "
-      "updated in place with batch statistics, used as they are otherwise.");
+      py::arg("out") = py::none(), py::arg("layout") = "NCHW",
+      "Batch normalisation of (N, C, H, W), or (N, H, W, C) with layout='NHWC': (y, saved mean, "
+      "saved invstd). Running statistics are updated in place with batch statistics, used as they "
+      "are otherwise.");
 
   m.def(
       "batchnorm_backward",
       [](In<T> x, In<T> dy, std::optional<In<T>> gamma, In<T> mean, In<T> invstd, bool batch_stats,
          const py::object& weight_out, const py::object& bias_out, bool accumulate, bool input_grad,
-         const py::object& input_out) {
-        const auto s = bn_shape(x);
+         const py::object& input_out, const std::string& layout) {
+        const auto s = bn_shape(x, layout);
         const Shape c{py::ssize_t(s.c)};
         exact_input<T>(dy, shape_of(x), "grad_output");
         if (gamma) exact_input<T>(*gamma, c, "weight");
@@ -138,7 +146,7 @@ void bind_bn(py::module_& m) {
       py::arg("input"), py::arg("grad_output"), py::arg("weight"), py::arg("save_mean"),
       py::arg("save_invstd"), py::kw_only(), py::arg("batch_stats"), py::arg("weight_out") = py::none(),
       py::arg("bias_out") = py::none(), py::arg("accumulate") = false, py::arg("input_grad") = true,
-      py::arg("input_out") = py::none(),
+      py::arg("input_out") = py::none(), py::arg("layout") = "NCHW",
       "Gradients of batchnorm_forward: (dx or None, dweight or None, dbias or None); dweight and "
       "dbias only into weight_out / bias_out (added to with accumulate=True).");
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'adam_update', 'batchnorm_backward', 'batchnorm_forward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'register_peak_gflops', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
+__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batchnorm_backward', 'batchnorm_forward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'register_peak_gflops', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
 class Geometry:
     """
     Sizes of a 2-D convolution; per-side padding pt pb pl pr; activations in `layout` ('NCHW' or 'NHWC').
@@ -185,24 +185,44 @@ def adam_update(param: numpy.ndarray, grad: numpy.ndarray, exp_avg: numpy.ndarra
     One Adam (or AdamW, decoupled_weight_decay=True) step in place; step is the count after it (>= 1).
     """
 @typing.overload
-def batchnorm_backward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, save_mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], save_invstd: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, batch_stats: bool, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_grad: bool = True, input_out: typing.Any = None) -> tuple[typing.Any, typing.Any, typing.Any]:
+def avg_pool2d_backward(geometry: Geometry, grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], count_include_pad: bool, out: typing.Any = None) -> numpy.ndarray:
+    """
+    Gradient of average pooling: each grad_output / divisor added to its window's cells.
+    """
+@typing.overload
+def avg_pool2d_backward(geometry: Geometry, grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], count_include_pad: bool, out: typing.Any = None) -> numpy.ndarray:
+    """
+    Gradient of average pooling: each grad_output / divisor added to its window's cells.
+    """
+@typing.overload
+def avg_pool2d_forward(geometry: Geometry, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], count_include_pad: bool, out: typing.Any = None) -> numpy.ndarray:
+    """
+    Average pooling in the geometry's layout (no dilation).
+    """
+@typing.overload
+def avg_pool2d_forward(geometry: Geometry, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], count_include_pad: bool, out: typing.Any = None) -> numpy.ndarray:
+    """
+    Average pooling in the geometry's layout (no dilation).
+    """
+@typing.overload
+def batchnorm_backward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, save_mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], save_invstd: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, batch_stats: bool, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_grad: bool = True, input_out: typing.Any = None, layout: str = 'NCHW') -> tuple[typing.Any, typing.Any, typing.Any]:
     """
     Gradients of batchnorm_forward: (dx or None, dweight or None, dbias or None); dweight and dbias only into weight_out / bias_out (added to with accumulate=True).
     """
 @typing.overload
-def batchnorm_backward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, save_mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], save_invstd: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], *, batch_stats: bool, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_grad: bool = True, input_out: typing.Any = None) -> tuple[typing.Any, typing.Any, typing.Any]:
+def batchnorm_backward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, save_mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], save_invstd: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], *, batch_stats: bool, weight_out: typing.Any = None, bias_out: typing.Any = None, accumulate: bool = False, input_grad: bool = True, input_out: typing.Any = None, layout: str = 'NCHW') -> tuple[typing.Any, typing.Any, typing.Any]:
     """
     Gradients of batchnorm_forward: (dx or None, dweight or None, dbias or None); dweight and dbias only into weight_out / bias_out (added to with accumulate=True).
     """
 @typing.overload
-def batchnorm_forward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, running_mean: typing.Any, running_var: typing.Any, *, batch_stats: bool, eps: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any = None) -> tuple[numpy.ndarray, numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
+def batchnorm_forward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, running_mean: typing.Any, running_var: typing.Any, *, batch_stats: bool, eps: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any = None, layout: str = 'NCHW') -> tuple[numpy.ndarray, numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32]]:
     """
-    Batch normalisation of (N, C, H, W): (y, saved mean, saved invstd). Running statistics are updated in place with batch statistics, used as they are otherwise.
+    Batch normalisation of (N, C, H, W), or (N, H, W, C) with layout='NHWC': (y, saved mean, saved invstd). Running statistics are updated in place with batch statistics, used as they are otherwise.
     """
 @typing.overload
-def batchnorm_forward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, running_mean: typing.Any, running_var: typing.Any, *, batch_stats: bool, eps: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any = None) -> tuple[numpy.ndarray, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+def batchnorm_forward(input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, bias: typing.Annotated[numpy.typing.ArrayLike, numpy.float64] | None, running_mean: typing.Any, running_var: typing.Any, *, batch_stats: bool, eps: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, out: typing.Any = None, layout: str = 'NCHW') -> tuple[numpy.ndarray, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     """
-    Batch normalisation of (N, C, H, W): (y, saved mean, saved invstd). Running statistics are updated in place with batch statistics, used as they are otherwise.
+    Batch normalisation of (N, C, H, W), or (N, H, W, C) with layout='NHWC': (y, saved mean, saved invstd). Running statistics are updated in place with batch statistics, used as they are otherwise.
     """
 @typing.overload
 def col2im(geometry: Geometry, col: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
@@ -283,12 +303,12 @@ def max_pool2d_backward(geometry: Geometry, indices: typing.Annotated[numpy.typi
 @typing.overload
 def max_pool2d_forward(geometry: Geometry, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], out: typing.Any = None, indices_out: typing.Any = None) -> tuple[numpy.ndarray, numpy.ndarray]:
     """
-    Max pooling: (output, indices), indices flat into each input plane (int64).
+    Max pooling: (output, indices) in the geometry's layout, indices flat (h * iw + w) into each H x W input plane (int64) in either layout.
     """
 @typing.overload
 def max_pool2d_forward(geometry: Geometry, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], out: typing.Any = None, indices_out: typing.Any = None) -> tuple[numpy.ndarray, numpy.ndarray]:
     """
-    Max pooling: (output, indices), indices flat into each input plane (int64).
+    Max pooling: (output, indices) in the geometry's layout, indices flat (h * iw + w) into each H x W input plane (int64) in either layout.
     """
 def plan_path_names(op: str) -> list[str]:
     ...

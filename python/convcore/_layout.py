@@ -27,3 +27,14 @@ def from_nchw_shape(shape: Tuple[int, ...], layout: str) -> Tuple[int, ...]:
         n, c, h, w = shape
         return (n, h, w, c)
     return tuple(shape)
+
+
+def shape_text(layout: str, batched: bool = True) -> str:
+    """The dimension names of an activation in `layout`: "(N, C, H, W)" or "(N, H, W, C)"."""
+    dims = "H, W, C" if layout == "NHWC" else "C, H, W"
+    return f"(N, {dims})" if batched else f"({dims})"
+
+
+def channels_axis(layout: str) -> int:
+    """The axis of the channels in a 4-D activation of `layout`."""
+    return 3 if layout == "NHWC" else 1

@@ -1,5 +1,8 @@
 """The layers of a modern CNN beside the convolutions: batch normalisation (native), average
-pooling (on the depthwise convolution), global average pooling, dropout and residual blocks.
+pooling (NCHW on the depthwise convolution, NHWC native), global average pooling, dropout and
+residual blocks. The image layers take ``layout="NCHW"`` (the default) or ``"NHWC"``: their
+activations are then ``(N, H, W, C)`` and their results the NCHW ones transposed; parameters,
+buffers and ``state_dict`` do not depend on the layout (they are per channel).
 
 All follow the :class:`~convcore.Module` protocol (``forward``, ``backward(grad_output,
 input_grad=True)``, ``parameters``, ``train``/``eval``, ``state_dict``) and PyTorch's semantics.
@@ -12,7 +15,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from . import _core
+from . import _core, _layout
 from . import functional as F
 from .layers import Module, _check_grad, _layer_input, _need_forward
 from .optim import Parameter
@@ -34,10 +37,14 @@ def _grad_like(grad_output, shape, dtype, name: str) -> np.ndarray:
     return F._contiguous(_check_grad(grad_output, shape, name), dtype)
 
 
-def _nchw(x, name: str, channels: Optional[int] = None) -> np.ndarray:
-    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
-        c = "C" if channels is None else channels
-        msg = f"{name}: expected input of shape (N, {c}, H, W), got {x.shape}"
+def _image(x, name: str, layout: str, channels: Optional[int] = None) -> np.ndarray:
+    """x when it is a 4-D activation of ``layout`` (with ``channels`` channels when given);
+    ValueError naming the expected shape in that layout otherwise."""
+    if x.ndim != 4 or (channels is not None and x.shape[_layout.channels_axis(layout)] != channels):
+        want = _layout.shape_text(layout)
+        if channels is not None:
+            want = want.replace("C", str(channels))
+        msg = f"{name}: expected input of shape {want}, got {x.shape}"
         raise ValueError(msg)
     return x
 
@@ -46,7 +53,9 @@ def _nchw(x, name: str, channels: Optional[int] = None) -> np.ndarray:
 
 
 class BatchNorm2D(Module):
-    """Batch normalisation over ``(N, C, H, W)``, as ``torch.nn.BatchNorm2d`` (native kernels).
+    """Batch normalisation over ``(N, C, H, W)``, as ``torch.nn.BatchNorm2d`` (native kernels);
+    over ``(N, H, W, C)`` with ``layout="NHWC"`` (channels-last kernels, as PyTorch's
+    ``channels_last`` memory format).
 
     Per channel: ``y = (x - mean) / sqrt(var + eps) * weight + bias``. In training mode (or
     without running statistics) mean and var are the batch's (var biased), and the running
@@ -60,8 +69,10 @@ class BatchNorm2D(Module):
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, dtype=np.float32):
+                 affine: bool = True, track_running_stats: bool = True, dtype=np.float32,
+                 layout: str = "NCHW"):
         dtype = _float_dtype(dtype)
+        self.layout = _layout.layout_of(layout)
         num_features = F._int(num_features, "num_features")
         if num_features < 1:
             msg = f"num_features: must be >= 1, got {num_features}"
@@ -96,8 +107,9 @@ class BatchNorm2D(Module):
                 ("num_batches_tracked", self.num_batches_tracked)]
 
     def forward(self, x) -> np.ndarray:
-        """``(N, C, H, W)`` -> normalised ``(N, C, H, W)``; the input and statistics are kept."""
-        x = _nchw(_layer_input(x, self._dtype), "BatchNorm2D", self.num_features)
+        """``(N, C, H, W)`` -> normalised ``(N, C, H, W)`` (``(N, H, W, C)`` in NHWC); the input
+        and statistics are kept."""
+        x = _image(_layer_input(x, self._dtype), "BatchNorm2D", self.layout, self.num_features)
         x = F._contiguous(x, self._dtype)
         batch_stats = self.training or not self.track_running_stats
         update = self.training and self.track_running_stats
@@ -113,7 +125,7 @@ class BatchNorm2D(Module):
         try:
             y, mean, invstd = _core.batchnorm_forward(
                 x, w, b, self.running_mean if use_running else None, self.running_var if use_running else None,
-                batch_stats=batch_stats, eps=self.eps, momentum=momentum, out=out)
+                batch_stats=batch_stats, eps=self.eps, momentum=momentum, out=out, layout=self.layout)
         except ValueError:
             if update:
                 self.num_batches_tracked -= 1  # nothing else was changed
@@ -135,12 +147,13 @@ class BatchNorm2D(Module):
             x, dy, w, mean, invstd, batch_stats=batch_stats,
             weight_out=None if w is None else self.weight_param.grad,
             bias_out=None if w is None else self.bias_param.grad, accumulate=w is not None,
-            input_grad=input_grad, input_out=out)
+            input_grad=input_grad, input_out=out, layout=self.layout)
         return dx
 
     def __repr__(self) -> str:
+        layout = "" if self.layout == "NCHW" else f", layout={self.layout!r}"
         return (f"BatchNorm2D({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats})")
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}{layout})")
 
 
 # -------------------------------------------------------------------------------- pooling
@@ -152,11 +165,14 @@ class AvgPool2D(Module):
     ``stride`` defaults to ``kernel_size``; ``padding`` (an int or a pair) adds zeros on both
     sides and must be at most half the kernel. With ``count_include_pad`` the padded zeros count
     in the average (the divisor is ``kh*kw``), otherwise only the input cells in the window do.
-    Native: a depthwise convolution with a constant kernel and its input gradient.
-    ``(N, C, H, W)`` -> ``(N, C, oh, ow)``, ``oh = (H + 2*ph - kh) // sh + 1``.
+    ``(N, C, H, W)`` -> ``(N, C, oh, ow)``, ``oh = (H + 2*ph - kh) // sh + 1``: a depthwise
+    convolution with a constant kernel and its input gradient. With ``layout="NHWC"``,
+    ``(N, H, W, C)`` -> ``(N, oh, ow, C)``: native channels-last loops (each window's cells
+    added a run of channels at a time, then divided by the divisor).
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True):
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad: bool = True,
+                 layout: str = "NCHW"):
         self.kernel_size = F._pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else F._pair(stride, "stride")
         self.padding = F._pair(padding, "padding")
@@ -168,7 +184,9 @@ class AvgPool2D(Module):
             msg = f"padding: must be at most half the kernel size {self.kernel_size}, got {self.padding}"
             raise ValueError(msg)
         self.count_include_pad = bool(count_include_pad)
-        self._state = None  # (plan, weight, scale or None, input shape)
+        self.layout = _layout.layout_of(layout)
+        self._state = None  # NCHW: (plan, weight, scale or None, input shape)
+        self._nhwc = None  # NHWC: (geometry, dtype, input shape)
 
     def _setup(self, shape, dtype):
         if self._state is not None and self._state[3] == shape and self._state[1].dtype == dtype:
@@ -188,10 +206,22 @@ class AvgPool2D(Module):
         self._state = (plan, weight, scale, tuple(shape))
         return self._state
 
+    def _forward_nhwc(self, x) -> np.ndarray:
+        n, h, w, c = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        g = _core.Geometry(n, c, h, w, c, kh, kw, sh, sw, ph, ph, pw, pw, 1, 1, c, "NHWC")
+        out = self._buffer("output", (n, g.oh, g.ow, c), x.dtype, self._reuse_output)
+        y = _core.avg_pool2d_forward(g, x, self.count_include_pad, out=out)
+        self._nhwc = (g, x.dtype, x.shape)
+        return y
+
     def forward(self, x) -> np.ndarray:
-        """``(N, C, H, W)`` -> window averages ``(N, C, oh, ow)``."""
-        x = _nchw(F._array(x, "input"), "AvgPool2D")
+        """``(N, C, H, W)`` -> window averages ``(N, C, oh, ow)`` (``(N, H, W, C)`` ->
+        ``(N, oh, ow, C)`` in NHWC)."""
+        x = _image(F._array(x, "input"), "AvgPool2D", self.layout)
         x = F._contiguous(x, F._dtype(x))
+        if self.layout == "NHWC":
+            return self._forward_nhwc(x)
         plan, weight, scale, _ = self._setup(x.shape, x.dtype)
         out = self._buffer("output", plan.output_shape, x.dtype, self._reuse_output)
         y = plan.forward(x, weight, None, out=out)
@@ -201,6 +231,14 @@ class AvgPool2D(Module):
 
     def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
         """dE/dy -> dE/dx: each output's gradient spread evenly over its window's cells."""
+        if self.layout == "NHWC":
+            _need_forward(self._nhwc, "AvgPool2D")
+            g, dtype, shape = self._nhwc
+            dy = _grad_like(grad_output, (g.mb, g.oh, g.ow, g.ic), dtype, "AvgPool2D")
+            if not input_grad:
+                return None
+            out = self._buffer("grad_input", shape, dtype, self._reuse_grad)
+            return _core.avg_pool2d_backward(g, dy, self.count_include_pad, out=out)
         _need_forward(self._state, "AvgPool2D")
         plan, weight, scale, shape = self._state
         dy = _grad_like(grad_output, plan.output_shape, weight.dtype, "AvgPool2D")
@@ -212,39 +250,47 @@ class AvgPool2D(Module):
         return plan.backward_input(weight, dy, out=out)
 
     def __repr__(self) -> str:
+        layout = "" if self.layout == "NCHW" else f", layout={self.layout!r}"
         return (f"AvgPool2D(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"count_include_pad={self.count_include_pad})")
+                f"count_include_pad={self.count_include_pad}{layout})")
 
 
 class GlobalAvgPool2D(Module):
     """The mean of every channel's plane: ``(N, C, H, W)`` -> ``(N, C)`` (as
-    ``torch.nn.AdaptiveAvgPool2d(1)`` followed by flattening)."""
+    ``torch.nn.AdaptiveAvgPool2d(1)`` followed by flattening); ``(N, H, W, C)`` -> ``(N, C)``
+    with ``layout="NHWC"`` (the mean over axes 1 and 2)."""
 
-    def __init__(self):
+    def __init__(self, layout: str = "NCHW"):
+        self.layout = _layout.layout_of(layout)
         self._shape: Optional[Tuple[int, ...]] = None
 
     def forward(self, x) -> np.ndarray:
-        """``(N, C, H, W)`` -> ``(N, C)``."""
-        x = _nchw(F._array(x, "input"), "GlobalAvgPool2D")
+        """``(N, C, H, W)`` (``(N, H, W, C)`` in NHWC) -> ``(N, C)``."""
+        x = _image(F._array(x, "input"), "GlobalAvgPool2D", self.layout)
         self._shape = x.shape
-        out = self._buffer("output", x.shape[:2], x.dtype, self._reuse_output)
-        return np.mean(x, axis=(2, 3), out=out)
+        c = x.shape[_layout.channels_axis(self.layout)]
+        out = self._buffer("output", (x.shape[0], c), x.dtype, self._reuse_output)
+        return np.mean(x, axis=(1, 2) if self.layout == "NHWC" else (2, 3), out=out)
 
     def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
-        """``(N, C)`` -> ``(N, C, H, W)``: each gradient divided evenly over its plane."""
+        """``(N, C)`` -> the input's shape: each gradient divided evenly over its plane."""
         _need_forward(self._shape, "GlobalAvgPool2D")
+        nhwc = self.layout == "NHWC"
+        n, c = self._shape[0], self._shape[3 if nhwc else 1]
         g = np.asarray(grad_output)
-        g = _grad_like(g, self._shape[:2], g.dtype if g.dtype.kind == "f" else np.float64, "GlobalAvgPool2D")
+        g = _grad_like(g, (n, c), g.dtype if g.dtype.kind == "f" else np.float64, "GlobalAvgPool2D")
         if not input_grad:
             return None
         out = self._buffer("grad_input", self._shape, g.dtype, self._reuse_grad)
         if out is None:
             out = np.empty(self._shape, g.dtype)
-        np.multiply(g[:, :, None, None], g.dtype.type(1.0 / (self._shape[2] * self._shape[3])), out=out)
+        plane = self._shape[1] * self._shape[2] if nhwc else self._shape[2] * self._shape[3]
+        spread = g[:, None, None, :] if nhwc else g[:, :, None, None]
+        np.multiply(spread, g.dtype.type(1.0 / plane), out=out)
         return out
 
     def __repr__(self) -> str:
-        return "GlobalAvgPool2D()"
+        return "GlobalAvgPool2D()" if self.layout == "NCHW" else f"GlobalAvgPool2D(layout={self.layout!r})"
 
 
 # -------------------------------------------------------------------------------- dropout

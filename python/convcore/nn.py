@@ -38,6 +38,7 @@ from typing import Any, Dict, Iterator, List, Literal, Optional, Protocol, Tuple
 import numpy as np
 
 from . import _core
+from . import _layout
 from . import functional as F
 from ._blas import one_blas_thread
 from .blocks import AvgPool2D, BatchNorm2D, Dropout, GlobalAvgPool2D, Residual
@@ -74,8 +75,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 # --------------------------------------------------------------------------------- max pooling
 
 
-def _pool_geometry(shape, kernel_size, stride, padding, dilation) -> "_core.Geometry":
-    """A pooling window as a depthwise convolution geometry (oc == ic == groups)."""
+def _pool_geometry(shape, kernel_size, stride, padding, dilation, layout: str = "NCHW") -> "_core.Geometry":
+    """A pooling window as a depthwise convolution geometry (oc == ic == groups); ``shape`` is
+    ``(N, C, H, W)`` whatever the activations' ``layout``."""
     mb, c, ih, iw = shape
     kh, kw = F._pair(kernel_size, "kernel_size")
     sh, sw = F._pair((kh, kw) if stride is None else stride, "stride")
@@ -85,20 +87,37 @@ def _pool_geometry(shape, kernel_size, stride, padding, dilation) -> "_core.Geom
                "must be >= 1")
         raise ValueError(msg)
     pt, pb, pl, pr = F._padding(padding, ih, iw, kh, kw, sh, sw, dh, dw)
-    return _core.Geometry(mb, c, ih, iw, c, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, c)
+    return _core.Geometry(mb, c, ih, iw, c, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, c, layout)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False):
+def _batched(x: np.ndarray, name: str, layout: str) -> Tuple[np.ndarray, bool]:
+    """A 4-D activation in ``layout`` as is; a 3-D one as a batch of one (and a flag to drop it)."""
+    if x.ndim == 4:
+        return x, False
+    if x.ndim == 3:
+        return x[None], True
+    msg = (f"{name}: expected a 4-D {_layout.shape_text(layout)} or 3-D "
+           f"{_layout.shape_text(layout, batched=False)} array, got shape {x.shape}")
+    raise ValueError(msg)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+               layout: str = "NCHW"):
     """Max pooling of ``(N, C, H, W)`` (or ``(C, H, W)``) over ``kernel_size`` windows.
+
+    With ``layout="NHWC"`` the input is ``(N, H, W, C)`` (or ``(H, W, C)``) and so is the output,
+    ``(N, oh, ow, C)``: the NCHW result transposed, computed natively with the channels last.
 
     ``stride`` defaults to ``kernel_size``. Padded cells count as -inf (PyTorch's semantics);
     each padding must be at most half the (dilated) window. On ties the first maximum in
-    row-by-row scan order of the window wins. With ``return_indices`` also returns int64 indices,
-    flat into each ``H x W`` input plane, of the cells that won (what
-    :func:`max_pool2d_backward` needs).
+    row-by-row scan order of the window wins; NaN propagates (the first NaN of a window wins).
+    With ``return_indices`` also returns int64 indices, shaped like the output, of the cells that
+    won: flat positions ``h * W + w`` within each ``H x W`` input plane, in both layouts (as
+    PyTorch's channels_last pooling), which is what :func:`max_pool2d_backward` needs.
     """
-    x, single = F._batched(F._array(input, "input"), "input")
-    g = _pool_geometry(x.shape, kernel_size, stride, padding, dilation)
+    layout = _layout.layout_of(layout)
+    x, single = _batched(F._array(input, "input"), "input", layout)
+    g = _pool_geometry(_layout.to_nchw_shape(x.shape, layout), kernel_size, stride, padding, dilation, layout)
     y, idx = _core.max_pool2d_forward(g, F._contiguous(x, F._dtype(x)))
     if single:
         y, idx = y[0], idx[0]
@@ -106,14 +125,21 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, return_in
 
 
 def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride=None, padding=0,
-                        dilation=1) -> np.ndarray:
+                        dilation=1, layout: str = "NCHW") -> np.ndarray:
     """Gradient of :func:`max_pool2d`: every ``grad_output`` entry added to the cell that won.
 
     Where windows overlap (stride < kernel) a cell that wins several windows receives the sum of
     their gradients. ``indices`` come from ``max_pool2d(..., return_indices=True)``;
-    ``input_size`` is ``(N, C, H, W)`` or ``(C, H, W)``.
+    ``input_size`` is ``(N, C, H, W)`` or ``(C, H, W)`` — ``(N, H, W, C)`` or ``(H, W, C)`` with
+    ``layout="NHWC"``, where ``grad_output`` and ``indices`` are ``(N, oh, ow, C)`` and the
+    result ``(N, H, W, C)``.
     """
+    layout = _layout.layout_of(layout)
+    if layout == "NHWC" and len(input_size) not in (3, 4):
+        msg = f"input_size: expected (N, H, W, C) or (H, W, C), got {tuple(input_size)}"
+        raise ValueError(msg)
     size, single = F._size(input_size, "input_size")
+    size = _layout.to_nchw_shape(size, layout)
     dy = F._array(grad_output, "grad_output")
     idx = np.asarray(indices)
     if single:
@@ -121,11 +147,11 @@ def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride=No
     if idx.dtype.kind not in "iu":
         msg = f"indices: expected an integer array, got dtype {idx.dtype}"
         raise TypeError(msg)
-    g = _pool_geometry(size, kernel_size, stride, padding, dilation)
-    want = (g.mb, g.ic, g.oh, g.ow)
+    g = _pool_geometry(size, kernel_size, stride, padding, dilation, layout)
+    want = _layout.from_nchw_shape((g.mb, g.ic, g.oh, g.ow), layout)
     for name, a in (("grad_output", dy), ("indices", idx)):
         if a.shape != want:
-            msg = f"{name}: expected shape {want} for this pooling, got {a.shape}"
+            msg = f"{name}: expected shape {want} {_layout.shape_text(layout)} for this pooling, got {a.shape}"
             raise ValueError(msg)
     dx = _core.max_pool2d_backward(g, np.ascontiguousarray(idx, dtype=np.int64),
                                    F._contiguous(dy, F._dtype(dy)))
@@ -138,15 +164,18 @@ def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride=No
 class MaxPool2D(Module):
     """Max pooling over ``kernel_size`` windows (native). See :func:`max_pool2d` for the rules.
 
-    ``backward`` adds each output gradient into the input cell that won its window, so cells
-    that win overlapping windows receive the sum.
+    ``(N, C, H, W)`` -> ``(N, C, oh, ow)``; with ``layout="NHWC"``, ``(N, H, W, C)`` ->
+    ``(N, oh, ow, C)`` (channels-last kernels; the NCHW result transposed). 3-D inputs are one
+    image. ``backward`` adds each output gradient into the input cell that won its window, so
+    cells that win overlapping windows receive the sum.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1) -> None:
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, layout: str = "NCHW") -> None:
         self.kernel_size = F._pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else F._pair(stride, "stride")
         self.padding = padding
         self.dilation = F._pair(dilation, "dilation")
+        self.layout = _layout.layout_of(layout)
         self._input_shape: Optional[Tuple[int, ...]] = None
         self._indices: Optional[np.ndarray] = None
         self._geometry = None
@@ -157,10 +186,11 @@ class MaxPool2D(Module):
                     dilation=self.dilation)
 
     def forward(self, x) -> np.ndarray:
-        x, single = F._batched(F._array(x, "input"), "input")
+        """``(N, C, H, W)`` -> ``(N, C, oh, ow)``, or ``(N, H, W, C)`` -> ``(N, oh, ow, C)`` in NHWC."""
+        x, single = _batched(F._array(x, "input"), "input", self.layout)
         x = F._contiguous(x, F._dtype(x))
-        g = _pool_geometry(x.shape, **self._args())
-        shape = (g.mb, g.ic, g.oh, g.ow)
+        g = _pool_geometry(_layout.to_nchw_shape(x.shape, self.layout), **self._args(), layout=self.layout)
+        shape = _layout.from_nchw_shape((g.mb, g.ic, g.oh, g.ow), self.layout)
         out = self._buffer("output", shape, x.dtype, self._reuse_output and not single)
         # The indices never leave the layer: always kept.
         y, self._indices = _core.max_pool2d_forward(g, x, out, self._buffer("indices", shape, np.int64))
@@ -168,6 +198,7 @@ class MaxPool2D(Module):
         return y[0] if single else y
 
     def backward(self, grad_output, input_grad: bool = True) -> Optional[np.ndarray]:
+        """dE/dy (the output's shape) -> dE/dx (the input's shape)."""
         _need_forward(self._indices, "MaxPool2D")
         want = self._indices.shape[1:] if self._single else self._indices.shape
         dy = _check_grad(grad_output, want, "MaxPool2D")
@@ -179,8 +210,9 @@ class MaxPool2D(Module):
         return dx[0] if self._single else dx
 
     def __repr__(self) -> str:
+        layout = "" if self.layout == "NCHW" else f", layout={self.layout!r}"
         return (f"MaxPool2D(kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding})")
+                f"padding={self.padding}{layout})")
 
 
 class ReLU(Module):
@@ -220,7 +252,13 @@ class ReLU(Module):
 
 
 class Flatten(Module):
-    """``(N, d1, d2, ...)`` -> ``(N, d1*d2*...)``; backward restores the shape."""
+    """``(N, d1, d2, ...)`` -> ``(N, d1*d2*...)``; backward restores the shape.
+
+    It flattens whatever it gets, in memory order: an NHWC activation ``(N, H, W, C)`` becomes
+    ``(N, H*W*C)`` ordered ``(h, w, c)``, not the ``(c, h, w)`` order of the same activation in
+    NCHW, so a following :class:`Linear` trained on one layout needs its weight's columns
+    permuted to be used with the other.
+    """
 
     def __init__(self) -> None:
         self._shape: Optional[Tuple[int, ...]] = None

@@ -1,17 +1,25 @@
 #pragma once
-// Batch normalisation over (N, C, H*W), as torch.nn.BatchNorm2d. Per channel c, over its
-// M = N*H*W values:
+// Batch normalisation over (N, C, H*W) — or (N, H*W, C) in NHWC — as torch.nn.BatchNorm2d. Per
+// channel c, over its M = N*H*W values:
 //   y = (x - mean) * invstd * gamma + beta,    invstd = 1 / sqrt(var + eps)
 // With batch statistics (training, or no running statistics): mean and the biased variance of
 // the batch; the running statistics, when given, move by `momentum` towards the batch mean and
 // the UNBIASED variance (var * M / (M - 1)), as PyTorch's. Otherwise the running statistics are
 // used as they are. gamma/beta null means 1/0 (affine=False).
+//
+// NCHW (x[n][c][hw]) runs one channel per parallel item. NHWC (x[n][hw][c]) is a [M x C] matrix:
+// every loop runs along a row, over the channels (vectorised); the statistics are column sums in
+// double over fixed blocks of rows, added block after block. Both orders of summation are fixed,
+// so results are bitwise identical for any number of threads; the two layouts agree to rounding.
 #include <cstdint>
+
+#include "convcore/geometry.hpp"
 
 namespace convcore {
 
 struct BatchNormShape {
   int64_t n = 0, c = 0, hw = 0;  // batch, channels, spatial size (H*W)
+  Layout layout = Layout::nchw;  // of x, y, dy and dx
 };
 
 // Throws std::invalid_argument (touching nothing) on a bad shape, eps <= 0 or not finite,

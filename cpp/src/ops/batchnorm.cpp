@@ -1,6 +1,8 @@
 #include "convcore/batchnorm.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "convcore/error.hpp"
 #include "convcore/parallel.hpp"
@@ -32,6 +34,141 @@ double lane_sum(int64_t n, F&& term) {
   return s;
 }
 
+// ---- NHWC: x is a [M x C] matrix, rows n*hw + i ----
+
+// Rows per block of the column sums: fixed (never derived from the thread count), so that every
+// sum is added in the same order whatever the threads.
+constexpr int64_t kRowBlock = 256;
+
+// sums[0..width) = column sums over rows [0, rows): add_rows(r0, r1, acc) adds the terms of rows
+// [r0, r1) into acc[0..width), the blocks in parallel; then the blocks' sums are added in order.
+template <class F>
+void column_sums(int64_t rows, int64_t width, F&& add_rows, double* sums) {
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  std::vector<double> partial(static_cast<size_t>(blocks * width), 0.0);
+  detail::parallel_for(blocks, detail::work_mul(kRowBlock, width), [&](int64_t b) {
+    add_rows(b * kRowBlock, std::min(rows, (b + 1) * kRowBlock), partial.data() + b * width);
+  });
+  std::fill(sums, sums + width, 0.0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t k = 0; k < width; ++k) sums[k] += partial[static_cast<size_t>(b * width + k)];
+}
+
+// f(r0, r1) over the blocks of rows, in parallel.
+template <class F>
+void for_row_blocks(int64_t rows, int64_t c, F&& f) {
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  detail::parallel_for(blocks, detail::work_mul(kRowBlock, c),
+                       [&](int64_t b) { f(b * kRowBlock, std::min(rows, (b + 1) * kRowBlock)); });
+}
+
+template <class T>
+void batchnorm_forward_nhwc(const BatchNormShape& s, const T* x, const T* gamma, const T* beta,
+                            bool batch_stats, double eps, double momentum, T* running_mean,
+                            T* running_var, T* save_mean, T* save_invstd, T* y) {
+  const int64_t c = s.c, m = s.n * s.hw;
+  std::vector<double> mean(static_cast<size_t>(c)), var(static_cast<size_t>(c));
+  if (batch_stats) {
+    column_sums(m, c, [&](int64_t r0, int64_t r1, double* __restrict acc) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* __restrict xr = x + r * c;
+        for (int64_t k = 0; k < c; ++k) acc[k] += double(xr[k]);
+      }
+    }, mean.data());
+    for (auto& v : mean) v /= double(m);
+    const double* mu = mean.data();
+    column_sums(m, c, [&](int64_t r0, int64_t r1, double* __restrict acc) {  // no cancellation
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* __restrict xr = x + r * c;
+        for (int64_t k = 0; k < c; ++k) {
+          const double d = double(xr[k]) - mu[k];
+          acc[k] += d * d;
+        }
+      }
+    }, var.data());
+    for (int64_t k = 0; k < c; ++k) {
+      const double sq = var[k];
+      var[k] = sq / double(m);
+      if (running_mean) {
+        running_mean[k] = T((1 - momentum) * double(running_mean[k]) + momentum * mean[k]);
+        running_var[k] = T((1 - momentum) * double(running_var[k]) + momentum * sq / double(m - 1));
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < c; ++k) mean[k] = double(running_mean[k]), var[k] = double(running_var[k]);
+  }
+  std::vector<T> tm(static_cast<size_t>(c)), scale(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
+  for (int64_t k = 0; k < c; ++k) {
+    const double invstd = 1.0 / std::sqrt(var[k] + eps);
+    save_mean[k] = T(mean[k]);
+    save_invstd[k] = T(invstd);
+    tm[k] = T(mean[k]);
+    scale[k] = T((gamma ? double(gamma[k]) : 1.0) * invstd);
+    shift[k] = beta ? beta[k] : T(0);
+  }
+  const T* tmp = tm.data();
+  const T* sp = scale.data();
+  const T* hp = shift.data();
+  for_row_blocks(m, c, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* __restrict xr = x + r * c;
+      T* __restrict yr = y + r * c;
+      for (int64_t k = 0; k < c; ++k) yr[k] = (xr[k] - tmp[k]) * sp[k] + hp[k];
+    }
+  });
+}
+
+template <class T>
+void batchnorm_backward_nhwc(const BatchNormShape& s, const T* x, const T* dy, const T* gamma,
+                             const T* save_mean, const T* save_invstd, bool batch_stats, T* dx,
+                             T* dgamma, T* dbeta, bool accumulate) {
+  const int64_t c = s.c, m = s.n * s.hw;
+  std::vector<double> mean(static_cast<size_t>(c)), sums(static_cast<size_t>(2 * c));
+  for (int64_t k = 0; k < c; ++k) mean[k] = double(save_mean[k]);
+  const double* mu = mean.data();
+  // sums[k] = sum(dy), sums[c + k] = sum(dy * (x - mean)) of channel k
+  column_sums(m, 2 * c, [&](int64_t r0, int64_t r1, double* __restrict acc) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* __restrict xr = x + r * c;
+      const T* __restrict gr = dy + r * c;
+      for (int64_t k = 0; k < c; ++k) {
+        acc[k] += double(gr[k]);
+        acc[c + k] += double(gr[k]) * (double(xr[k]) - mu[k]);
+      }
+    }
+  }, sums.data());
+  std::vector<T> ta(static_cast<size_t>(c)), tb(static_cast<size_t>(c)), td(static_cast<size_t>(c)),
+      tm(static_cast<size_t>(c));
+  for (int64_t k = 0; k < c; ++k) {
+    const double invstd = double(save_invstd[k]), sum_dy = sums[k];
+    const double sum_dy_xhat = sums[c + k] * invstd;
+    if (dbeta) dbeta[k] = T((accumulate ? double(dbeta[k]) : 0.0) + sum_dy);
+    if (dgamma) dgamma[k] = T((accumulate ? double(dgamma[k]) : 0.0) + sum_dy_xhat);
+    const double a = (gamma ? double(gamma[k]) : 1.0) * invstd;
+    ta[k] = T(a);
+    tb[k] = T(-a * invstd * sum_dy_xhat / double(m));
+    td[k] = T(-a * sum_dy / double(m));
+    tm[k] = save_mean[k];
+  }
+  if (!dx) return;
+  const T* ap = ta.data();
+  const T* bp = tb.data();
+  const T* dp = td.data();
+  const T* mp = tm.data();
+  for_row_blocks(m, c, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* __restrict xr = x + r * c;
+      const T* __restrict gr = dy + r * c;
+      T* __restrict out = dx + r * c;
+      if (batch_stats) {
+        for (int64_t k = 0; k < c; ++k) out[k] = ap[k] * gr[k] + bp[k] * (xr[k] - mp[k]) + dp[k];
+      } else {
+        for (int64_t k = 0; k < c; ++k) out[k] = ap[k] * gr[k];
+      }
+    }
+  });
+}
+
 }  // namespace
 
 template <class T>
@@ -50,6 +187,9 @@ void batchnorm_forward(const BatchNormShape& s, const T* x, const T* gamma, cons
   CONVCORE_CHECK((running_mean == nullptr) == (running_var == nullptr),
                  "batchnorm_forward: running_mean and running_var go together");
   CONVCORE_CHECK(x && y && save_mean && save_invstd, "batchnorm_forward: x, y and the saved statistics are required");
+  if (s.layout == Layout::nhwc)
+    return batchnorm_forward_nhwc(s, x, gamma, beta, batch_stats, eps, momentum, running_mean,
+                                  running_var, save_mean, save_invstd, y);
   const int64_t stride = s.c * s.hw;
   detail::parallel_for(s.c, 3 * m, [&](int64_t c) {
     double mean, var;
@@ -98,6 +238,9 @@ void batchnorm_backward(const BatchNormShape& s, const T* x, const T* dy, const 
   validate(s, "batchnorm_backward");
   CONVCORE_CHECK(x && dy && save_mean && save_invstd, "batchnorm_backward: x, grad_output and the saved "
                  "statistics are required");
+  if (s.layout == Layout::nhwc)
+    return batchnorm_backward_nhwc(s, x, dy, gamma, save_mean, save_invstd, batch_stats, dx, dgamma,
+                                   dbeta, accumulate);
   const int64_t m = s.n * s.hw, stride = s.c * s.hw;
   detail::parallel_for(s.c, 3 * m, [&](int64_t c) {
     const double mean = double(save_mean[c]), invstd = double(save_invstd[c]);

@@ -9,6 +9,8 @@
 
 #include "convcore/error.hpp"
 #include "convcore/parallel.hpp"
+#include "pool_nhwc.hpp"
+#include "pool_select.hpp"
 
 namespace convcore {
 
@@ -18,8 +20,6 @@ void validate_pool(const Conv2dGeometry& g, const char* op) {
   CONVCORE_CHECK(g.groups == g.ic, op, ": a pooling window works per channel: groups=", g.groups,
                  " must equal ic=", g.ic);
   g.validate(op);
-  CONVCORE_CHECK(g.layout == Layout::nchw, op, ": layout ", layout_name(g.layout),
-                 " is not supported yet; use NCHW");
   // PyTorch's rule: every padding at most half the dilated window, so that padding never makes up
   // a whole window on its own in the undilated case.
   const int64_t half_h = (g.dh * (g.kh - 1) + 1) / 2, half_w = (g.dw * (g.kw - 1) + 1) / 2;
@@ -29,6 +29,9 @@ void validate_pool(const Conv2dGeometry& g, const char* op) {
 }
 
 namespace {
+
+using detail::MaskInt;
+using detail::take_max_masked;
 
 // The rule of a window's maximum, one cell at a time: a cell replaces the current maximum when it
 // is strictly greater (ties keep the first), or when it is the first NaN (a NaN is never replaced).
@@ -71,24 +74,6 @@ void max_pool2d_cell(const Conv2dGeometry& g, const T* x, int64_t i, int64_t j, 
   }
   y = best;
   idx = best_idx;
-}
-
-// Same-width integer of T: the masks of the branch-free maximum.
-template <class T>
-using MaskInt = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-
-// take_max with integer masks, the form the vectoriser accepts.
-template <class T>
-inline void take_max_masked(T v, MaskInt<T> t, T& best, MaskInt<T>& won) {
-  using M = MaskInt<T>;
-  // take_max's rule: best is not NaN and v is greater or NaN.
-  const M take = -M((best == best) & !(v <= best));
-  M vb, mb;
-  std::memcpy(&vb, &v, sizeof(T));
-  std::memcpy(&mb, &best, sizeof(T));
-  mb = (vb & take) | (mb & ~take);
-  std::memcpy(&best, &mb, sizeof(T));
-  won = (t & take) | (won & ~take);
 }
 
 // The two taps (r, 0) and (r, 1) of 2-wide windows at stride 2 (the common 2x2 pooling): both
@@ -206,6 +191,7 @@ void max_pool2d_planes(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx) 
 template <class T>
 void max_pool2d_forward(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx) {
   validate_pool(g, "max_pool2d_forward");
+  if (g.layout == Layout::nhwc) return detail::max_pool2d_forward_nhwc(g, x, y, idx);
   if (g.sw == 1)
     max_pool2d_planes<1>(g, x, y, idx);
   else if (g.sw == 2)
@@ -234,6 +220,7 @@ void max_pool2d_backward(const Conv2dGeometry& g, const int64_t* idx, const T* d
                      " at position ", k, " is outside the input plane of ", in_plane,
                      " cells (expected -1 or 0..", in_plane - 1, ")");
   }
+  if (g.layout == Layout::nhwc) return detail::max_pool2d_backward_nhwc(g, idx, dy, dx);
   detail::parallel_for(planes, in_plane + out_plane, [&](int64_t p) {
     T* dxp = dx + p * in_plane;
     const T* dyp = dy + p * out_plane;
@@ -244,6 +231,42 @@ void max_pool2d_backward(const Conv2dGeometry& g, const int64_t* idx, const T* d
   });
 }
 
+namespace {
+
+void validate_avg_pool(const Conv2dGeometry& g, const char* op) {
+  validate_pool(g, op);
+  CONVCORE_CHECK(g.dh == 1 && g.dw == 1, op, ": average pooling has no dilation, got ", g.dh, "x",
+                 g.dw);
+}
+
+// NCHW is the channels-last layout of mb*ic images of one channel each.
+Conv2dGeometry as_channels_last(const Conv2dGeometry& g) {
+  if (g.layout == Layout::nhwc) return g;
+  Conv2dGeometry one = g;
+  one.mb = g.mb * g.ic;
+  one.ic = one.oc = one.groups = 1;
+  one.layout = Layout::nhwc;
+  return one;
+}
+
+}  // namespace
+
+template <class T>
+void avg_pool2d_forward(const Conv2dGeometry& g, bool count_include_pad, const T* x, T* y) {
+  validate_avg_pool(g, "avg_pool2d_forward");
+  detail::avg_pool2d_forward_nhwc(as_channels_last(g), count_include_pad, x, y);
+}
+
+template <class T>
+void avg_pool2d_backward(const Conv2dGeometry& g, bool count_include_pad, const T* dy, T* dx) {
+  validate_avg_pool(g, "avg_pool2d_backward");
+  detail::avg_pool2d_backward_nhwc(as_channels_last(g), count_include_pad, dy, dx);
+}
+
+template void avg_pool2d_forward<float>(const Conv2dGeometry&, bool, const float*, float*);
+template void avg_pool2d_forward<double>(const Conv2dGeometry&, bool, const double*, double*);
+template void avg_pool2d_backward<float>(const Conv2dGeometry&, bool, const float*, float*);
+template void avg_pool2d_backward<double>(const Conv2dGeometry&, bool, const double*, double*);
 template void max_pool2d_forward<float>(const Conv2dGeometry&, const float*, float*, int64_t*);
 template void max_pool2d_forward<double>(const Conv2dGeometry&, const double*, double*, int64_t*);
 template void max_pool2d_backward<float>(const Conv2dGeometry&, const int64_t*, const float*,

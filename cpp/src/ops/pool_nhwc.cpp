@@ -1,0 +1,173 @@
+// Channels-last pooling (pool_nhwc.hpp). For each output pixel the window's cells inside the
+// plane are listed once (window_cells); then every cell contributes a run of channels at a time:
+//
+//   y[n][i][j][c0..c1) = max / sum over cells k of x[n][k][c0..c1)      (k = h*iw + w)
+//
+// The forward passes split the work over output rows (mb*oh), the backward passes over (image,
+// block of kChannelBlock channels): each output element, and each input-gradient element, is
+// computed by one thread in a fixed order, so results are bitwise identical for any thread count.
+// The backward passes add in the order of the output cells, as the NCHW scatter does.
+#include "pool_nhwc.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <vector>
+
+#include "convcore/parallel.hpp"
+#include "pool_select.hpp"
+
+namespace convcore::detail {
+
+namespace {
+
+// Channels per run in the forward passes (the tap numbers of one run stay in L1) and per item
+// of the backward passes.
+constexpr int64_t kChunk = 512;
+constexpr int64_t kChannelBlock = 64;
+
+// The flat positions h*iw + w of the cells of window (i, j) that lie inside the plane, in scan
+// order (row by row); returns how many. cells has room for kh*kw.
+int64_t window_cells(const Conv2dGeometry& g, int64_t i, int64_t j, int64_t* cells) {
+  int64_t n = 0;
+  for (int64_t r = 0; r < g.kh; ++r) {
+    const int64_t h = i * g.sh - g.pt + r * g.dh;
+    if (static_cast<uint64_t>(h) >= static_cast<uint64_t>(g.ih)) continue;
+    for (int64_t s = 0; s < g.kw; ++s) {
+      const int64_t w = j * g.sw - g.pl + s * g.dw;
+      if (static_cast<uint64_t>(w) < static_cast<uint64_t>(g.iw)) cells[n++] = h * g.iw + w;
+    }
+  }
+  return n;
+}
+
+// One tap over a run of channels: take_max_masked of xt[k] into best[k], recording tap t.
+template <class T>
+void take_max_run(const T* __restrict xt, int64_t nc, MaskInt<T> t, T* __restrict best,
+                  MaskInt<T>* __restrict won) {
+  for (int64_t k = 0; k < nc; ++k) {
+    T m = best[k];
+    MaskInt<T> w = won[k];
+    take_max_masked(xt[k], t, m, w);
+    best[k] = m;
+    won[k] = w;
+  }
+}
+
+template <class T>
+void add_run(const T* __restrict a, int64_t nc, T* __restrict acc) {
+  for (int64_t k = 0; k < nc; ++k) acc[k] += a[k];
+}
+
+template <class T>
+T divisor(const Conv2dGeometry& g, bool count_include_pad, int64_t cells) {
+  return T(count_include_pad ? g.kh * g.kw : cells);
+}
+
+}  // namespace
+
+template <class T>
+void max_pool2d_forward_nhwc(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx) {
+  const int64_t c = g.ic, oh = g.oh(), ow = g.ow(), taps = g.kh * g.kw;
+  const int64_t in_image = g.ih * g.iw * c;
+  parallel_for(g.mb * oh, work_mul(ow * taps, c), [&](int64_t row) {
+    const int64_t n = row / oh, i = row % oh;
+    std::vector<int64_t> cells(static_cast<size_t>(taps));
+    alignas(64) MaskInt<T> won[kChunk];
+    const T* xn = x + n * in_image;
+    for (int64_t j = 0; j < ow; ++j) {
+      T* yp = y + (row * ow + j) * c;
+      int64_t* ip = idx + (row * ow + j) * c;
+      const int64_t nt = window_cells(g, i, j, cells.data());
+      if (nt == 0) {  // padding only (possible with dilation)
+        std::fill(yp, yp + c, -T(INFINITY));
+        std::fill(ip, ip + c, int64_t{-1});
+        continue;
+      }
+      for (int64_t c0 = 0; c0 < c; c0 += kChunk) {
+        const int64_t nc = std::min(kChunk, c - c0);
+        const T* first = xn + cells[0] * c + c0;
+        std::copy(first, first + nc, yp + c0);
+        std::fill(won, won + nc, MaskInt<T>(0));
+        for (int64_t t = 1; t < nt; ++t)
+          take_max_run(xn + cells[t] * c + c0, nc, MaskInt<T>(t), yp + c0, won);
+        for (int64_t k = 0; k < nc; ++k) ip[c0 + k] = cells[won[k]];
+      }
+    }
+  });
+}
+
+template <class T>
+void max_pool2d_backward_nhwc(const Conv2dGeometry& g, const int64_t* idx, const T* dy, T* dx) {
+  const int64_t c = g.ic, in_plane = g.ih * g.iw, out_plane = g.oh() * g.ow();
+  const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
+  parallel_for(g.mb * blocks, (in_plane + out_plane) * std::min(c, kChannelBlock), [&](int64_t item) {
+    const int64_t n = item / blocks, c0 = (item % blocks) * kChannelBlock;
+    const int64_t nc = std::min(kChannelBlock, c - c0);
+    T* dxn = dx + n * in_plane * c + c0;
+    for (int64_t k = 0; k < in_plane; ++k) std::fill(dxn + k * c, dxn + k * c + nc, T(0));
+    for (int64_t p = 0; p < out_plane; ++p) {
+      const int64_t* ip = idx + (n * out_plane + p) * c + c0;
+      const T* dyp = dy + (n * out_plane + p) * c + c0;
+      for (int64_t q = 0; q < nc; ++q)
+        if (ip[q] >= 0) dxn[ip[q] * c + q] += dyp[q];
+    }
+  });
+}
+
+template <class T>
+void avg_pool2d_forward_nhwc(const Conv2dGeometry& g, bool count_include_pad, const T* x, T* y) {
+  const int64_t c = g.ic, oh = g.oh(), ow = g.ow(), taps = g.kh * g.kw;
+  const int64_t in_image = g.ih * g.iw * c;
+  parallel_for(g.mb * oh, work_mul(ow * taps, c), [&](int64_t row) {
+    const int64_t n = row / oh, i = row % oh;
+    std::vector<int64_t> cells(static_cast<size_t>(taps));
+    const T* xn = x + n * in_image;
+    for (int64_t j = 0; j < ow; ++j) {
+      T* yp = y + (row * ow + j) * c;
+      const int64_t nt = window_cells(g, i, j, cells.data());
+      assert(nt > 0);  // padding is at most half the window and dilation 1
+      const T d = divisor<T>(g, count_include_pad, nt);
+      const T* first = xn + cells[0] * c;
+      std::copy(first, first + c, yp);
+      for (int64_t t = 1; t < nt; ++t) add_run(xn + cells[t] * c, c, yp);
+      for (int64_t k = 0; k < c; ++k) yp[k] /= d;
+    }
+  });
+}
+
+template <class T>
+void avg_pool2d_backward_nhwc(const Conv2dGeometry& g, bool count_include_pad, const T* dy,
+                              T* dx) {
+  const int64_t c = g.ic, oh = g.oh(), ow = g.ow(), taps = g.kh * g.kw;
+  const int64_t in_plane = g.ih * g.iw, out_plane = oh * ow;
+  const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
+  parallel_for(g.mb * blocks, (in_plane + out_plane * taps) * std::min(c, kChannelBlock),
+               [&](int64_t item) {
+    const int64_t n = item / blocks, c0 = (item % blocks) * kChannelBlock;
+    const int64_t nc = std::min(kChannelBlock, c - c0);
+    std::vector<int64_t> cells(static_cast<size_t>(taps));
+    alignas(64) T share[kChannelBlock];
+    T* dxn = dx + n * in_plane * c + c0;
+    for (int64_t k = 0; k < in_plane; ++k) std::fill(dxn + k * c, dxn + k * c + nc, T(0));
+    for (int64_t p = 0; p < out_plane; ++p) {
+      const int64_t nt = window_cells(g, p / ow, p % ow, cells.data());
+      const T d = divisor<T>(g, count_include_pad, nt);
+      const T* dyp = dy + (n * out_plane + p) * c + c0;
+      for (int64_t q = 0; q < nc; ++q) share[q] = dyp[q] / d;
+      for (int64_t t = 0; t < nt; ++t) add_run(share, nc, dxn + cells[t] * c);
+    }
+  });
+}
+
+#define CONVCORE_INSTANTIATE(T)                                                                  \
+  template void max_pool2d_forward_nhwc<T>(const Conv2dGeometry&, const T*, T*, int64_t*);     \
+  template void max_pool2d_backward_nhwc<T>(const Conv2dGeometry&, const int64_t*, const T*,   \
+                                            T*);                                                \
+  template void avg_pool2d_forward_nhwc<T>(const Conv2dGeometry&, bool, const T*, T*);          \
+  template void avg_pool2d_backward_nhwc<T>(const Conv2dGeometry&, bool, const T*, T*);
+CONVCORE_INSTANTIATE(float)
+CONVCORE_INSTANTIATE(double)
+#undef CONVCORE_INSTANTIATE
+
+}  // namespace convcore::detail
