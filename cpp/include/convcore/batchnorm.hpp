@@ -8,8 +8,9 @@
 // used as they are. gamma/beta null means 1/0 (affine=False).
 //
 // NCHW (x[n][c][hw]) runs one channel per parallel item. NHWC (x[n][hw][c]) is a [M x C] matrix:
-// every loop runs along a row, over the channels (vectorised); the statistics are column sums in
-// double over fixed blocks of rows, added block after block. Both orders of summation are fixed,
+// every loop runs along rows, over the channels (vectorised, a few rows at a time when C is
+// small); the statistics are column sums in double over fixed blocks of rows, added block after
+// block. Both orders of summation are fixed,
 // so results are bitwise identical for any number of threads; the two layouts agree to rounding.
 #include <cstdint>
 

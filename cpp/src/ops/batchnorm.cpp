@@ -35,55 +35,74 @@ double lane_sum(int64_t n, F&& term) {
 }
 
 // ---- NHWC: x is a [M x C] matrix, rows n*hw + i ----
-
-// Rows per block of the column sums: fixed (never derived from the thread count), so that every
-// sum is added in the same order whatever the threads.
+//
+// The rows are cut into blocks of kRowBlock (fixed, never derived from the thread count: every sum
+// is added in the same order whatever the threads), run in parallel. Within a block the elements
+// are taken as wide rows of w = R*C values (R whole rows, w about kWide): element j of a wide row
+// is channel j % C. With few channels a plain row would leave the vector loops mostly prologue
+// and epilogue; the per-channel arrays (mean, coefficients) are tiled to width w to match.
 constexpr int64_t kRowBlock = 256;
+constexpr int64_t kWide = 256;
 
-// sums[0..width) = column sums over rows [0, rows): add_rows(r0, r1, acc) adds the terms of rows
-// [r0, r1) into acc[0..width), the blocks in parallel; then the blocks' sums are added in order.
-template <class F>
-void column_sums(int64_t rows, int64_t width, F&& add_rows, double* sums) {
-  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
-  std::vector<double> partial(static_cast<size_t>(blocks * width), 0.0);
-  detail::parallel_for(blocks, detail::work_mul(kRowBlock, width), [&](int64_t b) {
-    add_rows(b * kRowBlock, std::min(rows, (b + 1) * kRowBlock), partial.data() + b * width);
-  });
-  std::fill(sums, sums + width, 0.0);
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t k = 0; k < width; ++k) sums[k] += partial[static_cast<size_t>(b * width + k)];
+int64_t wide_width(int64_t c) { return c * std::max<int64_t>(1, kWide / c); }
+
+template <class U>
+std::vector<U> tiled(const std::vector<U>& v, int64_t w) {
+  std::vector<U> t(static_cast<size_t>(w));
+  for (int64_t j = 0; j < w; ++j) t[static_cast<size_t>(j)] = v[static_cast<size_t>(j) % v.size()];
+  return t;
 }
 
-// f(r0, r1) over the blocks of rows, in parallel.
+// f(e0, n) for every wide row [e0, e0 + n) of the block's elements, the blocks in parallel.
 template <class F>
-void for_row_blocks(int64_t rows, int64_t c, F&& f) {
+void for_wide_rows(int64_t rows, int64_t c, int64_t w, int64_t nsum, F&& f) {
   const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
-  detail::parallel_for(blocks, detail::work_mul(kRowBlock, c),
-                       [&](int64_t b) { f(b * kRowBlock, std::min(rows, (b + 1) * kRowBlock)); });
+  detail::parallel_for(blocks, detail::work_mul(kRowBlock, c * nsum), [&](int64_t b) {
+    const int64_t e1 = std::min(rows, (b + 1) * kRowBlock) * c;
+    for (int64_t e0 = b * kRowBlock * c; e0 < e1; e0 += w) f(b, e0, std::min(w, e1 - e0));
+  });
+}
+
+// sums[s*c + k], s < nsum: channel k's sum number s. add(e0, n, acc) adds the terms of elements
+// [e0, e0 + n) into acc[j] (sum 0) and acc[w + j] (sum 1). Per block, then the blocks in order,
+// then the R rows of the wide row folded in order.
+template <class F>
+void channel_sums(int64_t rows, int64_t c, int64_t w, int64_t nsum, F&& add, double* sums) {
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock, width = nsum * w;
+  std::vector<double> partial(static_cast<size_t>(blocks * width), 0.0);
+  for_wide_rows(rows, c, w, nsum, [&](int64_t b, int64_t e0, int64_t n) {
+    add(e0, n, partial.data() + b * width);
+  });
+  std::vector<double> total(static_cast<size_t>(width), 0.0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t j = 0; j < width; ++j) total[j] += partial[static_cast<size_t>(b * width + j)];
+  for (int64_t q = 0; q < nsum; ++q)
+    for (int64_t k = 0; k < c; ++k) {
+      double v = 0;
+      for (int64_t j = k; j < w; j += c) v += total[q * w + j];
+      sums[q * c + k] = v;
+    }
 }
 
 template <class T>
 void batchnorm_forward_nhwc(const BatchNormShape& s, const T* x, const T* gamma, const T* beta,
                             bool batch_stats, double eps, double momentum, T* running_mean,
                             T* running_var, T* save_mean, T* save_invstd, T* y) {
-  const int64_t c = s.c, m = s.n * s.hw;
+  const int64_t c = s.c, m = s.n * s.hw, w = wide_width(c);
   std::vector<double> mean(static_cast<size_t>(c)), var(static_cast<size_t>(c));
   if (batch_stats) {
-    column_sums(m, c, [&](int64_t r0, int64_t r1, double* __restrict acc) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* __restrict xr = x + r * c;
-        for (int64_t k = 0; k < c; ++k) acc[k] += double(xr[k]);
-      }
+    channel_sums(m, c, w, 1, [&](int64_t e0, int64_t n, double* __restrict acc) {
+      const T* __restrict xe = x + e0;
+      for (int64_t j = 0; j < n; ++j) acc[j] += double(xe[j]);
     }, mean.data());
     for (auto& v : mean) v /= double(m);
-    const double* mu = mean.data();
-    column_sums(m, c, [&](int64_t r0, int64_t r1, double* __restrict acc) {  // no cancellation
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* __restrict xr = x + r * c;
-        for (int64_t k = 0; k < c; ++k) {
-          const double d = double(xr[k]) - mu[k];
-          acc[k] += d * d;
-        }
+    const std::vector<double> mu_w = tiled(mean, w);
+    const double* mu = mu_w.data();
+    channel_sums(m, c, w, 1, [&](int64_t e0, int64_t n, double* __restrict acc) {  // no cancellation
+      const T* __restrict xe = x + e0;
+      for (int64_t j = 0; j < n; ++j) {
+        const double d = double(xe[j]) - mu[j];
+        acc[j] += d * d;
       }
     }, var.data());
     for (int64_t k = 0; k < c; ++k) {
@@ -106,15 +125,14 @@ void batchnorm_forward_nhwc(const BatchNormShape& s, const T* x, const T* gamma,
     scale[k] = T((gamma ? double(gamma[k]) : 1.0) * invstd);
     shift[k] = beta ? beta[k] : T(0);
   }
-  const T* tmp = tm.data();
-  const T* sp = scale.data();
-  const T* hp = shift.data();
-  for_row_blocks(m, c, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* __restrict xr = x + r * c;
-      T* __restrict yr = y + r * c;
-      for (int64_t k = 0; k < c; ++k) yr[k] = (xr[k] - tmp[k]) * sp[k] + hp[k];
-    }
+  const std::vector<T> tm_w = tiled(tm, w), scale_w = tiled(scale, w), shift_w = tiled(shift, w);
+  const T* tmp = tm_w.data();
+  const T* sp = scale_w.data();
+  const T* hp = shift_w.data();
+  for_wide_rows(m, c, w, 1, [&](int64_t, int64_t e0, int64_t n) {
+    const T* __restrict xe = x + e0;
+    T* __restrict ye = y + e0;
+    for (int64_t j = 0; j < n; ++j) ye[j] = (xe[j] - tmp[j]) * sp[j] + hp[j];
   });
 }
 
@@ -122,19 +140,18 @@ template <class T>
 void batchnorm_backward_nhwc(const BatchNormShape& s, const T* x, const T* dy, const T* gamma,
                              const T* save_mean, const T* save_invstd, bool batch_stats, T* dx,
                              T* dgamma, T* dbeta, bool accumulate) {
-  const int64_t c = s.c, m = s.n * s.hw;
+  const int64_t c = s.c, m = s.n * s.hw, w = wide_width(c);
   std::vector<double> mean(static_cast<size_t>(c)), sums(static_cast<size_t>(2 * c));
   for (int64_t k = 0; k < c; ++k) mean[k] = double(save_mean[k]);
-  const double* mu = mean.data();
+  const std::vector<double> mu_w = tiled(mean, w);
+  const double* mu = mu_w.data();
   // sums[k] = sum(dy), sums[c + k] = sum(dy * (x - mean)) of channel k
-  column_sums(m, 2 * c, [&](int64_t r0, int64_t r1, double* __restrict acc) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* __restrict xr = x + r * c;
-      const T* __restrict gr = dy + r * c;
-      for (int64_t k = 0; k < c; ++k) {
-        acc[k] += double(gr[k]);
-        acc[c + k] += double(gr[k]) * (double(xr[k]) - mu[k]);
-      }
+  channel_sums(m, c, w, 2, [&](int64_t e0, int64_t n, double* __restrict acc) {
+    const T* __restrict xe = x + e0;
+    const T* __restrict ge = dy + e0;
+    for (int64_t j = 0; j < n; ++j) {
+      acc[j] += double(ge[j]);
+      acc[w + j] += double(ge[j]) * (double(xe[j]) - mu[j]);
     }
   }, sums.data());
   std::vector<T> ta(static_cast<size_t>(c)), tb(static_cast<size_t>(c)), td(static_cast<size_t>(c)),
@@ -151,20 +168,19 @@ void batchnorm_backward_nhwc(const BatchNormShape& s, const T* x, const T* dy, c
     tm[k] = save_mean[k];
   }
   if (!dx) return;
-  const T* ap = ta.data();
-  const T* bp = tb.data();
-  const T* dp = td.data();
-  const T* mp = tm.data();
-  for_row_blocks(m, c, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* __restrict xr = x + r * c;
-      const T* __restrict gr = dy + r * c;
-      T* __restrict out = dx + r * c;
-      if (batch_stats) {
-        for (int64_t k = 0; k < c; ++k) out[k] = ap[k] * gr[k] + bp[k] * (xr[k] - mp[k]) + dp[k];
-      } else {
-        for (int64_t k = 0; k < c; ++k) out[k] = ap[k] * gr[k];
-      }
+  const std::vector<T> ta_w = tiled(ta, w), tb_w = tiled(tb, w), td_w = tiled(td, w), tm_w = tiled(tm, w);
+  const T* ap = ta_w.data();
+  const T* bp = tb_w.data();
+  const T* dp = td_w.data();
+  const T* mp = tm_w.data();
+  for_wide_rows(m, c, w, 1, [&](int64_t, int64_t e0, int64_t n) {
+    const T* __restrict xe = x + e0;
+    const T* __restrict ge = dy + e0;
+    T* __restrict out = dx + e0;
+    if (batch_stats) {
+      for (int64_t j = 0; j < n; ++j) out[j] = ap[j] * ge[j] + bp[j] * (xe[j] - mp[j]) + dp[j];
+    } else {
+      for (int64_t j = 0; j < n; ++j) out[j] = ap[j] * ge[j];
     }
   });
 }
