@@ -172,6 +172,19 @@ void correlate_flat(const DepthwiseKernels<T>& k, int64_t len, const T* xp, cons
 }
 
 
+// A plane's rows are worked in bands of `rows` output rows, so that the padded copy a band needs
+// stays near L2 size whatever the plane: a small plane is one band, a large one (a single-channel
+// 8192 x 8192 image) many, which also gives the threads something to share. The band height
+// depends on the geometry only (the weight gradient's sums follow it).
+constexpr int64_t kBandElems = int64_t{1} << 16;
+struct Bands {
+  int64_t rows, count;  // output rows per band (the last may have fewer), bands per plane
+};
+inline Bands bands_of(int64_t out_rows, int64_t wp) {
+  const int64_t rows = std::clamp<int64_t>(kBandElems / wp, 1, out_rows);
+  return {rows, (out_rows + rows - 1) / rows};
+}
+
 }  // namespace
 
 const DepthwiseKernels<float> kDepthwiseGenericF32 = depthwise_kernels_for<float, 16>();
@@ -195,9 +208,9 @@ void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g,
                        Activation act) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg(), planes = g.mb * g.oc;
-  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
-  // (The accumulator below is shorter than the padded plane: two planes bound both.)
-  if (g.sh != 1 || g.sw != 1 || !planes_fit<T>(2, hp, wp, kMaxPlaneScratch)) {
+  const int64_t wp = g.iw + g.pl + g.pr;
+  // (The accumulator below is shorter than the padded band: two one-row bands bound both.)
+  if (g.sh != 1 || g.sw != 1 || !planes_fit<T>(2, 1 + g.dh * (g.kh - 1), wp, kMaxPlaneScratch)) {
     parallel_for(planes, ohw * khw, [&](int64_t p) {
       const int64_t n = p / g.oc, o = p % g.oc;
       forward_plane(g, x + (n * g.ic + o / ocg) * ihw, w + o * khw, bias ? bias[o] : T(0),
@@ -205,28 +218,35 @@ void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g,
     });
     return;
   }
-  // Stride 1: pad each input plane once (it serves its ocg outputs), correlate flat, then write
-  // the ow useful columns of every row with bias and activation.
-  const int64_t len = (oh - 1) * wp + ow, pad_size = hp * wp;
+  // Stride 1: pad each band of an input plane once (it serves its ocg outputs), correlate flat,
+  // then write the ow useful columns of every row with bias and activation. Work items are
+  // (image, input channel, band, output of the group), the last fastest.
+  const Bands bands = bands_of(oh, wp);
+  const int64_t band_hp = bands.rows + g.dh * (g.kh - 1);
+  const int64_t len = (bands.rows - 1) * wp + ow, pad_size = band_hp * wp;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
-  const int64_t nthr = std::min<int64_t>(threads_for_work(planes, ohw * khw), get_num_threads());
+  const int64_t items = g.mb * g.ic * bands.count * ocg;
+  const int64_t nthr =
+      std::min<int64_t>(threads_for_work(items, bands.rows * ow * khw), get_num_threads());
   Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
-    balance(planes, nt, tid, begin, end);
+    balance(items, nt, tid, begin, end);
     T* xp = buf.get<T>(tid);
     T* acc = xp + pad_size;
-    std::fill(xp, xp + pad_size, T(0));
-    int64_t padded = -1;  // input plane now in xp
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t n = p / g.oc, o = p % g.oc, plane = n * g.ic + o / ocg;
-      if (plane != padded) place_plane(x + plane * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp, false);
-      padded = plane;
-      correlate_flat(kern, len, xp, w + o * khw, false, taps, false, acc);
+    int64_t padded = -1;  // (plane, band) now in xp
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t og = it % ocg, band = it / ocg % bands.count, plane = it / ocg / bands.count;
+      const int64_t i0 = band * bands.rows, rows = std::min(bands.rows, oh - i0);
+      if (it / ocg != padded)
+        place_plane(x + plane * ihw, g.ih, g.iw, g.pt - i0, g.pl, band_hp, wp, xp, true);
+      padded = it / ocg;
+      const int64_t o = plane % g.ic * ocg + og, p = plane / g.ic * g.oc + o;
+      correlate_flat(kern, (rows - 1) * wp + ow, xp, w + o * khw, false, taps, false, acc);
       const T b = bias ? bias[o] : T(0);
-      for (int64_t i = 0; i < oh; ++i) {
+      for (int64_t i = 0; i < rows; ++i) {
         const T* ar = acc + i * wp;
-        T* yr = y + p * ohw + i * ow;
+        T* yr = y + p * ohw + (i0 + i) * ow;
         with_activation(act, [&](auto a) {
           for (int64_t j = 0; j < ow; ++j) yr[j] = activate(a, ar[j] + b);
         });
@@ -240,8 +260,8 @@ void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeome
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg(), planes = g.mb * g.ic;
   const int64_t eh = g.dh * (g.kh - 1), ew = g.dw * (g.kw - 1);
-  const int64_t hp = g.ih + eh, wp = g.iw + ew;
-  if (g.sh != 1 || g.sw != 1 || !planes_fit<T>(2, hp, wp, kMaxPlaneScratch)) {
+  const int64_t wp = g.iw + ew;
+  if (g.sh != 1 || g.sw != 1 || !planes_fit<T>(2, 1 + eh, wp, kMaxPlaneScratch)) {
     // Scatter each dy row into the rows of dx it reaches (strided columns).
     parallel_for(planes, ihw + ocg * ohw * khw, [&](int64_t p) {
       const int64_t n = p / g.ic, c = p % g.ic;
@@ -255,66 +275,86 @@ void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeome
     return;
   }
   // Stride 1: dx is the correlation of dy, padded by dh*(kh-1) - pt etc. (negative: cropped),
-  // with the rotated filter; the ocg output channels of a group add up in order.
-  const int64_t len = (g.ih - 1) * wp + g.iw, pad_size = hp * wp;
+  // with the rotated filter; the ocg output channels of a group add up in order. Work items are
+  // (image, channel, band of dx rows).
+  const Bands bands = bands_of(g.ih, wp);
+  const int64_t band_hp = bands.rows + eh;
+  const int64_t len = (bands.rows - 1) * wp + g.iw, pad_size = band_hp * wp;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
-  const int64_t nthr =
-      std::min<int64_t>(threads_for_work(planes, ocg * ihw * khw), get_num_threads());
+  const int64_t items = planes * bands.count;
+  const int64_t nthr = std::min<int64_t>(
+      threads_for_work(items, ocg * bands.rows * g.iw * khw), get_num_threads());
   Scratch buf(nthr, (pad_size + len) * int64_t(sizeof(T)));
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
-    balance(planes, nt, tid, begin, end);
+    balance(items, nt, tid, begin, end);
     T* dyp = buf.get<T>(tid);
     T* acc = dyp + pad_size;
-    std::fill(dyp, dyp + pad_size, T(0));
-    for (int64_t p = begin; p < end; ++p) {
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t p = it / bands.count, band = it % bands.count;
       const int64_t n = p / g.ic, c = p % g.ic;
+      const int64_t y0 = band * bands.rows, rows = std::min(bands.rows, g.ih - y0);
       for (int64_t og = 0; og < ocg; ++og) {
         const int64_t o = c * ocg + og;
-        place_plane(dy + (n * g.oc + o) * ohw, oh, ow, eh - g.pt, ew - g.pl, hp, wp, dyp, false);
-        correlate_flat(kern, len, dyp, w + o * khw, true, taps, og > 0, acc);
+        place_plane(dy + (n * g.oc + o) * ohw, oh, ow, eh - g.pt - y0, ew - g.pl, band_hp, wp,
+                    dyp, true);
+        correlate_flat(kern, (rows - 1) * wp + g.iw, dyp, w + o * khw, true, taps, og > 0, acc);
       }
-      for (int64_t i = 0; i < g.ih; ++i)
-        std::copy(acc + i * wp, acc + i * wp + g.iw, dx + p * ihw + i * g.iw);
+      for (int64_t i = 0; i < rows; ++i)
+        std::copy(acc + i * wp, acc + i * wp + g.iw, dx + p * ihw + (y0 + i) * g.iw);
     }
   });
 }
 
 // Largest per-thread buffer (bytes) the stride-1 weight gradient uses; above it, the generic loop.
 constexpr int64_t kMaxWeightScratch = int64_t{32} << 20;
+// The weight gradient of fewer channels than this splits each channel's sum into fixed chunks so
+// that there are about this many items to share among threads (the GEMM paths' chunk limit).
+constexpr int64_t kChannelChunks = 8;
 
 template <class T>
 void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
                                bool accumulate) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg();
-  const int64_t hp = g.ih + g.pt + g.pb, wp = g.iw + g.pl + g.pr;
-  if (g.sh != 1 || g.sw != 1 || g.mb == 0 || !planes_fit<T>(1, hp, wp, kMaxWeightScratch)) {
+  const int64_t wp = g.iw + g.pl + g.pr;
+  if (g.sh != 1 || g.sw != 1 || g.mb == 0 ||
+      !planes_fit<T>(1, 1 + g.dh * (g.kh - 1), wp, kMaxWeightScratch)) {
     parallel_for(g.oc, work_mul(g.mb, ohw * khw), [&](int64_t o) {
       backward_weight_channel(g, x + (o / ocg) * ihw, g.ic * ihw, dy + o * ohw, g.oc * ohw,
                               dw + o * khw, accumulate);
     });
     return;
   }
-  // Stride 1: per channel, each input plane is padded into xp[hp][wp]; output row i of dy then
-  // meets tap (r, q) at the contiguous run xp[(i + r*dh)*wp + q*dw + j], j < ow. Up to kMaxFused
-  // taps are summed in one sweep over the images and rows, each into its own dot_lanes partial
-  // sums (in order of n, i, j); the lanes are added at the end. The order depends on g and the
-  // kernel path only.
-  const int64_t pad_size = hp * wp;
+  // Stride 1: per channel, each band of each input plane is padded into xp[band_hp][wp]; output
+  // row i of dy then meets tap (r, q) at the contiguous run xp[(i + r*dh)*wp + q*dw + j], j < ow.
+  // Up to kMaxFused taps are summed in one sweep over the (image, band) units, each into its own
+  // dot_lanes partial sums (in order of n, i, j); the lanes are added at the end. A channel's
+  // units are split into `chunks` fixed runs (several only where there are fewer channels than
+  // kChannelChunks, e.g. one large single-channel image), whose sums are added in order. The
+  // order depends on g and the kernel path only.
+  const Bands bands = bands_of(oh, wp);
+  const int64_t band_hp = bands.rows + g.dh * (g.kh - 1), pad_size = band_hp * wp;
+  const int64_t units = g.mb * bands.count;
+  const int64_t chunks = std::min(units, (kChannelChunks + g.oc - 1) / g.oc);
+  const int64_t items = g.oc * chunks;
   const int L = kern.dot_lanes;
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
-  const int64_t nthr =
-      std::min<int64_t>(threads_for_work(g.oc, work_mul(g.mb, ohw * khw)), get_num_threads());
+  const int64_t nthr = std::min<int64_t>(
+      threads_for_work(items, work_mul(units / chunks, bands.rows * ow * khw)), get_num_threads());
   Scratch buf(nthr, pad_size * int64_t(sizeof(T)));
+  Scratch sums(1, items * khw * int64_t(sizeof(T)));  // per (channel, chunk) and tap
+  T* const sum = sums.get<T>(0);
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
-    balance(g.oc, nt, tid, begin, end);
+    balance(items, nt, tid, begin, end);
     T* xp = buf.get<T>(tid);
-    std::fill(xp, xp + pad_size, T(0));
     int64_t off[kMaxFused];
     T lanes[kMaxFused][kMaxDotLanes<T>];
-    for (int64_t o = begin; o < end; ++o) {
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t o = it / chunks;
+      int64_t u_begin, u_end;
+      balance(units, chunks, it % chunks, u_begin, u_end);
       for (int64_t t0 = 0; t0 < khw; t0 += kMaxFused) {
         const int n = int(std::min<int64_t>(kMaxFused, khw - t0));
         for (int k = 0; k < n; ++k) {
@@ -322,18 +362,29 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
           off[k] = taps.offset(tap);
           for (int l = 0; l < L; ++l) lanes[k][l] = T(0);
         }
-        for (int64_t img = 0; img < g.mb; ++img) {
-          // With several tap chunks the plane is copied again per chunk (kernels above 3x3).
-          place_plane(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp, false);
-          kern.tap_dots(n, oh, ow, dy + (img * g.oc + o) * ohw, ow, xp, wp, off, lanes);
+        for (int64_t u = u_begin; u < u_end; ++u) {
+          const int64_t img = u / bands.count, i0 = u % bands.count * bands.rows;
+          const int64_t rows = std::min(bands.rows, oh - i0);
+          // With several tap chunks the band is copied again per chunk (kernels above 3x3).
+          place_plane(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt - i0, g.pl, band_hp, wp,
+                      xp, true);
+          kern.tap_dots(n, rows, ow, dy + (img * g.oc + o) * ohw + i0 * ow, ow, xp, wp, off,
+                        lanes);
         }
         for (int k = 0; k < n; ++k) {
           T total = T(0);
           for (int l = 0; l < L; ++l) total += lanes[k][l];
-          T& out = dw[o * khw + t0 + k];
-          out = accumulate ? out + total : total;
+          sum[it * khw + t0 + k] = total;
         }
       }
+    }
+  });
+  parallel_for(g.oc, chunks * khw, [&](int64_t o) {
+    for (int64_t t = 0; t < khw; ++t) {
+      T total = sum[o * chunks * khw + t];
+      for (int64_t c = 1; c < chunks; ++c) total += sum[(o * chunks + c) * khw + t];
+      T& out = dw[o * khw + t];
+      out = accumulate ? out + total : total;
     }
   });
 }

@@ -64,7 +64,8 @@ double copy_cost(const CostContext& c, double elems) {
 }
 
 bool stride1(const Conv2dGeometry& g) { return g.sh == 1 && g.sw == 1; }
-bool one_channel_groups(const CostContext& c) { return c.g.icg() == 1 && c.g.groups > 1; }
+// One input channel per group: depthwise layers, and single-channel inputs (groups == 1, ic == 1).
+bool one_channel_groups(const CostContext& c) { return c.g.icg() == 1; }
 // The forward's depthwise loops take no crop (the flipped pass's negative padding).
 bool fwd_depthwise_ok(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
