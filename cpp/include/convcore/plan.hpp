@@ -22,6 +22,9 @@
 //   backward_input   flip        the tutorial's: expand, pad by k-1-p, flipped kernels, then a
 //                                stride-1 forward (its own forward path chosen as above)
 //                    col2im      dcol = W^T dy, then the scatter-add col2im
+//                    phases      strided layers: a stride-1 forward of dy per residue of dx's
+//                                rows and columns mod the stride (sub-kernels of w, nothing
+//                                inserted), interleaved into dx
 //                    depthwise   direct loops, one input channel per group
 //   backward_weight  a_in_place  dW^T = col dY^T, col read in place from a padded copy
 //                    packed      dW = dY col^T, col^T packed from the image

@@ -12,6 +12,7 @@
 #include "igemm/padded_image.hpp"
 #include "memory/scratch.hpp"
 #include "ops/exec.hpp"
+#include "plan/paths.hpp"
 
 namespace convcore {
 namespace detail {
@@ -69,6 +70,64 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
         std::fill(dxg, dxg + icg * ihw, T(0));
         col2im(g, dcol, dxg);
       }
+  });
+}
+
+// The phase decomposition (ops/phases.hpp): each phase of dx, the rows and columns of one
+// residue mod the stride, is a stride-1 forward convolution of dy with a sub-kernel of w
+// (its taps reversed, the roles of ic and oc swapped) into its own buffer; one pass then
+// interleaves the phases into dx. Nothing is inserted and nothing scattered.
+template <class T>
+void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx) {
+  const Conv2dGeometry& g = e.g;
+  const int64_t icg = g.icg(), ocg = g.ocg(), khw = g.kh * g.kw;
+  const int64_t nph = int64_t(e.phases.size());
+  int64_t w_elems = 0, out_elems = 0;
+  std::vector<int64_t> start(size_t(nph) + 1, 0);  // of each phase's output in the buffer
+  for (int64_t k = 0; k < nph; ++k) {
+    const Phase& ph = e.phases[size_t(k)];
+    w_elems = std::max(w_elems, g.ic * ocg * ph.h.taps * ph.w.taps);
+    out_elems += ph.has_taps() ? g.mb * g.ic * ph.h.out * ph.w.out : 0;
+    start[size_t(k) + 1] = out_elems;
+  }
+  Scratch buf(1, (w_elems + out_elems) * int64_t(sizeof(T)));
+  T* const wph = buf.get<T>(0);
+  T* const out = wph + w_elems;
+  for (int64_t k = 0; k < nph; ++k) {
+    const Phase& ph = e.phases[size_t(k)];
+    if (!ph.has_taps()) continue;
+    const int64_t mh = ph.h.taps, mw = ph.w.taps;
+    // wph[gi*icg + c][o][m][n] = w[gi*ocg + o][c][r0h + (mh-1-m)*th][r0w + (mw-1-n)*tw]
+    for (int64_t oc = 0; oc < g.ic; ++oc)
+      for (int64_t o = 0; o < ocg; ++o) {
+        const int64_t gi = oc / icg, c = oc % icg;
+        const T* src = w + ((gi * ocg + o) * icg + c) * khw;
+        T* dst = wph + (oc * ocg + o) * mh * mw;
+        for (int64_t m = 0; m < mh; ++m)
+          for (int64_t n = 0; n < mw; ++n)
+            dst[m * mw + n] = src[(ph.h.first + (mh - 1 - m) * ph.h.step) * g.kw +
+                                  ph.w.first + (mw - 1 - n) * ph.w.step];
+      }
+    e.phase_fwd[size_t(k)]->run(g.mb, dy, wph, static_cast<const T*>(nullptr),
+                                out + start[size_t(k)], Activation::identity);
+  }
+  // dx[n][c][rh + sh*u][rw + sw*v] = phase (rh, rw)'s output [n][c][u][v], or 0 without taps.
+  parallel_for(g.mb * g.ic, g.ih * g.iw, [&](int64_t plane) {
+    T* d = dx + plane * g.ih * g.iw;
+    for (int64_t a = 0; a < g.ih; ++a) {
+      const int64_t rh = a % g.sh, u = a / g.sh;
+      for (int64_t rw = 0; rw < g.sw && rw < g.iw; ++rw) {
+        const Phase& ph = e.phases[size_t(rh * g.sw + rw)];
+        T* row = d + a * g.iw + rw;
+        const int64_t cols = ph.w.out;
+        if (!ph.has_taps()) {
+          for (int64_t v = 0; v < cols; ++v) row[v * g.sw] = T(0);
+          continue;
+        }
+        const T* src = out + start[size_t(rh * g.sw + rw)] + (plane * ph.h.out + u) * cols;
+        for (int64_t v = 0; v < cols; ++v) row[v * g.sw] = src[v];
+      }
+    }
   });
 }
 
@@ -187,6 +246,12 @@ InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmK
     : g(geometry), path(p), kern(&k) {
   if (path == InputPath::flip)
     flipped = std::make_unique<ForwardExec<T>>(g.flipped(), flipped_path, k);
+  if (path != InputPath::phases) return;
+  phases = input_phases(g);
+  for (const Phase& ph : phases)
+    phase_fwd.push_back(ph.has_taps() ? std::make_unique<ForwardExec<T>>(
+                                            ph.g, cheapest_forward(cost_context(ph.g, k)), k)
+                                      : nullptr);
 }
 
 template <class T>
@@ -195,6 +260,7 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
   switch (path) {
     case InputPath::flip: return backward_input_flip(*flipped, g, w, dy, dx);
     case InputPath::col2im: return backward_input_col2im(*kern, g, w, dy, dx);
+    case InputPath::phases: return backward_input_phases(*this, w, dy, dx);
     case InputPath::depthwise: return depthwise_backward_input(*kern->depthwise, g, w, dy, dx);
   }
 }

@@ -14,12 +14,13 @@
 #include "convcore/parallel.hpp"
 #include "gemm/ukernel.hpp"
 #include "igemm/padded_image.hpp"
+#include "ops/phases.hpp"
 
 namespace convcore::detail {
 
 // The paths of plan.hpp, in the order of the path table (plan/paths.cpp).
 enum class ForwardPath { gemm_1x1, packed, a_in_place, a_wide, b_in_place, depthwise };
-enum class InputPath { flip, col2im, depthwise };
+enum class InputPath { flip, col2im, phases, depthwise };
 enum class WeightPath { a_in_place, packed, depthwise };
 
 // y = act(conv(x, w) + bias) for mb images (any mb: the flipped pass runs chunks of a batch).
@@ -39,7 +40,8 @@ struct ForwardExec {
 // dx from dy.
 template <class T>
 struct InputExec {
-  // flip: forward_path is the path of the stride-1 forward of g.flipped().
+  // flip: forward_path is the path of the stride-1 forward of g.flipped(); phases: the
+  // paths of the phases' forwards are chosen here (cheapest_forward on kern's row).
   InputExec(const Conv2dGeometry& g, InputPath path, const GemmKernel<T>& kern,
             ForwardPath flipped_path);
   void run(const T* w, const T* dy, T* dx) const;
@@ -48,6 +50,8 @@ struct InputExec {
   InputPath path;
   const GemmKernel<T>* kern;
   std::unique_ptr<ForwardExec<T>> flipped;  // flip
+  std::vector<Phase> phases;                // phases: one per (row, column) residue
+  std::vector<std::unique_ptr<ForwardExec<T>>> phase_fwd;  // phases: null where no taps
 };
 
 // dw (+)= the weight gradient, partial sums over fixed chunks of images.

@@ -168,6 +168,26 @@ double bwi_col2im_cost(const CostContext& c) {
          (gemm_cost(c, K, N, ocg) + a_pack(c, K, ocg, N) + ocg * N * kCopy + scatter);
 }
 
+// The phases: a stride-1 forward per residue class of dx rows and columns, each on its cheapest
+// path, then one interleaving pass over dx. Strided layers only (with stride 1 it is the flip),
+// with no more phases than taps (beyond, phases would certainly get no tap: windows far apart).
+bool bwi_phases_ok(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  return !stride1(g) && double(g.sh) * double(g.sw) <= double(g.kh) * double(g.kw);
+}
+double bwi_phases_cost(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  double total = double(g.src_size()) * kGather;  // the interleave: strided writes
+  for (const Phase& ph : input_phases(g)) {
+    if (!ph.has_taps()) continue;
+    const CostContext cp{ph.g, c.mr, c.nr, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
+    double fwd = 0;
+    cheapest_forward(cp, &fwd);
+    total += fwd + double(g.ic * g.ocg() * ph.h.taps * ph.w.taps) * kCopy;
+  }
+  return total;
+}
+
 // --------------------------------------------------------------------------- backward weight
 
 bool bww_a_in_place_ok(const CostContext& c) {
@@ -225,9 +245,10 @@ const PathInfo<ForwardPath> kForwardPaths[6] = {
     {ForwardPath::b_in_place, "b_in_place", fwd_b_in_place_ok, fwd_b_in_place_cost},
     {ForwardPath::depthwise, "depthwise", fwd_depthwise_ok, depthwise_cost},
 };
-const PathInfo<InputPath> kInputPaths[3] = {
+const PathInfo<InputPath> kInputPaths[4] = {
     {InputPath::flip, "flip", bwi_any, bwi_flip_cost},
     {InputPath::col2im, "col2im", bwi_any, bwi_col2im_cost},
+    {InputPath::phases, "phases", bwi_phases_ok, bwi_phases_cost},
     {InputPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
 };
 const PathInfo<WeightPath> kWeightPaths[3] = {

@@ -21,6 +21,7 @@
 #include "convcore/geometry.hpp"
 #include "gemm/ukernel.hpp"
 #include "ops/exec.hpp"
+#include "ops/phases.hpp"
 
 namespace convcore::detail {
 
@@ -45,7 +46,7 @@ struct PathInfo {
 };
 
 extern const PathInfo<ForwardPath> kForwardPaths[6];
-extern const PathInfo<InputPath> kInputPaths[3];
+extern const PathInfo<InputPath> kInputPaths[4];
 extern const PathInfo<WeightPath> kWeightPaths[3];
 
 // The cheapest supported forward path for g on the row of c (there always is one: packed).
