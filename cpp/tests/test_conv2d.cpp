@@ -21,32 +21,62 @@ using check::same_bits;
 using convcore::Conv2dGeometry;
 using testutil::geom;
 
+// The activations of g as the ops see them (in g.layout) from NCHW data, and their results back
+// in NCHW, where the direct loops compute the references.
+struct Act {
+  const Conv2dGeometry& g;
+  template <class T>
+  std::vector<T> x_in(const std::vector<T>& v) const {
+    return testutil::from_nchw(v, g.mb, g.ic, g.ih, g.iw, g.layout);
+  }
+  template <class T>
+  std::vector<T> y_in(const std::vector<T>& v) const {
+    return testutil::from_nchw(v, g.mb, g.oc, g.oh(), g.ow(), g.layout);
+  }
+  template <class T>
+  std::vector<T> x_out(const std::vector<T>& v) const {
+    return testutil::to_nchw(v, g.mb, g.ic, g.ih, g.iw, g.layout);
+  }
+  template <class T>
+  std::vector<T> y_out(const std::vector<T>& v) const {
+    return testutil::to_nchw(v, g.mb, g.oc, g.oh(), g.ow(), g.layout);
+  }
+};
+
+Conv2dGeometry as_nchw(Conv2dGeometry g) {
+  g.layout = convcore::Layout::nchw;
+  return g;
+}
+
 template <class T>
 void check_geometry(const Conv2dGeometry& g, double tol) {
   using convcore::BackwardInputMethod;
-  auto x = testutil::random_vector<T>(g.src_size(), 11);
+  const Act act{g};
+  const Conv2dGeometry gr = as_nchw(g);  // the references' geometry
+  auto x_nchw = testutil::random_vector<T>(g.src_size(), 11);
   auto w = testutil::random_vector<T>(g.wei_size(), 12);
   auto b = testutil::random_vector<T>(g.oc, 13);
-  auto dy = testutil::random_vector<T>(g.dst_size(), 14);
+  auto dy_nchw = testutil::random_vector<T>(g.dst_size(), 14);
+  const auto x = act.x_in(x_nchw), dy = act.y_in(dy_nchw);
 
   std::vector<T> y_ref(g.dst_size()), dx_ref(g.src_size()), dw_ref(g.wei_size()), db_ref(g.oc);
-  convcore::ref::conv2d_forward(g, x.data(), w.data(), b.data(), y_ref.data());
-  convcore::ref::conv2d_backward_input(g, w.data(), dy.data(), dx_ref.data());
-  convcore::ref::conv2d_backward_weight(g, x.data(), dy.data(), dw_ref.data());
-  convcore::ref::conv2d_backward_bias(g, dy.data(), db_ref.data());
+  convcore::ref::conv2d_forward(gr, x_nchw.data(), w.data(), b.data(), y_ref.data());
+  convcore::ref::conv2d_backward_input(gr, w.data(), dy_nchw.data(), dx_ref.data());
+  convcore::ref::conv2d_backward_weight(gr, x_nchw.data(), dy_nchw.data(), dw_ref.data());
+  convcore::ref::conv2d_backward_bias(gr, dy_nchw.data(), db_ref.data());
 
   std::vector<T> first_y, first_dx, first_dw, first_db;
   for (int threads : {1, 2, 3}) {
     convcore::set_num_threads(threads);
     std::vector<T> y(g.dst_size(), T(NAN));
     convcore::conv2d_forward(g, x.data(), w.data(), b.data(), y.data());
-    CHECK_MSG(all_close(y, y_ref, tol), "forward " << g << " threads=" << threads);
+    CHECK_MSG(all_close(act.y_out(y), y_ref, tol), "forward " << g << " threads=" << threads);
 
     for (auto m : {BackwardInputMethod::flip, BackwardInputMethod::col2im,
                    BackwardInputMethod::automatic}) {
       std::vector<T> dx(g.src_size(), T(NAN));
       convcore::conv2d_backward_input(g, w.data(), dy.data(), dx.data(), m);
-      CHECK_MSG(all_close(dx, dx_ref, tol),
+      CHECK_MSG(all_close(act.x_out(dx), dx_ref, tol),
                 "backward_input " << g << " method=" << int(m) << " threads=" << threads);
       if (m == BackwardInputMethod::flip) {
         if (threads == 1) first_dx = dx;
@@ -86,14 +116,17 @@ void check_geometry(const Conv2dGeometry& g, double tol) {
 template <class T>
 void check_paths(const Conv2dGeometry& g, double tol) {
   using convcore::PlanOp;
-  auto x = testutil::random_vector<T>(g.src_size(), 41);
+  const Act act{g};
+  const Conv2dGeometry gr = as_nchw(g);
+  auto x_nchw = testutil::random_vector<T>(g.src_size(), 41);
   auto w = testutil::random_vector<T>(g.wei_size(), 42);
   auto b = testutil::random_vector<T>(g.oc, 43);
-  auto dy = testutil::random_vector<T>(g.dst_size(), 44);
+  auto dy_nchw = testutil::random_vector<T>(g.dst_size(), 44);
+  const auto x = act.x_in(x_nchw), dy = act.y_in(dy_nchw);
   std::vector<T> y_ref(g.dst_size()), dx_ref(g.src_size()), dw_ref(g.wei_size());
-  convcore::ref::conv2d_forward(g, x.data(), w.data(), b.data(), y_ref.data());
-  convcore::ref::conv2d_backward_input(g, w.data(), dy.data(), dx_ref.data());
-  convcore::ref::conv2d_backward_weight(g, x.data(), dy.data(), dw_ref.data());
+  convcore::ref::conv2d_forward(gr, x_nchw.data(), w.data(), b.data(), y_ref.data());
+  convcore::ref::conv2d_backward_input(gr, w.data(), dy_nchw.data(), dx_ref.data());
+  convcore::ref::conv2d_backward_weight(gr, x_nchw.data(), dy_nchw.data(), dw_ref.data());
   for (convcore::Isa isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512}) {
     if (!convcore::isa_supported(isa)) continue;
     const auto rows = convcore::detail::kernel_rows<T>(isa);
@@ -123,11 +156,11 @@ void check_paths(const Conv2dGeometry& g, double tol) {
           if (op == PlanOp::forward) {
             std::vector<T> y(g.dst_size(), T(NAN));
             plan->forward(x.data(), w.data(), b.data(), y.data());
-            CHECK_MSG(all_close(y, y_ref, tol), where << " " << g);
+            CHECK_MSG(all_close(act.y_out(y), y_ref, tol), where << " " << g);
           } else if (op == PlanOp::backward_input) {
             std::vector<T> dx(g.src_size(), T(NAN));
             plan->backward_input(w.data(), dy.data(), dx.data());
-            CHECK_MSG(all_close(dx, dx_ref, tol), where << " " << g);
+            CHECK_MSG(all_close(act.x_out(dx), dx_ref, tol), where << " " << g);
           } else {
             std::vector<T> dw(g.wei_size(), T(NAN));
             plan->backward_weight(x.data(), dy.data(), dw.data(), false);
@@ -137,6 +170,46 @@ void check_paths(const Conv2dGeometry& g, double tol) {
         CHECK_MSG(supported >= 1, "no path for " << g);
       }
     }
+  }
+}
+
+// The nhwc_ paths serve NHWC only and the others NCHW only (flip and col2im both); large images
+// run in several bands of output rows.
+template <class T>
+void check_nhwc_paths(double tol) {
+  Conv2dGeometry g = geom(2, 3, 9, 9, 4, 3, 3, 1, 1, 1, 1, 1, 1);
+  for (auto layout : {convcore::Layout::nchw, convcore::Layout::nhwc}) {
+    g.layout = layout;
+    const bool nhwc = layout == convcore::Layout::nhwc;
+    for (const char* path : {"packed", "a_in_place", "b_in_place", "nhwc_in_place"}) {
+      convcore::PlanOptions opt;
+      opt.forward = path;
+      const bool nhwc_path = std::string(path).rfind("nhwc_", 0) == 0;
+      bool made = true;
+      try {
+        convcore::Conv2dPlan<T> plan(g, opt);
+      } catch (const std::invalid_argument&) {
+        made = false;
+      }
+      CHECK_MSG(made == (nhwc_path == nhwc), "forward " << path << " on " << g);
+    }
+    convcore::PlanOptions opt;
+    opt.backward_weight = "nhwc_in_place";
+    bool made = true;
+    try {
+      convcore::Conv2dPlan<T> plan(g, opt);
+    } catch (const std::invalid_argument&) {
+      made = false;
+    }
+    CHECK_MSG(made == nhwc, "backward_weight nhwc_in_place on " << g);
+  }
+  // Padded rows of 64-96 channels x 260-300 columns: a band of the padded copy holds a few
+  // output rows only (a wide stride keeps the sums short enough for the float tolerance).
+  for (const Conv2dGeometry& b : {geom(2, 64, 20, 300, 8, 3, 3, 2, 8, 1, 2, 1, 1),
+                                  geom(1, 96, 17, 257, 5, 3, 2, 1, 6, 1, 0, 2, 1, 2, 1)}) {
+    Conv2dGeometry h = b;
+    h.layout = convcore::Layout::nhwc;
+    check_geometry<T>(h, tol);
   }
 }
 
@@ -150,6 +223,23 @@ void check_activations(double tol) {
   std::vector<T> lin(g.dst_size());
   convcore::ref::conv2d_forward(g, x.data(), w.data(), b.data(), lin.data());
   for (Activation act : {Activation::relu, Activation::sigmoid, Activation::tanh}) {
+    // NHWC first, with and without bias: the same values once back in NCHW.
+    Conv2dGeometry h = g;
+    h.layout = convcore::Layout::nhwc;
+    const auto xh = testutil::from_nchw(x, g.mb, g.ic, g.ih, g.iw, h.layout);
+    for (const T* bias : {static_cast<const T*>(b.data()), static_cast<const T*>(nullptr)}) {
+      std::vector<T> yh(g.dst_size()), want(g.dst_size());
+      convcore::conv2d_forward(h, xh.data(), w.data(), bias, yh.data(), act);
+      yh = testutil::to_nchw(yh, g.mb, g.oc, g.oh(), g.ow(), h.layout);
+      const int64_t hw = g.oh() * g.ow();
+      for (size_t i = 0; i < want.size(); ++i) {
+        const double v = double(lin[i]) - (bias ? 0.0 : double(b[(int64_t(i) / hw) % g.oc]));
+        want[i] = T(act == Activation::relu      ? (v > 0 ? v : 0)
+                    : act == Activation::sigmoid ? 1 / (1 + std::exp(-v))
+                                                 : std::tanh(v));
+      }
+      CHECK_MSG(all_close(yh, want, tol), "nhwc activation " << int(act) << " bias=" << !!bias);
+    }
     std::vector<T> y(g.dst_size()), want(g.dst_size());
     convcore::conv2d_forward(g, x.data(), w.data(), b.data(), y.data(), act);
     for (size_t i = 0; i < want.size(); ++i) {
@@ -209,7 +299,13 @@ void run(double tol) {
   for (const auto& g : cases) {
     check_geometry<T>(g, tol);
     check_paths<T>(g, tol);
+    // The same convolution on NHWC activations: the same results, transposed.
+    Conv2dGeometry h = g;
+    h.layout = convcore::Layout::nhwc;
+    check_geometry<T>(h, tol);
+    check_paths<T>(h, tol);
   }
+  check_nhwc_paths<T>(tol);
   // Empty batch: nothing happens, gradients are zero when not accumulating.
   const Conv2dGeometry e = geom(0, 2, 5, 5, 3, 3, 3);
   std::vector<T> dw(e.wei_size(), T(5));

@@ -30,4 +30,29 @@ inline convcore::Conv2dGeometry geom(int64_t mb, int64_t ic, int64_t ih, int64_t
   return g;
 }
 
+// An activation tensor [mb][c][h][w] (NCHW) in `layout`, and back: the tests keep their data and
+// references in NCHW and convert at the boundary of the op under test.
+template <class T>
+std::vector<T> from_nchw(const std::vector<T>& v, int64_t mb, int64_t c, int64_t h, int64_t w,
+                         convcore::Layout layout) {
+  if (layout == convcore::Layout::nchw) return v;
+  std::vector<T> out(v.size());
+  for (int64_t n = 0; n < mb; ++n)
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t p = 0; p < h * w; ++p)
+        out[static_cast<size_t>((n * h * w + p) * c + k)] = v[static_cast<size_t>((n * c + k) * h * w + p)];
+  return out;
+}
+template <class T>
+std::vector<T> to_nchw(const std::vector<T>& v, int64_t mb, int64_t c, int64_t h, int64_t w,
+                       convcore::Layout layout) {
+  if (layout == convcore::Layout::nchw) return v;
+  std::vector<T> out(v.size());
+  for (int64_t n = 0; n < mb; ++n)
+    for (int64_t k = 0; k < c; ++k)
+      for (int64_t p = 0; p < h * w; ++p)
+        out[static_cast<size_t>((n * c + k) * h * w + p)] = v[static_cast<size_t>((n * h * w + p) * c + k)];
+  return out;
+}
+
 }  // namespace testutil

@@ -11,6 +11,7 @@
 #include "igemm/im2col_pack.hpp"
 #include "igemm/padded_image.hpp"
 #include "memory/scratch.hpp"
+#include "ops/conv2d_nhwc.hpp"
 #include "ops/exec.hpp"
 #include "plan/paths.hpp"
 
@@ -38,7 +39,10 @@ void backward_input_flip(const ForwardExec<T>& flipped, const Conv2dGeometry& g,
   for (int64_t n0 = 0; n0 < g.mb; n0 += chunk) {
     const int64_t cnt = std::min(chunk, g.mb - n0);
     parallel_for(cnt, e_img, [&](int64_t i) {
-      expand_stride(g, g.oc, dy + (n0 + i) * dy_img, e + i * e_img);
+      if (g.layout == Layout::nhwc)
+        expand_stride_nhwc(g, g.oc, dy + (n0 + i) * dy_img, e + i * e_img);
+      else
+        expand_stride(g, g.oc, dy + (n0 + i) * dy_img, e + i * e_img);
     });
     flipped.run(cnt, static_cast<const T*>(e), wf.get<T>(0), static_cast<const T*>(nullptr),
                 dx + n0 * dx_img, Activation::identity);
@@ -259,7 +263,9 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
   if (g.mb == 0) return;
   switch (path) {
     case InputPath::flip: return backward_input_flip(*flipped, g, w, dy, dx);
-    case InputPath::col2im: return backward_input_col2im(*kern, g, w, dy, dx);
+    case InputPath::col2im:
+      if (g.layout == Layout::nhwc) return backward_input_col2im_nhwc(*kern, g, w, dy, dx);
+      return backward_input_col2im(*kern, g, w, dy, dx);
     case InputPath::phases: return backward_input_phases(*this, w, dy, dx);
     case InputPath::depthwise: return depthwise_backward_input(*kern->depthwise, g, w, dy, dx);
   }
@@ -268,6 +274,7 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
 template <class T>
 WeightExec<T>::WeightExec(const Conv2dGeometry& geometry, WeightPath p, const GemmKernel<T>& k)
     : g(geometry), path(p), kern(&k), chunks(weight_chunks(geometry, sizeof(T))) {
+  prepare_nhwc(*this);
   if (path != WeightPath::a_in_place) return;
   pi = PaddedImage::of<T>(g);
   row_off = pi.tap_offsets(g);
@@ -285,11 +292,13 @@ void WeightExec<T>::run(const T* x, const T* dy, T* dw, bool accumulate) const {
     case WeightPath::packed: return backward_weight_packed(*this, x, dy, dw, accumulate);
     case WeightPath::depthwise:
       return depthwise_backward_weight(*kern->depthwise, g, x, dy, dw, accumulate);
+    case WeightPath::nhwc_in_place: return backward_weight_nhwc(*this, x, dy, dw, accumulate);
   }
 }
 
 template <class T>
 void backward_bias_run(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
+  if (g.layout == Layout::nhwc) return backward_bias_nhwc(g, dy, db, accumulate);
   const int64_t N = g.oh() * g.ow();
   // kLanes running sums, each over a fixed subset of the positions, so that the loop vectorises
   // (one running sum is a chain of dependent additions) and the bits do not depend on threads.

@@ -9,6 +9,7 @@
 #include "igemm/im2col_pack.hpp"
 #include "igemm/padded_image.hpp"
 #include "memory/scratch.hpp"
+#include "ops/conv2d_nhwc.hpp"
 #include "ops/exec.hpp"
 
 namespace convcore {
@@ -282,6 +283,7 @@ template <class T>
 ForwardExec<T>::ForwardExec(const Conv2dGeometry& geometry, ForwardPath p,
                             const GemmKernel<T>& k)
     : g(geometry), path(p), kern(&k) {
+  prepare_nhwc(*this);
   if (path != ForwardPath::a_in_place && path != ForwardPath::a_wide &&
       path != ForwardPath::b_in_place)
     return;
@@ -304,6 +306,8 @@ void ForwardExec<T>::run(int64_t mb, const T* x, const T* w, const T* bias, T* y
     case ForwardPath::gemm_1x1:
     case ForwardPath::packed: return forward_packed(*this, gm, x, w, bias, y, act);
     case ForwardPath::depthwise: return depthwise_forward(*kern->depthwise, gm, x, w, bias, y, act);
+    case ForwardPath::nhwc_1x1:
+    case ForwardPath::nhwc_in_place: return forward_nhwc(*this, gm, x, w, bias, y, act);
   }
 }
 

@@ -14,14 +14,19 @@
 #include "convcore/parallel.hpp"
 #include "gemm/ukernel.hpp"
 #include "igemm/padded_image.hpp"
+#include "igemm/padded_image_nhwc.hpp"
 #include "ops/phases.hpp"
 
 namespace convcore::detail {
 
-// The paths of plan.hpp, in the order of the path table (plan/paths.cpp).
-enum class ForwardPath { gemm_1x1, packed, a_in_place, a_wide, b_in_place, depthwise };
+// The paths of plan.hpp, in the order of the path table (plan/paths.cpp). The nhwc_ paths serve
+// the NHWC layout only (ops/conv2d_nhwc.cpp), the others NCHW only, except flip and col2im,
+// which have a body per layout.
+enum class ForwardPath {
+  gemm_1x1, packed, a_in_place, a_wide, b_in_place, depthwise, nhwc_1x1, nhwc_in_place
+};
 enum class InputPath { flip, col2im, phases, depthwise };
-enum class WeightPath { a_in_place, packed, depthwise };
+enum class WeightPath { a_in_place, packed, depthwise, nhwc_in_place };
 
 // y = act(conv(x, w) + bias) for mb images (any mb: the flipped pass runs chunks of a batch).
 template <class T>
@@ -35,6 +40,8 @@ struct ForwardExec {
   PaddedImage pi{};           // a_in_place, a_wide, b_in_place
   std::vector<int64_t> taps;  // a_in_place, a_wide, b_in_place: K tap offsets into the copy
   std::vector<int64_t> pix;   // a_in_place: N pixel offsets into the padded copy
+                              // nhwc_in_place: taps and pix of a band of the copy below
+  PaddedBandNhwc band{};      // nhwc_in_place
 };
 
 // dx from dy.
@@ -66,7 +73,8 @@ struct WeightExec {
   int64_t chunks = 1;
   PaddedImage pi{};              // a_in_place
   std::vector<int64_t> row_off;  // a_in_place: K tap offsets
-  std::vector<int64_t> k_off;    // a_in_place: N pixel offsets
+  std::vector<int64_t> k_off;    // a_in_place: N pixel offsets; nhwc_in_place: a band's
+  PaddedBandNhwc band{};         // nhwc_in_place
 };
 
 // db (+)= dy summed over images and pixels.

@@ -64,8 +64,12 @@ double copy_cost(const CostContext& c, double elems) {
 }
 
 bool stride1(const Conv2dGeometry& g) { return g.sh == 1 && g.sw == 1; }
+// Which layout a path serves: the nhwc_ paths NHWC only, the others NCHW only (flip and col2im
+// have a body for each).
+bool nchw(const CostContext& c) { return c.g.layout == Layout::nchw; }
+bool nhwc(const CostContext& c) { return c.g.layout == Layout::nhwc; }
 // One input channel per group: depthwise layers, and single-channel inputs (groups == 1, ic == 1).
-bool one_channel_groups(const CostContext& c) { return c.g.icg() == 1; }
+bool one_channel_groups(const CostContext& c) { return nchw(c) && c.g.icg() == 1; }
 // The forward's depthwise loops take no crop (the flipped pass's negative padding).
 bool fwd_depthwise_ok(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
@@ -76,21 +80,21 @@ double images_groups(const Conv2dGeometry& g) { return double(g.mb) * double(g.g
 // ---------------------------------------------------------------------------------- forward
 // Per image and group: K = icg*kh*kw, N = oh*ow.
 
-bool fwd_gemm_1x1_ok(const CostContext& c) { return col_is_input(c.g); }
-bool fwd_packed_ok(const CostContext&) { return true; }
+bool fwd_gemm_1x1_ok(const CostContext& c) { return nchw(c) && col_is_input(c.g); }
+bool fwd_packed_ok(const CostContext& c) { return nchw(c); }
 bool fwd_a_in_place_ok(const CostContext& c) {
   const double out = double(c.g.ocg()) * double(c.g.col_cols());
-  return !col_is_input(c.g) &&
+  return nchw(c) && !col_is_input(c.g) &&
          (padded_elems(c.g) + out) * double(c.elem_size) <= kMaxWorkspaceBytes;
 }
 bool fwd_a_wide_ok(const CostContext& c) {
   const double out = double(c.g.ocg()) * double(c.g.oh()) * padded_wp(c.g);
-  return !col_is_input(c.g) && stride1(c.g) &&
+  return nchw(c) && !col_is_input(c.g) && stride1(c.g) &&
          (padded_elems(c.g) + out) * double(c.elem_size) <= kMaxWorkspaceBytes;
 }
 bool fwd_b_in_place_ok(const CostContext& c) {
   const double wide = double(c.g.ocg()) * double(c.g.oh()) * padded_wp(c.g);
-  return !col_is_input(c.g) && stride1(c.g) &&
+  return nchw(c) && !col_is_input(c.g) && stride1(c.g) &&
          (padded_elems(c.g) + wide) * double(c.elem_size) <= kMaxWorkspaceBytes;
 }
 
@@ -131,6 +135,29 @@ double fwd_b_in_place_cost(const CostContext& c) {
                                compaction + a_pack(c, ocg, K, n));
 }
 
+// NHWC. nhwc_1x1: the whole batch, one product per group, A (the image) packed.
+bool fwd_nhwc_1x1_ok(const CostContext& c) { return nhwc(c) && col_is_input(c.g); }
+double fwd_nhwc_1x1_cost(const CostContext& c) {
+  const double m = double(c.g.mb) * double(c.g.col_cols());
+  const double K = double(c.g.col_rows()), ocg = double(c.g.ocg());
+  return double(c.g.groups) * (gemm_cost(c, m, ocg, K) + a_pack(c, m, K, ocg));
+}
+// nhwc_in_place: per band of an image, a padded copy of all channels (bands overlap by the
+// kernel's halo), then per group the product with col^T read in place; the output needs no
+// write-back of its own.
+bool fwd_nhwc_in_place_ok(const CostContext& c) { return nhwc(c); }
+double nhwc_copy_cost(const CostContext& c) {
+  double rows = 1, bytes = 0;
+  padded_band_nhwc_size(c.g, c.elem_size, rows, bytes);
+  const double bands = std::ceil(double(c.g.oh()) / rows);
+  return double(c.g.mb) * bands * (bytes / double(c.elem_size)) *
+         (kCopy + (bytes > c.l2_bytes / 2 ? kFarCopy : 0));
+}
+double fwd_nhwc_in_place_cost(const CostContext& c) {
+  const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
+  return images_groups(c.g) * gemm_cost(c, N, ocg, K) + nhwc_copy_cost(c);
+}
+
 // The depthwise loops: stride 1 runs several taps per pass over a padded plane at one vector
 // FMA per element and tap; other strides run strided scalar loops (one per lanes / 4: the
 // vectoriser packs a few).
@@ -146,6 +173,7 @@ double depthwise_cost(const CostContext& c) {
 // ---------------------------------------------------------------------------- backward input
 
 bool bwi_any(const CostContext&) { return true; }
+bool bwi_col2im_ok(const CostContext&) { return true; }
 
 // The flipped pass: zero insertion (stride > 1), then a stride-1 forward of g.flipped() on its
 // cheapest path, plus the kernel flip.
@@ -163,6 +191,11 @@ double bwi_flip_cost(const CostContext& c) {
 double bwi_col2im_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
+  if (nhwc(c)) {  // dcol^T[N x K] = dY_g[N x ocg] Wr_g[ocg x K], then icg-vectors added back
+    const double scatter = col_is_input(g) ? 0 : K * N * kScatter / double(std::min(g.icg(), c.lanes));
+    return images_groups(g) * (gemm_cost(c, N, K, ocg) + a_pack(c, N, ocg, K) + scatter) +
+           double(g.mb) * double(g.ic * g.ih * g.iw) * kCopy;
+  }
   const double scatter = col_is_input(g) ? 0 : K * N * kScatter + double(g.icg() * g.ih * g.iw) * kCopy;
   return images_groups(g) *
          (gemm_cost(c, K, N, ocg) + a_pack(c, K, ocg, N) + ocg * N * kCopy + scatter);
@@ -171,9 +204,10 @@ double bwi_col2im_cost(const CostContext& c) {
 // The phases: a stride-1 forward per residue class of dx rows and columns, each on its cheapest
 // path, then one interleaving pass over dx. Strided layers only (with stride 1 it is the flip),
 // with no more phases than taps (beyond, phases would certainly get no tap: windows far apart).
+// NCHW only (the interleave writes NCHW planes).
 bool bwi_phases_ok(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
-  return !stride1(g) && double(g.sh) * double(g.sw) <= double(g.kh) * double(g.kw);
+  return nchw(c) && !stride1(g) && double(g.sh) * double(g.sw) <= double(g.kh) * double(g.kw);
 }
 double bwi_phases_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
@@ -191,7 +225,7 @@ double bwi_phases_cost(const CostContext& c) {
 // --------------------------------------------------------------------------- backward weight
 
 bool bww_a_in_place_ok(const CostContext& c) {
-  return padded_elems(c.g) * double(c.elem_size) <= kMaxWorkspaceBytes;
+  return nchw(c) && padded_elems(c.g) * double(c.elem_size) <= kMaxWorkspaceBytes;
 }
 double chunk_sums(const CostContext& c) {
   const double chunks = double(weight_chunks(c.g, c.elem_size));
@@ -207,6 +241,16 @@ double bww_a_in_place_cost(const CostContext& c) {
   return images_groups(g) * (product + copy_cost(c, padded_elems(g)) + N * ocg * kGather) +
          chunk_sums(c);
 }
+// NHWC: dW_g^T[K x ocg] (+)= col[K x N] dY_g[N x ocg], col read in place from a band's copy.
+bool bww_nhwc_ok(const CostContext& c) { return nhwc(c); }
+double bww_nhwc_cost(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
+  const double panels = ceil_div(ocg, double(c.nr));
+  const double product = gemm_cost(c, K, ocg, N) * (1 + kDirectAPanelPenalty * (panels - 1));
+  return images_groups(g) * (product + N * ocg * kCopy) + nhwc_copy_cost(c) + chunk_sums(c);
+}
+bool bww_packed_ok(const CostContext& c) { return nchw(c); }
 // dW_g[ocg x K] (+)= dY_g[ocg x N] col^T[N x K].
 double bww_packed_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
@@ -237,24 +281,27 @@ CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k) {
 template CostContext cost_context<float>(const Conv2dGeometry&, const GemmKernel<float>&);
 template CostContext cost_context<double>(const Conv2dGeometry&, const GemmKernel<double>&);
 
-const PathInfo<ForwardPath> kForwardPaths[6] = {
+const PathInfo<ForwardPath> kForwardPaths[8] = {
     {ForwardPath::gemm_1x1, "gemm_1x1", fwd_gemm_1x1_ok, fwd_gemm_1x1_cost},
     {ForwardPath::packed, "packed", fwd_packed_ok, fwd_packed_cost},
     {ForwardPath::a_in_place, "a_in_place", fwd_a_in_place_ok, fwd_a_in_place_cost},
     {ForwardPath::a_wide, "a_wide", fwd_a_wide_ok, fwd_a_wide_cost},
     {ForwardPath::b_in_place, "b_in_place", fwd_b_in_place_ok, fwd_b_in_place_cost},
     {ForwardPath::depthwise, "depthwise", fwd_depthwise_ok, depthwise_cost},
+    {ForwardPath::nhwc_1x1, "nhwc_1x1", fwd_nhwc_1x1_ok, fwd_nhwc_1x1_cost},
+    {ForwardPath::nhwc_in_place, "nhwc_in_place", fwd_nhwc_in_place_ok, fwd_nhwc_in_place_cost},
 };
 const PathInfo<InputPath> kInputPaths[4] = {
     {InputPath::flip, "flip", bwi_any, bwi_flip_cost},
-    {InputPath::col2im, "col2im", bwi_any, bwi_col2im_cost},
+    {InputPath::col2im, "col2im", bwi_col2im_ok, bwi_col2im_cost},
     {InputPath::phases, "phases", bwi_phases_ok, bwi_phases_cost},
     {InputPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
 };
-const PathInfo<WeightPath> kWeightPaths[3] = {
+const PathInfo<WeightPath> kWeightPaths[4] = {
     {WeightPath::a_in_place, "a_in_place", bww_a_in_place_ok, bww_a_in_place_cost},
-    {WeightPath::packed, "packed", bwi_any, bww_packed_cost},
+    {WeightPath::packed, "packed", bww_packed_ok, bww_packed_cost},
     {WeightPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
+    {WeightPath::nhwc_in_place, "nhwc_in_place", bww_nhwc_ok, bww_nhwc_cost},
 };
 
 ForwardPath cheapest_forward(const CostContext& c, double* cost) {

@@ -129,8 +129,6 @@ template <class T>
 PlanImpl<T>::PlanImpl(const Conv2dGeometry& geometry, const PlanOptions& options)
     : g(geometry), opt(options) {
   g.validate("Conv2dPlan");
-  CONVCORE_CHECK(g.layout == Layout::nchw, "Conv2dPlan: layout ", layout_name(g.layout),
-                 " has no paths yet; use NCHW");
   const auto rows = enabled_rows<T>(opt.isa, opt.tile);
   std::ostringstream canonical;
   canonical << g;

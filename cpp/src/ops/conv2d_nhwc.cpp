@@ -1,0 +1,308 @@
+// The NHWC executors (conv2d_nhwc.hpp): the products of the NCHW in-place paths, with pixels as
+// rows and channels as columns, so that the GEMM's row-major C is the NHWC output itself.
+#include "ops/conv2d_nhwc.hpp"
+
+#include <algorithm>
+
+#include "gemm/gemm_driver.hpp"
+#include "gemm/pack.hpp"
+#include "igemm/padded_image_nhwc.hpp"
+#include "memory/scratch.hpp"
+
+namespace convcore::detail {
+namespace {
+
+// wr[o][(r*kw + s)*icg + c] = w[o][c][r][s] for all oc rows: the K index in the order of the
+// NHWC im2col matrix.
+template <class T>
+void reorder_weights(const Conv2dGeometry& g, const T* w, T* wr) {
+  const int64_t icg = g.icg(), khw = g.kh * g.kw, K = g.col_rows();
+  for (int64_t o = 0; o < g.oc; ++o)
+    for (int64_t c = 0; c < icg; ++c)
+      for (int64_t t = 0; t < khw; ++t) wr[o * K + t * icg + c] = w[o * K + c * khw + t];
+}
+
+// The forward epilogue: y = act(y + bias) over a finished block of the NHWC output (pixels
+// [i0, i0+mc), channels [j0, j0+nc) of the group, which starts at y with row stride ldy).
+template <class T>
+struct NhwcBiasActivation {
+  T* y;
+  int64_t ldy;
+  const T* bias;  // ocg values, or null
+  Activation act;
+  const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh
+
+  void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
+    const bool pass = act == Activation::sigmoid || act == Activation::tanh;
+    with_activation(pass ? Activation::identity : act, [&](auto a) {
+      for (int64_t i = i0; i < i0 + mc; ++i) {
+        T* row = y + i * ldy + j0;
+        if (bias) {
+          const T* b = bias + j0;
+          for (int64_t t = 0; t < nc; ++t) row[t] = activate(a, row[t] + b[t]);
+        } else if (decltype(a)::value != Activation::identity) {
+          for (int64_t t = 0; t < nc; ++t) row[t] = activate(a, row[t]);
+        }
+        if (pass) kern->activate(act, row, nc);
+      }
+    });
+  }
+};
+
+// The work of one band of one image's forward product, for the thread count.
+int64_t band_work(const Conv2dGeometry& g, int64_t rows) {
+  return work_mul(work_mul(g.oc, g.col_rows()), work_mul(rows, g.ow()));
+}
+
+// 1x1, stride 1, no padding: col^T is x itself, the whole batch one product per group,
+// Y[mb*ih*iw x ocg] = X_g[mb*ih*iw x icg] * W_g^T[icg x ocg], both read with row stride ic / oc.
+template <class T>
+void forward_nhwc_1x1(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* x, const T* w,
+                      const T* bias, T* y, Activation act) {
+  const int64_t m = g.mb * g.ih * g.iw, icg = g.icg(), ocg = g.ocg();
+  for (int64_t gi = 0; gi < g.groups; ++gi) {
+    const MatrixPackA<T> a(false, x + gi * icg, g.ic);
+    const MatrixPackB<T> b(true, w + gi * ocg * icg, icg);
+    T* yg = y + gi * ocg;
+    if (bias == nullptr && act == Activation::identity)
+      gemm_driver<T>(kern, m, ocg, icg, T(1), a, b, T(0), yg, g.oc);
+    else
+      gemm_driver<T>(kern, m, ocg, icg, T(1), a, b, T(0), yg, g.oc,
+                     NhwcBiasActivation<T>{yg, g.oc, bias ? bias + gi * ocg : nullptr, act, &kern});
+  }
+}
+
+// Any geometry: per band of output rows of an image, the padded copy xp of the band (all
+// channels), then per group Y_g[cnt*ow x ocg] = col^T * Wr_g^T with col^T read in place from
+// xp (DirectA) and Wr_g^T packed once per call. Images and bands are split over the threads.
+template <class T>
+void forward_nhwc_in_place(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x,
+                           const T* w, const T* bias, T* y, Activation act) {
+  const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
+  const GemmKernel<T>& kern = *e.kern;
+  const PaddedBandNhwc& pb = e.band;
+  const int64_t items = g.mb * pb.bands;
+  const int64_t nthr = std::min<int64_t>(threads_for_work(items, band_work(g, pb.rows)),
+                                         get_num_threads());
+  const int64_t wt_elems = prepacked_b_elems(kern, K, ocg);
+  Scratch packed_w(1, (g.groups * wt_elems + g.wei_size()) * int64_t(sizeof(T)));
+  Scratch work(nthr, pb.elems * int64_t(sizeof(T)));
+  T* wr = packed_w.get<T>(0) + g.groups * wt_elems;
+  reorder_weights(g, w, wr);
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    prepack_b(kern, K, ocg, MatrixPackB<T>(true, wr + gi * ocg * K, K),
+              packed_w.get<T>(0) + gi * wt_elems);
+  const int64_t* pix = e.pix.data();
+  const int64_t* taps = e.taps.data();
+  const int64_t img = g.ih * g.iw * g.ic;
+
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(items, nt, tid, begin, end);
+    T* xp = work.get<T>(tid);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / pb.bands;
+      int64_t i0, cnt;
+      pb.band_range(g, item % pb.bands, i0, cnt);
+      pb.fill(g, x + n * img, i0, cnt, xp);
+      T* yb = y + (n * N + i0 * g.ow()) * g.oc;
+      const int64_t m = cnt * g.ow();
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const DirectA<T> a{xp + gi * icg, pix, taps};
+        const PrepackedB<T> b{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
+        T* yg = yb + gi * ocg;
+        if (bias == nullptr && act == Activation::identity)
+          gemm_driver<T>(kern, m, ocg, K, T(1), a, b, T(0), yg, g.oc);
+        else
+          gemm_driver<T>(kern, m, ocg, K, T(1), a, b, T(0), yg, g.oc,
+                         NhwcBiasActivation<T>{yg, g.oc, bias ? bias + gi * ocg : nullptr, act,
+                                               &kern});
+      }
+    }
+  });
+}
+
+}  // namespace
+
+template <class T>
+void prepare_nhwc(ForwardExec<T>& e) {
+  if (e.path != ForwardPath::nhwc_in_place) return;
+  e.band = PaddedBandNhwc::of<T>(e.g);
+  e.taps = e.band.tap_offsets(e.g);
+  e.pix = e.band.pixel_offsets(e.g);
+}
+
+template <class T>
+void prepare_nhwc(WeightExec<T>& e) {
+  if (e.path != WeightPath::nhwc_in_place) return;
+  e.band = PaddedBandNhwc::of<T>(e.g);
+  e.row_off = e.band.tap_offsets(e.g);
+  e.k_off = e.band.pixel_offsets(e.g);
+}
+
+template <class T>
+void forward_nhwc(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x, const T* w,
+                  const T* bias, T* y, Activation act) {
+  if (e.path == ForwardPath::nhwc_1x1) return forward_nhwc_1x1(*e.kern, g, x, w, bias, y, act);
+  forward_nhwc_in_place(e, g, x, w, bias, y, act);
+}
+
+// dcol^T[cnt*ow x K] = dY_g[cnt*ow x ocg] * Wr_g[ocg x K] per band of output rows, then each
+// row of dcol^T added back, one contiguous icg-vector per tap, into dx (zeroed first). Images
+// are split over the threads (a band's scatter overlaps its neighbours'). 1x1 stride-1 unpadded
+// kernels need no scatter: dX_g[mb*ih*iw x icg] = dY_g * W_g, the whole batch in one product.
+template <class T>
+void backward_input_col2im_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
+                                const T* dy, T* dx) {
+  const int64_t K = g.col_rows(), icg = g.icg(), ocg = g.ocg(), oh = g.oh(), ow = g.ow();
+  if (col_is_input(g)) {
+    const int64_t m = g.mb * g.ih * g.iw;
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      gemm_driver<T>(kern, m, icg, ocg, T(1), MatrixPackA<T>(false, dy + gi * ocg, g.oc),
+                     MatrixPackB<T>(false, w + gi * ocg * icg, icg), T(0), dx + gi * icg, g.ic);
+    return;
+  }
+  const double row_bytes = double(ow) * double(K) * double(sizeof(T));
+  const int64_t rows = band_rows(oh, row_bytes, 0, PaddedBandNhwc::kBandBytes);
+  const int64_t nthr = image_threads(g);
+  Scratch wr_buf(1, g.wei_size() * int64_t(sizeof(T)));
+  Scratch col_buf(nthr, rows * ow * K * int64_t(sizeof(T)));
+  T* wr = wr_buf.get<T>(0);
+  reorder_weights(g, w, wr);
+  const int64_t img = g.ih * g.iw * g.ic;
+
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(g.mb, nt, tid, begin, end);
+    T* dcol = col_buf.get<T>(tid);
+    for (int64_t n = begin; n < end; ++n) {
+      T* dxn = dx + n * img;
+      std::fill(dxn, dxn + img, T(0));
+      for (int64_t i0 = 0; i0 < oh; i0 += rows) {
+        const int64_t cnt = std::min(rows, oh - i0);
+        const T* dyb = dy + (n * oh + i0) * ow * g.oc;
+        for (int64_t gi = 0; gi < g.groups; ++gi) {
+          gemm_driver<T>(kern, cnt * ow, K, ocg, T(1), MatrixPackA<T>(false, dyb + gi * ocg, g.oc),
+                         MatrixPackB<T>(false, wr + gi * ocg * K, K), T(0), dcol, K);
+          for (int64_t i = 0; i < cnt; ++i)
+            for (int64_t j = 0; j < ow; ++j) {
+              const T* src = dcol + (i * ow + j) * K;
+              for (int64_t r = 0; r < g.kh; ++r) {
+                const int64_t iy = (i0 + i) * g.sh + r * g.dh - g.pt;
+                if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
+                for (int64_t s = 0; s < g.kw; ++s) {
+                  const int64_t ix = j * g.sw + s * g.dw - g.pl;
+                  if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
+                  T* d = dxn + (iy * g.iw + ix) * g.ic + gi * icg;
+                  const T* v = src + (r * g.kw + s) * icg;
+                  for (int64_t c = 0; c < icg; ++c) d[c] += v[c];
+                }
+              }
+            }
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+void expand_stride_nhwc(const Conv2dGeometry& g, int64_t channels, const T* dy, T* e) {
+  const int64_t eh = g.eh(), ew = g.ew(), oh = g.oh(), ow = g.ow();
+  std::fill(e, e + eh * ew * channels, T(0));
+  for (int64_t i = 0; i < oh; ++i)
+    for (int64_t j = 0; j < ow; ++j)
+      std::copy(dy + (i * ow + j) * channels, dy + (i * ow + j + 1) * channels,
+                e + (i * g.sh * ew + j * g.sw) * channels);
+}
+
+// dW_g^T[K x ocg] (+)= col[K x cnt*ow] * dY_g[cnt*ow x ocg] per band of an image, col read in
+// place from the band's padded copy (DirectA), dY_g packed from dy with row stride oc. Partial
+// sums over the same fixed chunks of images as the NCHW paths, bands in order inside each
+// image, then reduced in chunk order with K mapped back from (r, s, c) to dw's (c, r, s).
+template <class T>
+void backward_weight_nhwc(const WeightExec<T>& e, const T* x, const T* dy, T* dw,
+                          bool accumulate) {
+  const Conv2dGeometry& g = e.g;
+  const int64_t chunks = e.chunks;
+  const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
+  const int64_t khw = g.kh * g.kw, img = g.ih * g.iw * g.ic;
+  const PaddedBandNhwc& pb = e.band;
+  const int64_t nthr = std::max<int64_t>(1, std::min<int64_t>(chunks, get_num_threads()));
+  Scratch partial(chunks, g.wei_size() * int64_t(sizeof(T)));
+  Scratch padded(nthr, pb.elems * int64_t(sizeof(T)));
+  const int64_t* taps = e.row_off.data();
+  const int64_t* pix = e.k_off.data();
+
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t c_begin, c_end;
+    balance(chunks, nt, tid, c_begin, c_end);
+    T* xp = padded.get<T>(tid);
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      T* sum = partial.get<T>(c);  // [groups][K][ocg]
+      int64_t begin, end;
+      balance(g.mb, chunks, c, begin, end);
+      for (int64_t n = begin; n < end; ++n)
+        for (int64_t b = 0; b < pb.bands; ++b) {
+          int64_t i0, cnt;
+          pb.band_range(g, b, i0, cnt);
+          pb.fill(g, x + n * img, i0, cnt, xp);
+          const T* dyb = dy + (n * N + i0 * g.ow()) * g.oc;
+          const T beta = n == begin && b == 0 ? T(0) : T(1);
+          for (int64_t gi = 0; gi < g.groups; ++gi)
+            gemm_driver<T>(*e.kern, K, ocg, cnt * g.ow(), T(1), DirectA<T>{xp + gi * icg, taps, pix},
+                           MatrixPackB<T>(false, dyb + gi * ocg, g.oc), beta,
+                           sum + gi * K * ocg, ocg);
+        }
+    }
+  });
+  // dw[gi*ocg + o][c][t] = (accumulate ? dw : 0) + the chunks' sums at K index t*icg + c.
+  parallel_for(g.oc, K * chunks, [&](int64_t row) {
+    const int64_t gi = row / ocg, o = row % ocg;
+    for (int64_t c = 0; c < icg; ++c)
+      for (int64_t t = 0; t < khw; ++t) {
+        T& d = dw[row * K + c * khw + t];
+        T s = accumulate ? d : T(0);
+        for (int64_t ch = 0; ch < chunks; ++ch)
+          s += partial.get<T>(ch)[(gi * K + t * icg + c) * ocg + o];
+        d = s;
+      }
+  });
+}
+
+// Column sums of dy[mb*oh*ow][oc]: blocks of channels over the threads; in each, kRows running
+// sums per channel, row p added to sum p % kRows, then the sums added pairwise. The order
+// depends on the geometry only; the inner loop runs along contiguous channels (vectorised).
+template <class T>
+void backward_bias_nhwc(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
+  constexpr int64_t kBlock = 64, kRows = 4;
+  const int64_t m = g.mb * g.oh() * g.ow(), oc = g.oc;
+  parallel_for((oc + kBlock - 1) / kBlock, m * kBlock, [&](int64_t blk) {
+    const int64_t c0 = blk * kBlock, cn = std::min(kBlock, oc - c0);
+    T acc[kRows][kBlock] = {};
+    for (int64_t p = 0; p < m; ++p) {
+      const T* row = dy + p * oc + c0;
+      T* a = acc[p % kRows];
+      for (int64_t c = 0; c < cn; ++c) a[c] += row[c];
+    }
+    for (int64_t c = 0; c < cn; ++c) {
+      const T s = (acc[0][c] + acc[1][c]) + (acc[2][c] + acc[3][c]);
+      db[c0 + c] = accumulate ? db[c0 + c] + s : s;
+    }
+  });
+}
+
+#define CONVCORE_INSTANTIATE(T)                                                                  \
+  template void prepare_nhwc<T>(ForwardExec<T>&);                                               \
+  template void prepare_nhwc<T>(WeightExec<T>&);                                                \
+  template void forward_nhwc<T>(const ForwardExec<T>&, const Conv2dGeometry&, const T*, const T*, \
+                                const T*, T*, Activation);                                      \
+  template void backward_input_col2im_nhwc<T>(const GemmKernel<T>&, const Conv2dGeometry&,     \
+                                              const T*, const T*, T*);                          \
+  template void expand_stride_nhwc<T>(const Conv2dGeometry&, int64_t, const T*, T*);           \
+  template void backward_weight_nhwc<T>(const WeightExec<T>&, const T*, const T*, T*, bool);   \
+  template void backward_bias_nhwc<T>(const Conv2dGeometry&, const T*, T*, bool);
+CONVCORE_INSTANTIATE(float)
+CONVCORE_INSTANTIATE(double)
+#undef CONVCORE_INSTANTIATE
+
+}  // namespace convcore::detail
