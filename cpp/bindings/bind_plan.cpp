@@ -54,8 +54,14 @@ class PlanBinding {
       throw py::type_error("dtype: expected float32 or float64, got " + dtype);
     dtype_ = py::dtype(dtype);
     const py::ssize_t lead = single ? 0 : 1;
-    x_shape_ = {g.mb, g.ic, g.ih, g.iw};
-    y_shape_ = {g.mb, g.oc, g.oh(), g.ow()};
+    // Activations in the geometry's layout: (N, C, H, W) or (N, H, W, C).
+    if (g.layout == convcore::Layout::nhwc) {
+      x_shape_ = {g.mb, g.ih, g.iw, g.ic};
+      y_shape_ = {g.mb, g.oh(), g.ow(), g.oc};
+    } else {
+      x_shape_ = {g.mb, g.ic, g.ih, g.iw};
+      y_shape_ = {g.mb, g.oc, g.oh(), g.ow()};
+    }
     x_shape_.erase(x_shape_.begin(), x_shape_.begin() + (1 - lead));
     y_shape_.erase(y_shape_.begin(), y_shape_.begin() + (1 - lead));
     w_shape_ = {g.oc, g.icg(), g.kh, g.kw};

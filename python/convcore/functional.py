@@ -2,7 +2,9 @@
 
 Layouts (PyTorch's): input ``(N, C, H, W)`` or one sample ``(C, H, W)``; weight
 ``(out_channels, in_channels / groups, kh, kw)``; bias ``(out_channels,)``; output and
-grad_output ``(N, out_channels, oh, ow)``.
+grad_output ``(N, out_channels, oh, ow)``. With ``layout="NHWC"`` the activations are channels
+last: input ``(N, H, W, C)`` or ``(H, W, C)``, output and grad_output ``(N, oh, ow, out_channels)``,
+computed natively in that layout (no transposition); weights and biases are the same in both.
 
 Arguments shared by the functions:
 
@@ -26,6 +28,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
+from ._layout import from_nchw_shape, layout_of, to_nchw_shape
 from .padding import check_padding_mode, pad, pad_backward
 
 IntPair = Union[int, Tuple[int, int]]
@@ -131,13 +134,18 @@ def _contiguous(a: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _batched(x: np.ndarray, name: str) -> Tuple[np.ndarray, bool]:
-    """(N, C, H, W) as is; (C, H, W) as a batch of one (and a flag to drop it again)."""
+_DIMS = {"NCHW": ("(N, C, H, W)", "(C, H, W)"), "NHWC": ("(N, H, W, C)", "(H, W, C)")}
+
+
+def _batched(x: np.ndarray, name: str, layout: str = "NCHW") -> Tuple[np.ndarray, bool]:
+    """(N, C, H, W) as is; (C, H, W) as a batch of one (and a flag to drop it again); with
+    layout "NHWC", (N, H, W, C) and (H, W, C)."""
     if x.ndim == 4:
         return x, False
     if x.ndim == 3:
         return x[None], True
-    msg = f"{name}: expected a 4-D (N, C, H, W) or 3-D (C, H, W) array, got shape {x.shape}"
+    four, three = _DIMS[layout]
+    msg = f"{name}: expected a 4-D {four} or 3-D {three} array, got shape {x.shape}"
     raise ValueError(msg)
 
 
@@ -156,13 +164,15 @@ def _spatial(size, name: str) -> Tuple[int, int]:
     return v, v
 
 
-def _size(size, name: str) -> Tuple[Tuple[int, int, int, int], bool]:
+def _size(size, name: str, layout: str = "NCHW") -> Tuple[Tuple[int, int, int, int], bool]:
+    """A 4-D shape in ``layout`` from a 4-D or (one sample) 3-D one, and whether it was 3-D."""
     dims = tuple(_int(v, name) for v in size)
     if len(dims) == 4:
         return dims, False
     if len(dims) == 3:
         return (1, *dims), True
-    msg = f"{name}: expected (N, C, H, W) or (C, H, W), got {tuple(size)}"
+    four, three = _DIMS[layout]
+    msg = f"{name}: expected {four} or {three}, got {tuple(size)}"
     raise ValueError(msg)
 
 
@@ -177,23 +187,24 @@ def _weight_shape(weight_size, name: str) -> Tuple[int, int, int, int]:
     return dims
 
 
-def _geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_core.Geometry":
+def _geometry(x_shape, w_shape, stride, padding, dilation, groups, layout="NCHW") -> "_core.Geometry":
     """The one place arguments become a geometry. It is not validated here: the native code
     validates it, once, where it is used (a plan when it is made, the helper ops per call).
+    ``x_shape`` is 4-D in ``layout`` ("NCHW" or "NHWC", already normalised by ``layout_of``).
 
     Recent geometries are cached (a training loop asks for the same few again and again); the
     cache is keyed on the arguments as given, so unhashable ones (lists) skip it.
     """
     try:
-        return _geometry_cached(x_shape, w_shape, stride, padding, dilation, groups)
+        return _geometry_cached(x_shape, w_shape, stride, padding, dilation, groups, layout)
     except TypeError as e:
         if "unhashable" not in str(e):
             raise
-    return _make_geometry(x_shape, w_shape, stride, padding, dilation, groups)
+    return _make_geometry(x_shape, w_shape, stride, padding, dilation, groups, layout)
 
 
-def _make_geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_core.Geometry":
-    mb, ic, ih, iw = x_shape
+def _make_geometry(x_shape, w_shape, stride, padding, dilation, groups, layout="NCHW") -> "_core.Geometry":
+    mb, ic, ih, iw = to_nchw_shape(tuple(x_shape), layout)
     oc, icg, kh, kw = w_shape
     sh, sw = _pair(stride, "stride")
     dh, dw = _pair(dilation, "dilation")
@@ -205,14 +216,15 @@ def _make_geometry(x_shape, w_shape, stride, padding, dilation, groups) -> "_cor
         )
         raise ValueError(msg)
     pt, pb, pl, pr = _padding(padding, ih, iw, kh, kw, sh, sw, dh, dw)
-    return _core.Geometry(mb, ic, ih, iw, oc, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups)
+    return _core.Geometry(mb, ic, ih, iw, oc, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups, layout)
 
 
 _geometry_cached = functools.lru_cache(maxsize=512)(_make_geometry)
 
 
-def _make_plan(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation, bias, method):
-    g = _geometry(x_shape, w_shape, stride, padding, dilation, groups)
+def _make_plan(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation, bias, method,
+               layout="NCHW"):
+    g = _geometry(x_shape, w_shape, stride, padding, dilation, groups, layout)
     forced = "" if method == "auto" else method
     return _core.Conv2dPlan(g, np.dtype(dtype).name, False, activation, bias, "", forced, "", "")
 
@@ -221,16 +233,17 @@ _plan_cached = functools.lru_cache(maxsize=64)(_make_plan)
 
 
 def _plan(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation="identity", bias=True,
-          method="auto") -> "_core.Conv2dPlan":
+          method="auto", layout="NCHW") -> "_core.Conv2dPlan":
     """The plan of a functional call: from a small bounded cache (a training loop asks for the
     same few again and again), keyed on the arguments as given; unhashable ones (lists) skip it.
-    Plans never hold weights, so a cached plan cannot go stale."""
+    Plans never hold weights, so a cached plan cannot go stale. ``x_shape`` is in ``layout``."""
     try:
-        return _plan_cached(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation, bias, method)
+        return _plan_cached(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation, bias, method,
+                            layout)
     except TypeError as e:
         if "unhashable" not in str(e):
             raise
-    return _make_plan(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation, bias, method)
+    return _make_plan(x_shape, w_shape, stride, padding, dilation, groups, dtype, activation, bias, method, layout)
 
 
 def _as(a: np.ndarray, dtype) -> np.ndarray:
@@ -257,14 +270,16 @@ def _check_out(out: Optional[np.ndarray], *inputs: np.ndarray, name: str = "out"
             raise ValueError(msg)
 
 
-def _explicit_pads(shape, w_shape, stride, padding, dilation, padding_mode):
+def _explicit_pads(shape, w_shape, stride, padding, dilation, padding_mode, layout="NCHW"):
     """Per-side pads ``(top, bottom, left, right)`` when ``padding_mode`` pads the input itself
-    (the convolution then runs unpadded on the padded input); None for ``"zeros"``."""
+    (the convolution then runs unpadded on the padded input); None for ``"zeros"``. ``shape`` is
+    the input's, in ``layout``."""
     if check_padding_mode(padding_mode) == "zeros":
         return None
     kh, kw = w_shape[-2:]
     (sh, sw), (dh, dw) = _pair(stride, "stride"), _pair(dilation, "dilation")
-    return _padding(padding, shape[-2], shape[-1], kh, kw, sh, sw, dh, dw)
+    ih, iw = shape[-3:-1] if layout == "NHWC" else shape[-2:]
+    return _padding(padding, ih, iw, kh, kw, sh, sw, dh, dw)
 
 
 def _activation(activation: Optional[str]) -> str:
@@ -301,6 +316,7 @@ def conv2d(
     groups: int = 1,
     activation: Optional[str] = None,
     padding_mode: str = "zeros",
+    layout: str = "NCHW",
 ) -> np.ndarray:
     """Forward pass ``f(conv(input, weight) + bias)`` (cross-correlation, as PyTorch).
 
@@ -308,17 +324,19 @@ def conv2d(
     None; activation None (identity), ``"relu"``, ``"sigmoid"`` or ``"tanh"``, applied in the
     same pass. ``padding_mode`` ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"`` (as
     ``torch.nn.Conv2d``: the other modes pad the input explicitly, see :mod:`convcore.padding`).
-    Returns ``(N, oc, oh, ow)`` (``(oc, oh, ow)`` for a 3-D input).
+    Returns ``(N, oc, oh, ow)`` (``(oc, oh, ow)`` for a 3-D input). ``layout="NHWC"``: input
+    ``(N, H, W, C)`` or ``(H, W, C)``, returns ``(N, oh, ow, oc)`` (``(oh, ow, oc)``).
     """
-    x, single = _batched(_array(input, "input"), "input")
+    layout = layout_of(layout)
+    x, single = _batched(_array(input, "input"), "input", layout)
     w = _array(weight, "weight")
     b = None if bias is None else _array(bias, "bias")
     dt = _dtype(x, w, b)
-    pads = _explicit_pads(x.shape, w.shape, stride, padding, dilation, padding_mode)
+    pads = _explicit_pads(x.shape, w.shape, stride, padding, dilation, padding_mode, layout)
     if pads is not None:
-        x, padding = pad(x, pads, padding_mode), 0
+        x, padding = pad(x, pads, padding_mode, layout), 0
     plan = _plan(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
-                 _activation(activation))
+                 _activation(activation), layout=layout)
     y = plan.forward(_as(x, dt), _as(w, dt), None if b is None else _as(b, dt))
     return y[0] if single else y
 
@@ -333,6 +351,7 @@ def conv2d_input(
     groups: int = 1,
     method: str = "auto",
     padding_mode: str = "zeros",
+    layout: str = "NCHW",
 ) -> np.ndarray:
     """Gradient of the loss with respect to the input: the error propagated to the layer below.
 
@@ -342,26 +361,30 @@ def conv2d_input(
     stride, pad by ``k-1-p``, correlate with the 180°-rotated kernels; ``"col2im"`` computes
     ``W^T · delta`` and scatters it back; ``"auto"`` picks the faster. Both are exact. With a
     ``padding_mode`` other than ``"zeros"`` the gradient of the padded border is folded back onto
-    the input cells it was copied from. Returns an array of ``input_size``.
+    the input cells it was copied from. Returns an array of ``input_size``. ``layout="NHWC"``:
+    input_size ``(N, H, W, C)`` or ``(H, W, C)``, grad_output ``(N, oh, ow, oc)``; both methods run
+    natively in that layout.
     """
     if method not in METHODS:
         msg = f"method: expected one of {METHODS}, got {method!r}"
         raise ValueError(msg)
-    size, single = _size(input_size, "input_size")
+    layout = layout_of(layout)
+    size, single = _size(input_size, "input_size", layout)
     w = _array(weight, "weight")
     dy = _array(grad_output, "grad_output")
     if single:
-        dy = _batched(dy, "grad_output")[0]
+        dy = _batched(dy, "grad_output", layout)[0]
     dt = _dtype(w, dy)
-    pads = _explicit_pads(size, w.shape, stride, padding, dilation, padding_mode)
+    pads = _explicit_pads(size, w.shape, stride, padding, dilation, padding_mode, layout)
     if pads is not None:
         pt, pb, pl, pr = pads
-        size, padding = (*size[:2], size[2] + pt + pb, size[3] + pl + pr), 0
+        mb, c, h, wd = to_nchw_shape(size, layout)
+        size, padding = from_nchw_shape((mb, c, h + pt + pb, wd + pl + pr), layout), 0
     plan = _plan(size, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
-                 method=method)
+                 method=method, layout=layout)
     dx = plan.backward_input(_as(w, dt), _as(dy, dt))
     if pads is not None:
-        dx = pad_backward(dx, pads, padding_mode)
+        dx = pad_backward(dx, pads, padding_mode, layout)
     return dx[0] if single else dx
 
 
@@ -376,6 +399,7 @@ def conv2d_weight(
     out: Optional[np.ndarray] = None,
     accumulate: bool = False,
     padding_mode: str = "zeros",
+    layout: str = "NCHW",
 ) -> np.ndarray:
     """Gradient of the loss with respect to the weight, summed over the batch.
 
@@ -383,32 +407,38 @@ def conv2d_weight(
     ``(N, oc, oh, ow)``. With ``out`` (exact dtype, C-contiguous, writeable, shape weight_size)
     the gradient is written there, or added to it when ``accumulate=True`` — the way gradients
     of micro-batches add up to the gradient of the whole batch. ``padding_mode`` as in
-    :func:`conv2d`. Returns the gradient (``out`` when given).
+    :func:`conv2d`. Returns the gradient (``out`` when given). ``layout="NHWC"``: input
+    ``(N, H, W, C)`` or ``(H, W, C)``, grad_output ``(N, oh, ow, oc)``; the gradient keeps the
+    weight's own shape.
     """
-    x, single = _batched(_array(input, "input"), "input")
+    layout = layout_of(layout)
+    x, single = _batched(_array(input, "input"), "input", layout)
     dy = _array(grad_output, "grad_output")
     if single:
-        dy = _batched(dy, "grad_output")[0]
+        dy = _batched(dy, "grad_output", layout)[0]
     dt = _dtype(x, dy)
     pads = _explicit_pads(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation,
-                          padding_mode)
+                          padding_mode, layout)
     if pads is not None:
-        x, padding = pad(x, pads, padding_mode), 0
-    plan = _plan(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation, groups, dt)
+        x, padding = pad(x, pads, padding_mode, layout), 0
+    plan = _plan(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation, groups, dt,
+                 layout=layout)
     # out (type, dtype, shape, layout, overlap) and accumulate are checked by the plan's binding.
     return plan.backward_weight(_as(x, dt), _as(dy, dt), out, bool(accumulate))
 
 
-def conv2d_bias(grad_output, out: Optional[np.ndarray] = None, accumulate: bool = False) -> np.ndarray:
+def conv2d_bias(grad_output, out: Optional[np.ndarray] = None, accumulate: bool = False,
+                layout: str = "NCHW") -> np.ndarray:
     """Gradient of the loss with respect to the bias: grad_output summed over N, oh and ow.
 
-    grad_output ``(N, oc, oh, ow)`` or ``(oc, oh, ow)``; returns ``(oc,)``. ``out`` and
-    ``accumulate`` as in :func:`conv2d_weight`.
+    grad_output ``(N, oc, oh, ow)`` or ``(oc, oh, ow)`` (``layout="NHWC"``: ``(N, oh, ow, oc)`` or
+    ``(oh, ow, oc)``); returns ``(oc,)``. ``out`` and ``accumulate`` as in :func:`conv2d_weight`.
     """
-    dy = _batched(_array(grad_output, "grad_output"), "grad_output")[0]
+    layout = layout_of(layout)
+    dy = _batched(_array(grad_output, "grad_output"), "grad_output", layout)[0]
     dt = _dtype(dy)
-    mb, oc, oh, ow = dy.shape
-    g = _geometry((mb, 1, oh, ow), (oc, 1, 1, 1), 1, 0, 1, 1)
+    mb, oc, oh, ow = to_nchw_shape(dy.shape, layout)
+    g = _geometry(from_nchw_shape((mb, 1, oh, ow), layout), (oc, 1, 1, 1), 1, 0, 1, 1, layout)
     _check_out(out, dy)
     if accumulate and out is None:
         msg = "accumulate=True needs an out buffer to add to"
@@ -430,6 +460,7 @@ def conv2d_backward(
     bias_out: Optional[np.ndarray] = None,
     accumulate: bool = False,
     padding_mode: str = "zeros",
+    layout: str = "NCHW",
 ):
     """The whole backward pass of a layer in one call: ``(grad_input, grad_weight, grad_bias)``.
 
@@ -440,27 +471,30 @@ def conv2d_backward(
     ``(oc,)`` — None when ``bias=False``. ``weight_out`` / ``bias_out`` and ``accumulate`` work as
     ``out`` and ``accumulate`` of :func:`conv2d_weight`; every buffer is checked before anything
     is written. ``padding_mode`` as in :func:`conv2d` (the border's gradient is folded back).
+    ``layout="NHWC"``: input ``(N, H, W, C)`` or ``(H, W, C)`` and grad_output
+    ``(N, oh, ow, oc)``; grad_input is then channels last too.
     """
     if method not in METHODS:
         msg = f"method: expected one of {METHODS}, got {method!r}"
         raise ValueError(msg)
-    x, single = _batched(_array(input, "input"), "input")
+    layout = layout_of(layout)
+    x, single = _batched(_array(input, "input"), "input", layout)
     w = _array(weight, "weight")
     dy = _array(grad_output, "grad_output")
     if single:
-        dy = _batched(dy, "grad_output")[0]
+        dy = _batched(dy, "grad_output", layout)[0]
     dt = _dtype(x, w, dy)
-    pads = _explicit_pads(x.shape, w.shape, stride, padding, dilation, padding_mode)
+    pads = _explicit_pads(x.shape, w.shape, stride, padding, dilation, padding_mode, layout)
     if pads is not None:
-        x, padding = pad(x, pads, padding_mode), 0
+        x, padding = pad(x, pads, padding_mode, layout), 0
     plan = _plan(x.shape, _weight_shape(w.shape, "weight"), stride, padding, dilation, groups, dt,
-                 bias=bool(bias), method=method)
+                 bias=bool(bias), method=method, layout=layout)
     # The buffers (and accumulate, and bias_out without bias) are checked by the plan's binding,
     # every one before anything is written.
     dx, dw, db = plan.backward(_as(x, dt), _as(w, dt), _as(dy, dt), weight_out=weight_out, bias_out=bias_out,
                                accumulate=bool(accumulate))
     if pads is not None:
-        dx = pad_backward(dx, pads, padding_mode)
+        dx = pad_backward(dx, pads, padding_mode, layout)
     return (dx[0] if single else dx), dw, db
 
 

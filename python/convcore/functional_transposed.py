@@ -19,6 +19,10 @@ is whatever keeps its output at ``H x W``. Every op runs on that convolution's c
 - the input gradient is the plan's forward pass of grad_output;
 - the weight gradient is the plan's weight gradient with the roles of input and grad_output
   swapped; the bias gradient sums grad_output over N, oh and ow.
+
+Every function takes ``layout="NCHW"`` or ``"NHWC"``: with NHWC the activations are channels last
+(input ``(N, H, W, in_channels)``, output and grad_output ``(N, oh, ow, out_channels)``) and the
+convolution's plan is an NHWC plan, so nothing is transposed; weights are the same in both.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from . import functional as F
+from ._layout import from_nchw_shape, layout_of, to_nchw_shape
 from ._public import public_dir as _public_dir
 
 __all__ = [
@@ -114,19 +119,26 @@ def _transposed(x_shape, w_shape, stride, padding, output_padding, dilation, gro
     return _make_transposed(x_shape, w_shape, stride, padding, output_padding, dilation, groups)
 
 
-def _plan(t: _Transposed, w_shape, dtype, method="auto"):
-    return F._plan(t.conv_shape, w_shape, t.stride, t.padding, t.dilation, t.groups, dtype, bias=False,
-                   method=method)
+def _plan(t: _Transposed, w_shape, dtype, method="auto", layout="NCHW"):
+    return F._plan(from_nchw_shape(t.conv_shape, layout), w_shape, t.stride, t.padding, t.dilation,
+                   t.groups, dtype, bias=False, method=method, layout=layout)
 
 
-def _cropped(t: _Transposed, dy: np.ndarray) -> np.ndarray:
+def _spatial_index(h: int, w: int, layout: str):
+    """The index of the first h rows and w columns of a 4-D array in ``layout``."""
+    return (slice(None), slice(None, h), slice(None, w)) if layout == "NHWC" else (
+        slice(None), slice(None), slice(None, h), slice(None, w))
+
+
+def _cropped(t: _Transposed, dy: np.ndarray, layout="NCHW") -> np.ndarray:
     """grad_output restricted to the convolution's input (all of it but in the rare crop case)."""
-    return dy if t.conv_shape == t.y_shape else dy[:, :, : t.conv_shape[2], : t.conv_shape[3]]
+    return dy if t.conv_shape == t.y_shape else dy[_spatial_index(*t.conv_shape[2:], layout)]
 
 
-def _check_grad_output(t: _Transposed, dy: np.ndarray) -> None:
-    if dy.shape != t.y_shape:
-        msg = f"grad_output: expected shape {t.y_shape} for this transposed convolution, got {dy.shape}"
+def _check_grad_output(t: _Transposed, dy: np.ndarray, layout="NCHW") -> None:
+    want = from_nchw_shape(t.y_shape, layout)
+    if dy.shape != want:
+        msg = f"grad_output: expected shape {want} for this transposed convolution, got {dy.shape}"
         raise ValueError(msg)
 
 
@@ -152,6 +164,7 @@ def conv_transpose2d(
     dilation=1,
     *,
     method: str = "auto",
+    layout: str = "NCHW",
 ) -> np.ndarray:
     """Transposed convolution, as ``torch.nn.functional.conv_transpose2d``.
 
@@ -162,27 +175,29 @@ def conv_transpose2d(
     dilation are ints or pairs. Returns ``(N, out_channels, oh, ow)`` (3-D for a 3-D input), oh as
     :func:`conv_transpose2d_output_size`. ``method`` (``"auto"``, ``"flip"``, ``"col2im"``)
     chooses the convolution input-gradient path that computes it, as in
-    :func:`convcore.conv2d_input`.
+    :func:`convcore.conv2d_input`. ``layout="NHWC"``: input ``(N, H, W, in_channels)`` or
+    ``(H, W, in_channels)``, returns ``(N, oh, ow, out_channels)`` (3-D likewise).
     """
     if method not in F.METHODS:
         msg = f"method: expected one of {F.METHODS}, got {method!r}"
         raise ValueError(msg)
-    x, single = F._batched(F._array(input, "input"), "input")
+    layout = layout_of(layout)
+    x, single = F._batched(F._array(input, "input"), "input", layout)
     w = F._array(weight, "weight")
     b = None if bias is None else F._array(bias, "bias")
     dt = F._dtype(x, w, b)
     wshape = F._weight_shape(w.shape, "weight")
-    t = _transposed(x.shape, wshape, stride, padding, output_padding, dilation, groups)
+    t = _transposed(to_nchw_shape(x.shape, layout), wshape, stride, padding, output_padding, dilation, groups)
     if b is not None and b.shape != (t.y_shape[1],):
         msg = f"bias: expected shape ({t.y_shape[1]},) (out_channels), got {b.shape}"
         raise ValueError(msg)
-    y = _plan(t, wshape, dt, method).backward_input(F._as(w, dt), F._as(x, dt))
+    y = _plan(t, wshape, dt, method, layout).backward_input(F._as(w, dt), F._as(x, dt))
     if t.conv_shape != t.y_shape:  # the rare case: rows/columns no input reaches, left 0
-        full = np.zeros(t.y_shape, dt)
-        full[:, :, : y.shape[2], : y.shape[3]] = y
+        full = np.zeros(from_nchw_shape(t.y_shape, layout), dt)
+        full[_spatial_index(*t.conv_shape[2:], layout)] = y
         y = full
-    if b is not None:
-        y += F._as(b, dt).reshape(-1, 1, 1)  # in place: one pass over y
+    if b is not None:  # in place: one pass over y
+        y += F._as(b, dt) if layout == "NHWC" else F._as(b, dt).reshape(-1, 1, 1)
     return y[0] if single else y
 
 
@@ -195,24 +210,27 @@ def conv_transpose2d_input(
     output_padding=0,
     groups: int = 1,
     dilation=1,
+    layout: str = "NCHW",
 ) -> np.ndarray:
     """Gradient of the loss with respect to a transposed convolution's input.
 
     input_size ``(N, in_channels, H, W)`` or ``(in_channels, H, W)``; weight
     ``(in_channels, out_channels/groups, kh, kw)``; grad_output ``(N, out_channels, oh, ow)``.
     This is the ordinary convolution of grad_output with the same weight (stride, padding,
-    dilation, groups). Returns an array of input_size.
+    dilation, groups). Returns an array of input_size. ``layout="NHWC"``: input_size
+    ``(N, H, W, in_channels)`` or 3-D, grad_output ``(N, oh, ow, out_channels)``.
     """
-    size, single = F._size(input_size, "input_size")
+    layout = layout_of(layout)
+    size, single = F._size(input_size, "input_size", layout)
     w = F._array(weight, "weight")
     dy = F._array(grad_output, "grad_output")
     if single:
-        dy = F._batched(dy, "grad_output")[0]
+        dy = F._batched(dy, "grad_output", layout)[0]
     dt = F._dtype(w, dy)
     wshape = F._weight_shape(w.shape, "weight")
-    t = _transposed(size, wshape, stride, padding, output_padding, dilation, groups)
-    _check_grad_output(t, dy)
-    dx = _plan(t, wshape, dt).forward(F._as(_cropped(t, dy), dt), F._as(w, dt))
+    t = _transposed(to_nchw_shape(size, layout), wshape, stride, padding, output_padding, dilation, groups)
+    _check_grad_output(t, dy, layout)
+    dx = _plan(t, wshape, dt, layout=layout).forward(F._as(_cropped(t, dy, layout), dt), F._as(w, dt))
     return dx[0] if single else dx
 
 
@@ -227,6 +245,7 @@ def conv_transpose2d_weight(
     dilation=1,
     out: Optional[np.ndarray] = None,
     accumulate: bool = False,
+    layout: str = "NCHW",
 ) -> np.ndarray:
     """Gradient of the loss with respect to a transposed convolution's weight, summed over N.
 
@@ -234,26 +253,31 @@ def conv_transpose2d_weight(
     ``(in_channels, out_channels/groups, kh, kw)``; grad_output ``(N, out_channels, oh, ow)``.
     The convolution's weight gradient with grad_output as its input and input as its
     grad_output. ``out`` and ``accumulate`` as in :func:`convcore.conv2d_weight`. Returns the
-    gradient, shaped weight_size (``out`` when given).
+    gradient, shaped weight_size (``out`` when given). ``layout="NHWC"``: input
+    ``(N, H, W, in_channels)`` or 3-D, grad_output ``(N, oh, ow, out_channels)``.
     """
-    x, single = F._batched(F._array(input, "input"), "input")
+    layout = layout_of(layout)
+    x, single = F._batched(F._array(input, "input"), "input", layout)
     dy = F._array(grad_output, "grad_output")
     if single:
-        dy = F._batched(dy, "grad_output")[0]
+        dy = F._batched(dy, "grad_output", layout)[0]
     dt = F._dtype(x, dy)
     wshape = F._weight_shape(weight_size, "weight_size")
-    t = _transposed(x.shape, wshape, stride, padding, output_padding, dilation, groups)
-    _check_grad_output(t, dy)
-    return _plan(t, wshape, dt).backward_weight(F._as(_cropped(t, dy), dt), F._as(x, dt), out, bool(accumulate))
+    t = _transposed(to_nchw_shape(x.shape, layout), wshape, stride, padding, output_padding, dilation, groups)
+    _check_grad_output(t, dy, layout)
+    return _plan(t, wshape, dt, layout=layout).backward_weight(F._as(_cropped(t, dy, layout), dt), F._as(x, dt),
+                                                               out, bool(accumulate))
 
 
-def conv_transpose2d_bias(grad_output, out: Optional[np.ndarray] = None, accumulate: bool = False) -> np.ndarray:
+def conv_transpose2d_bias(grad_output, out: Optional[np.ndarray] = None, accumulate: bool = False,
+                          layout: str = "NCHW") -> np.ndarray:
     """Gradient of the loss with respect to a transposed convolution's bias.
 
-    grad_output ``(N, out_channels, oh, ow)`` or ``(out_channels, oh, ow)`` summed over N, oh and
-    ow: ``(out_channels,)``. ``out`` and ``accumulate`` as in :func:`convcore.conv2d_bias`.
+    grad_output ``(N, out_channels, oh, ow)`` or ``(out_channels, oh, ow)`` (``layout="NHWC"``:
+    ``(N, oh, ow, out_channels)`` or 3-D) summed over N, oh and ow: ``(out_channels,)``. ``out``
+    and ``accumulate`` as in :func:`convcore.conv2d_bias`.
     """
-    return F.conv2d_bias(grad_output, out=out, accumulate=accumulate)
+    return F.conv2d_bias(grad_output, out=out, accumulate=accumulate, layout=layout)
 
 
 def _check_bias_out(out, shape, dtype, *others) -> None:
@@ -290,6 +314,7 @@ def conv_transpose2d_backward(
     weight_out: Optional[np.ndarray] = None,
     bias_out: Optional[np.ndarray] = None,
     accumulate: bool = False,
+    layout: str = "NCHW",
 ):
     """The whole backward pass of a transposed convolution: ``(grad_input, grad_weight, grad_bias)``.
 
@@ -298,16 +323,19 @@ def conv_transpose2d_backward(
     ``(N, in_channels, H, W)`` or 3-D; weight ``(in_channels, out_channels/groups, kh, kw)``;
     grad_output ``(N, out_channels, oh, ow)``. ``weight_out``, ``bias_out`` and ``accumulate`` as
     in :func:`convcore.conv2d_backward`; every buffer is checked before anything is written.
+    ``layout="NHWC"``: input ``(N, H, W, in_channels)`` or 3-D, grad_output
+    ``(N, oh, ow, out_channels)``; grad_input is channels last too.
     """
-    x, single = F._batched(F._array(input, "input"), "input")
+    layout = layout_of(layout)
+    x, single = F._batched(F._array(input, "input"), "input", layout)
     w = F._array(weight, "weight")
     dy = F._array(grad_output, "grad_output")
     if single:
-        dy = F._batched(dy, "grad_output")[0]
+        dy = F._batched(dy, "grad_output", layout)[0]
     dt = F._dtype(x, w, dy)
     wshape = F._weight_shape(w.shape, "weight")
-    t = _transposed(x.shape, wshape, stride, padding, output_padding, dilation, groups)
-    _check_grad_output(t, dy)
+    t = _transposed(to_nchw_shape(x.shape, layout), wshape, stride, padding, output_padding, dilation, groups)
+    _check_grad_output(t, dy, layout)
     if not bias and bias_out is not None:
         msg = "bias_out: given with bias=False"
         raise ValueError(msg)
@@ -316,9 +344,9 @@ def conv_transpose2d_backward(
         raise ValueError(msg)
     _check_bias_out(bias_out, (t.y_shape[1],), dt, x, w, dy, weight_out)
     x, w, dy = F._as(x, dt), F._as(w, dt), F._as(dy, dt)
-    plan = _plan(t, wshape, dt)
-    dyc = _cropped(t, dy)
+    plan = _plan(t, wshape, dt, layout=layout)
+    dyc = _cropped(t, dy, layout)
     dw = plan.backward_weight(dyc, x, weight_out, bool(accumulate))  # checks weight_out first
-    db = F.conv2d_bias(dy, out=bias_out, accumulate=accumulate) if bias else None
+    db = F.conv2d_bias(dy, out=bias_out, accumulate=accumulate, layout=layout) if bias else None
     dx = plan.forward(dyc, w)
     return (dx[0] if single else dx), dw, db

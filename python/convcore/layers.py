@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
+from ._layout import layout_of
 from .functional_1d import _one, conv1d, conv1d_backward, conv1d_bias, conv1d_weight
 from .functional_transposed import (
     conv_transpose2d,
@@ -225,12 +226,17 @@ class Conv2D(WeightBiasModule):
     ``padding_mode`` ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``, as
     ``torch.nn.Conv2d``: the other modes pad the input explicitly, and the plan is then that of
     the padded input with no padding.
+
+    ``layout="NHWC"``: activations are channels last, ``(N, H, W, in_channels)`` (or
+    ``(H, W, C)``) in and ``(N, oh, ow, out_channels)`` out, computed natively; the weights keep
+    their shape.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, activation: Optional[str] = None,
                  dtype=np.float32, seed: Optional[int] = None, method: str = "auto",
-                 padding_mode: str = "zeros"):
+                 padding_mode: str = "zeros", layout: str = "NCHW"):
+        self.layout = layout_of(layout)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             msg = f"dtype: expected float32 or float64, got {dtype}"
@@ -266,7 +272,8 @@ class Conv2D(WeightBiasModule):
         if self._plan is None or self._plan.input_shape != shape:
             self._plan = Conv2dPlan(shape, self.weight.shape, dtype=self.weight.dtype,
                                     activation=self.activation, bias=self.bias_param is not None,
-                                    paths={"backward_input": self.method}, **self._conv_args())
+                                    paths={"backward_input": self.method}, layout=self.layout,
+                                    **self._conv_args())
         return self._plan
 
     def _conv_args(self):
@@ -274,15 +281,16 @@ class Conv2D(WeightBiasModule):
         return dict(stride=self.stride, padding=padding, dilation=self.dilation, groups=self.groups)
 
     def forward(self, x) -> np.ndarray:
-        """``(N, C, H, W)`` or ``(C, H, W)`` -> activation of the convolution, kept for backward."""
+        """``(N, C, H, W)`` or ``(C, H, W)`` (NHWC: ``(N, H, W, C)`` or ``(H, W, C)``) ->
+        activation of the convolution, kept for backward."""
         x = _layer_input(x, self.weight.dtype)
         if x.ndim not in (3, 4):
-            F._batched(x, "input")  # raises with the expected layouts
+            F._batched(x, "input", self.layout)  # raises with the expected layouts
         self._check_channels(x)
         if self.padding_mode != "zeros":
             self._pads = F._explicit_pads(x.shape, self.weight.shape, self.stride, self.padding, self.dilation,
-                                          self.padding_mode)
-            x = pad(x, self._pads, self.padding_mode)
+                                          self.padding_mode, self.layout)
+            x = pad(x, self._pads, self.padding_mode, self.layout)
         plan = self.plan(x.shape)
         out = self._buffer("output", plan.output_shape, x.dtype, self._reuse_output)
         y = plan.forward(x, self.weight, self.bias, out=out)
@@ -307,19 +315,25 @@ class Conv2D(WeightBiasModule):
             accumulate=True, input_out=dx_out, input_grad=input_grad)
         if self.padding_mode == "zeros" or dx is None:
             return dx
-        return pad_backward(dx, self._pads, self.padding_mode)  # the padded input's gradient folded back
+        # the padded input's gradient folded back
+        return pad_backward(dx, self._pads, self.padding_mode, self.layout)
 
     def _check_channels(self, x: np.ndarray) -> None:
-        c = x.shape[-3]
+        axis, other = (x.ndim - 1, x.ndim - 3) if self.layout == "NHWC" else (x.ndim - 3, x.ndim - 1)
+        c = x.shape[axis]
         if c != self.in_channels:
-            hint = " (an NHWC array? convcore takes (N, C, H, W))" if x.shape[-1] == self.in_channels else ""
-            msg = f"input: expected {self.in_channels} channels on axis {x.ndim - 3} for {self!r}, got {c}{hint}"
+            hint = ""
+            if x.shape[other] == self.in_channels:
+                hint = (" (an NCHW array? this layer was made with layout='NHWC', (N, H, W, C))"
+                        if self.layout == "NHWC" else " (an NHWC array? convcore takes (N, C, H, W))")
+            msg = f"input: expected {self.in_channels} channels on axis {axis} for {self!r}, got {c}{hint}"
             raise ValueError(msg)
 
     def __repr__(self) -> str:
         mode = "" if self.padding_mode == "zeros" else f", padding_mode={self.padding_mode!r}"
+        layout = "" if self.layout == "NCHW" else f", layout={self.layout!r}"
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}{mode}, activation={self.activation!r})")
+                f"stride={self.stride}, padding={self.padding}{mode}, activation={self.activation!r}{layout})")
 
 
 def _layer_input(x, dtype: np.dtype, name: str = "input") -> np.ndarray:
@@ -452,11 +466,15 @@ class ConvTranspose2D(WeightBiasModule):
     Weights ``(in_channels, out_channels/groups, kh, kw)`` are drawn, as PyTorch's, uniformly
     from ``±1/sqrt(fan_in)`` with ``fan_in = out_channels/groups * kh * kw`` (the weight's second
     axis) from ``numpy.random.default_rng(seed)``; biases start at 0.
+
+    ``layout="NHWC"``: activations are channels last, ``(N, H, W, in_channels)`` in and
+    ``(N, oh, ow, out_channels)`` out, computed natively; the weights keep their shape.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  output_padding=0, groups: int = 1, bias: bool = True, dilation=1, dtype=np.float32,
-                 seed: Optional[int] = None, method: str = "auto"):
+                 seed: Optional[int] = None, method: str = "auto", layout: str = "NCHW"):
+        self.layout = layout_of(layout)
         if method not in F.METHODS:
             msg = f"method: expected one of {F.METHODS}, got {method!r}"
             raise ValueError(msg)
@@ -471,14 +489,17 @@ class ConvTranspose2D(WeightBiasModule):
 
     def _args(self):
         return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding,
-                    groups=self.groups, dilation=self.dilation)
+                    groups=self.groups, dilation=self.dilation, layout=self.layout)
 
     def forward(self, x) -> np.ndarray:
-        """``(N, C, H, W)`` or ``(C, H, W)`` -> the transposed convolution; the input is kept."""
+        """``(N, C, H, W)`` or ``(C, H, W)`` (NHWC: ``(N, H, W, C)`` or ``(H, W, C)``) -> the
+        transposed convolution; the input is kept."""
         x = _layer_input(x, self.weight.dtype)
-        if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:
-            msg = (f"input: expected (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W) for {self!r}, "
-                   f"got {x.shape}")
+        nhwc = self.layout == "NHWC"
+        if x.ndim not in (3, 4) or x.shape[-1 if nhwc else -3] != self.in_channels:
+            c = self.in_channels
+            want = f"(N, H, W, {c}) or (H, W, {c})" if nhwc else f"(N, {c}, H, W) or ({c}, H, W)"
+            msg = f"input: expected {want} for {self!r}, got {x.shape}"
             raise ValueError(msg)
         y = conv_transpose2d(x, self.weight, self.bias, method=self.method, **self._args())
         self._input, self._output_shape = x, y.shape
@@ -494,7 +515,7 @@ class ConvTranspose2D(WeightBiasModule):
             conv_transpose2d_weight(self._input, self.weight.shape, dy, out=self.grad_weight, accumulate=True,
                                     **self._args())
             if self.bias_param is not None:
-                conv_transpose2d_bias(dy, out=self.grad_bias, accumulate=True)
+                conv_transpose2d_bias(dy, out=self.grad_bias, accumulate=True, layout=self.layout)
             return None
         dx, _, _ = conv_transpose2d_backward(self._input, self.weight, dy, bias=self.bias_param is not None,
                                              weight_out=self.grad_weight, bias_out=self.grad_bias,
@@ -502,5 +523,6 @@ class ConvTranspose2D(WeightBiasModule):
         return dx
 
     def __repr__(self) -> str:
+        layout = "" if self.layout == "NCHW" else f", layout={self.layout!r}"
         return (f"ConvTranspose2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding})")
+                f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding}{layout})")

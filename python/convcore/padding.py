@@ -13,7 +13,8 @@ the first input cell; ``src(j)`` the input cell it copies)::
     "replicate"  src(j) = clip(j, 0, n - 1)                                   (any pad)
     "circular"   src(j) = j mod n                                               (pad <= n)
 
-Arrays are ``(..., H, W)``; ``pads`` is per side ``(top, bottom, left, right)``.
+Arrays are ``(..., H, W)`` (layout ``"NCHW"``) or ``(..., H, W, C)`` (``"NHWC"``); ``pads`` is per
+side ``(top, bottom, left, right)``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ._layout import layout_of
 from ._public import public_dir as _public_dir
 
 __all__ = ["PADDING_MODES", "check_padding_mode", "pad", "pad_backward"]
@@ -62,18 +64,27 @@ def _check(size: Tuple[int, int], pads: Tuple[int, int, int, int], mode: str) ->
                 raise ValueError(msg)
 
 
-def pad(x: np.ndarray, pads: Tuple[int, int, int, int], mode: str) -> np.ndarray:
-    """``x`` ``(..., H, W)`` padded by ``(top, bottom, left, right)`` in ``mode``.
+def _hw_axes(ndim: int, layout: str) -> Tuple[int, int]:
+    """The height and width axes of an array of ``ndim`` dimensions in ``layout``."""
+    return (ndim - 3, ndim - 2) if layout_of(layout) == "NHWC" else (ndim - 2, ndim - 1)
+
+
+def pad(x: np.ndarray, pads: Tuple[int, int, int, int], mode: str, layout: str = "NCHW") -> np.ndarray:
+    """``x`` ``(..., H, W)`` (``(..., H, W, C)`` with ``layout="NHWC"``) padded by
+    ``(top, bottom, left, right)`` in ``mode``.
 
     Returns a new C-contiguous ``(..., top + H + bottom, left + W + right)`` array of x's dtype
-    (``x`` itself when no padding is asked for). Raises ValueError where PyTorch refuses.
+    (channels last for NHWC; ``x`` itself when no padding is asked for). Raises ValueError where
+    PyTorch refuses.
     """
     check_padding_mode(mode)
-    _check(x.shape[-2:], pads, mode)
+    ah, aw = _hw_axes(x.ndim, layout)
+    _check((x.shape[ah], x.shape[aw]), pads, mode)
     if not any(pads):
         return x
     pt, pb, pl, pr = pads
-    widths = [(0, 0)] * (x.ndim - 2) + [(pt, pb), (pl, pr)]
+    widths = [(0, 0)] * x.ndim
+    widths[ah], widths[aw] = (pt, pb), (pl, pr)
     if mode == "zeros":
         return np.pad(x, widths)
     return np.pad(x, widths, mode=_NUMPY_MODE[mode])
@@ -109,16 +120,19 @@ def _fold(g: np.ndarray, axis: int, n: int, lo: int, hi: int, mode: str) -> np.n
     return out
 
 
-def pad_backward(grad: np.ndarray, pads: Tuple[int, int, int, int], mode: str) -> np.ndarray:
+def pad_backward(grad: np.ndarray, pads: Tuple[int, int, int, int], mode: str,
+                 layout: str = "NCHW") -> np.ndarray:
     """The adjoint of :func:`pad`: the gradient of the padded array folded back onto the input.
 
-    grad ``(..., top + H + bottom, left + W + right)`` -> ``(..., H, W)``: each border cell's
-    gradient is added to the input cell it was copied from (dropped for ``"zeros"``). Returns a
-    new C-contiguous array (``grad`` itself when there is no padding).
+    grad ``(..., top + H + bottom, left + W + right)`` -> ``(..., H, W)`` (with
+    ``layout="NHWC"``, ``(..., H', W', C)`` -> ``(..., H, W, C)``): each border cell's gradient is
+    added to the input cell it was copied from (dropped for ``"zeros"``). Returns a new
+    C-contiguous array (``grad`` itself when there is no padding).
     """
     check_padding_mode(mode)
     pt, pb, pl, pr = pads
-    h, w = grad.shape[-2] - pt - pb, grad.shape[-1] - pl - pr
+    ah, aw = _hw_axes(grad.ndim, layout)
+    h, w = grad.shape[ah] - pt - pb, grad.shape[aw] - pl - pr
     _check((h, w), pads, mode)
-    folded = _fold(grad, grad.ndim - 1, w, pl, pr, mode)
-    return _fold(folded, grad.ndim - 2, h, pt, pb, mode)
+    folded = _fold(grad, aw, w, pl, pr, mode)
+    return _fold(folded, ah, h, pt, pb, mode)

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
+from ._layout import layout_of
 from ._public import public_dir as _public_dir
 
 __all__ = ["Conv2dPlan", "PLAN_OPS"]
@@ -46,7 +47,9 @@ def _paths(paths: Optional[Mapping[str, str]]) -> Dict[str, str]:
 class Conv2dPlan(_core.Conv2dPlan):
     """A 2-D convolution planned once for its shapes, dtype and CPU, then run many times.
 
-    ``x_shape`` ``(N, C, H, W)`` or ``(C, H, W)``; ``w_shape`` ``(oc, C/groups, kh, kw)``;
+    ``x_shape`` ``(N, C, H, W)`` or ``(C, H, W)`` (``layout="NHWC"``: ``(N, H, W, C)`` or
+    ``(H, W, C)``, and then every activation — input, output and their gradients — is channels
+    last); ``w_shape`` ``(oc, C/groups, kh, kw)`` in both layouts;
     ``stride``, ``padding``, ``dilation``, ``groups`` as in :func:`convcore.conv2d`; ``dtype``
     float32 or float64; ``activation`` None, ``"relu"``, ``"sigmoid"`` or ``"tanh"`` (applied by
     ``forward``); ``bias``: whether the layer has one. ``paths`` forces a path per op, e.g.
@@ -70,15 +73,16 @@ class Conv2dPlan(_core.Conv2dPlan):
     def __init__(self, x_shape, w_shape, *, stride=1, padding: F.Padding = 0, dilation=1, groups: int = 1,
                  dtype=np.float32, activation: Optional[str] = None, bias: bool = True,
                  paths: Optional[Mapping[str, str]] = None, isa: Optional[str] = None,
-                 tile: Optional[str] = None):
-        size, single = F._size(x_shape, "x_shape")
+                 tile: Optional[str] = None, layout: str = "NCHW"):
+        layout = layout_of(layout)
+        size, single = F._size(x_shape, "x_shape", layout)
         wshape = F._weight_shape(w_shape, "w_shape")
         dt = np.dtype(dtype)
         if dt not in (np.float32, np.float64):
             msg = f"dtype: expected float32 or float64, got {dt}"
             raise TypeError(msg)
         forced = _paths(paths)
-        g = F._geometry(size, wshape, stride, padding, dilation, groups)
+        g = F._geometry(size, wshape, stride, padding, dilation, groups, layout)
         super().__init__(g, dt.name, single, F._activation(activation), bool(bias), forced.get("forward", ""),
                          forced.get("backward_input", ""), forced.get("backward_weight", ""), isa or "",
                          tile or "")
