@@ -104,21 +104,29 @@ PATH_GEOMETRIES = GEOMETRIES[:3] + [
 ]
 
 
+def _tiles(isa, dtype):
+    """The micro-tiles of isa's kernel rows for dtype, as the plan lists its candidates."""
+    d = cc.Conv2dPlan((1, 4, 4, 1), (1, 1, 3, 3), dtype=dtype, isa=isa, layout="NHWC").describe()["forward"]
+    return sorted({c["tile"] for c in d["candidates"]})
+
+
 def _path_rows():
     for geom in PATH_GEOMETRIES:
         for op in ("forward", "backward_input", "backward_weight"):
             for isa in _core.supported_isas():
-                for path in cc.Conv2dPlan.path_names()[op]:
-                    yield pytest.param(geom, op, isa, path, id=f"{geom}-{op}-{path}-{isa}")
+                for t in range(len(_tiles(isa, np.float32))):
+                    for path in cc.Conv2dPlan.path_names()[op]:
+                        yield pytest.param(geom, op, isa, t, path, id=f"{geom}-{op}-{path}-{isa}-tile{t}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("geom", "op", "isa", "path"), list(_path_rows()))
-def test_every_nhwc_path_and_isa(geom, op, isa, path, dtype):
+@pytest.mark.parametrize(("geom", "op", "isa", "tile", "path"), list(_path_rows()))
+def test_every_nhwc_path_and_kernel_row(geom, op, isa, tile, path, dtype):
+    tile = _tiles(isa, dtype)[tile]
     xh_shape = nhwc(np.empty(geom.input_shape, np.int8)).shape
     make = lambda: cc.Conv2dPlan(xh_shape, geom.weight_shape, dtype=dtype, paths={op: path}, isa=isa,  # noqa: E731
-                                 layout="NHWC", **geom.kwargs)
-    described = cc.Conv2dPlan(xh_shape, geom.weight_shape, dtype=dtype, isa=isa, layout="NHWC",
+                                 tile=tile, layout="NHWC", **geom.kwargs)
+    described = cc.Conv2dPlan(xh_shape, geom.weight_shape, dtype=dtype, isa=isa, tile=tile, layout="NHWC",
                               **geom.kwargs).describe()[op]
     supported = [c["path"] for c in described["candidates"] if c["supported"]]
     nchw_only = path in ("gemm_1x1", "packed", "a_in_place", "b_in_place", "depthwise")
@@ -131,7 +139,7 @@ def test_every_nhwc_path_and_isa(geom, op, isa, path, dtype):
     x, w, b, dy = make_problem(geom, dtype, seed=3)
     y_ref, dx_ref, dw_ref, _ = _reference(geom, x, w, b, dy)
     plan = make()
-    assert plan.describe()[op]["path"] == path
+    assert (plan.describe()[op]["path"], plan.describe()[op]["tile"]) == (path, tile)
     if op == "forward":
         assert_close(nchw(plan.forward(nhwc(x), w, b)), y_ref, dtype)
     elif op == "backward_input":

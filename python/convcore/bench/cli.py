@@ -34,6 +34,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    + "; float32 or float64: that dtype for every selected shape")
     p.add_argument("--input-method", choices=("auto", "flip", "col2im"), default="auto",
                    help="convcore's conv2d_input method (default auto)")
+    p.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw",
+                   help="nhwc: also time convcore on NHWC activations (layout='NHWC') and PyTorch on "
+                        "channels_last tensors, side by side with NCHW (default: nchw only)")
     p.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     p.add_argument("--no-numpy", action="store_true", help="do not time the NumPy baseline")
     p.add_argument("--torch-heap-reuse", dest="heap", action="store_true", default=True,
@@ -101,14 +104,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.libs:
         libs = args.libs.split(",")
     else:
-        libs = ["convcore"]
+        libs = ["convcore"] + (["convcore_nhwc"] if args.layout == "nhwc" else [])
         if not args.no_torch:
             try:
                 import torch
             except ImportError:
                 log("PyTorch is not installed: timing convcore and NumPy only")
             else:
-                libs.append("torch")
+                libs += ["torch"] + (["torch_cl"] if args.layout == "nhwc" else [])
         if not args.no_numpy:
             libs.append("numpy")
     if any(lib.startswith("torch") for lib in libs):
@@ -134,7 +137,7 @@ def _run(args, libs, torch, blas, log) -> int:
         "argv": args.argv,
         "machine": machine_info(args.threads, torch, blas),
         "settings": {"threads": args.threads, "repeat": args.repeat, "min_time_s": args.min_time,
-                     "quick": args.quick, "settle_s": args.settle, "input_method": args.input_method, "libraries": libs,
+                     "quick": args.quick, "settle_s": args.settle, "input_method": args.input_method, "layout": args.layout, "libraries": libs,
                      "numpy_call_limit_s": NUMPY_CALL_LIMIT_S, "tolerance": TOLERANCE},
         "cases": [],
     }

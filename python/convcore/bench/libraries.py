@@ -17,7 +17,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .suite import Shape
 
 LIBS = ("convcore", "torch", "torch_heap", "numpy")
-LIB_TITLES = {"convcore": "convcore", "convcore_plan": "convcore plan", "torch": "torch", "torch_heap": "torch(heap)", "numpy": "numpy"}
+LIB_TITLES = {"convcore": "convcore", "convcore_plan": "convcore plan", "torch": "torch", "torch_heap": "torch(heap)",
+              "numpy": "numpy", "convcore_nhwc": "convcore NHWC", "torch_cl": "torch channels_last"}
+# With --layout nhwc: convcore on NHWC arrays and PyTorch on channels_last tensors, timed beside
+# their NCHW runs (their results are checked in NCHW order, see comparable()).
+NHWC_LIBS = ("convcore_nhwc", "torch_cl")
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}  # max |a - b| / max(1, max |b|)
 
 
@@ -42,11 +46,37 @@ def convcore_ops(s: Shape, x, w, b, dy, method: str = "auto") -> Dict[str, Calla
     }
 
 
-def torch_ops(s: Shape, x, w, b, dy) -> Dict[str, Callable]:
-    """PyTorch on tensors sharing the NumPy arrays' memory; exactly the gradients asked for."""
+def convcore_nhwc_ops(s: Shape, x, w, b, dy, method: str = "auto") -> Dict[str, Callable]:
+    """convcore with ``layout="NHWC"`` on channels-last copies of x and dy (made once, untimed)."""
+    import convcore as cc
+
+    xh, dyh = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
+    kw = {"stride": s.stride, "padding": s.pad, "groups": s.groups, "layout": "NHWC"}
+    return {
+        "fwd": lambda: cc.conv2d(xh, w, b, **kw),
+        "bwd_input": lambda: cc.conv2d_input(xh.shape, w, dyh, method=method, **kw),
+        "bwd_weight": lambda: (cc.conv2d_weight(xh, w.shape, dyh, **kw), cc.conv2d_bias(dyh, layout="NHWC")),
+        "step": lambda: (cc.conv2d(xh, w, b, **kw), cc.conv2d_backward(xh, w, dyh, method=method, **kw)),
+    }
+
+
+def comparable(lib: str, op: str, result) -> List[np.ndarray]:
+    """A library's result of op as NumPy arrays in NCHW order: the NHWC activations (the output
+    of fwd, the input gradient of bwd_input) moved back; weight and bias gradients as they are."""
+    arrays = _as_numpy(result)
+    if lib == "convcore_nhwc" and op in ("fwd", "bwd_input"):
+        arrays[0] = arrays[0].transpose(0, 3, 1, 2)
+    return arrays
+
+
+def torch_ops(s: Shape, x, w, b, dy, channels_last: bool = False) -> Dict[str, Callable]:
+    """PyTorch on tensors sharing the NumPy arrays' memory; exactly the gradients asked for. With
+    channels_last, x and dy are channels_last copies (made once, untimed)."""
     import torch
 
     xt, wt, bt, dyt = (torch.from_numpy(a) for a in (x, w, b, dy))
+    if channels_last:
+        xt, dyt = (t.contiguous(memory_format=torch.channels_last) for t in (xt, dyt))
     stride, padding, dilation = [s.stride] * 2, [s.pad] * 2, [1, 1]
     backward = torch.ops.aten.convolution_backward
 
@@ -122,8 +152,10 @@ class NumpyConv:
 def library_ops(lib: str, s: Shape, arrays, method: str) -> Dict[str, Callable]:
     if lib == "convcore":
         return convcore_ops(s, *arrays, method=method)
-    if lib in ("torch", "torch_heap"):
-        return torch_ops(s, *arrays)
+    if lib == "convcore_nhwc":
+        return convcore_nhwc_ops(s, *arrays, method=method)
+    if lib in ("torch", "torch_heap", "torch_cl"):
+        return torch_ops(s, *arrays, channels_last=lib == "torch_cl")
     return NumpyConv(s, *arrays).ops()
 
 

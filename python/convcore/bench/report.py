@@ -206,6 +206,7 @@ def format_tables(result: dict) -> str:
         lines.append("  ".join("-" * w for w in widths))
         for r in rows:
             lines.append("  ".join(v.rjust(w) if i > 1 else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))))
+    lines += _layout_table(result["cases"])
     for c in result["cases"]:
         if "overhead_us" in c:
             lines.append(f"\nper-call overhead, {c['shape']} {c['canonical']} {c['dtype']} (microseconds)")
@@ -238,6 +239,28 @@ def format_tables(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _layout_table(cases: List[dict]) -> List[str]:
+    """With --layout nhwc: convcore NHWC beside convcore NCHW (and PyTorch channels_last beside
+    PyTorch), milliseconds and the NHWC / NCHW time ratio per op."""
+    if not any("convcore_nhwc" in c["libs"] for c in cases):
+        return []
+    head = ["shape", "dtype", "op", "cc NCHW ms", "cc NHWC ms", "NHWC/NCHW", "torch ms", "torch cl ms", "cl/torch"]
+    rows = []
+    for c in cases:
+        for op in (*OPS, "total"):
+            a, b = _get(c, "convcore", op, "ms"), _get(c, "convcore_nhwc", op, "ms")
+            t, tc = _get(c, "torch", op, "ms"), _get(c, "torch_cl", op, "ms")
+            rows.append([c["shape"] if op == "fwd" else "", c["dtype"] if op == "fwd" else "", op, _fmt(a), _fmt(b),
+                         _fmt(b / a if a and b else None, 3), _fmt(t), _fmt(tc), _fmt(tc / t if t and tc else None, 3)])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    out = ["\nlayouts: convcore on NHWC activations vs NCHW (PyTorch: channels_last vs contiguous); ratio < 1: "
+           "NHWC faster"]
+    out.append("  ".join(h.rjust(w) if i > 2 else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths))))
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(v.rjust(w) if i > 2 else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in rows]
+    return out
+
+
 def summarize(cases: List[dict]) -> dict:
     out = {}
     for lib in ("torch", "torch_heap"):
@@ -248,7 +271,15 @@ def summarize(cases: List[dict]) -> dict:
             "n": len(ratios),
             "by_dtype": {dt: geomean([r for d, r in ratios if d == dt]) for dt in ("float32", "float64")},
         }
+    nhwc = [r for r in (_ratio_to(c, "convcore_nhwc", "convcore") for c in cases) if r]
+    if nhwc:
+        out["geomean_convcore_nhwc_over_nchw_total"] = {"all": geomean(nhwc), "n": len(nhwc)}
     return out
+
+
+def _ratio_to(case: dict, lib: str, base: str) -> Optional[float]:
+    a, b = _get(case, lib, "total", "ms"), _get(case, base, "total", "ms")
+    return a / b if a and b else None
 
 
 def plot(result: dict, path: str, log) -> None:

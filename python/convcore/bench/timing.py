@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .libraries import TOLERANCE, BlasThreads, library_ops, relative_error, set_threads
+from .libraries import TOLERANCE, BlasThreads, comparable, library_ops, relative_error, set_threads
 from .suite import OPS, OVERHEAD_SHAPE, SHAPES, Shape, make_inputs
 
 # glibc keeps freed blocks below the mmap threshold in its heap and returns the top of the heap
@@ -97,7 +97,7 @@ def run_case(s: Shape, dtype: str, libs: Sequence[str], args, log) -> dict:
             for op in list(active[lib]):
                 if op not in active[oracle]:
                     continue
-                err = relative_error(first[lib][op], first[oracle][op])
+                err = relative_error(comparable(lib, op, first[lib][op]), comparable(oracle, op, first[oracle][op]))
                 ok = err <= TOLERANCE[dtype]
                 case["check"][f"{lib}/{op}"] = {"against": oracle, "rel_error": err, "ok": ok}
                 if not ok:
