@@ -101,6 +101,7 @@ PATH_GEOMETRIES = GEOMETRIES[:3] + [
     G(2, 2, 9, 7, 3, 3, 3, padding=((3, 2), (4, 3))),  # crop in the flipped pass
     G(1, 17, 5, 6, 32, 3, 3, 2, 2, padding=1),
     G(2, 4, 6, 6, 8, 3, 3, padding=1, g=4),  # depthwise, multiplier 2
+    G(2, 12, 7, 6, 12, 3, 3, 2, 1, padding=((1, 0), (2, 1)), dh=1, dw=2, g=12),  # depthwise, multiplier 1
 ]
 
 
@@ -131,7 +132,8 @@ def test_every_nhwc_path_and_kernel_row(geom, op, isa, tile, path, dtype):
     supported = [c["path"] for c in described["candidates"] if c["supported"]]
     nchw_only = path in ("gemm_1x1", "packed", "a_in_place", "b_in_place", "depthwise")
     if path not in supported:
-        assert nchw_only or (path == "nhwc_1x1" and (geom.kh, geom.kw) != (1, 1)), path
+        assert nchw_only or (path == "nhwc_1x1" and (geom.kh, geom.kw) != (1, 1)) or (
+            path == "nhwc_depthwise" and not (geom.g > 1 and geom.ic == geom.g)), path
         with pytest.raises(ValueError, match=f"{op}: path '{path}' does not support"):
             make()
         return

@@ -211,6 +211,11 @@ void check_nhwc_paths(double tol) {
     h.layout = convcore::Layout::nhwc;
     check_geometry<T>(h, tol);
   }
+  // Depthwise, multiplier 1 (the channel-vectorised loops' common case), strided, asymmetric.
+  Conv2dGeometry d = geom(2, 12, 9, 8, 12, 3, 3, 2, 1, 1, 0, 1, 2, 1, 1, 12);
+  d.layout = convcore::Layout::nhwc;
+  check_geometry<T>(d, tol);
+  check_paths<T>(d, tol);
 }
 
 template <class T>

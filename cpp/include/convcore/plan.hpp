@@ -11,7 +11,9 @@
 // Running a plan only reads and writes the buffers: they must hold the geometry's sizes.
 // Results are bitwise identical for any number of threads.
 //
-// Paths (names as describe() and PlanOptions use them):
+// Paths (names as describe() and PlanOptions use them). The nhwc_ paths serve geometries whose
+// layout is NHWC (x[mb][ih][iw][ic], y[mb][oh][ow][oc]) and only those; flip, col2im and lanes
+// serve both layouts; the others NCHW only.
 //   forward          gemm_1x1    1x1 stride-1 unpadded kernel: the image is the GEMM's B
 //                    packed      col packed panel by panel from the image (im2col on the fly)
 //                    a_in_place  Y^T = col^T W^T, col^T read in place from a padded copy
@@ -19,6 +21,10 @@
 //                                consecutive in it (stride 1 only)
 //                    b_in_place  Y = W col, col read in place (stride 1 only)
 //                    depthwise   direct loops, one input channel per group
+//                    nhwc_1x1    NHWC 1x1 stride-1 unpadded: Y = X W^T, the batch one product
+//                    nhwc_in_place  NHWC: Y = col^T Wr^T per band of output rows, col^T read in
+//                                place from the band's HWC padded copy
+//                    nhwc_depthwise NHWC depthwise: direct loops along the channels
 //   backward_input   flip        the tutorial's: expand, pad by k-1-p, flipped kernels, then a
 //                                stride-1 forward (its own forward path chosen as above)
 //                    col2im      dcol = W^T dy, then the scatter-add col2im
@@ -26,9 +32,12 @@
 //                                rows and columns mod the stride (sub-kernels of w, nothing
 //                                inserted), interleaved into dx
 //                    depthwise   direct loops, one input channel per group
+//                    nhwc_depthwise NHWC depthwise: direct loops, scatter-add per image
 //   backward_weight  a_in_place  dW^T = col dY^T, col read in place from a padded copy
 //                    packed      dW = dY col^T, col^T packed from the image
 //                    depthwise   direct loops, one input channel per group
+//                    nhwc_in_place  NHWC: dW^T = col dY per band, col read in place
+//                    nhwc_depthwise NHWC depthwise: direct loops
 //   backward_bias    lanes       sums over mb, oh, ow in fixed lanes
 #include <memory>
 #include <string>

@@ -268,6 +268,7 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
       return backward_input_col2im(*kern, g, w, dy, dx);
     case InputPath::phases: return backward_input_phases(*this, w, dy, dx);
     case InputPath::depthwise: return depthwise_backward_input(*kern->depthwise, g, w, dy, dx);
+    case InputPath::nhwc_depthwise: return depthwise_backward_input_nhwc(g, w, dy, dx);
   }
 }
 
@@ -293,6 +294,8 @@ void WeightExec<T>::run(const T* x, const T* dy, T* dw, bool accumulate) const {
     case WeightPath::depthwise:
       return depthwise_backward_weight(*kern->depthwise, g, x, dy, dw, accumulate);
     case WeightPath::nhwc_in_place: return backward_weight_nhwc(*this, x, dy, dw, accumulate);
+    case WeightPath::nhwc_depthwise:
+      return depthwise_backward_weight_nhwc(g, chunks, x, dy, dw, accumulate);
   }
 }
 

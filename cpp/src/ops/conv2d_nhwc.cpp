@@ -144,6 +144,8 @@ template <class T>
 void forward_nhwc(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x, const T* w,
                   const T* bias, T* y, Activation act) {
   if (e.path == ForwardPath::nhwc_1x1) return forward_nhwc_1x1(*e.kern, g, x, w, bias, y, act);
+  if (e.path == ForwardPath::nhwc_depthwise)
+    return depthwise_forward_nhwc(*e.kern, g, x, w, bias, y, act);
   forward_nhwc_in_place(e, g, x, w, bias, y, act);
 }
 

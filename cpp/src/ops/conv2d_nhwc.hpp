@@ -47,6 +47,17 @@ void expand_stride_nhwc(const Conv2dGeometry& g, int64_t channels, const T* dy, 
 template <class T>
 void backward_weight_nhwc(const WeightExec<T>& e, const T* x, const T* dy, T* dw, bool accumulate);
 
+// Depthwise (one input channel per group) direct loops, vectorised along the channels
+// (depthwise/depthwise_nhwc.cpp): paths nhwc_depthwise of the three ops.
+template <class T>
+void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* x,
+                            const T* w, const T* bias, T* y, Activation act);
+template <class T>
+void depthwise_backward_input_nhwc(const Conv2dGeometry& g, const T* w, const T* dy, T* dx);
+template <class T>
+void depthwise_backward_weight_nhwc(const Conv2dGeometry& g, int64_t chunks, const T* x,
+                                    const T* dy, T* dw, bool accumulate);
+
 // db (+)= dy summed over images and pixels, NHWC.
 template <class T>
 void backward_bias_nhwc(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate);

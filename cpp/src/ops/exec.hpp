@@ -23,10 +23,11 @@ namespace convcore::detail {
 // the NHWC layout only (ops/conv2d_nhwc.cpp), the others NCHW only, except flip and col2im,
 // which have a body per layout.
 enum class ForwardPath {
-  gemm_1x1, packed, a_in_place, a_wide, b_in_place, depthwise, nhwc_1x1, nhwc_in_place
+  gemm_1x1, packed, a_in_place, a_wide, b_in_place, depthwise,
+  nhwc_1x1, nhwc_in_place, nhwc_depthwise
 };
-enum class InputPath { flip, col2im, phases, depthwise };
-enum class WeightPath { a_in_place, packed, depthwise, nhwc_in_place };
+enum class InputPath { flip, col2im, phases, depthwise, nhwc_depthwise };
+enum class WeightPath { a_in_place, packed, depthwise, nhwc_in_place, nhwc_depthwise };
 
 // y = act(conv(x, w) + bias) for mb images (any mb: the flipped pass runs chunks of a batch).
 template <class T>

@@ -170,6 +170,20 @@ double depthwise_cost(const CostContext& c) {
   return macs / rate + planes * kCopy;
 }
 
+// NHWC depthwise loops: one multiply-add per channel, tap and output pixel, vectorised along the
+// channels (a vector of at most oc lanes; a channel multiplier > 1 gathers its input, lanes / 4),
+// plus a pass over the output.
+bool nhwc_depthwise_ok(const CostContext& c) {
+  return nhwc(c) && c.g.icg() == 1 && c.g.groups > 1;
+}
+double nhwc_depthwise_cost(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  const double pixels = double(g.mb) * double(g.oh()) * double(g.ow());
+  const double macs = pixels * double(g.oc) * double(g.kh) * double(g.kw);
+  const double rate = g.ocg() == 1 ? double(std::min(c.lanes, g.oc)) : double(c.lanes) / 4;
+  return macs / rate + pixels * double(g.oc) * kCopy;
+}
+
 // ---------------------------------------------------------------------------- backward input
 
 bool bwi_any(const CostContext&) { return true; }
@@ -281,7 +295,7 @@ CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k) {
 template CostContext cost_context<float>(const Conv2dGeometry&, const GemmKernel<float>&);
 template CostContext cost_context<double>(const Conv2dGeometry&, const GemmKernel<double>&);
 
-const PathInfo<ForwardPath> kForwardPaths[8] = {
+const PathInfo<ForwardPath> kForwardPaths[9] = {
     {ForwardPath::gemm_1x1, "gemm_1x1", fwd_gemm_1x1_ok, fwd_gemm_1x1_cost},
     {ForwardPath::packed, "packed", fwd_packed_ok, fwd_packed_cost},
     {ForwardPath::a_in_place, "a_in_place", fwd_a_in_place_ok, fwd_a_in_place_cost},
@@ -290,18 +304,21 @@ const PathInfo<ForwardPath> kForwardPaths[8] = {
     {ForwardPath::depthwise, "depthwise", fwd_depthwise_ok, depthwise_cost},
     {ForwardPath::nhwc_1x1, "nhwc_1x1", fwd_nhwc_1x1_ok, fwd_nhwc_1x1_cost},
     {ForwardPath::nhwc_in_place, "nhwc_in_place", fwd_nhwc_in_place_ok, fwd_nhwc_in_place_cost},
+    {ForwardPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, nhwc_depthwise_cost},
 };
-const PathInfo<InputPath> kInputPaths[4] = {
+const PathInfo<InputPath> kInputPaths[5] = {
     {InputPath::flip, "flip", bwi_any, bwi_flip_cost},
     {InputPath::col2im, "col2im", bwi_col2im_ok, bwi_col2im_cost},
     {InputPath::phases, "phases", bwi_phases_ok, bwi_phases_cost},
     {InputPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
+    {InputPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, nhwc_depthwise_cost},
 };
-const PathInfo<WeightPath> kWeightPaths[4] = {
+const PathInfo<WeightPath> kWeightPaths[5] = {
     {WeightPath::a_in_place, "a_in_place", bww_a_in_place_ok, bww_a_in_place_cost},
     {WeightPath::packed, "packed", bww_packed_ok, bww_packed_cost},
     {WeightPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
     {WeightPath::nhwc_in_place, "nhwc_in_place", bww_nhwc_ok, bww_nhwc_cost},
+    {WeightPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, nhwc_depthwise_cost},
 };
 
 ForwardPath cheapest_forward(const CostContext& c, double* cost) {

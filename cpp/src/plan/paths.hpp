@@ -45,9 +45,9 @@ struct PathInfo {
   double (*cost)(const CostContext&);
 };
 
-extern const PathInfo<ForwardPath> kForwardPaths[8];
-extern const PathInfo<InputPath> kInputPaths[4];
-extern const PathInfo<WeightPath> kWeightPaths[4];
+extern const PathInfo<ForwardPath> kForwardPaths[9];
+extern const PathInfo<InputPath> kInputPaths[5];
+extern const PathInfo<WeightPath> kWeightPaths[5];
 
 // The cheapest supported forward path for g on the row of c (there always is one: packed).
 ForwardPath cheapest_forward(const CostContext& c, double* cost = nullptr);

@@ -1,0 +1,150 @@
+// Depthwise convolution on NHWC activations (one input channel per group, channel multiplier
+// m = oc / ic): direct loops whose innermost loop runs along the contiguous channels, so they
+// vectorise for any stride. With wt[(r*kw + s)*oc + o] = w[o][0][r][s] (reordered once per call)
+// and input channel c = o / m:
+//
+//   forward          y[n][i][j][o]  = b[o] + sum_{r,s} x[n][i*sh + r*dh - pt][j*sw + s*dw - pl][c] * wt[r][s][o]
+//   backward_input   dx[n][y][x][c] += dy[n][i][j][o] * wt[r][s][o], scattered per image
+//   backward_weight  dw[o][r][s]    += dy[n][i][j][o] * x[n][...][c], per fixed chunk of images
+//
+// Every sum runs in an order fixed by the geometry: the same bits for any thread count.
+#include <algorithm>
+
+#include "memory/scratch.hpp"
+#include "ops/conv2d_nhwc.hpp"
+
+namespace convcore::detail {
+namespace {
+
+template <class T>
+void reorder_taps(const Conv2dGeometry& g, const T* w, T* wt) {
+  const int64_t khw = g.kh * g.kw;
+  for (int64_t o = 0; o < g.oc; ++o)
+    for (int64_t t = 0; t < khw; ++t) wt[t * g.oc + o] = w[o * khw + t];
+}
+
+// acc[o] += a[o / m] * b[o] over oc channels; m == 1 is the vectorised common case.
+template <class T>
+inline void mul_add(int64_t oc, int64_t m, const T* a, const T* b, T* acc) {
+  if (m == 1) {
+    for (int64_t o = 0; o < oc; ++o) acc[o] += a[o] * b[o];
+  } else {
+    for (int64_t o = 0; o < oc; ++o) acc[o] += a[o / m] * b[o];
+  }
+}
+
+}  // namespace
+
+template <class T>
+void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* x,
+                            const T* w, const T* bias, T* y, Activation act) {
+  const int64_t oh = g.oh(), ow = g.ow(), oc = g.oc, m = g.ocg(), khw = g.kh * g.kw;
+  Scratch taps(1, khw * oc * int64_t(sizeof(T)));
+  T* wt = taps.get<T>(0);
+  reorder_taps(g, w, wt);
+  parallel_for(g.mb * oh, ow * oc * khw, [&](int64_t row) {
+    const int64_t n = row / oh, i = row % oh;
+    const T* xn = x + n * g.ih * g.iw * g.ic;
+    T* yrow = y + row * ow * oc;
+    for (int64_t j = 0; j < ow; ++j) {
+      T* acc = yrow + j * oc;
+      if (bias)
+        std::copy(bias, bias + oc, acc);
+      else
+        std::fill(acc, acc + oc, T(0));
+      for (int64_t r = 0; r < g.kh; ++r) {
+        const int64_t iy = i * g.sh + r * g.dh - g.pt;
+        if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
+        for (int64_t s = 0; s < g.kw; ++s) {
+          const int64_t ix = j * g.sw + s * g.dw - g.pl;
+          if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
+          mul_add(oc, m, xn + (iy * g.iw + ix) * g.ic, wt + (r * g.kw + s) * oc, acc);
+        }
+      }
+    }
+    if (act == Activation::sigmoid || act == Activation::tanh) {
+      kern.activate(act, yrow, ow * oc);
+    } else if (act == Activation::relu) {
+      for (int64_t t = 0; t < ow * oc; ++t) yrow[t] = activate(Activation::relu, yrow[t]);
+    }
+  });
+}
+
+template <class T>
+void depthwise_backward_input_nhwc(const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
+  const int64_t oh = g.oh(), ow = g.ow(), oc = g.oc, m = g.ocg(), khw = g.kh * g.kw;
+  const int64_t img = g.ih * g.iw * g.ic;
+  Scratch taps(1, khw * oc * int64_t(sizeof(T)));
+  T* wt = taps.get<T>(0);
+  reorder_taps(g, w, wt);
+  parallel_for(g.mb, oh * ow * oc * khw, [&](int64_t n) {
+    T* dxn = dx + n * img;
+    std::fill(dxn, dxn + img, T(0));
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j) {
+        const T* d = dy + ((n * oh + i) * ow + j) * oc;
+        for (int64_t r = 0; r < g.kh; ++r) {
+          const int64_t iy = i * g.sh + r * g.dh - g.pt;
+          if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
+          for (int64_t s = 0; s < g.kw; ++s) {
+            const int64_t ix = j * g.sw + s * g.dw - g.pl;
+            if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
+            T* out = dxn + (iy * g.iw + ix) * g.ic;
+            const T* k = wt + (r * g.kw + s) * oc;
+            if (m == 1) {
+              for (int64_t c = 0; c < oc; ++c) out[c] += d[c] * k[c];
+            } else {
+              for (int64_t o = 0; o < oc; ++o) out[o / m] += d[o] * k[o];
+            }
+          }
+        }
+      }
+  });
+}
+
+template <class T>
+void depthwise_backward_weight_nhwc(const Conv2dGeometry& g, int64_t chunks, const T* x,
+                                    const T* dy, T* dw, bool accumulate) {
+  const int64_t oh = g.oh(), ow = g.ow(), oc = g.oc, m = g.ocg(), khw = g.kh * g.kw;
+  const int64_t img = g.ih * g.iw * g.ic;
+  Scratch partial(chunks, khw * oc * int64_t(sizeof(T)));  // [kh*kw][oc] per chunk
+  parallel_for(chunks, g.mb / chunks * oh * ow * oc * khw, [&](int64_t c) {
+    T* sum = partial.get<T>(c);
+    std::fill(sum, sum + khw * oc, T(0));
+    int64_t begin, end;
+    balance(g.mb, chunks, c, begin, end);
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t i = 0; i < oh; ++i)
+        for (int64_t j = 0; j < ow; ++j) {
+          const T* d = dy + ((n * oh + i) * ow + j) * oc;
+          for (int64_t r = 0; r < g.kh; ++r) {
+            const int64_t iy = i * g.sh + r * g.dh - g.pt;
+            if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
+            for (int64_t s = 0; s < g.kw; ++s) {
+              const int64_t ix = j * g.sw + s * g.dw - g.pl;
+              if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
+              mul_add(oc, m, x + n * img + (iy * g.iw + ix) * g.ic, d, sum + (r * g.kw + s) * oc);
+            }
+          }
+        }
+  });
+  // dw[o][t] = (accumulate ? dw : 0) + the chunks' sums in order.
+  for (int64_t o = 0; o < oc; ++o)
+    for (int64_t t = 0; t < khw; ++t) {
+      T s = accumulate ? dw[o * khw + t] : T(0);
+      for (int64_t c = 0; c < chunks; ++c) s += partial.get<T>(c)[t * oc + o];
+      dw[o * khw + t] = s;
+    }
+}
+
+#define CONVCORE_INSTANTIATE(T)                                                                   \
+  template void depthwise_forward_nhwc<T>(const GemmKernel<T>&, const Conv2dGeometry&, const T*, \
+                                          const T*, const T*, T*, Activation);                    \
+  template void depthwise_backward_input_nhwc<T>(const Conv2dGeometry&, const T*, const T*, T*); \
+  template void depthwise_backward_weight_nhwc<T>(const Conv2dGeometry&, int64_t, const T*,      \
+                                                  const T*, T*, bool);
+CONVCORE_INSTANTIATE(float)
+CONVCORE_INSTANTIATE(double)
+#undef CONVCORE_INSTANTIATE
+
+}  // namespace convcore::detail
