@@ -327,7 +327,8 @@ def test_channels_last_network_matches_nchw():
 
     def net(layout):
         return nn.Sequential(cc.Conv2D(3, 8, 3, padding=1, dtype=np.float64, seed=1, layout=layout),
-                             nn.BatchNorm2D(8, dtype=np.float64, layout=layout), nn.ReLU(), nn.MaxPool2D(2, layout=layout),
+                             nn.BatchNorm2D(8, dtype=np.float64, layout=layout), nn.ReLU(),
+                             nn.MaxPool2D(2, layout=layout),
                              cc.ConvTranspose2D(8, 4, 2, stride=2, dtype=np.float64, seed=2, layout=layout))
     x = np.random.default_rng(3).standard_normal((2, 3, 8, 8))
     a, b = net("NHWC"), net("NCHW")
