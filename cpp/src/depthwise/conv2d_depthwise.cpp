@@ -185,6 +185,21 @@ inline Bands bands_of(int64_t out_rows, int64_t wp) {
   return {rows, (out_rows + rows - 1) / rows};
 }
 
+// A band of a plane into a buffer of hp x wp, as place_plane(..., zero_rest) would, for a buffer
+// that is reused band after band: the columns outside the image stay zero from the buffer's first
+// zeroing (nothing writes there), so only the rows outside the image are zeroed, and only when
+// the band's position differs from the previous band's (`placed_top`, updated).
+template <class T>
+void place_band(const T* src, int64_t h, int64_t w, int64_t top, int64_t left, int64_t hp,
+                int64_t wp, T* dst, int64_t& placed_top) {
+  if (top != placed_top)
+    for (int64_t y = 0; y < hp; ++y)
+      if (static_cast<uint64_t>(y - top) >= static_cast<uint64_t>(h))
+        std::fill(dst + y * wp, dst + (y + 1) * wp, T(0));
+  placed_top = top;
+  place_plane(src, h, w, top, left, hp, wp, dst, false);
+}
+
 }  // namespace
 
 const DepthwiseKernels<float> kDepthwiseGenericF32 = depthwise_kernels_for<float, 16>();
@@ -234,12 +249,14 @@ void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g,
     balance(items, nt, tid, begin, end);
     T* xp = buf.get<T>(tid);
     T* acc = xp + pad_size;
+    std::fill(xp, xp + pad_size, T(0));
     int64_t padded = -1;  // (plane, band) now in xp
+    int64_t placed_top = INT64_MIN;
     for (int64_t it = begin; it < end; ++it) {
       const int64_t og = it % ocg, band = it / ocg % bands.count, plane = it / ocg / bands.count;
       const int64_t i0 = band * bands.rows, rows = std::min(bands.rows, oh - i0);
       if (it / ocg != padded)
-        place_plane(x + plane * ihw, g.ih, g.iw, g.pt - i0, g.pl, band_hp, wp, xp, true);
+        place_band(x + plane * ihw, g.ih, g.iw, g.pt - i0, g.pl, band_hp, wp, xp, placed_top);
       padded = it / ocg;
       const int64_t o = plane % g.ic * ocg + og, p = plane / g.ic * g.oc + o;
       correlate_flat(kern, (rows - 1) * wp + ow, xp, w + o * khw, false, taps, false, acc);
@@ -290,14 +307,16 @@ void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeome
     balance(items, nt, tid, begin, end);
     T* dyp = buf.get<T>(tid);
     T* acc = dyp + pad_size;
+    std::fill(dyp, dyp + pad_size, T(0));
+    int64_t placed_top = INT64_MIN;
     for (int64_t it = begin; it < end; ++it) {
       const int64_t p = it / bands.count, band = it % bands.count;
       const int64_t n = p / g.ic, c = p % g.ic;
       const int64_t y0 = band * bands.rows, rows = std::min(bands.rows, g.ih - y0);
       for (int64_t og = 0; og < ocg; ++og) {
         const int64_t o = c * ocg + og;
-        place_plane(dy + (n * g.oc + o) * ohw, oh, ow, eh - g.pt - y0, ew - g.pl, band_hp, wp,
-                    dyp, true);
+        place_band(dy + (n * g.oc + o) * ohw, oh, ow, eh - g.pt - y0, ew - g.pl, band_hp, wp, dyp,
+                   placed_top);
         correlate_flat(kern, (rows - 1) * wp + g.iw, dyp, w + o * khw, true, taps, og > 0, acc);
       }
       for (int64_t i = 0; i < rows; ++i)
@@ -349,6 +368,8 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
     int64_t begin, end;
     balance(items, nt, tid, begin, end);
     T* xp = buf.get<T>(tid);
+    std::fill(xp, xp + pad_size, T(0));
+    int64_t placed_top = INT64_MIN;
     int64_t off[kMaxFused];
     T lanes[kMaxFused][kMaxDotLanes<T>];
     for (int64_t it = begin; it < end; ++it) {
@@ -366,8 +387,8 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
           const int64_t img = u / bands.count, i0 = u % bands.count * bands.rows;
           const int64_t rows = std::min(bands.rows, oh - i0);
           // With several tap chunks the band is copied again per chunk (kernels above 3x3).
-          place_plane(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt - i0, g.pl, band_hp, wp,
-                      xp, true);
+          place_band(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt - i0, g.pl, band_hp, wp, xp,
+                     placed_top);
           kern.tap_dots(n, rows, ow, dy + (img * g.oc + o) * ohw + i0 * ow, ow, xp, wp, off,
                         lanes);
         }
