@@ -81,6 +81,13 @@ constexpr TileKernels<double> kAvx512NarrowF64{&ukernel_24x8__avx512f,
                                                &ukernel_24x8_direct_b__avx512f,
                                                &ukernel_24x8_direct_a__avx512f,
                                                &ukernel_24x8_rows_a__avx512f};
+constexpr TileKernels<float> kAvx512FlatF32{&ukernel_6x32__avx512f, &ukernel_6x32_direct_b__avx512f,
+                                            &ukernel_6x32_direct_a__avx512f,
+                                            &ukernel_6x32_rows_a__avx512f};
+constexpr TileKernels<double> kAvx512FlatF64{&ukernel_6x16__avx512f,
+                                             &ukernel_6x16_direct_b__avx512f,
+                                             &ukernel_6x16_direct_a__avx512f,
+                                             &ukernel_6x16_rows_a__avx512f};
 // The depthwise loops have no AVX-512 copy: the AVX-512 rows use the AVX2 + FMA ones.
 constexpr PathExtras<float> kAvx2ExtrasF32{&kDepthwiseAvx2F32, &activate_span__avx2_fma,
                                            &fma_chains__avx2_fma};
@@ -93,8 +100,10 @@ constexpr PathExtras<double> kAvx512ExtrasF64{&kDepthwiseAvx2F64, &activate_span
 #else
 // A build without the SIMD files: their rows exist (the table's shape does not change) but hold
 // no kernels, and isa_supported() never enables them.
-constexpr TileKernels<float> kAvx2F32{}, kAvx2NarrowF32{}, kAvx512F32{}, kAvx512NarrowF32{};
-constexpr TileKernels<double> kAvx2F64{}, kAvx2NarrowF64{}, kAvx512F64{}, kAvx512NarrowF64{};
+constexpr TileKernels<float> kAvx2F32{}, kAvx2NarrowF32{}, kAvx512F32{}, kAvx512NarrowF32{},
+    kAvx512FlatF32{};
+constexpr TileKernels<double> kAvx2F64{}, kAvx2NarrowF64{}, kAvx512F64{}, kAvx512NarrowF64{},
+    kAvx512FlatF64{};
 constexpr PathExtras<float> kAvx2ExtrasF32{}, kAvx512ExtrasF32{};
 constexpr PathExtras<double> kAvx2ExtrasF64{}, kAvx512ExtrasF64{};
 #endif
@@ -109,6 +118,7 @@ constexpr GemmKernel<float> kKernelsF32[] = {
     make_kernel<float, Isa::avx2, Tile::narrow>(kAvx2NarrowF32, kAvx2ExtrasF32),
     make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512ExtrasF32),
     make_kernel<float, Isa::avx512, Tile::narrow>(kAvx512NarrowF32, kAvx512ExtrasF32),
+    make_kernel<float, Isa::avx512, Tile::flat>(kAvx512FlatF32, kAvx512ExtrasF32),
 };
 constexpr GemmKernel<double> kKernelsF64[] = {
     make_kernel<double, Isa::generic>(ref_kernels<double>(), kGenericExtrasF64),
@@ -116,10 +126,12 @@ constexpr GemmKernel<double> kKernelsF64[] = {
     make_kernel<double, Isa::avx2, Tile::narrow>(kAvx2NarrowF64, kAvx2ExtrasF64),
     make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512ExtrasF64),
     make_kernel<double, Isa::avx512, Tile::narrow>(kAvx512NarrowF64, kAvx512ExtrasF64),
+    make_kernel<double, Isa::avx512, Tile::flat>(kAvx512FlatF64, kAvx512ExtrasF64),
 };
 // Where the rows of each path start in the tables above, indexed by Isa (and one past the end).
-constexpr int kRowsOf[] = {0, 1, 3, 5};
+constexpr int kRowsOf[] = {0, 1, 3, 6};
 static_assert(sizeof(kKernelsF32) / sizeof(kKernelsF32[0]) == kRowsOf[3], "rows of the table");
+static_assert(sizeof(kKernelsF64) / sizeof(kKernelsF64[0]) == kRowsOf[3], "rows of the table");
 
 template <class T>
 KernelRows<T> rows_of(const GemmKernel<T>* table, Isa isa) {

@@ -146,6 +146,27 @@ void ukernel_24x8_direct_a__avx512f(int64_t kc, double alpha, const double* cons
                                     const int64_t* koff, const double* b, double beta,
                                     double* c, int64_t ldc);
 
+// The flat AVX-512 tiles: two vectors per row of C and half the rows (12 zmm accumulators), for
+// products only a few rows tall (a layer's few output channels in the Y = W col orientation).
+void ukernel_6x32__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
+                          float* c, int64_t ldc);
+void ukernel_6x32_direct_b__avx512f(int64_t kc, float alpha, const float* a, const float* b,
+                                   const int64_t* boff, float beta, float* c, int64_t ldc);
+void ukernel_6x32_direct_a__avx512f(int64_t kc, float alpha, const float* const* arow,
+                                   const int64_t* koff, const float* b, float beta, float* c,
+                                   int64_t ldc);
+void ukernel_6x32_rows_a__avx512f(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                                 const float* b, float beta, float* c, int64_t ldc);
+void ukernel_6x16__avx512f(int64_t kc, double alpha, const double* a, const double* b, double beta,
+                          double* c, int64_t ldc);
+void ukernel_6x16_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
+                                   const int64_t* boff, double beta, double* c, int64_t ldc);
+void ukernel_6x16_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
+                                   const int64_t* koff, const double* b, double beta, double* c,
+                                   int64_t ldc);
+void ukernel_6x16_rows_a__avx512f(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                                 const double* b, double beta, double* c, int64_t ldc);
+
 // The rows-A kernels of every SIMD row (defined beside the others in the ISA files).
 void ukernel_6x16_rows_a__avx2_fma(int64_t kc, float alpha, const float* a, const int64_t* koff,
                                    const float* b, float beta, float* c, int64_t ldc);
@@ -172,9 +193,10 @@ void ukernel_24x8_rows_a__avx512f(int64_t kc, double alpha, const double* a, con
 // 16 KiB (half of L1d); MC keeps the A block near a third of L2.
 //
 // Each SIMD instruction set has two rows: the wide tile (two vectors per row of C) and the narrow
-// one (one vector per row, twice the rows), which wastes nothing where n is a single vector wide.
-// The plan's cost models weigh both; gemm() uses the wide one.
-enum class Tile { wide, narrow };
+// one (one vector per row, twice the rows), which wastes nothing where n is a single vector wide;
+// AVX-512 has a third, flat (the wide tile's two vectors, half its rows), for m of a few rows.
+// The plan's cost models weigh them all; gemm() uses the wide one.
+enum class Tile { wide, narrow, flat };
 
 template <class T, Isa I, Tile S = Tile::wide>
 struct GemmBlocking;
@@ -234,6 +256,16 @@ template <>
 struct GemmBlocking<double, Isa::avx512, Tile::narrow> {
   static constexpr int64_t VB = 64;
   static constexpr int64_t MR = 24, NR = 8, MC = 96, KC = 256, NC = 4096;
+};
+template <>
+struct GemmBlocking<float, Isa::avx512, Tile::flat> {
+  static constexpr int64_t VB = 64;
+  static constexpr int64_t MR = 6, NR = 32, MC = 144, KC = 256, NC = 4096;
+};
+template <>
+struct GemmBlocking<double, Isa::avx512, Tile::flat> {
+  static constexpr int64_t VB = 64;
+  static constexpr int64_t MR = 6, NR = 16, MC = 96, KC = 256, NC = 4096;
 };
 
 // Largest tile over all paths: the size of the driver's edge buffer.

@@ -145,6 +145,54 @@ void ukernel_24x8_rows_a__avx512f(int64_t kc, double alpha, const double* a, con
   ukernel_simd_rows_a<F64x8, 24, 1, 4>(kc, alpha, a, koff, b, beta, c, ldc);
 }
 
+// The flat tiles: two vectors per row of C, 6 rows.
+using F32Flat = GemmBlocking<float, Isa::avx512, Tile::flat>;
+using F64Flat = GemmBlocking<double, Isa::avx512, Tile::flat>;
+static_assert(F32Flat::MR == 6 && F32Flat::NR == 2 * F32x16::L, "6x32 float tile");
+static_assert(F64Flat::MR == 6 && F64Flat::NR == 2 * F64x8::L, "6x16 double tile");
+
+void ukernel_6x32__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
+                          float* c, int64_t ldc) {
+  ukernel_simd<F32x16, 6, 2, 4>(kc, alpha, a, b, beta, c, ldc);
+}
+
+void ukernel_6x32_direct_b__avx512f(int64_t kc, float alpha, const float* a, const float* b,
+                                   const int64_t* boff, float beta, float* c, int64_t ldc) {
+  ukernel_simd_direct_b<F32x16, 6, 2, 4>(kc, alpha, a, b, boff, beta, c, ldc);
+}
+
+void ukernel_6x32_direct_a__avx512f(int64_t kc, float alpha, const float* const* arow,
+                                   const int64_t* koff, const float* b, float beta, float* c,
+                                   int64_t ldc) {
+  ukernel_simd_direct_a<F32x16, 6, 2, 4>(kc, alpha, arow, koff, b, beta, c, ldc);
+}
+
+void ukernel_6x32_rows_a__avx512f(int64_t kc, float alpha, const float* a, const int64_t* koff,
+                                 const float* b, float beta, float* c, int64_t ldc) {
+  ukernel_simd_rows_a<F32x16, 6, 2, 4>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
+void ukernel_6x16__avx512f(int64_t kc, double alpha, const double* a, const double* b, double beta,
+                          double* c, int64_t ldc) {
+  ukernel_simd<F64x8, 6, 2, 4>(kc, alpha, a, b, beta, c, ldc);
+}
+
+void ukernel_6x16_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
+                                   const int64_t* boff, double beta, double* c, int64_t ldc) {
+  ukernel_simd_direct_b<F64x8, 6, 2, 4>(kc, alpha, a, b, boff, beta, c, ldc);
+}
+
+void ukernel_6x16_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
+                                   const int64_t* koff, const double* b, double beta, double* c,
+                                   int64_t ldc) {
+  ukernel_simd_direct_a<F64x8, 6, 2, 4>(kc, alpha, arow, koff, b, beta, c, ldc);
+}
+
+void ukernel_6x16_rows_a__avx512f(int64_t kc, double alpha, const double* a, const int64_t* koff,
+                                 const double* b, double beta, double* c, int64_t ldc) {
+  ukernel_simd_rows_a<F64x8, 6, 2, 4>(kc, alpha, a, koff, b, beta, c, ldc);
+}
+
 void activate_span__avx512f(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx512f(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 
