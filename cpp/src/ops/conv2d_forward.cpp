@@ -187,26 +187,49 @@ struct TransposeBiasActivation {
 template <class T>
 void forward_in_place_a(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x, const T* w,
                         const T* bias, T* y, Activation act) {
-  const int64_t K = g.col_rows(), N = g.col_cols(), ocg = g.ocg();
+  const int64_t K = g.col_rows(), N = g.col_cols(), ocg = g.ocg(), icg = g.icg();
+  const int64_t ihw = g.ih * g.iw;
   const PaddedImage& pi = e.pi;
   const int64_t nthr = image_threads(g);
   const GemmKernel<T>& kern = *e.kern;
+  const int64_t B = e.batch;  // images per product
   const int64_t wt_elems = prepacked_b_elems(kern, K, ocg);
   Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
-  Scratch work(nthr, (pi.elems + N * ocg) * int64_t(sizeof(T)));
-  const int64_t* pix = e.pix.data();
+  Scratch work(nthr, B * (pi.elems + N * ocg) * int64_t(sizeof(T)));
+  const int64_t* pix = e.pix.data();  // B*N entries: image i's pixels at i*pi.elems + pix(j)
   const int64_t* taps = e.taps.data();
   // W_g^T, packed once for all the images.
   for (int64_t gi = 0; gi < g.groups; ++gi)
     prepack_b(kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K),
               packed_w.get<T>(0) + gi * wt_elems);
 
-  for_each_padded_group(g, pi, x, work, nthr, [&](int64_t n, int64_t gi, T* xp, T* yt) {
-    const TransposeBiasActivation<T> epilogue{yt, ocg, y + (n * g.oc + gi * ocg) * N, N,
-                                              g.ow(), g.ow(), bias ? bias + gi * ocg : nullptr,
-                                              act, &kern};
-    const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
-    gemm_driver<T>(kern, N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg, epilogue);
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(g.mb, nt, tid, begin, end);
+    T* xp = work.get<T>(tid);      // B padded copies, pi.elems apart
+    T* yt = xp + B * pi.elems;     // the product, B*N x ocg
+    for (int64_t n0 = begin; n0 < end; n0 += B) {
+      const int64_t cnt = std::min(B, end - n0);
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        for (int64_t i = 0; i < cnt; ++i)
+          pi.fill(g, x + ((n0 + i) * g.ic + gi * icg) * ihw, xp + i * pi.elems);
+        // Rows of the block split at image boundaries, each image written back on its own.
+        const auto epilogue = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc) {
+          for (int64_t m = i0, stop = i0 + mc; m < stop;) {
+            const int64_t img = m / N, local = m % N, len = std::min(stop - m, N - local);
+            const TransposeBiasActivation<T> one{yt + img * N * ocg, ocg,
+                                                 y + ((n0 + img) * g.oc + gi * ocg) * N, N,
+                                                 g.ow(), g.ow(),
+                                                 bias ? bias + gi * ocg : nullptr, act, &kern};
+            one(local, len, j0, nc);
+            m += len;
+          }
+        };
+        const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
+        gemm_driver<T>(kern, cnt * N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg,
+                       epilogue);
+      }
+    }
   });
 }
 
@@ -289,8 +312,15 @@ ForwardExec<T>::ForwardExec(const Conv2dGeometry& geometry, ForwardPath p,
     return;
   pi = PaddedImage::of<T>(g);
   taps = pi.tap_offsets(g);
-  if (path == ForwardPath::a_in_place) pix = pi.pixel_offsets(g);
   if (path == ForwardPath::a_wide) pi.elems += a_wide_tail<T>(pi);
+  if (path != ForwardPath::a_in_place) return;
+  // Images small enough that one product would be less than an A block (MC rows) are stacked:
+  // `batch` padded copies, their pixels the rows of one product.
+  batch = a_in_place_batch(g, k.mc);
+  const std::vector<int64_t> one = pi.pixel_offsets(g);
+  pix.resize(size_t(batch) * one.size());
+  for (int64_t i = 0; i < batch; ++i)
+    for (size_t j = 0; j < one.size(); ++j) pix[size_t(i) * one.size() + j] = i * pi.elems + one[j];
 }
 
 template <class T>

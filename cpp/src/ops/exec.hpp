@@ -40,7 +40,8 @@ struct ForwardExec {
   const GemmKernel<T>* kern;
   PaddedImage pi{};           // a_in_place, a_wide, b_in_place
   std::vector<int64_t> taps;  // a_in_place, a_wide, b_in_place: K tap offsets into the copy
-  std::vector<int64_t> pix;   // a_in_place: N pixel offsets into the padded copy
+  std::vector<int64_t> pix;   // a_in_place: batch*N pixel offsets into batch padded copies
+  int64_t batch = 1;          // a_in_place: images per product
                               // nhwc_in_place: taps and pix of a band of the copy below
   PaddedBandNhwc band{};      // nhwc_in_place
 };
@@ -101,6 +102,17 @@ void with_activation(Activation act, Body body) {
     case A::sigmoid: return body(std::integral_constant<A, A::sigmoid>());
     case A::tanh: return body(std::integral_constant<A, A::tanh>());
   }
+}
+
+// The images the a_in_place forward stacks into one product: as many as make its rows (pixels)
+// reach one A block of `mc` rows, within the workspace bound.
+inline int64_t a_in_place_batch(const Conv2dGeometry& g, int64_t mc) {
+  const int64_t n = std::max<int64_t>(g.col_cols(), 1);
+  int64_t b = std::min<int64_t>((mc + n - 1) / n, std::max<int64_t>(g.mb, 1));
+  const double per_image =
+      (padded_image_bytes(g, 8) + double(g.ocg()) * double(n) * 8.0);  // bytes, at most
+  while (b > 1 && double(b) * per_image > kMaxWorkspaceBytes) --b;
+  return std::max<int64_t>(b, 1);
 }
 
 // Whether im2col is the identity for g (1x1 kernel, stride 1, no padding): the GEMM reads x.

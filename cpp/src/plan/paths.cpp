@@ -114,9 +114,11 @@ double fwd_packed_cost(const CostContext& c) {
 }
 double fwd_a_in_place_cost(const CostContext& c) {
   const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
+  // Small images are stacked, a_in_place_batch of them per product.
+  const double batch = double(a_in_place_batch(c.g, c.mc));
   return images_groups(c.g) *
-         (gemm_cost(c, N, ocg, K, ARead::row_pointers) + copy_cost(c, padded_elems(c.g)) +
-          N * ocg * kGather);
+         (gemm_cost(c, batch * N, ocg, K, ARead::row_pointers) / batch +
+          copy_cost(c, padded_elems(c.g)) + N * ocg * kGather);
 }
 // The transposed product over oh*wp rows, of which the wp - ow past each output row are
 // computed and dropped by the write-back.
@@ -194,7 +196,7 @@ bool bwi_col2im_ok(const CostContext&) { return true; }
 double bwi_flip_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const Conv2dGeometry f = g.flipped();
-  const CostContext cf{f, c.mr, c.nr, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
+  const CostContext cf{f, c.mr, c.nr, c.mc, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
   double fwd = 0;
   cheapest_forward(cf, &fwd);
   const double expand =
@@ -228,7 +230,7 @@ double bwi_phases_cost(const CostContext& c) {
   double total = double(g.src_size()) * kGather;  // the interleave: strided writes
   for (const Phase& ph : input_phases(g)) {
     if (!ph.has_taps()) continue;
-    const CostContext cp{ph.g, c.mr, c.nr, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
+    const CostContext cp{ph.g, c.mr, c.nr, c.mc, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
     double fwd = 0;
     cheapest_forward(cp, &fwd);
     total += fwd + double(g.ic * g.ocg() * ph.h.taps * ph.w.taps) * kCopy;
@@ -290,7 +292,7 @@ Path cheapest(const PathInfo<Path> (&table)[n], const CostContext& c, double* co
 
 template <class T>
 CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k) {
-  return {g, k.mr, k.nr, k.kc, k.nc, k.lanes, int64_t(sizeof(T)), l2_cache_bytes()};
+  return {g, k.mr, k.nr, k.mc, k.kc, k.nc, k.lanes, int64_t(sizeof(T)), l2_cache_bytes()};
 }
 template CostContext cost_context<float>(const Conv2dGeometry&, const GemmKernel<float>&);
 template CostContext cost_context<double>(const Conv2dGeometry&, const GemmKernel<double>&);

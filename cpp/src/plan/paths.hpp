@@ -28,7 +28,7 @@ namespace convcore::detail {
 // What a cost model reads besides the geometry.
 struct CostContext {
   const Conv2dGeometry& g;
-  int64_t mr, nr, kc, nc, lanes;  // the kernel row
+  int64_t mr, nr, mc, kc, nc, lanes;  // the kernel row
   int64_t elem_size;
   double l2_bytes;  // per core
 };
