@@ -132,6 +132,45 @@ void check_max(const Conv2dGeometry& g, bool ties) {
   convcore::set_num_threads(1);
 }
 
+// Indices given by the caller may point anywhere in the plane (the backward checks only their
+// range): the forward's indices with some moved out of their windows' rows, and indices drawn
+// at random. The gradient is the direct scatter in output order, whatever the indices.
+template <class T>
+void check_max_any_indices(const Conv2dGeometry& g) {
+  const int64_t in_plane = g.ih * g.iw, oh = g.oh(), ow = g.ow();
+  const auto x = testutil::random_vector<T>(g.src_size(), 51);
+  const auto dy = testutil::random_vector<T>(g.dst_size(), 52);
+  std::vector<T> y(g.dst_size());
+  std::vector<int64_t> fwd(g.dst_size());
+  convcore::max_pool2d_forward(g, x.data(), y.data(), fwd.data());
+  std::mt19937 rng(53);
+  std::uniform_int_distribution<int64_t> cell(-1, in_plane - 1);
+  for (int variant = 0; variant < 3; ++variant) {
+    std::vector<int64_t> idx = fwd;
+    for (size_t k = 0; k < idx.size(); ++k) {
+      if (variant == 0 && k % 37 == 5) idx[k] = cell(rng);        // a few anywhere
+      if (variant == 1 && k == idx.size() / 2) idx[k] = 0;         // one in the first row
+      if (variant == 2) idx[k] = cell(rng);                        // all anywhere
+    }
+    std::vector<T> ref(g.src_size(), T(0));
+    for (int64_t n = 0; n < g.mb; ++n)
+      for (int64_t c = 0; c < g.ic; ++c)
+        for (int64_t i = 0; i < oh; ++i)
+          for (int64_t j = 0; j < ow; ++j) {
+            const int64_t o = at(g, n, c, i, j, oh, ow), v = idx[o];
+            if (v >= 0) ref[at(g, n, c, v / g.iw, v % g.iw, g.ih, g.iw)] += dy[o];
+          }
+    for (int threads : {1, 2, 3}) {
+      convcore::set_num_threads(threads);
+      std::vector<T> dx(g.src_size(), T(NAN));
+      convcore::max_pool2d_backward(g, idx.data(), dy.data(), dx.data());
+      CHECK_MSG(same_bits(dx, ref), "max backward, indices anywhere " << g << " variant=" << variant
+                                                                      << " threads=" << threads);
+    }
+  }
+  convcore::set_num_threads(1);
+}
+
 template <class T>
 void check_avg(const Conv2dGeometry& g, bool include_pad) {
   const auto x = testutil::random_vector<T>(g.src_size(), 41);
@@ -174,6 +213,11 @@ void check_all() {
   for (const auto& g : max_cases) {
     check_max<T>(g, false);
     check_max<T>(g, true);
+    for (Layout layout : {nhwc, nchw}) {
+      Conv2dGeometry any = g;
+      any.layout = layout;
+      check_max_any_indices<T>(any);
+    }
   }
   for (Layout layout : {nhwc, nchw}) {
     const Conv2dGeometry avg_cases[] = {

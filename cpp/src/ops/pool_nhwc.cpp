@@ -4,8 +4,9 @@
 //   y[n][i][j][c0..c1) = max / sum over cells k of x[n][k][c0..c1)      (k = h*iw + w)
 //
 // The forward passes split the work over output rows (mb*oh), the backward passes over (image,
-// block of kChannelBlock channels): each output element, and each input-gradient element, is
-// computed by one thread in a fixed order, so results are bitwise identical for any thread count.
+// block of channels: kScatterBlock for max, kChannelBlock for average): each output element,
+// and each input-gradient element, is computed by one thread in a fixed order, so results are
+// bitwise identical for any thread count.
 // The backward passes add in the order of the output cells, as the NCHW scatter does.
 #include "pool_nhwc.hpp"
 
@@ -25,6 +26,10 @@ namespace {
 // of the backward passes.
 constexpr int64_t kChunk = 512;
 constexpr int64_t kChannelBlock = 64;
+// Channels per item of the max-pooling backward pass: a whole image up to this many, so that
+// its gradient is zeroed in one run (a fill per pixel costs more than the scatter with few
+// channels); more channels are cut into blocks that still give the threads work.
+constexpr int64_t kScatterBlock = 256;
 
 // The flat positions h*iw + w of the cells of window (i, j) that lie inside the plane, in scan
 // order (row by row); returns how many. cells has room for kh*kw.
@@ -108,20 +113,38 @@ void max_pool2d_forward_nhwc(const Conv2dGeometry& g, const T* x, T* y, int64_t*
   });
 }
 
+// dx[ip[q]][q] += dy[q] over `pixels` output pixels of nc channels (pixel stride c), skipping the
+// -1 of padding-only windows. C > 0: c == nc == C, known at compile time.
+template <int64_t C, class T>
+void scatter_pixels(const int64_t* __restrict ip, const T* __restrict dyp, int64_t pixels,
+                    int64_t c_runtime, int64_t nc_runtime, T* __restrict dx) {
+  const int64_t c = C > 0 ? C : c_runtime, nc = C > 0 ? C : nc_runtime;
+  for (int64_t p = 0; p < pixels; ++p, ip += c, dyp += c)
+    for (int64_t q = 0; q < nc; ++q)
+      if (ip[q] >= 0) dx[ip[q] * c + q] += dyp[q];
+}
+
 template <class T>
 void max_pool2d_backward_nhwc(const Conv2dGeometry& g, const int64_t* idx, const T* dy, T* dx) {
   const int64_t c = g.ic, in_plane = g.ih * g.iw, out_plane = g.oh() * g.ow();
-  const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
-  parallel_for(g.mb * blocks, (in_plane + out_plane) * std::min(c, kChannelBlock), [&](int64_t item) {
-    const int64_t n = item / blocks, c0 = (item % blocks) * kChannelBlock;
-    const int64_t nc = std::min(kChannelBlock, c - c0);
+  const int64_t blocks = (c + kScatterBlock - 1) / kScatterBlock;
+  parallel_for(g.mb * blocks, (in_plane + out_plane) * std::min(c, kScatterBlock), [&](int64_t item) {
+    const int64_t n = item / blocks, c0 = (item % blocks) * kScatterBlock;
+    const int64_t nc = std::min(kScatterBlock, c - c0);
     T* dxn = dx + n * in_plane * c + c0;
-    for (int64_t k = 0; k < in_plane; ++k) std::fill(dxn + k * c, dxn + k * c + nc, T(0));
-    for (int64_t p = 0; p < out_plane; ++p) {
-      const int64_t* ip = idx + (n * out_plane + p) * c + c0;
-      const T* dyp = dy + (n * out_plane + p) * c + c0;
-      for (int64_t q = 0; q < nc; ++q)
-        if (ip[q] >= 0) dxn[ip[q] * c + q] += dyp[q];
+    if (nc == c)  // every channel: one contiguous image
+      std::fill(dxn, dxn + in_plane * c, T(0));
+    else
+      for (int64_t k = 0; k < in_plane; ++k) std::fill(dxn + k * c, dxn + k * c + nc, T(0));
+    const int64_t* in = idx + n * out_plane * c + c0;
+    const T* dyn = dy + n * out_plane * c + c0;
+    switch (nc == c ? c : 0) {  // the common channel counts with the pixel stride known
+      case 16: return scatter_pixels<16>(in, dyn, out_plane, c, nc, dxn);
+      case 32: return scatter_pixels<32>(in, dyn, out_plane, c, nc, dxn);
+      case 64: return scatter_pixels<64>(in, dyn, out_plane, c, nc, dxn);
+      case 128: return scatter_pixels<128>(in, dyn, out_plane, c, nc, dxn);
+      case 256: return scatter_pixels<256>(in, dyn, out_plane, c, nc, dxn);
+      default: return scatter_pixels<0>(in, dyn, out_plane, c, nc, dxn);
     }
   });
 }
