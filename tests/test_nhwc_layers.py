@@ -214,7 +214,8 @@ def _bn_pair(c, dtype, **kw):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("affine", [True, False])
-@pytest.mark.parametrize("shape", [(3, 5, 6, 7), (2, 70, 15, 13), (4, 1, 3, 2)], ids=str)
+@pytest.mark.parametrize("shape", [(3, 5, 6, 7), (2, 70, 15, 13), (4, 1, 3, 2), (2, 4, 9, 9), (2, 8, 9, 9),
+                                   (2, 16, 15, 13)], ids=str)
 def test_batchnorm_nhwc_is_nchw_transposed(shape, affine, dtype):
     rng = np.random.default_rng(14)
     a, b = _bn_pair(shape[1], dtype, affine=affine, momentum=0.3)

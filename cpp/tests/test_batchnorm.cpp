@@ -85,8 +85,8 @@ void run(double tol, Layout layout, int64_t n, int64_t c, int64_t hw) {
 
 // Forward (train, then eval) and backward on 1, 2 and 3 threads: the same bits.
 template <class T>
-void check_threads(Layout layout) {
-  const int64_t n = 4, c = 37, hw = 40 * 40;  // enough work for every thread, several row blocks
+void check_threads(Layout layout, int64_t c = 37) {
+  const int64_t n = 4, hw = 40 * 40;  // enough work for every thread, several row blocks
   const convcore::BatchNormShape s{n, c, hw, layout};
   const auto x = testutil::random_vector<T>(n * c * hw, 5), dy = testutil::random_vector<T>(n * c * hw, 6);
   const auto gamma = testutil::random_vector<T>(c, 7), beta = testutil::random_vector<T>(c, 8);
@@ -117,8 +117,13 @@ int main() {
     run<double>(1e-12, layout, 3, 5, 7 * 6);
     run<float>(2e-5, layout, 3, 19, 13 * 11);  // NHWC: more than one block of rows
     run<double>(1e-12, layout, 2, 1, 300);
+    // NHWC rows of one and two 32-byte vectors: the coefficients held in registers
+    for (int64_t c : {8, 16}) run<float>(2e-5, layout, 2, c, 300);
+    for (int64_t c : {4, 8}) run<double>(1e-12, layout, 2, c, 300);
     check_threads<float>(layout);
     check_threads<double>(layout);
+    check_threads<float>(layout, 16);
+    check_threads<double>(layout, 8);
   }
   return check::report("batchnorm");
 }
