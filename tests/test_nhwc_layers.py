@@ -319,6 +319,31 @@ def test_nhwc_bitwise_identical_for_any_thread_count(dtype):
         assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [16, 37, 128])
+def test_batchnorm_nhwc_same_bits_on_every_isa(c, dtype):
+    """The channels-last loops have a portable and an AVX2 copy (chosen by the active ISA): the
+    same bits, train and eval, forward and backward."""
+    rng = np.random.default_rng(19)
+    x = (rng.standard_normal((3, 9, 11, c)) * 2 + 1).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    before = cc._core.isa()
+    results = {}
+    try:
+        for isa in cc._core.supported_isas():
+            cc._core.set_isa(isa)
+            bn = nn.BatchNorm2D(c, dtype=dtype, layout="NHWC")
+            out = [bn.forward(x), bn.backward(dy), bn.weight_param.grad, bn.bias_param.grad, bn.running_var]
+            bn.eval()
+            out += [bn.forward(x), bn.backward(dy)]
+            results[isa] = [np.array(a, copy=True).tobytes() for a in out]
+    finally:
+        cc._core.set_isa(before)
+    generic = results.pop("generic")
+    for isa, out in results.items():
+        assert out == generic, isa
+
+
 # ----------------------------------------------------------------------------- a whole network
 
 

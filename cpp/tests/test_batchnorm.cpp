@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
 #include "test_util.hpp"
 
@@ -83,16 +84,16 @@ void run(double tol, Layout layout, int64_t n, int64_t c, int64_t hw) {
                std::invalid_argument);
 }
 
-// Forward (train, then eval) and backward on 1, 2 and 3 threads: the same bits.
+// Forward (train, then eval) and backward on 1, 2 and 3 threads and on every instruction set the
+// CPU has (NHWC: the portable and the AVX2 copies of the loops): the same bits.
 template <class T>
 void check_threads(Layout layout, int64_t c = 37) {
   const int64_t n = 4, hw = 40 * 40;  // enough work for every thread, several row blocks
   const convcore::BatchNormShape s{n, c, hw, layout};
   const auto x = testutil::random_vector<T>(n * c * hw, 5), dy = testutil::random_vector<T>(n * c * hw, 6);
   const auto gamma = testutil::random_vector<T>(c, 7), beta = testutil::random_vector<T>(c, 8);
-  std::vector<T> first;
-  for (int threads : {1, 2, 3}) {
-    convcore::set_num_threads(threads);
+  // Every output of a training step and an eval forward, one after the other.
+  auto outputs = [&] {
     std::vector<T> rm(c, T(0.25)), rv(c, T(2)), mean(c), invstd(c), y(x.size()), y2(x.size()), dx(x.size()),
         dg(c), db(c);
     convcore::batchnorm_forward<T>(s, x.data(), gamma.data(), beta.data(), true, 1e-5, 0.1, rm.data(), rv.data(),
@@ -104,10 +105,22 @@ void check_threads(Layout layout, int64_t c = 37) {
     convcore::batchnorm_forward<T>(s, x.data(), gamma.data(), beta.data(), false, 1e-5, 0.1, rm.data(), rv.data(),
                                    mean.data(), invstd.data(), y2.data());
     all.insert(all.end(), y2.begin(), y2.end());
-    if (threads == 1) first = all;
-    CHECK_MSG(check::same_bits(all, first),
-              "threads=" << threads << " layout=" << convcore::layout_name(layout));
+    return all;
+  };
+  std::vector<T> first;
+  const convcore::Isa active = convcore::active_isa();
+  for (convcore::Isa isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512}) {
+    if (!convcore::isa_supported(isa)) continue;
+    convcore::set_isa(isa);
+    for (int threads : {1, 2, 3}) {
+      convcore::set_num_threads(threads);
+      const std::vector<T> all = outputs();
+      if (first.empty()) first = all;
+      CHECK_MSG(check::same_bits(all, first), "threads=" << threads << " isa=" << convcore::isa_name(isa)
+                                                          << " layout=" << convcore::layout_name(layout));
+    }
   }
+  convcore::set_isa(active);
   convcore::set_num_threads(1);
 }
 

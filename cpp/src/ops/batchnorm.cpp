@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "convcore/error.hpp"
+#include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
+#include "ops/batchnorm_loops.hpp"
 
 namespace convcore {
 
@@ -84,6 +86,23 @@ void channel_sums(int64_t rows, int64_t c, int64_t w, int64_t nsum, F&& add, dou
     }
 }
 
+// The element loops over a wide row (batchnorm_loops.hpp): the portable copy built here.
+const detail::BatchNormLoops<float> kLoopsGenericF32 = detail::batchnorm_loops_for<float, 16>();
+const detail::BatchNormLoops<double> kLoopsGenericF64 = detail::batchnorm_loops_for<double, 16>();
+
+// The wide rows' element loops of the active ISA: the AVX2 copy on the avx2 and avx512 paths.
+template <class T>
+const detail::BatchNormLoops<T>& nhwc_loops() {
+#ifdef CONVCORE_X86_SIMD
+  if (active_isa() != Isa::generic && isa_supported(Isa::avx2)) {
+    if constexpr (sizeof(T) == 4) return detail::kBatchNormAvx2F32;
+    else return detail::kBatchNormAvx2F64;
+  }
+#endif
+  if constexpr (sizeof(T) == 4) return kLoopsGenericF32;
+  else return kLoopsGenericF64;
+}
+
 // ---- few channels: coefficients in registers ----
 //
 // The element-wise passes (normalisation, input gradient) of the wide rows read one tiled
@@ -145,21 +164,16 @@ void batchnorm_forward_nhwc(const BatchNormShape& s, const T* x, const T* gamma,
                             bool batch_stats, double eps, double momentum, T* running_mean,
                             T* running_var, T* save_mean, T* save_invstd, T* y) {
   const int64_t c = s.c, m = s.n * s.hw, w = wide_width(c);
+  const detail::BatchNormLoops<T>& L = nhwc_loops<T>();
   std::vector<double> mean(static_cast<size_t>(c)), var(static_cast<size_t>(c));
   if (batch_stats) {
-    channel_sums(m, c, w, 1, [&](int64_t e0, int64_t n, double* __restrict acc) {
-      const T* __restrict xe = x + e0;
-      for (int64_t j = 0; j < n; ++j) acc[j] += double(xe[j]);
-    }, mean.data());
+    channel_sums(m, c, w, 1, [&](int64_t e0, int64_t n, double* acc) { L.sum(x + e0, n, acc); },
+                 mean.data());
     for (auto& v : mean) v /= double(m);
     const std::vector<double> mu_w = tiled(mean, w);
     const double* mu = mu_w.data();
-    channel_sums(m, c, w, 1, [&](int64_t e0, int64_t n, double* __restrict acc) {  // no cancellation
-      const T* __restrict xe = x + e0;
-      for (int64_t j = 0; j < n; ++j) {
-        const double d = double(xe[j]) - mu[j];
-        acc[j] += d * d;
-      }
+    channel_sums(m, c, w, 1, [&](int64_t e0, int64_t n, double* acc) {  // no cancellation
+      L.sum_sq(x + e0, mu, n, acc);
     }, var.data());
     for (int64_t k = 0; k < c; ++k) {
       const double sq = var[k];
@@ -189,9 +203,7 @@ void batchnorm_forward_nhwc(const BatchNormShape& s, const T* x, const T* gamma,
   const T* sp = scale_w.data();
   const T* hp = shift_w.data();
   for_wide_rows(m, c, w, 1, [&](int64_t, int64_t e0, int64_t n) {
-    const T* __restrict xe = x + e0;
-    T* __restrict ye = y + e0;
-    for (int64_t j = 0; j < n; ++j) ye[j] = (xe[j] - tmp[j]) * sp[j] + hp[j];
+    L.normalize(x + e0, tmp, sp, hp, n, y + e0);
   });
 }
 
@@ -200,18 +212,14 @@ void batchnorm_backward_nhwc(const BatchNormShape& s, const T* x, const T* dy, c
                              const T* save_mean, const T* save_invstd, bool batch_stats, T* dx,
                              T* dgamma, T* dbeta, bool accumulate) {
   const int64_t c = s.c, m = s.n * s.hw, w = wide_width(c);
+  const detail::BatchNormLoops<T>& L = nhwc_loops<T>();
   std::vector<double> mean(static_cast<size_t>(c)), sums(static_cast<size_t>(2 * c));
   for (int64_t k = 0; k < c; ++k) mean[k] = double(save_mean[k]);
   const std::vector<double> mu_w = tiled(mean, w);
   const double* mu = mu_w.data();
   // sums[k] = sum(dy), sums[c + k] = sum(dy * (x - mean)) of channel k
-  channel_sums(m, c, w, 2, [&](int64_t e0, int64_t n, double* __restrict acc) {
-    const T* __restrict xe = x + e0;
-    const T* __restrict ge = dy + e0;
-    for (int64_t j = 0; j < n; ++j) {
-      acc[j] += double(ge[j]);
-      acc[w + j] += double(ge[j]) * (double(xe[j]) - mu[j]);
-    }
+  channel_sums(m, c, w, 2, [&](int64_t e0, int64_t n, double* acc) {
+    L.sum_grad(x + e0, dy + e0, mu, n, acc, acc + w);
   }, sums.data());
   std::vector<T> ta(static_cast<size_t>(c)), tb(static_cast<size_t>(c)), td(static_cast<size_t>(c)),
       tm(static_cast<size_t>(c));
@@ -239,14 +247,10 @@ void batchnorm_backward_nhwc(const BatchNormShape& s, const T* x, const T* dy, c
   const T* dp = td_w.data();
   const T* mp = tm_w.data();
   for_wide_rows(m, c, w, 1, [&](int64_t, int64_t e0, int64_t n) {
-    const T* __restrict xe = x + e0;
-    const T* __restrict ge = dy + e0;
-    T* __restrict out = dx + e0;
-    if (batch_stats) {
-      for (int64_t j = 0; j < n; ++j) out[j] = ap[j] * ge[j] + bp[j] * (xe[j] - mp[j]) + dp[j];
-    } else {
-      for (int64_t j = 0; j < n; ++j) out[j] = ap[j] * ge[j];
-    }
+    if (batch_stats)
+      L.input_grad(x + e0, dy + e0, ap, bp, dp, mp, n, dx + e0);
+    else
+      L.input_grad_eval(dy + e0, ap, n, dx + e0);
   });
 }
 
