@@ -198,6 +198,8 @@ void check_all() {
   const Conv2dGeometry max_cases[] = {
       pool_geom(2, 3, 8, 8, 2, 2, 2, 2),
       pool_geom(2, 19, 7, 9, 2, 2, 2, 2),             // channels not a multiple of a vector
+      pool_geom(2, 16, 7, 9, 2, 2, 2, 2),             // 16 channels: the pixel in registers
+      pool_geom(1, 16, 7, 8, 3, 3, 2, 2, 1, 1, 1, 1),  // ... with padding
       pool_geom(1, 2, 7, 7, 3, 3, 2, 2),              // overlapping windows
       pool_geom(2, 5, 6, 5, 3, 3, 1, 1),              // stride 1
       pool_geom(1, 70, 9, 8, 3, 2, 2, 1),             // more than one channel block

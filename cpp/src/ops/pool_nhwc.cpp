@@ -64,6 +64,22 @@ void add_run(const T* __restrict a, int64_t nc, T* __restrict acc) {
   for (int64_t k = 0; k < nc; ++k) acc[k] += a[k];
 }
 
+// Channels [c0, c0 + C) of one output pixel, C a compile-time count (pixel stride c): the running
+// maximum and the winning tap stay in registers across the taps, with no call per run.
+template <int64_t C, class T>
+void max_pixel_run(const T* xn, int64_t c, const int64_t* cells, int64_t nt, T* __restrict yp,
+                   int64_t* __restrict ip) {
+  T best[C];
+  MaskInt<T> won[C];
+  const T* first = xn + cells[0] * c;
+  for (int64_t k = 0; k < C; ++k) best[k] = first[k], won[k] = 0;
+  for (int64_t t = 1; t < nt; ++t) {
+    const T* __restrict xt = xn + cells[t] * c;
+    for (int64_t k = 0; k < C; ++k) take_max_masked(xt[k], MaskInt<T>(t), best[k], won[k]);
+  }
+  for (int64_t k = 0; k < C; ++k) yp[k] = best[k], ip[k] = cells[won[k]];
+}
+
 template <class T>
 T divisor(const Conv2dGeometry& g, bool count_include_pad, int64_t cells) {
   return T(count_include_pad ? g.kh * g.kw : cells);
@@ -98,6 +114,10 @@ void max_pool2d_forward_nhwc(const Conv2dGeometry& g, const T* x, T* y, int64_t*
       if (nt == 0) {  // padding only (possible with dilation)
         std::fill(yp, yp + c, -T(INFINITY));
         std::fill(ip, ip + c, int64_t{-1});
+        continue;
+      }
+      if (c == 16) {  // (with 32 or more the registers spill: 3x slower, measured)
+        max_pixel_run<16>(xn, c, cells.data(), nt, yp, ip);
         continue;
       }
       for (int64_t c0 = 0; c0 < c; c0 += kChunk) {
