@@ -59,6 +59,20 @@ void take_max_run(const T* __restrict xt, int64_t nc, MaskInt<T> t, T* __restric
   }
 }
 
+// Taps 0 and 1 over a run of channels: best[k], won[k] = the maximum of x0[k] then x1[k] and
+// the tap it came from (take_max_masked from x0[k], tap 0).
+template <class T>
+void take_max_pair(const T* __restrict x0, const T* __restrict x1, int64_t nc, T* __restrict best,
+                   MaskInt<T>* __restrict won) {
+  for (int64_t k = 0; k < nc; ++k) {
+    T m = x0[k];
+    MaskInt<T> w = 0;
+    take_max_masked(x1[k], MaskInt<T>(1), m, w);
+    best[k] = m;
+    won[k] = w;
+  }
+}
+
 template <class T>
 void add_run(const T* __restrict a, int64_t nc, T* __restrict acc) {
   for (int64_t k = 0; k < nc; ++k) acc[k] += a[k];
@@ -123,9 +137,13 @@ void max_pool2d_forward_nhwc(const Conv2dGeometry& g, const T* x, T* y, int64_t*
       for (int64_t c0 = 0; c0 < c; c0 += kChunk) {
         const int64_t nc = std::min(kChunk, c - c0);
         const T* first = xn + cells[0] * c + c0;
-        std::copy(first, first + nc, yp + c0);
-        std::fill(won, won + nc, MaskInt<T>(0));
-        for (int64_t t = 1; t < nt; ++t)
+        if (nt == 1) {
+          std::copy(first, first + nc, yp + c0);
+          std::fill(won, won + nc, MaskInt<T>(0));
+        } else {  // taps 0 and 1 in one pass: no copy, no fill
+          take_max_pair(first, xn + cells[1] * c + c0, nc, yp + c0, won);
+        }
+        for (int64_t t = 2; t < nt; ++t)
           take_max_run(xn + cells[t] * c + c0, nc, MaskInt<T>(t), yp + c0, won);
         for (int64_t k = 0; k < nc; ++k) ip[c0 + k] = cells[won[k]];
       }
