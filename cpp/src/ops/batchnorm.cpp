@@ -19,23 +19,6 @@ void validate(const BatchNormShape& s, const char* op) {
   CONVCORE_CHECK(s.hw <= INT64_MAX / s.n && s.n * s.hw <= INT64_MAX / s.c, op, ": size overflows");
 }
 
-// Sums in double over 8 independent lanes: the lanes vectorise (a single running sum would be
-// one long chain of dependent additions), and the order is fixed, so results never depend on
-// the thread count.
-constexpr int kLanes = 8;
-
-template <class T, class F>
-double lane_sum(int64_t n, F&& term) {
-  double acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += term(i + l);
-  for (; i < n; ++i) acc[0] += term(i);
-  double s = 0;
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
-}
-
 // ---- NHWC: x is a [M x C] matrix, rows n*hw + i ----
 //
 // The rows are cut into blocks of kRowBlock (fixed, never derived from the thread count: every sum
@@ -101,6 +84,29 @@ const detail::BatchNormLoops<T>& nhwc_loops() {
 #endif
   if constexpr (sizeof(T) == 4) return kLoopsGenericF32;
   else return kLoopsGenericF64;
+}
+
+// ---- NCHW: channel c is mb planes of hw contiguous values ----
+//
+// A channel's planes are run through the same element loops as the NHWC rows, in runs of at most
+// kPlaneLanes values: each position of a run has its own running sum (acc[j]), folded in order at
+// the end, so the order is fixed by the shape alone; the per-element coefficient arrays hold the
+// channel's one value.
+constexpr int64_t kPlaneLanes = 64;
+
+// f(offset, n) for the runs of channel c, image by image.
+template <class F>
+void for_plane_runs(const BatchNormShape& s, int64_t c, F&& f) {
+  for (int64_t b = 0; b < s.n; ++b) {
+    const int64_t base = (b * s.c + c) * s.hw;
+    for (int64_t i = 0; i < s.hw; i += kPlaneLanes) f(base + i, std::min(kPlaneLanes, s.hw - i));
+  }
+}
+
+double fold(const double* acc) {
+  double total = 0;
+  for (int64_t j = 0; j < kPlaneLanes; ++j) total += acc[j];
+  return total;
 }
 
 // ---- few channels: coefficients in registers ----
@@ -275,24 +281,18 @@ void batchnorm_forward(const BatchNormShape& s, const T* x, const T* gamma, cons
   if (s.layout == Layout::nhwc)
     return batchnorm_forward_nhwc(s, x, gamma, beta, batch_stats, eps, momentum, running_mean,
                                   running_var, save_mean, save_invstd, y);
-  const int64_t stride = s.c * s.hw;
+  const detail::BatchNormLoops<T>& L = nhwc_loops<T>();
   detail::parallel_for(s.c, 3 * m, [&](int64_t c) {
     double mean, var;
     if (batch_stats) {
-      double sum = 0;
-      for (int64_t b = 0; b < s.n; ++b) {
-        const T* xp = x + b * stride + c * s.hw;
-        sum += lane_sum<T>(s.hw, [&](int64_t i) { return double(xp[i]); });
-      }
-      mean = sum / double(m);
-      double sq = 0;  // second pass: no cancellation
-      for (int64_t b = 0; b < s.n; ++b) {
-        const T* xp = x + b * stride + c * s.hw;
-        sq += lane_sum<T>(s.hw, [&](int64_t i) {
-          const double d = double(xp[i]) - mean;
-          return d * d;
-        });
-      }
+      double acc[kPlaneLanes] = {};
+      for_plane_runs(s, c, [&](int64_t off, int64_t n) { L.sum(x + off, n, acc); });
+      mean = fold(acc) / double(m);
+      double mu[kPlaneLanes];
+      std::fill(mu, mu + kPlaneLanes, mean);
+      std::fill(acc, acc + kPlaneLanes, 0.0);  // second pass: no cancellation
+      for_plane_runs(s, c, [&](int64_t off, int64_t n) { L.sum_sq(x + off, mu, n, acc); });
+      const double sq = fold(acc);
       var = sq / double(m);
       if (running_mean) {
         running_mean[c] = T((1 - momentum) * double(running_mean[c]) + momentum * mean);
@@ -306,13 +306,13 @@ void batchnorm_forward(const BatchNormShape& s, const T* x, const T* gamma, cons
     save_mean[c] = T(mean);
     save_invstd[c] = T(invstd);
     // y = (x - mean) * scale + beta (centred first: no cancellation when |mean| >> std)
-    const T scale = T((gamma ? double(gamma[c]) : 1.0) * invstd), tm = T(mean);
-    const T shift = beta ? beta[c] : T(0);
-    for (int64_t b = 0; b < s.n; ++b) {
-      const T* xp = x + b * stride + c * s.hw;
-      T* yp = y + b * stride + c * s.hw;
-      for (int64_t i = 0; i < s.hw; ++i) yp[i] = (xp[i] - tm) * scale + shift;
-    }
+    T tm[kPlaneLanes], scale[kPlaneLanes], shift[kPlaneLanes];
+    std::fill(tm, tm + kPlaneLanes, T(mean));
+    std::fill(scale, scale + kPlaneLanes, T((gamma ? double(gamma[c]) : 1.0) * invstd));
+    std::fill(shift, shift + kPlaneLanes, beta ? beta[c] : T(0));
+    for_plane_runs(s, c, [&](int64_t off, int64_t n) {
+      L.normalize(x + off, tm, scale, shift, n, y + off);
+    });
   });
 }
 
@@ -326,39 +326,35 @@ void batchnorm_backward(const BatchNormShape& s, const T* x, const T* dy, const 
   if (s.layout == Layout::nhwc)
     return batchnorm_backward_nhwc(s, x, dy, gamma, save_mean, save_invstd, batch_stats, dx, dgamma,
                                    dbeta, accumulate);
-  const int64_t m = s.n * s.hw, stride = s.c * s.hw;
+  const int64_t m = s.n * s.hw;
+  const detail::BatchNormLoops<T>& L = nhwc_loops<T>();
   detail::parallel_for(s.c, 3 * m, [&](int64_t c) {
     const double mean = double(save_mean[c]), invstd = double(save_invstd[c]);
-    double sum_dy = 0, sum_dy_xhat = 0;
-    for (int64_t b = 0; b < s.n; ++b) {
-      const T* xp = x + b * stride + c * s.hw;
-      const T* gp = dy + b * stride + c * s.hw;
-      sum_dy += lane_sum<T>(s.hw, [&](int64_t i) { return double(gp[i]); });
-      sum_dy_xhat += lane_sum<T>(s.hw, [&](int64_t i) { return double(gp[i]) * (double(xp[i]) - mean); });
-    }
-    sum_dy_xhat *= invstd;
+    // Both sums in one pass over x and dy.
+    double mu[kPlaneLanes], acc[kPlaneLanes] = {}, acc1[kPlaneLanes] = {};
+    std::fill(mu, mu + kPlaneLanes, mean);
+    for_plane_runs(s, c, [&](int64_t off, int64_t n) {
+      L.sum_grad(x + off, dy + off, mu, n, acc, acc1);
+    });
+    const double sum_dy = fold(acc), sum_dy_xhat = fold(acc1) * invstd;
     if (dbeta) dbeta[c] = T((accumulate ? double(dbeta[c]) : 0.0) + sum_dy);
     if (dgamma) dgamma[c] = T((accumulate ? double(dgamma[c]) : 0.0) + sum_dy_xhat);
     if (!dx) return;
     const double k = (gamma ? double(gamma[c]) : 1.0) * invstd;
-    const T ta = T(k);
+    T ta[kPlaneLanes];
+    std::fill(ta, ta + kPlaneLanes, T(k));
     if (!batch_stats) {
-      for (int64_t b = 0; b < s.n; ++b) {
-        const T* gp = dy + b * stride + c * s.hw;
-        T* op = dx + b * stride + c * s.hw;
-        for (int64_t i = 0; i < s.hw; ++i) op[i] = ta * gp[i];
-      }
+      for_plane_runs(s, c, [&](int64_t off, int64_t n) { L.input_grad_eval(dy + off, ta, n, dx + off); });
       return;
     }
     // dx = k*dy - k*sum_dy/M - k*xhat*sum_dy_xhat/M = a*dy + b*(x - mean) + d
-    const T tb = T(-k * invstd * sum_dy_xhat / double(m)), td = T(-k * sum_dy / double(m));
-    const T tm = T(mean);
-    for (int64_t b = 0; b < s.n; ++b) {
-      const T* xp = x + b * stride + c * s.hw;
-      const T* gp = dy + b * stride + c * s.hw;
-      T* op = dx + b * stride + c * s.hw;
-      for (int64_t i = 0; i < s.hw; ++i) op[i] = ta * gp[i] + tb * (xp[i] - tm) + td;
-    }
+    T tb[kPlaneLanes], td[kPlaneLanes], tm[kPlaneLanes];
+    std::fill(tb, tb + kPlaneLanes, T(-k * invstd * sum_dy_xhat / double(m)));
+    std::fill(td, td + kPlaneLanes, T(-k * sum_dy / double(m)));
+    std::fill(tm, tm + kPlaneLanes, T(mean));
+    for_plane_runs(s, c, [&](int64_t off, int64_t n) {
+      L.input_grad(x + off, dy + off, ta, tb, td, tm, n, dx + off);
+    });
   });
 }
 
