@@ -395,6 +395,10 @@ def test_sequential_reuse_with_the_new_modules_equals_layers_one_by_one(dtype, t
     for returned, copy in outs:  # arrays handed to the caller were never overwritten
         np.testing.assert_array_equal(returned, copy)
     assert a[1]._buffers["output"] is not None  # BN inside the network kept its output buffer
+    # Inside a Residual, the branches' outputs and input gradients only feed its sums: the
+    # projection's layers keep those buffers too.
+    proj = a[5].projection
+    assert proj[1]._buffers["output"] is not None and proj[0]._buffers["grad_input"] is not None
 
 
 # ------------------------------------------------------------------------------- state_dict

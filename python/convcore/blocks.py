@@ -10,14 +10,13 @@ input_grad=True)``, ``parameters``, ``train``/``eval``, ``state_dict``) and PyTo
 
 from __future__ import annotations
 
-import inspect
 from typing import List, Optional, Tuple
 
 import numpy as np
 
 from . import _core, _layout
 from . import functional as F
-from .layers import Module, _check_grad, _layer_input, _need_forward
+from .layers import Module, _call, _check_grad, _layer_input, _need_forward, _takes_input_grad
 from .optim import Parameter
 from ._public import public_dir as _public_dir
 
@@ -348,16 +347,13 @@ class Dropout(Module):
 # ------------------------------------------------------------------------------- residual
 
 
-def _takes_input_grad(layer) -> bool:
-    try:
-        return "input_grad" in inspect.signature(layer.backward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _backward(layer, takes_input_grad: bool, g, input_grad: bool):
-    """``layer.backward(g, input_grad=...)``, or ``layer.backward(g)`` for layers without the flag."""
-    return layer.backward(g, input_grad=input_grad) if takes_input_grad else layer.backward(g)
+    """``layer.backward(g, input_grad=...)``, or ``layer.backward(g)`` for layers without the flag;
+    the input gradient it returns goes only to the caller's sum, so the layer may write it into a
+    buffer it keeps."""
+    if takes_input_grad:
+        return _call(layer, "_reuse_grad", input_grad, lambda a: layer.backward(a, input_grad=input_grad), g)
+    return _call(layer, "_reuse_grad", True, layer.backward, g)
 
 
 class Residual(Module):
@@ -365,8 +361,9 @@ class Residual(Module):
 
     ``backward`` sends the output gradient through both branches and returns the sum of their
     input gradients. Parameters are the block's, then the projection's, named ``"block.*"`` and
-    ``"projection.*"``. The branches run as they would alone (no buffer reuse inside); the sum
-    goes into a kept buffer only when a container says it may.
+    ``"projection.*"``. The branches' outputs and input gradients go only into the sums, so the
+    branches keep and reuse their buffers for them; the sums go into kept buffers only when a
+    container says they may.
     """
 
     def __init__(self, block, projection=None):
@@ -388,8 +385,10 @@ class Residual(Module):
 
     def forward(self, x) -> np.ndarray:
         """``block(x) + (projection or identity)(x)``; the two must have the same shape."""
-        a = np.asarray(self.block.forward(x))
-        b = np.asarray(x if self.projection is None else self.projection.forward(x))
+        # The branches' outputs go only into the sum below: they may come from kept buffers.
+        a = np.asarray(_call(self.block, "_reuse_output", True, self.block.forward, x))
+        b = np.asarray(x if self.projection is None else
+                       _call(self.projection, "_reuse_output", True, self.projection.forward, x))
         if a.shape != b.shape:
             other = "the input" if self.projection is None else "projection(x)"
             msg = f"Residual: block(x) has shape {a.shape} but {other} has shape {b.shape}; they must match"

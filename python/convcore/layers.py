@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -334,6 +336,26 @@ class Conv2D(WeightBiasModule):
         layout = "" if self.layout == "NCHW" else f", layout={self.layout!r}"
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}{mode}, activation={self.activation!r}{layout})")
+
+
+def _takes_input_grad(layer) -> bool:
+    """Whether layer.backward takes the input_grad flag (user layers may not)."""
+    try:
+        return "input_grad" in inspect.signature(layer.backward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _call(layer, flag: str, reuse: bool, method, arg):
+    """``method(arg)`` with the layer's reuse flag set for the call (layers of the Module
+    protocol only; other objects are called as they are)."""
+    if not reuse or not isinstance(layer, Module):
+        return method(arg)
+    setattr(layer, flag, True)
+    try:
+        return method(arg)
+    finally:
+        setattr(layer, flag, False)
 
 
 def _layer_input(x, dtype: np.dtype, name: str = "input") -> np.ndarray:

@@ -31,7 +31,6 @@ pass of :class:`ReLU`; :class:`Flatten`, :class:`GlobalAvgPool2D`, :class:`Dropo
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any, Dict, Iterator, List, Literal, Optional, Protocol, Tuple, Union, overload
 
@@ -42,8 +41,8 @@ from . import _layout
 from . import functional as F
 from ._blas import one_blas_thread
 from .blocks import AvgPool2D, BatchNorm2D, Dropout, GlobalAvgPool2D, Residual
-from .layers import (Conv1D, Conv2D, ConvTranspose2D, Module, WeightBiasModule, _check_grad, _layer_input,
-                     _need_forward)
+from .layers import (Conv1D, Conv2D, ConvTranspose2D, Module, WeightBiasModule, _call, _check_grad, _layer_input,
+                     _need_forward, _takes_input_grad)
 from .optim import SGD, Parameter
 from ._public import public_dir as _public_dir
 
@@ -386,25 +385,6 @@ class SoftmaxCrossEntropy:
 
 
 # ---------------------------------------------------------------------------------- Sequential
-
-
-def _takes_input_grad(layer) -> bool:
-    try:
-        return "input_grad" in inspect.signature(layer.backward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _call(layer, flag: str, reuse: bool, method, arg):
-    """``method(arg)`` with the layer's reuse flag set for the call (layers of the Module
-    protocol only; other objects are called as they are)."""
-    if not reuse or not isinstance(layer, Module):
-        return method(arg)
-    setattr(layer, flag, True)
-    try:
-        return method(arg)
-    finally:
-        setattr(layer, flag, False)
 
 
 class Sequential(Module):
