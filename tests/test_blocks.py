@@ -505,3 +505,24 @@ def test_residual_first_in_a_sequential_skips_only_the_input_gradient(tmp_path):
     c.load(tmp_path / "res.npz")
     assert int(c[0].block[1].num_batches_tracked) == 1
     np.testing.assert_array_equal(c[0].block[1].running_var, a[0].block[1].running_var)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_activation_forward_matches_numpy(dtype):
+    rng = np.random.default_rng(31)
+    x = (rng.standard_normal(3 * 4096 + 5) * 6).astype(dtype)
+    x[:3] = [np.nan, -0.0, np.inf]
+    relu = cc._core.activation_forward("relu", x)
+    np.testing.assert_array_equal(relu, np.where(x > 0, x, 0))  # NaN -> 0
+    assert not np.signbit(relu[1])
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    x64 = x[3:].astype(np.float64)
+    np.testing.assert_allclose(cc._core.activation_forward("sigmoid", x[3:]), 1 / (1 + np.exp(-x64)), rtol=tol, atol=tol)
+    np.testing.assert_allclose(cc._core.activation_forward("tanh", x[3:]), np.tanh(x64), rtol=tol, atol=tol)
+    out = np.empty_like(x)
+    assert cc._core.activation_forward("identity", x, out=out) is out
+    np.testing.assert_array_equal(out, x)
+    with pytest.raises(ValueError, match="out"):
+        cc._core.activation_forward("relu", x, out=np.empty(3, dtype))
+    with pytest.raises(ValueError, match="activation"):
+        cc._core.activation_forward("gelu", x)

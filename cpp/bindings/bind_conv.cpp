@@ -72,6 +72,21 @@ void bind_ops(py::module_& m) {
       py::arg("geometry"), py::arg("grad_output"), py::arg("out"), py::arg("accumulate"));
 
   m.def(
+      "activation_forward",
+      [](const std::string& activation, In<T> x, const py::object& out) {
+        const auto act = parse_activation(activation);
+        py::array y = convcore::bindings::output_buffer(
+            out, py::dtype::of<T>(), convcore::bindings::shape_of(x), "out", {&x});
+        T* yp = static_cast<T*>(y.mutable_data());
+        py::gil_scoped_release nogil;
+        convcore::activation_forward(act, int64_t(x.size()), x.data(), yp);
+        return y;
+      },
+      py::arg("activation"), py::arg("input"), py::arg("out") = py::none(),
+      "y = f(input) elementwise on convcore's threads (relu: 0 for NaN); out, if given, must "
+      "not overlap input.");
+
+  m.def(
       "activation_backward",
       [](const std::string& activation, In<T> grad, In<T> output, const py::object& out) {
         const auto act = parse_activation(activation);

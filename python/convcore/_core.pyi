@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batchnorm_backward', 'batchnorm_forward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'register_peak_gflops', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
+__all__: list[str] = ['Conv2dPlan', 'Geometry', 'activation_backward', 'activation_forward', 'adam_update', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batchnorm_backward', 'batchnorm_forward', 'col2im', 'conv2d_backward_bias', 'expand_stride', 'flip_kernels', 'get_num_threads', 'has_openmp', 'im2col', 'isa', 'isa_env_problem', 'kernel_peak_gflops', 'linear_backward', 'linear_forward', 'max_pool2d_backward', 'max_pool2d_forward', 'plan_path_names', 'register_peak_gflops', 'set_isa', 'set_num_threads', 'sgd_update', 'supported_isas']
 class Geometry:
     """
     Sizes of a 2-D convolution; per-side padding pt pb pl pr; activations in `layout` ('NCHW' or 'NHWC').
@@ -180,6 +180,16 @@ def activation_backward(activation: str, grad: typing.Annotated[numpy.typing.Arr
 @typing.overload
 def activation_backward(activation: str, grad: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], output: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], out: typing.Any = None) -> numpy.ndarray:
     ...
+@typing.overload
+def activation_forward(activation: str, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], out: typing.Any = None) -> numpy.ndarray:
+    """
+    y = f(input) elementwise on convcore's threads (relu: 0 for NaN); out, if given, must not overlap input.
+    """
+@typing.overload
+def activation_forward(activation: str, input: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], out: typing.Any = None) -> numpy.ndarray:
+    """
+    y = f(input) elementwise on convcore's threads (relu: 0 for NaN); out, if given, must not overlap input.
+    """
 def adam_update(param: numpy.ndarray, grad: numpy.ndarray, exp_avg: numpy.ndarray, exp_avg_sq: numpy.ndarray, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, decoupled_weight_decay: bool) -> None:
     """
     One Adam (or AdamW, decoupled_weight_decay=True) step in place; step is the count after it (>= 1).

@@ -216,8 +216,9 @@ class MaxPool2D(Module):
 
 class ReLU(Module):
     """``max(x, 0)``; the gradient passes where the output is positive (NaN inputs give 0, as a
-    comparison with 0 does). float32/float64 run in one pass each way, the backward pass native
-    (the activation derivative of the convolutions); other dtypes through a NumPy mask."""
+    comparison with 0 does). float32/float64 run natively in one pass each way, on convcore's
+    threads (the activation and its derivative of the convolutions); other dtypes through a NumPy
+    mask."""
 
     def __init__(self) -> None:
         self._mask: Optional[np.ndarray] = None
@@ -227,8 +228,9 @@ class ReLU(Module):
         x = F._array(x, "input")
         if x.dtype in (np.float32, np.float64):
             out = self._buffer("output", x.shape, x.dtype, self._reuse_output)
-            self._mask, self._output = None, np.fmax(x, x.dtype.type(0), out=out)
-            return self._output
+            y = _core.activation_forward("relu", F._contiguous(x, x.dtype), out=out)
+            self._mask, self._output = None, y
+            return y
         self._mask, self._output = x > 0, None
         return np.where(self._mask, x, x.dtype.type(0))
 

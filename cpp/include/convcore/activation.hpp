@@ -35,6 +35,11 @@ inline T activation_derivative(Activation act, T a) {
   return T(1);
 }
 
+// y[i] = f(x[i]) for i < n (x == y allowed), on convcore's threads; relu gives 0 for NaN (a
+// comparison with 0), sigmoid and tanh go through the active kernel row's vectorised pass.
+template <class T>
+void activation_forward(Activation act, int64_t n, const T* x, T* y);
+
 // delta[i] = grad[i] * f'(output[i]) for i < n  (the tutorial's delta = dE/da * f'(net)).
 template <class T>
 void activation_backward(Activation act, int64_t n, const T* grad, const T* output, T* delta);

@@ -357,6 +357,27 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
 }
 
 template <class T>
+void activation_forward(Activation act, int64_t n, const T* x, T* y) {
+  const detail::GemmKernel<T>& kern = detail::gemm_kernel<T>(active_isa());
+  detail::parallel_for((n + 4095) / 4096, 4096, [&](int64_t blk) {
+    const int64_t begin = blk * 4096, end = std::min(n, begin + 4096);
+    if (act == Activation::sigmoid || act == Activation::tanh) {
+      if (y != x) std::copy(x + begin, x + end, y + begin);
+      kern.activate(act, y + begin, end - begin);
+      return;
+    }
+    detail::with_activation(act, [&](auto a) {
+      if constexpr (decltype(a)::value == Activation::relu) {
+        // A select GCC vectorises (max would keep NaN, which the comparison turns into 0).
+        for (int64_t i = begin; i < end; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+      } else {
+        for (int64_t i = begin; i < end; ++i) y[i] = activate(a, x[i]);
+      }
+    });
+  });
+}
+
+template <class T>
 void activation_backward(Activation act, int64_t n, const T* grad, const T* output, T* delta) {
   detail::parallel_for((n + 4095) / 4096, 4096, [&](int64_t blk) {
     const int64_t end = std::min(n, (blk + 1) * 4096);
@@ -380,6 +401,8 @@ template void conv2d_forward<float>(const Conv2dGeometry&, const float*, const f
                                     const float*, float*, Activation);
 template void conv2d_forward<double>(const Conv2dGeometry&, const double*, const double*,
                                      const double*, double*, Activation);
+template void activation_forward<float>(Activation, int64_t, const float*, float*);
+template void activation_forward<double>(Activation, int64_t, const double*, double*);
 template void activation_backward<float>(Activation, int64_t, const float*, const float*, float*);
 template void activation_backward<double>(Activation, int64_t, const double*, const double*,
                                           double*);
