@@ -102,6 +102,11 @@ PATH_GEOMETRIES = GEOMETRIES[:3] + [
     G(1, 17, 5, 6, 32, 3, 3, 2, 2, padding=1),
     G(2, 4, 6, 6, 8, 3, 3, padding=1, g=4),  # depthwise, multiplier 2
     G(2, 12, 7, 6, 12, 3, 3, 2, 1, padding=((1, 0), (2, 1)), dh=1, dw=2, g=12),  # depthwise, multiplier 1
+    # nhwc_via_nchw: one input channel (x is its own NCHW array), one output channel, and 4-value
+    # transpose blocks with edges on both sides (9 channels, 5 x 7 pixels).
+    G(2, 1, 7, 6, 5, 3, 3, padding=1),
+    G(2, 3, 6, 5, 1, 3, 3, 2, 1),
+    G(1, 9, 5, 7, 6, 3, 3, padding=1),
 ]
 
 
@@ -170,11 +175,14 @@ def test_plan_activation_nhwc(activation, bias):
     assert_close(nchw(got), ref)
 
 
-def test_bits_do_not_depend_on_threads_nhwc():
+@pytest.mark.parametrize("paths", [None, "nhwc_via_nchw"])
+def test_bits_do_not_depend_on_threads_nhwc(paths):
     geom = G(5, 16, 12, 11, 24, 3, 3, 2, 1, padding=1)
     x, w, b, dy = make_problem(geom, np.float32, seed=9)
     x, dy = nhwc(x), nhwc(dy)
-    plan = cc.Conv2dPlan(x.shape, geom.weight_shape, dtype=np.float32, layout="NHWC", **geom.kwargs)
+    forced = paths and {op: paths for op in ("forward", "backward_input", "backward_weight")}
+    plan = cc.Conv2dPlan(x.shape, geom.weight_shape, dtype=np.float32, layout="NHWC", paths=forced,
+                         **geom.kwargs)
     before = cc.get_num_threads()
     try:
         results = []
@@ -186,6 +194,19 @@ def test_bits_do_not_depend_on_threads_nhwc():
     for other in results[1:]:
         for a, b_ in zip(results[0], other):
             np.testing.assert_array_equal(a, b_)
+
+
+def test_via_nchw_names_its_nchw_path():
+    # The NCHW twin runs on the path an NCHW plan of the same geometry and row would take.
+    geom = G(2, 1, 12, 12, 6, 5, 5)
+    ops = ("forward", "backward_input", "backward_weight")
+    xh_shape = nhwc(np.empty(geom.input_shape, np.int8)).shape
+    via = cc.Conv2dPlan(xh_shape, geom.weight_shape, layout="NHWC", paths={op: "nhwc_via_nchw" for op in ops},
+                        **geom.kwargs).describe()
+    for op in ops:
+        twin = cc.Conv2dPlan(geom.input_shape, geom.weight_shape, isa=via[op]["isa"], tile=via[op]["tile"],
+                             **geom.kwargs).describe()[op]
+        assert via[op]["detail"] == f"NCHW path: {twin['path']}", op
 
 
 def test_one_sample_is_hwc():

@@ -12,6 +12,7 @@
 #include "igemm/padded_image.hpp"
 #include "memory/scratch.hpp"
 #include "ops/conv2d_nhwc.hpp"
+#include "ops/nhwc_via_nchw.hpp"
 #include "ops/exec.hpp"
 #include "plan/paths.hpp"
 
@@ -250,6 +251,7 @@ InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmK
     : g(geometry), path(p), kern(&k) {
   if (path == InputPath::flip)
     flipped = std::make_unique<ForwardExec<T>>(g.flipped(), flipped_path, k);
+  if (path == InputPath::nhwc_via_nchw) nchw = nchw_twin_input(g, k);
   if (path != InputPath::phases) return;
   phases = input_phases(g);
   for (const Phase& ph : phases)
@@ -269,6 +271,7 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
     case InputPath::phases: return backward_input_phases(*this, w, dy, dx);
     case InputPath::depthwise: return depthwise_backward_input(*kern->depthwise, g, w, dy, dx);
     case InputPath::nhwc_depthwise: return depthwise_backward_input_nhwc(g, w, dy, dx);
+    case InputPath::nhwc_via_nchw: return backward_input_via_nchw(*this, w, dy, dx);
   }
 }
 
@@ -276,6 +279,7 @@ template <class T>
 WeightExec<T>::WeightExec(const Conv2dGeometry& geometry, WeightPath p, const GemmKernel<T>& k)
     : g(geometry), path(p), kern(&k), chunks(weight_chunks(geometry, sizeof(T))) {
   prepare_nhwc(*this);
+  if (path == WeightPath::nhwc_via_nchw) nchw = nchw_twin_weight(g, k);
   if (path != WeightPath::a_in_place) return;
   pi = PaddedImage::of<T>(g);
   row_off = pi.tap_offsets(g);
@@ -296,6 +300,7 @@ void WeightExec<T>::run(const T* x, const T* dy, T* dw, bool accumulate) const {
     case WeightPath::nhwc_in_place: return backward_weight_nhwc(*this, x, dy, dw, accumulate);
     case WeightPath::nhwc_depthwise:
       return depthwise_backward_weight_nhwc(g, chunks, x, dy, dw, accumulate);
+    case WeightPath::nhwc_via_nchw: return backward_weight_via_nchw(*this, x, dy, dw, accumulate);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "memory/scratch.hpp"
 #include "ops/conv2d_nhwc.hpp"
 #include "ops/exec.hpp"
+#include "ops/nhwc_via_nchw.hpp"
 
 namespace convcore {
 namespace detail {
@@ -307,6 +308,7 @@ ForwardExec<T>::ForwardExec(const Conv2dGeometry& geometry, ForwardPath p,
                             const GemmKernel<T>& k)
     : g(geometry), path(p), kern(&k) {
   prepare_nhwc(*this);
+  if (path == ForwardPath::nhwc_via_nchw) nchw = nchw_twin_forward(g, k);
   if (path != ForwardPath::a_in_place && path != ForwardPath::a_wide &&
       path != ForwardPath::b_in_place)
     return;
@@ -339,6 +341,7 @@ void ForwardExec<T>::run(int64_t mb, const T* x, const T* w, const T* bias, T* y
     case ForwardPath::nhwc_1x1:
     case ForwardPath::nhwc_in_place:
     case ForwardPath::nhwc_depthwise: return forward_nhwc(*this, gm, x, w, bias, y, act);
+    case ForwardPath::nhwc_via_nchw: return forward_via_nchw(*this, mb, x, w, bias, y, act);
   }
 }
 

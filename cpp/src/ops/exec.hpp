@@ -20,14 +20,14 @@
 namespace convcore::detail {
 
 // The paths of plan.hpp, in the order of the path table (plan/paths.cpp). The nhwc_ paths serve
-// the NHWC layout only (ops/conv2d_nhwc.cpp), the others NCHW only, except flip and col2im,
-// which have a body per layout.
+// the NHWC layout only (ops/conv2d_nhwc.cpp; nhwc_via_nchw: ops/nhwc_via_nchw.cpp), the others
+// NCHW only, except flip and col2im, which have a body per layout.
 enum class ForwardPath {
   gemm_1x1, packed, a_in_place, a_wide, b_in_place, depthwise,
-  nhwc_1x1, nhwc_in_place, nhwc_depthwise
+  nhwc_1x1, nhwc_in_place, nhwc_depthwise, nhwc_via_nchw
 };
-enum class InputPath { flip, col2im, phases, depthwise, nhwc_depthwise };
-enum class WeightPath { a_in_place, packed, depthwise, nhwc_in_place, nhwc_depthwise };
+enum class InputPath { flip, col2im, phases, depthwise, nhwc_depthwise, nhwc_via_nchw };
+enum class WeightPath { a_in_place, packed, depthwise, nhwc_in_place, nhwc_depthwise, nhwc_via_nchw };
 
 // y = act(conv(x, w) + bias) for mb images (any mb: the flipped pass runs chunks of a batch).
 template <class T>
@@ -44,6 +44,7 @@ struct ForwardExec {
   int64_t batch = 1;          // a_in_place: images per product
                               // nhwc_in_place: taps and pix of a band of the copy below
   PaddedBandNhwc band{};      // nhwc_in_place
+  std::unique_ptr<ForwardExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
 };
 
 // dx from dy.
@@ -61,6 +62,7 @@ struct InputExec {
   std::unique_ptr<ForwardExec<T>> flipped;  // flip
   std::vector<Phase> phases;                // phases: one per (row, column) residue
   std::vector<std::unique_ptr<ForwardExec<T>>> phase_fwd;  // phases: null where no taps
+  std::unique_ptr<InputExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
 };
 
 // dw (+)= the weight gradient, partial sums over fixed chunks of images.
@@ -77,6 +79,7 @@ struct WeightExec {
   std::vector<int64_t> row_off;  // a_in_place: K tap offsets
   std::vector<int64_t> k_off;    // a_in_place: N pixel offsets; nhwc_in_place: a band's
   PaddedBandNhwc band{};         // nhwc_in_place
+  std::unique_ptr<WeightExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
 };
 
 // db (+)= dy summed over images and pixels.

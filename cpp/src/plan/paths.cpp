@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/nhwc_via_nchw.hpp"
+
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
@@ -22,6 +24,12 @@ constexpr double kFarCopy = 0.5;    // extra, per element of a padded copy past 
 constexpr double kTileCall = 60;    // per micro-kernel call: set-up, row pointers, loop exit
 constexpr double kEdgeCopy = 1.0;   // per element of an edge tile, through the driver's buffer
 constexpr double kRowPiece = 100;   // per output row piece the b_in_place epilogue compacts
+// Per element transposed between NHWC and NCHW (nhwc_via_nchw): float in 4 x 4 blocks through
+// vector registers, read and written once each, twice a contiguous copy; otherwise element by
+// element, a gather (measured on the suite, benchmarks/README.md).
+constexpr double kTransposeBlocked = 2 * kCopy;
+// The vector width of code built for the baseline ISA only (the NHWC depthwise loops).
+constexpr int64_t kBaselineVectorBytes = 16;
 // The weight gradient read in place multiplies each A value by ocg/NR panels re-read from the
 // padded copy rather than from a packed, L1-resident panel: this fraction of the product's time
 // per extra panel (calibrated on the suite, benchmarks/README.md).
@@ -174,7 +182,8 @@ double depthwise_cost(const CostContext& c) {
 
 // NHWC depthwise loops: one multiply-add per channel, tap and output pixel, vectorised along the
 // channels (a vector of at most oc lanes; a channel multiplier > 1 gathers its input, lanes / 4),
-// plus a pass over the output.
+// plus a pass over the output. The loops are built for the baseline ISA only, whatever the row:
+// their vectors are 16 bytes.
 bool nhwc_depthwise_ok(const CostContext& c) {
   return nhwc(c) && c.g.icg() == 1 && c.g.groups > 1;
 }
@@ -182,7 +191,8 @@ double nhwc_depthwise_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double pixels = double(g.mb) * double(g.oh()) * double(g.ow());
   const double macs = pixels * double(g.oc) * double(g.kh) * double(g.kw);
-  const double rate = g.ocg() == 1 ? double(std::min(c.lanes, g.oc)) : double(c.lanes) / 4;
+  const double lanes = double(kBaselineVectorBytes / c.elem_size);
+  const double rate = g.ocg() == 1 ? std::min(lanes, double(g.oc)) : lanes / 4;
   return macs / rate + pixels * double(g.oc) * kCopy;
 }
 
@@ -275,6 +285,40 @@ double bww_packed_cost(const CostContext& c) {
          chunk_sums(c);
 }
 
+// nhwc_via_nchw: the activations transposed to NCHW, the op on its cheapest NCHW path for the
+// same geometry (on the same row), the result transposed back. A tensor of one channel is the
+// same array in both layouts and is not transposed; an image's tensor larger than L2 is read and
+// written from further out (both pay kFarCopy).
+double transpose_cost(const CostContext& c, int64_t elems, int64_t channels) {
+  if (channels == 1 || c.g.mb == 0) return 0;
+  double per = transposes_in_blocks(c.elem_size) ? kTransposeBlocked : kGather;
+  if (double(elems / c.g.mb) * double(c.elem_size) > c.l2_bytes) per += 2 * kFarCopy;
+  return double(elems) * per;
+}
+template <class Path, size_t n>
+Path cheapest(const PathInfo<Path> (&table)[n], const CostContext& c, double* cost);
+template <class Path, size_t n>
+double nchw_twin_cost(const PathInfo<Path> (&table)[n], const CostContext& c) {
+  Conv2dGeometry t = c.g;
+  t.layout = Layout::nchw;
+  const CostContext ct{t, c.mr, c.nr, c.mc, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
+  double cost = 0;
+  cheapest(table, ct, &cost);
+  return cost;
+}
+double fwd_via_nchw_cost(const CostContext& c) {
+  return nchw_twin_cost(kForwardPaths, c) + transpose_cost(c, c.g.src_size(), c.g.ic) +
+         transpose_cost(c, c.g.dst_size(), c.g.oc);
+}
+double bwi_via_nchw_cost(const CostContext& c) {
+  return nchw_twin_cost(kInputPaths, c) + transpose_cost(c, c.g.dst_size(), c.g.oc) +
+         transpose_cost(c, c.g.src_size(), c.g.ic);
+}
+double bww_via_nchw_cost(const CostContext& c) {
+  return nchw_twin_cost(kWeightPaths, c) + transpose_cost(c, c.g.src_size(), c.g.ic) +
+         transpose_cost(c, c.g.dst_size(), c.g.oc);
+}
+
 template <class Path, size_t n>
 Path cheapest(const PathInfo<Path> (&table)[n], const CostContext& c, double* cost) {
   Path best = table[0].path;
@@ -297,7 +341,7 @@ CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k) {
 template CostContext cost_context<float>(const Conv2dGeometry&, const GemmKernel<float>&);
 template CostContext cost_context<double>(const Conv2dGeometry&, const GemmKernel<double>&);
 
-const PathInfo<ForwardPath> kForwardPaths[9] = {
+const PathInfo<ForwardPath> kForwardPaths[10] = {
     {ForwardPath::gemm_1x1, "gemm_1x1", fwd_gemm_1x1_ok, fwd_gemm_1x1_cost},
     {ForwardPath::packed, "packed", fwd_packed_ok, fwd_packed_cost},
     {ForwardPath::a_in_place, "a_in_place", fwd_a_in_place_ok, fwd_a_in_place_cost},
@@ -307,24 +351,33 @@ const PathInfo<ForwardPath> kForwardPaths[9] = {
     {ForwardPath::nhwc_1x1, "nhwc_1x1", fwd_nhwc_1x1_ok, fwd_nhwc_1x1_cost},
     {ForwardPath::nhwc_in_place, "nhwc_in_place", fwd_nhwc_in_place_ok, fwd_nhwc_in_place_cost},
     {ForwardPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, nhwc_depthwise_cost},
+    {ForwardPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, fwd_via_nchw_cost},
 };
-const PathInfo<InputPath> kInputPaths[5] = {
+const PathInfo<InputPath> kInputPaths[6] = {
     {InputPath::flip, "flip", bwi_any, bwi_flip_cost},
     {InputPath::col2im, "col2im", bwi_col2im_ok, bwi_col2im_cost},
     {InputPath::phases, "phases", bwi_phases_ok, bwi_phases_cost},
     {InputPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
     {InputPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, nhwc_depthwise_cost},
+    {InputPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, bwi_via_nchw_cost},
 };
-const PathInfo<WeightPath> kWeightPaths[5] = {
+const PathInfo<WeightPath> kWeightPaths[6] = {
     {WeightPath::a_in_place, "a_in_place", bww_a_in_place_ok, bww_a_in_place_cost},
     {WeightPath::packed, "packed", bww_packed_ok, bww_packed_cost},
     {WeightPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
     {WeightPath::nhwc_in_place, "nhwc_in_place", bww_nhwc_ok, bww_nhwc_cost},
     {WeightPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, nhwc_depthwise_cost},
+    {WeightPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, bww_via_nchw_cost},
 };
 
 ForwardPath cheapest_forward(const CostContext& c, double* cost) {
   return cheapest(kForwardPaths, c, cost);
+}
+InputPath cheapest_input(const CostContext& c, double* cost) {
+  return cheapest(kInputPaths, c, cost);
+}
+WeightPath cheapest_weight(const CostContext& c, double* cost) {
+  return cheapest(kWeightPaths, c, cost);
 }
 
 double l2_cache_bytes() {

@@ -45,12 +45,15 @@ struct PathInfo {
   double (*cost)(const CostContext&);
 };
 
-extern const PathInfo<ForwardPath> kForwardPaths[9];
-extern const PathInfo<InputPath> kInputPaths[5];
-extern const PathInfo<WeightPath> kWeightPaths[5];
+extern const PathInfo<ForwardPath> kForwardPaths[10];
+extern const PathInfo<InputPath> kInputPaths[6];
+extern const PathInfo<WeightPath> kWeightPaths[6];
 
-// The cheapest supported forward path for g on the row of c (there always is one: packed).
+// The cheapest supported path of each op for g on the row of c (there always is one: packed,
+// flip, packed for NCHW; nhwc_in_place, flip, nhwc_in_place for NHWC).
 ForwardPath cheapest_forward(const CostContext& c, double* cost = nullptr);
+InputPath cheapest_input(const CostContext& c, double* cost = nullptr);
+WeightPath cheapest_weight(const CostContext& c, double* cost = nullptr);
 
 // The L2 cache of one core, in bytes, as the OS reports it (a default when it does not).
 double l2_cache_bytes();

@@ -138,6 +138,8 @@ PlanImpl<T>::PlanImpl(const Conv2dGeometry& geometry, const PlanOptions& options
   const GemmKernel<T>* row = rows.front();
   const ForwardPath fp = choose("forward", kForwardPaths, g, rows, opt.forward, row, desc.forward);
   fwd = std::make_unique<ForwardExec<T>>(g, fp, *row);
+  if (fwd->nchw)
+    desc.forward.detail = std::string("NCHW path: ") + name_of(kForwardPaths, fwd->nchw->path);
 
   const InputPath ip =
       choose("backward_input", kInputPaths, g, rows, opt.backward_input, row, desc.backward_input);
@@ -148,10 +150,15 @@ PlanImpl<T>::PlanImpl(const Conv2dGeometry& geometry, const PlanOptions& options
                                  name_of(kForwardPaths, flipped_path);
   }
   bwi = std::make_unique<InputExec<T>>(g, ip, *row, flipped_path);
+  if (bwi->nchw)
+    desc.backward_input.detail = std::string("NCHW path: ") + name_of(kInputPaths, bwi->nchw->path);
 
   const WeightPath wp = choose("backward_weight", kWeightPaths, g, rows, opt.backward_weight, row,
                                desc.backward_weight);
   bww = std::make_unique<WeightExec<T>>(g, wp, *row);
+  if (bww->nchw)
+    desc.backward_weight.detail =
+        std::string("NCHW path: ") + name_of(kWeightPaths, bww->nchw->path);
 
   desc.backward_bias.path = "lanes";
   desc.backward_bias.isa = "generic";
