@@ -107,6 +107,9 @@ PATH_GEOMETRIES = GEOMETRIES[:3] + [
     G(2, 1, 7, 6, 5, 3, 3, padding=1),
     G(2, 3, 6, 5, 1, 3, 3, 2, 1),
     G(1, 9, 5, 7, 6, 3, 3, padding=1),
+    # depthwise, multiplier 1, 43 channels: whole register blocks, single vectors and a scalar tail
+    # on every row; padding 3 > k - 1 leaves border pixels with no tap (the bias alone).
+    G(2, 43, 5, 6, 43, 3, 3, padding=3, g=43),
 ]
 
 
@@ -164,8 +167,9 @@ def test_nchw_plans_never_take_an_nhwc_path():
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_plan_activation_nhwc(activation, bias):
-    geom = G(2, 5, 7, 6, 9, 3, 3, 2, 1, padding=1)
+@pytest.mark.parametrize("geom", [G(2, 5, 7, 6, 9, 3, 3, 2, 1, padding=1),
+                                  G(2, 43, 5, 6, 43, 3, 3, padding=3, g=43)], ids=str)
+def test_plan_activation_nhwc(activation, bias, geom):
     x, w, b, _ = make_problem(geom, np.float64, seed=5)
     b = b if bias else None
     want = cc.conv2d(x, w, b, activation=activation, **geom.kwargs)

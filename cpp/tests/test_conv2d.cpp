@@ -287,6 +287,7 @@ void run(double tol) {
       geom(2, 2, 9, 9, 3, 3, 3, 1, 2, 2, 2, 1, 1, 2, 2),             // dilation
       geom(2, 4, 7, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2),          // groups
       geom(3, 4, 8, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4),          // depthwise, multiplier 2
+      geom(2, 43, 5, 6, 43, 3, 3, 1, 1, 3, 3, 3, 3, 1, 1, 43),      // depthwise, 43 channels, tapless border
       geom(9, 3, 12, 12, 16, 5, 5, 1, 1, 2, 2, 2, 2),                // more images than threads
       geom(1, 20, 14, 14, 24, 3, 3, 1, 1, 1, 1, 1, 1),               // larger K and N
       // Stride 1 reads B in place from a padded copy, unless the padded rows are too wide:

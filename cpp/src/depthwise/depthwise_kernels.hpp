@@ -28,6 +28,11 @@ struct DepthwiseKernels {
   void (*tap_dots)(int n, int64_t rows, int64_t len, const T* dy, int64_t dy_stride, const T* x,
                    int64_t x_stride, const int64_t* off, T (*lanes)[kMaxDotLanes<T>]);
   int dot_lanes;
+  // The NHWC forward of one output pixel (depthwise_nhwc.cpp), along len contiguous channels:
+  //   out[o] = (init ? init[o] : 0) + xs[0][o]*ws[0][o] + ... + xs[n-1][o]*ws[n-1][o], o < len,
+  // for n >= 0 taps, added in tap order, a block of channels kept in registers over all taps.
+  void (*nhwc_taps)(int64_t n, int64_t len, const T* const* xs, const T* const* ws, const T* init,
+                    T* out);
 };
 
 namespace {
@@ -130,10 +135,52 @@ void dw_tap_dots_n(int n, int64_t rows, int64_t len, const T* dy, int64_t dy_str
   }
 }
 
-// The table with partial-sum vectors of DB bytes in tap_dots.
+template <class T, int VB>
+void dw_nhwc_taps(int64_t n, int64_t len, const T* const* xs, const T* const* ws, const T* init,
+                  T* __restrict out) {
+  using V = typename DotVecOf<T, VB>::type;
+  constexpr int L = VB / int(sizeof(T));
+  constexpr int kBlock = 4;  // vectors of channels accumulated together
+  int64_t o = 0;
+  for (; o + kBlock * L <= len; o += kBlock * L) {
+    V acc[kBlock];
+    for (int a = 0; a < kBlock; ++a) {
+      if (init)
+        __builtin_memcpy(&acc[a], init + o + a * L, sizeof(V));
+      else
+        acc[a] = V{};
+    }
+    for (int64_t t = 0; t < n; ++t)
+      for (int a = 0; a < kBlock; ++a) {
+        V x, w;
+        __builtin_memcpy(&x, xs[t] + o + a * L, sizeof(V));
+        __builtin_memcpy(&w, ws[t] + o + a * L, sizeof(V));
+        acc[a] += x * w;
+      }
+    for (int a = 0; a < kBlock; ++a) __builtin_memcpy(out + o + a * L, &acc[a], sizeof(V));
+  }
+  for (; o + L <= len; o += L) {
+    V acc{};
+    if (init) __builtin_memcpy(&acc, init + o, sizeof(V));
+    for (int64_t t = 0; t < n; ++t) {
+      V x, w;
+      __builtin_memcpy(&x, xs[t] + o, sizeof(V));
+      __builtin_memcpy(&w, ws[t] + o, sizeof(V));
+      acc += x * w;
+    }
+    __builtin_memcpy(out + o, &acc, sizeof(V));
+  }
+  for (; o < len; ++o) {
+    T acc = init ? init[o] : T(0);
+    for (int64_t t = 0; t < n; ++t) acc += xs[t][o] * ws[t][o];
+    out[o] = acc;
+  }
+}
+
+// The table with vectors of DB bytes in tap_dots and nhwc_taps.
 template <class T, int DB>
 constexpr DepthwiseKernels<T> depthwise_kernels_for() {
-  return {&dw_fused_pass_n<T>, &dw_tap_dots_n<T, DB>, DB / int(sizeof(T))};
+  return {&dw_fused_pass_n<T>, &dw_tap_dots_n<T, DB>, DB / int(sizeof(T)), &dw_nhwc_taps<T, DB>};
 }
 
 }  // namespace

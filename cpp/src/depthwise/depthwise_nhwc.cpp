@@ -9,7 +9,9 @@
 //
 // Every sum runs in an order fixed by the geometry: the same bits for any thread count.
 #include <algorithm>
+#include <vector>
 
+#include "depthwise/depthwise_kernels.hpp"
 #include "memory/scratch.hpp"
 #include "ops/conv2d_nhwc.hpp"
 
@@ -46,7 +48,23 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
     const int64_t n = row / oh, i = row % oh;
     const T* xn = x + n * g.ih * g.iw * g.ic;
     T* yrow = y + row * ow * oc;
-    for (int64_t j = 0; j < ow; ++j) {
+    // Multiplier 1: the ISA's loop over the pixel's taps, channels kept in registers.
+    std::vector<const T*> xs(size_t(m == 1 ? khw : 0)), ws(xs.size());
+    for (int64_t j = 0; m == 1 && j < ow; ++j) {
+      int64_t taps = 0;
+      for (int64_t r = 0; r < g.kh; ++r) {
+        const int64_t iy = i * g.sh + r * g.dh - g.pt;
+        if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
+        for (int64_t s = 0; s < g.kw; ++s) {
+          const int64_t ix = j * g.sw + s * g.dw - g.pl;
+          if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
+          xs[size_t(taps)] = xn + (iy * g.iw + ix) * g.ic;
+          ws[size_t(taps++)] = wt + (r * g.kw + s) * oc;
+        }
+      }
+      kern.depthwise->nhwc_taps(taps, oc, xs.data(), ws.data(), bias, yrow + j * oc);
+    }
+    for (int64_t j = 0; m != 1 && j < ow; ++j) {
       T* acc = yrow + j * oc;
       if (bias)
         std::copy(bias, bias + oc, acc);
