@@ -33,6 +33,11 @@ struct DepthwiseKernels {
   // for n >= 0 taps, added in tap order, a block of channels kept in registers over all taps.
   void (*nhwc_taps)(int64_t n, int64_t len, const T* const* xs, const T* const* ws, const T* init,
                     T* out);
+  // The NHWC weight gradient over a run of output pixels, along len contiguous channels:
+  //   sums[t][o] += sum_{j < pixels} x[off[t] + j*x_stride + o] * dy[j*dy_stride + o], t < n,
+  // the run's sum formed in registers (pixels in order) and then added to sums[t].
+  void (*nhwc_tap_sums)(int64_t n, int64_t pixels, int64_t len, const T* dy, int64_t dy_stride,
+                        const T* x, int64_t x_stride, const int64_t* off, T* const* sums);
 };
 
 namespace {
@@ -177,10 +182,48 @@ void dw_nhwc_taps(int64_t n, int64_t len, const T* const* xs, const T* const* ws
   }
 }
 
-// The table with vectors of DB bytes in tap_dots and nhwc_taps.
+template <class T, int VB>
+void dw_nhwc_tap_sums(int64_t n, int64_t pixels, int64_t len, const T* dy, int64_t dy_stride,
+                      const T* x, int64_t x_stride, const int64_t* off, T* const* sums) {
+  using V = typename DotVecOf<T, VB>::type;
+  constexpr int L = VB / int(sizeof(T));
+  constexpr int64_t kTaps = 8;  // accumulators per pass, one vector each
+  for (int64_t t0 = 0; t0 < n; t0 += kTaps) {
+    const int64_t nt = n - t0 < kTaps ? n - t0 : kTaps;
+    int64_t o = 0;
+    for (; o + L <= len; o += L) {
+      V acc[kTaps] = {};
+      for (int64_t j = 0; j < pixels; ++j) {
+        V d;
+        __builtin_memcpy(&d, dy + j * dy_stride + o, sizeof(V));
+        for (int64_t t = 0; t < nt; ++t) {
+          V v;
+          __builtin_memcpy(&v, x + off[t0 + t] + j * x_stride + o, sizeof(V));
+          acc[t] += v * d;
+        }
+      }
+      for (int64_t t = 0; t < nt; ++t) {
+        V s;
+        __builtin_memcpy(&s, sums[t0 + t] + o, sizeof(V));
+        s += acc[t];
+        __builtin_memcpy(sums[t0 + t] + o, &s, sizeof(V));
+      }
+    }
+    for (; o < len; ++o)
+      for (int64_t t = 0; t < nt; ++t) {
+        T acc = 0;
+        for (int64_t j = 0; j < pixels; ++j)
+          acc += x[off[t0 + t] + j * x_stride + o] * dy[j * dy_stride + o];
+        sums[t0 + t][o] += acc;
+      }
+  }
+}
+
+// The table with vectors of DB bytes in tap_dots and the NHWC loops.
 template <class T, int DB>
 constexpr DepthwiseKernels<T> depthwise_kernels_for() {
-  return {&dw_fused_pass_n<T>, &dw_tap_dots_n<T, DB>, DB / int(sizeof(T)), &dw_nhwc_taps<T, DB>};
+  return {&dw_fused_pass_n<T>, &dw_tap_dots_n<T, DB>, DB / int(sizeof(T)), &dw_nhwc_taps<T, DB>,
+          &dw_nhwc_tap_sums<T, DB>};
 }
 
 }  // namespace

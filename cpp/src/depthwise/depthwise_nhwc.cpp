@@ -35,6 +35,41 @@ inline void mul_add(int64_t oc, int64_t m, const T* a, const T* b, T* acc) {
   }
 }
 
+// Multiplier 1: sum[(r*kw + s)*oc + o] += the products of output row i of one image (xn, dyrow),
+// through the row's nhwc_tap_sums: the pixels whose taps all lie inside the image as one run
+// (a register-blocked sum), the border pixels one at a time with their valid taps, in column order.
+template <class T>
+void weight_row_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* xn,
+                     const T* dyrow, int64_t i, T* sum) {
+  const int64_t ow = g.ow(), oc = g.oc, khw = g.kh * g.kw;
+  std::vector<int64_t> off(static_cast<size_t>(khw));
+  std::vector<T*> sums(static_cast<size_t>(khw));
+  const auto col = [&](int64_t j, int64_t s) { return j * g.sw + s * g.dw - g.pl; };
+  const auto inside = [&](int64_t ix) { return static_cast<uint64_t>(ix) < static_cast<uint64_t>(g.iw); };
+  int64_t jl = 0;
+  while (jl < ow && !(inside(col(jl, 0)) && inside(col(jl, g.kw - 1)))) ++jl;
+  int64_t jr = jl;
+  while (jr < ow && inside(col(jr, 0)) && inside(col(jr, g.kw - 1))) ++jr;
+  // Taps of pixels [j, j + pixels): every valid row r, the columns s valid at j (all in a run).
+  const auto run = [&](int64_t j, int64_t pixels) {
+    int64_t n = 0;
+    for (int64_t r = 0; r < g.kh; ++r) {
+      const int64_t iy = i * g.sh + r * g.dh - g.pt;
+      if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
+      for (int64_t s = 0; s < g.kw; ++s) {
+        if (!inside(col(j, s))) continue;
+        off[size_t(n)] = (iy * g.iw + col(j, s)) * g.ic;
+        sums[size_t(n++)] = sum + (r * g.kw + s) * oc;
+      }
+    }
+    kern.depthwise->nhwc_tap_sums(n, pixels, oc, dyrow + j * oc, oc, xn, g.sw * g.ic, off.data(),
+                                  sums.data());
+  };
+  for (int64_t j = 0; j < jl; ++j) run(j, 1);
+  if (jr > jl) run(jl, jr - jl);
+  for (int64_t j = std::max(jr, jl); j < ow; ++j) run(j, 1);
+}
+
 }  // namespace
 
 template <class T>
@@ -121,8 +156,9 @@ void depthwise_backward_input_nhwc(const Conv2dGeometry& g, const T* w, const T*
 }
 
 template <class T>
-void depthwise_backward_weight_nhwc(const Conv2dGeometry& g, int64_t chunks, const T* x,
-                                    const T* dy, T* dw, bool accumulate) {
+void depthwise_backward_weight_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g,
+                                    int64_t chunks, const T* x, const T* dy, T* dw,
+                                    bool accumulate) {
   const int64_t oh = g.oh(), ow = g.ow(), oc = g.oc, m = g.ocg(), khw = g.kh * g.kw;
   const int64_t img = g.ih * g.iw * g.ic;
   Scratch partial(chunks, khw * oc * int64_t(sizeof(T)));  // [kh*kw][oc] per chunk
@@ -131,6 +167,11 @@ void depthwise_backward_weight_nhwc(const Conv2dGeometry& g, int64_t chunks, con
     std::fill(sum, sum + khw * oc, T(0));
     int64_t begin, end;
     balance(g.mb, chunks, c, begin, end);
+    if (m == 1) {
+      for (int64_t n = begin; n < end; ++n)
+        for (int64_t i = 0; i < oh; ++i) weight_row_nhwc(kern, g, x + n * img, dy + (n * oh + i) * ow * oc, i, sum);
+      return;
+    }
     for (int64_t n = begin; n < end; ++n)
       for (int64_t i = 0; i < oh; ++i)
         for (int64_t j = 0; j < ow; ++j) {
@@ -159,8 +200,8 @@ void depthwise_backward_weight_nhwc(const Conv2dGeometry& g, int64_t chunks, con
   template void depthwise_forward_nhwc<T>(const GemmKernel<T>&, const Conv2dGeometry&, const T*, \
                                           const T*, const T*, T*, Activation);                    \
   template void depthwise_backward_input_nhwc<T>(const Conv2dGeometry&, const T*, const T*, T*); \
-  template void depthwise_backward_weight_nhwc<T>(const Conv2dGeometry&, int64_t, const T*,      \
-                                                  const T*, T*, bool);
+  template void depthwise_backward_weight_nhwc<T>(const GemmKernel<T>&, const Conv2dGeometry&,   \
+                                                  int64_t, const T*, const T*, T*, bool);
 CONVCORE_INSTANTIATE(float)
 CONVCORE_INSTANTIATE(double)
 #undef CONVCORE_INSTANTIATE

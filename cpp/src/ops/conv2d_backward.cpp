@@ -299,7 +299,7 @@ void WeightExec<T>::run(const T* x, const T* dy, T* dw, bool accumulate) const {
       return depthwise_backward_weight(*kern->depthwise, g, x, dy, dw, accumulate);
     case WeightPath::nhwc_in_place: return backward_weight_nhwc(*this, x, dy, dw, accumulate);
     case WeightPath::nhwc_depthwise:
-      return depthwise_backward_weight_nhwc(g, chunks, x, dy, dw, accumulate);
+      return depthwise_backward_weight_nhwc(*kern, g, chunks, x, dy, dw, accumulate);
     case WeightPath::nhwc_via_nchw: return backward_weight_via_nchw(*this, x, dy, dw, accumulate);
   }
 }

@@ -55,8 +55,9 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
 template <class T>
 void depthwise_backward_input_nhwc(const Conv2dGeometry& g, const T* w, const T* dy, T* dx);
 template <class T>
-void depthwise_backward_weight_nhwc(const Conv2dGeometry& g, int64_t chunks, const T* x,
-                                    const T* dy, T* dw, bool accumulate);
+void depthwise_backward_weight_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g,
+                                    int64_t chunks, const T* x, const T* dy, T* dw,
+                                    bool accumulate);
 
 // db (+)= dy summed over images and pixels, NHWC.
 template <class T>

@@ -182,8 +182,9 @@ double depthwise_cost(const CostContext& c) {
 
 // NHWC depthwise loops: one multiply-add per channel, tap and output pixel, vectorised along the
 // channels (a vector of at most oc lanes; a channel multiplier > 1 gathers its input, lanes / 4),
-// plus a pass over the output. The forward with multiplier 1 runs the row's depthwise loops
-// (nhwc_taps); the rest is built for the baseline ISA only, whatever the row: 16-byte vectors.
+// plus a pass over the output. The forward and weight gradient with multiplier 1 run the row's
+// depthwise loops (nhwc_taps, nhwc_tap_sums); the rest is built for the baseline ISA only,
+// whatever the row: 16-byte vectors.
 bool nhwc_depthwise_ok(const CostContext& c) {
   return nhwc(c) && c.g.icg() == 1 && c.g.groups > 1;
 }
@@ -195,10 +196,10 @@ double nhwc_depthwise_cost(const CostContext& c, double lanes) {
   return macs / rate + pixels * double(g.oc) * kCopy;
 }
 double baseline_lanes(const CostContext& c) { return double(kBaselineVectorBytes / c.elem_size); }
-double fwd_nhwc_depthwise_cost(const CostContext& c) {
+double row_nhwc_depthwise_cost(const CostContext& c) {
   return nhwc_depthwise_cost(c, c.g.ocg() == 1 ? double(c.lanes) : baseline_lanes(c));
 }
-double bwd_nhwc_depthwise_cost(const CostContext& c) {
+double bwi_nhwc_depthwise_cost(const CostContext& c) {
   return nhwc_depthwise_cost(c, baseline_lanes(c));
 }
 
@@ -356,7 +357,7 @@ const PathInfo<ForwardPath> kForwardPaths[10] = {
     {ForwardPath::depthwise, "depthwise", fwd_depthwise_ok, depthwise_cost},
     {ForwardPath::nhwc_1x1, "nhwc_1x1", fwd_nhwc_1x1_ok, fwd_nhwc_1x1_cost},
     {ForwardPath::nhwc_in_place, "nhwc_in_place", fwd_nhwc_in_place_ok, fwd_nhwc_in_place_cost},
-    {ForwardPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, fwd_nhwc_depthwise_cost},
+    {ForwardPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, row_nhwc_depthwise_cost},
     {ForwardPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, fwd_via_nchw_cost},
 };
 const PathInfo<InputPath> kInputPaths[6] = {
@@ -364,7 +365,7 @@ const PathInfo<InputPath> kInputPaths[6] = {
     {InputPath::col2im, "col2im", bwi_col2im_ok, bwi_col2im_cost},
     {InputPath::phases, "phases", bwi_phases_ok, bwi_phases_cost},
     {InputPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
-    {InputPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, bwd_nhwc_depthwise_cost},
+    {InputPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, bwi_nhwc_depthwise_cost},
     {InputPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, bwi_via_nchw_cost},
 };
 const PathInfo<WeightPath> kWeightPaths[6] = {
@@ -372,7 +373,7 @@ const PathInfo<WeightPath> kWeightPaths[6] = {
     {WeightPath::packed, "packed", bww_packed_ok, bww_packed_cost},
     {WeightPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
     {WeightPath::nhwc_in_place, "nhwc_in_place", bww_nhwc_ok, bww_nhwc_cost},
-    {WeightPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, bwd_nhwc_depthwise_cost},
+    {WeightPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, row_nhwc_depthwise_cost},
     {WeightPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, bww_via_nchw_cost},
 };
 
