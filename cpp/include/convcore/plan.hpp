@@ -34,7 +34,7 @@
 //                                rows and columns mod the stride (sub-kernels of w, nothing
 //                                inserted), interleaved into dx
 //                    depthwise   direct loops, one input channel per group
-//                    nhwc_depthwise NHWC depthwise: direct loops, scatter-add per image
+//                    nhwc_depthwise NHWC depthwise: direct loops, gathered per input pixel (multiplier 1)
 //                    nhwc_via_nchw  NHWC: dy to NCHW, the NCHW twin's path, dx back
 //   backward_weight  a_in_place  dW^T = col dY^T, col read in place from a padded copy
 //                    packed      dW = dY col^T, col^T packed from the image

@@ -124,12 +124,46 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
 }
 
 template <class T>
-void depthwise_backward_input_nhwc(const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
+void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
+                                   const T* dy, T* dx) {
   const int64_t oh = g.oh(), ow = g.ow(), oc = g.oc, m = g.ocg(), khw = g.kh * g.kw;
   const int64_t img = g.ih * g.iw * g.ic;
   Scratch taps(1, khw * oc * int64_t(sizeof(T)));
   T* wt = taps.get<T>(0);
   reorder_taps(g, w, wt);
+  if (m == 1) {  // gathered per input pixel: dx[y][x][c] = sum over the taps reaching it
+    // The output index a tap reaches from input coordinate p (-1 when none): (p + pad - tap*d) / s.
+    const auto reach = [](int64_t p, int64_t pad, int64_t tap, int64_t d, int64_t s, int64_t o) {
+      const int64_t t = p + pad - tap * d;
+      return t >= 0 && t % s == 0 && t / s < o ? t / s : int64_t{-1};
+    };
+    std::vector<int64_t> cols(static_cast<size_t>(g.iw * g.kw));  // [ix][s]: the column reached
+    for (int64_t ix = 0; ix < g.iw; ++ix)
+      for (int64_t s = 0; s < g.kw; ++s)
+        cols[static_cast<size_t>(ix * g.kw + s)] = reach(ix, g.pl, s, g.dw, g.sw, ow);
+    parallel_for(g.mb * g.ih, g.iw * oc * khw, [&](int64_t row) {
+      const int64_t n = row / g.ih, iy = row % g.ih;
+      std::vector<const T*> dys(static_cast<size_t>(khw)), ws(dys.size());
+      std::vector<int64_t> rows(static_cast<size_t>(g.kh));  // the output row each r reaches
+      for (int64_t r = 0; r < g.kh; ++r) rows[static_cast<size_t>(r)] = reach(iy, g.pt, r, g.dh, g.sh, oh);
+      for (int64_t ix = 0; ix < g.iw; ++ix) {
+        int64_t cnt = 0;
+        for (int64_t r = 0; r < g.kh; ++r) {
+          const int64_t i = rows[static_cast<size_t>(r)];
+          if (i < 0) continue;
+          for (int64_t s = 0; s < g.kw; ++s) {
+            const int64_t j = cols[static_cast<size_t>(ix * g.kw + s)];
+            if (j < 0) continue;
+            dys[static_cast<size_t>(cnt)] = dy + ((n * oh + i) * ow + j) * oc;
+            ws[static_cast<size_t>(cnt++)] = wt + (r * g.kw + s) * oc;
+          }
+        }
+        kern.depthwise->nhwc_taps(cnt, oc, dys.data(), ws.data(), static_cast<const T*>(nullptr),
+                                  dx + (row * g.iw + ix) * g.ic);
+      }
+    });
+    return;
+  }
   parallel_for(g.mb, oh * ow * oc * khw, [&](int64_t n) {
     T* dxn = dx + n * img;
     std::fill(dxn, dxn + img, T(0));
@@ -199,7 +233,8 @@ void depthwise_backward_weight_nhwc(const GemmKernel<T>& kern, const Conv2dGeome
 #define CONVCORE_INSTANTIATE(T)                                                                   \
   template void depthwise_forward_nhwc<T>(const GemmKernel<T>&, const Conv2dGeometry&, const T*, \
                                           const T*, const T*, T*, Activation);                    \
-  template void depthwise_backward_input_nhwc<T>(const Conv2dGeometry&, const T*, const T*, T*); \
+  template void depthwise_backward_input_nhwc<T>(const GemmKernel<T>&, const Conv2dGeometry&,     \
+                                                 const T*, const T*, T*);                          \
   template void depthwise_backward_weight_nhwc<T>(const GemmKernel<T>&, const Conv2dGeometry&,   \
                                                   int64_t, const T*, const T*, T*, bool);
 CONVCORE_INSTANTIATE(float)

@@ -270,7 +270,7 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
       return backward_input_col2im(*kern, g, w, dy, dx);
     case InputPath::phases: return backward_input_phases(*this, w, dy, dx);
     case InputPath::depthwise: return depthwise_backward_input(*kern->depthwise, g, w, dy, dx);
-    case InputPath::nhwc_depthwise: return depthwise_backward_input_nhwc(g, w, dy, dx);
+    case InputPath::nhwc_depthwise: return depthwise_backward_input_nhwc(*kern, g, w, dy, dx);
     case InputPath::nhwc_via_nchw: return backward_input_via_nchw(*this, w, dy, dx);
   }
 }

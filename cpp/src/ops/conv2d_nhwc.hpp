@@ -53,7 +53,8 @@ template <class T>
 void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* x,
                             const T* w, const T* bias, T* y, Activation act);
 template <class T>
-void depthwise_backward_input_nhwc(const Conv2dGeometry& g, const T* w, const T* dy, T* dx);
+void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
+                                   const T* dy, T* dx);
 template <class T>
 void depthwise_backward_weight_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g,
                                     int64_t chunks, const T* x, const T* dy, T* dw,

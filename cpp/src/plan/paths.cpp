@@ -182,9 +182,9 @@ double depthwise_cost(const CostContext& c) {
 
 // NHWC depthwise loops: one multiply-add per channel, tap and output pixel, vectorised along the
 // channels (a vector of at most oc lanes; a channel multiplier > 1 gathers its input, lanes / 4),
-// plus a pass over the output. The forward and weight gradient with multiplier 1 run the row's
-// depthwise loops (nhwc_taps, nhwc_tap_sums); the rest is built for the baseline ISA only,
-// whatever the row: 16-byte vectors.
+// plus a pass over the output. With multiplier 1 the three ops run the row's depthwise loops
+// (nhwc_taps, nhwc_tap_sums); multipliers > 1 are built for the baseline ISA only, whatever the
+// row: 16-byte vectors.
 bool nhwc_depthwise_ok(const CostContext& c) {
   return nhwc(c) && c.g.icg() == 1 && c.g.groups > 1;
 }
@@ -198,9 +198,6 @@ double nhwc_depthwise_cost(const CostContext& c, double lanes) {
 double baseline_lanes(const CostContext& c) { return double(kBaselineVectorBytes / c.elem_size); }
 double row_nhwc_depthwise_cost(const CostContext& c) {
   return nhwc_depthwise_cost(c, c.g.ocg() == 1 ? double(c.lanes) : baseline_lanes(c));
-}
-double bwi_nhwc_depthwise_cost(const CostContext& c) {
-  return nhwc_depthwise_cost(c, baseline_lanes(c));
 }
 
 // ---------------------------------------------------------------------------- backward input
@@ -365,7 +362,7 @@ const PathInfo<InputPath> kInputPaths[6] = {
     {InputPath::col2im, "col2im", bwi_col2im_ok, bwi_col2im_cost},
     {InputPath::phases, "phases", bwi_phases_ok, bwi_phases_cost},
     {InputPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
-    {InputPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, bwi_nhwc_depthwise_cost},
+    {InputPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, row_nhwc_depthwise_cost},
     {InputPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, bwi_via_nchw_cost},
 };
 const PathInfo<WeightPath> kWeightPaths[6] = {
