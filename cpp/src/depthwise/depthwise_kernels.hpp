@@ -29,7 +29,7 @@ struct DepthwiseKernels {
                    int64_t x_stride, const int64_t* off, T (*lanes)[kMaxDotLanes<T>]);
   int dot_lanes;
   // The NHWC forward of one output pixel (depthwise_nhwc.cpp), along len contiguous channels:
-  //   out[o] = (init ? init[o] : 0) + xs[0][o]*ws[0][o] + ... + xs[n-1][o]*ws[n-1][o], o < len,
+  //   out[o] = init[o] + xs[0][o]*ws[0][o] + ... + xs[n-1][o]*ws[n-1][o], o < len,
   // for n >= 0 taps, added in tap order, a block of channels kept in registers over all taps.
   void (*nhwc_taps)(int64_t n, int64_t len, const T* const* xs, const T* const* ws, const T* init,
                     T* out);
@@ -149,12 +149,7 @@ void dw_nhwc_taps(int64_t n, int64_t len, const T* const* xs, const T* const* ws
   int64_t o = 0;
   for (; o + kBlock * L <= len; o += kBlock * L) {
     V acc[kBlock];
-    for (int a = 0; a < kBlock; ++a) {
-      if (init)
-        __builtin_memcpy(&acc[a], init + o + a * L, sizeof(V));
-      else
-        acc[a] = V{};
-    }
+    for (int a = 0; a < kBlock; ++a) __builtin_memcpy(&acc[a], init + o + a * L, sizeof(V));
     for (int64_t t = 0; t < n; ++t)
       for (int a = 0; a < kBlock; ++a) {
         V x, w;
@@ -165,8 +160,8 @@ void dw_nhwc_taps(int64_t n, int64_t len, const T* const* xs, const T* const* ws
     for (int a = 0; a < kBlock; ++a) __builtin_memcpy(out + o + a * L, &acc[a], sizeof(V));
   }
   for (; o + L <= len; o += L) {
-    V acc{};
-    if (init) __builtin_memcpy(&acc, init + o, sizeof(V));
+    V acc;
+    __builtin_memcpy(&acc, init + o, sizeof(V));
     for (int64_t t = 0; t < n; ++t) {
       V x, w;
       __builtin_memcpy(&x, xs[t] + o, sizeof(V));
@@ -176,7 +171,7 @@ void dw_nhwc_taps(int64_t n, int64_t len, const T* const* xs, const T* const* ws
     __builtin_memcpy(out + o, &acc, sizeof(V));
   }
   for (; o < len; ++o) {
-    T acc = init ? init[o] : T(0);
+    T acc = init[o];
     for (int64_t t = 0; t < n; ++t) acc += xs[t][o] * ws[t][o];
     out[o] = acc;
   }

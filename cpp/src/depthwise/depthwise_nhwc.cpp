@@ -79,6 +79,8 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
   Scratch taps(1, khw * oc * int64_t(sizeof(T)));
   T* wt = taps.get<T>(0);
   reorder_taps(g, w, wt);
+  const std::vector<T> zeros(static_cast<size_t>(bias ? 0 : oc), T(0));
+  const T* init = bias ? bias : zeros.data();  // nhwc_taps starts every pixel from init
   parallel_for(g.mb * oh, ow * oc * khw, [&](int64_t row) {
     const int64_t n = row / oh, i = row % oh;
     const T* xn = x + n * g.ih * g.iw * g.ic;
@@ -97,7 +99,7 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
           ws[size_t(taps++)] = wt + (r * g.kw + s) * oc;
         }
       }
-      kern.depthwise->nhwc_taps(taps, oc, xs.data(), ws.data(), bias, yrow + j * oc);
+      kern.depthwise->nhwc_taps(taps, oc, xs.data(), ws.data(), init, yrow + j * oc);
     }
     for (int64_t j = 0; m != 1 && j < ow; ++j) {
       T* acc = yrow + j * oc;
@@ -137,6 +139,7 @@ void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeomet
       const int64_t t = p + pad - tap * d;
       return t >= 0 && t % s == 0 && t / s < o ? t / s : int64_t{-1};
     };
+    const std::vector<T> zeros(static_cast<size_t>(oc), T(0));  // dx starts from zero
     std::vector<int64_t> cols(static_cast<size_t>(g.iw * g.kw));  // [ix][s]: the column reached
     for (int64_t ix = 0; ix < g.iw; ++ix)
       for (int64_t s = 0; s < g.kw; ++s)
@@ -158,7 +161,7 @@ void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeomet
             ws[static_cast<size_t>(cnt++)] = wt + (r * g.kw + s) * oc;
           }
         }
-        kern.depthwise->nhwc_taps(cnt, oc, dys.data(), ws.data(), static_cast<const T*>(nullptr),
+        kern.depthwise->nhwc_taps(cnt, oc, dys.data(), ws.data(), zeros.data(),
                                   dx + (row * g.iw + ix) * g.ic);
       }
     });
