@@ -311,6 +311,11 @@ def plot(result: dict, path: str, log) -> None:
     for i, op in enumerate(ops):
         vals = [_ratio(c, "torch", op) or 0 for c in cases]
         ax2.bar(x + (i - (len(ops) - 1) / 2) * width, vals, width, label=op)
+    if "torch_heap" in libs:  # the total against PyTorch with heap reuse, over the total's bar
+        heap = [_ratio(c, "torch_heap", "total") for c in cases]
+        at = [(xi + (len(ops) - 1) / 2 * width, v) for xi, v in zip(x, heap) if v]
+        ax2.plot([a for a, _ in at], [v for _, v in at], "kD", markersize=5,
+                 label="total vs torch(heap)")
     ax2.axhline(1.0, color="black", linewidth=0.8)
     ax2.set_ylabel("torch time / convcore time (> 1: convcore faster)")
     ax2.set_yscale("log")
