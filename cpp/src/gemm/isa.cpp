@@ -53,41 +53,21 @@ constexpr TileKernels<T> ref_kernels() {
 }
 
 #ifdef CONVCORE_X86_SIMD
-constexpr TileKernels<float> kAvx2F32{&ukernel_6x16__avx2_fma, &ukernel_6x16_direct_b__avx2_fma,
-                                      &ukernel_6x16_direct_a__avx2_fma,
-                                      &ukernel_6x16_rows_a__avx2_fma};
-constexpr TileKernels<float> kAvx2NarrowF32{&ukernel_12x8__avx2_fma,
-                                            &ukernel_12x8_direct_b__avx2_fma,
-                                            &ukernel_12x8_direct_a__avx2_fma,
-                                            &ukernel_12x8_rows_a__avx2_fma};
-constexpr TileKernels<double> kAvx2F64{&ukernel_6x8__avx2_fma, &ukernel_6x8_direct_b__avx2_fma,
-                                       &ukernel_6x8_direct_a__avx2_fma,
-                                       &ukernel_6x8_rows_a__avx2_fma};
-constexpr TileKernels<double> kAvx2NarrowF64{&ukernel_12x4__avx2_fma,
-                                             &ukernel_12x4_direct_b__avx2_fma,
-                                             &ukernel_12x4_direct_a__avx2_fma,
-                                             &ukernel_12x4_rows_a__avx2_fma};
-constexpr TileKernels<float> kAvx512F32{&ukernel_12x32__avx512f, &ukernel_12x32_direct_b__avx512f,
-                                        &ukernel_12x32_direct_a__avx512f,
-                                        &ukernel_12x32_rows_a__avx512f};
-constexpr TileKernels<float> kAvx512NarrowF32{&ukernel_24x16__avx512f,
-                                              &ukernel_24x16_direct_b__avx512f,
-                                              &ukernel_24x16_direct_a__avx512f,
-                                              &ukernel_24x16_rows_a__avx512f};
-constexpr TileKernels<double> kAvx512F64{&ukernel_12x16__avx512f, &ukernel_12x16_direct_b__avx512f,
-                                         &ukernel_12x16_direct_a__avx512f,
-                                         &ukernel_12x16_rows_a__avx512f};
-constexpr TileKernels<double> kAvx512NarrowF64{&ukernel_24x8__avx512f,
-                                               &ukernel_24x8_direct_b__avx512f,
-                                               &ukernel_24x8_direct_a__avx512f,
-                                               &ukernel_24x8_rows_a__avx512f};
-constexpr TileKernels<float> kAvx512FlatF32{&ukernel_6x32__avx512f, &ukernel_6x32_direct_b__avx512f,
-                                            &ukernel_6x32_direct_a__avx512f,
-                                            &ukernel_6x32_rows_a__avx512f};
-constexpr TileKernels<double> kAvx512FlatF64{&ukernel_6x16__avx512f,
-                                             &ukernel_6x16_direct_b__avx512f,
-                                             &ukernel_6x16_direct_a__avx512f,
-                                             &ukernel_6x16_rows_a__avx512f};
+// The four kernels of a tile declared by CONVCORE_DECLARE_TILE (ukernel.hpp).
+#define CONVCORE_TILE(TILE, ISA)                                                     \
+  {&ukernel_##TILE##__##ISA, &ukernel_##TILE##_direct_b__##ISA,                      \
+   &ukernel_##TILE##_direct_a__##ISA, &ukernel_##TILE##_rows_a__##ISA}
+constexpr TileKernels<float> kAvx2F32 CONVCORE_TILE(6x16, avx2_fma);
+constexpr TileKernels<float> kAvx2NarrowF32 CONVCORE_TILE(12x8, avx2_fma);
+constexpr TileKernels<double> kAvx2F64 CONVCORE_TILE(6x8, avx2_fma);
+constexpr TileKernels<double> kAvx2NarrowF64 CONVCORE_TILE(12x4, avx2_fma);
+constexpr TileKernels<float> kAvx512F32 CONVCORE_TILE(12x32, avx512f);
+constexpr TileKernels<float> kAvx512NarrowF32 CONVCORE_TILE(24x16, avx512f);
+constexpr TileKernels<float> kAvx512FlatF32 CONVCORE_TILE(6x32, avx512f);
+constexpr TileKernels<double> kAvx512F64 CONVCORE_TILE(12x16, avx512f);
+constexpr TileKernels<double> kAvx512NarrowF64 CONVCORE_TILE(24x8, avx512f);
+constexpr TileKernels<double> kAvx512FlatF64 CONVCORE_TILE(6x16, avx512f);
+#undef CONVCORE_TILE
 // The depthwise loops have no AVX-512 copy: the AVX-512 rows use the AVX2 + FMA ones.
 constexpr PathExtras<float> kAvx2ExtrasF32{&kDepthwiseAvx2F32, &activate_span__avx2_fma,
                                            &fma_chains__avx2_fma};

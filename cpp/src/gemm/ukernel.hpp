@@ -83,107 +83,38 @@ void fma_chains__avx2_fma(int64_t iters, double* out);
 void fma_chains__avx512f(int64_t iters, float* out);
 void fma_chains__avx512f(int64_t iters, double* out);
 
-// AVX2 + FMA, 12 ymm accumulators (ukernel_avx2.cpp). Defined only in x86 SIMD builds.
-void ukernel_6x16__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
-                            float* c, int64_t ldc);
-void ukernel_6x8__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
-                           double beta, double* c, int64_t ldc);
-void ukernel_6x16_direct_b__avx2_fma(int64_t kc, float alpha, const float* a, const float* b,
-                                     const int64_t* boff, float beta, float* c, int64_t ldc);
-void ukernel_6x8_direct_b__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
-                                    const int64_t* boff, double beta, double* c, int64_t ldc);
-void ukernel_6x16_direct_a__avx2_fma(int64_t kc, float alpha, const float* const* arow,
-                                     const int64_t* koff, const float* b, float beta, float* c,
-                                     int64_t ldc);
-void ukernel_6x8_direct_a__avx2_fma(int64_t kc, double alpha, const double* const* arow,
-                                    const int64_t* koff, const double* b, double beta, double* c,
-                                    int64_t ldc);
+// The four micro-kernels of one tile of an ISA file (packed; B in place; A in place through row
+// pointers; A rows consecutive), e.g. ukernel_12x32__avx512f, ukernel_12x32_direct_b__avx512f,
+// ukernel_12x32_direct_a__avx512f, ukernel_12x32_rows_a__avx512f. Declared here, defined by
+// CONVCORE_DEFINE_TILE (gemm/ukernel_simd.hpp) in x86 SIMD builds only; the kernel table
+// (isa.cpp) takes their addresses.
+#define CONVCORE_DECLARE_TILE(T, TILE, ISA)                                                       \
+  void ukernel_##TILE##__##ISA(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c,         \
+                               int64_t ldc);                                                      \
+  void ukernel_##TILE##_direct_b__##ISA(int64_t kc, T alpha, const T* a, const T* b,              \
+                                        const int64_t* boff, T beta, T* c, int64_t ldc);          \
+  void ukernel_##TILE##_direct_a__##ISA(int64_t kc, T alpha, const T* const* arow,                \
+                                        const int64_t* koff, const T* b, T beta, T* c,            \
+                                        int64_t ldc);                                             \
+  void ukernel_##TILE##_rows_a__##ISA(int64_t kc, T alpha, const T* a, const int64_t* koff,       \
+                                      const T* b, T beta, T* c, int64_t ldc);
 
-// AVX-512F, 24 zmm accumulators (ukernel_avx512.cpp). Defined only in x86 SIMD builds.
-void ukernel_12x32__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
-                            float* c, int64_t ldc);
-void ukernel_12x16__avx512f(int64_t kc, double alpha, const double* a, const double* b,
-                            double beta, double* c, int64_t ldc);
-void ukernel_12x32_direct_b__avx512f(int64_t kc, float alpha, const float* a, const float* b,
-                                     const int64_t* boff, float beta, float* c, int64_t ldc);
-void ukernel_12x16_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
-                                     const int64_t* boff, double beta, double* c, int64_t ldc);
-void ukernel_12x32_direct_a__avx512f(int64_t kc, float alpha, const float* const* arow,
-                                     const int64_t* koff, const float* b, float beta, float* c,
-                                     int64_t ldc);
-void ukernel_12x16_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
-                                     const int64_t* koff, const double* b, double beta,
-                                     double* c, int64_t ldc);
-
-// The narrow rows: one vector per row of C and twice the rows, for products whose n is one vector
-// wide (a layer with few output channels): 12 ymm / 24 zmm accumulators again.
-void ukernel_12x8__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
-                            float* c, int64_t ldc);
-void ukernel_12x4__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
-                            double beta, double* c, int64_t ldc);
-void ukernel_12x8_direct_b__avx2_fma(int64_t kc, float alpha, const float* a, const float* b,
-                                     const int64_t* boff, float beta, float* c, int64_t ldc);
-void ukernel_12x4_direct_b__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
-                                    const int64_t* boff, double beta, double* c, int64_t ldc);
-void ukernel_12x8_direct_a__avx2_fma(int64_t kc, float alpha, const float* const* arow,
-                                     const int64_t* koff, const float* b, float beta, float* c,
-                                     int64_t ldc);
-void ukernel_12x4_direct_a__avx2_fma(int64_t kc, double alpha, const double* const* arow,
-                                    const int64_t* koff, const double* b, double beta, double* c,
-                                    int64_t ldc);
-void ukernel_24x16__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
-                            float* c, int64_t ldc);
-void ukernel_24x8__avx512f(int64_t kc, double alpha, const double* a, const double* b,
-                           double beta, double* c, int64_t ldc);
-void ukernel_24x16_direct_b__avx512f(int64_t kc, float alpha, const float* a, const float* b,
-                                     const int64_t* boff, float beta, float* c, int64_t ldc);
-void ukernel_24x8_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
-                                    const int64_t* boff, double beta, double* c, int64_t ldc);
-void ukernel_24x16_direct_a__avx512f(int64_t kc, float alpha, const float* const* arow,
-                                     const int64_t* koff, const float* b, float beta, float* c,
-                                     int64_t ldc);
-void ukernel_24x8_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
-                                    const int64_t* koff, const double* b, double beta,
-                                    double* c, int64_t ldc);
-
-// The flat AVX-512 tiles: two vectors per row of C and half the rows (12 zmm accumulators), for
-// products only a few rows tall (a layer's few output channels in the Y = W col orientation).
-void ukernel_6x32__avx512f(int64_t kc, float alpha, const float* a, const float* b, float beta,
-                          float* c, int64_t ldc);
-void ukernel_6x32_direct_b__avx512f(int64_t kc, float alpha, const float* a, const float* b,
-                                   const int64_t* boff, float beta, float* c, int64_t ldc);
-void ukernel_6x32_direct_a__avx512f(int64_t kc, float alpha, const float* const* arow,
-                                   const int64_t* koff, const float* b, float beta, float* c,
-                                   int64_t ldc);
-void ukernel_6x32_rows_a__avx512f(int64_t kc, float alpha, const float* a, const int64_t* koff,
-                                 const float* b, float beta, float* c, int64_t ldc);
-void ukernel_6x16__avx512f(int64_t kc, double alpha, const double* a, const double* b, double beta,
-                          double* c, int64_t ldc);
-void ukernel_6x16_direct_b__avx512f(int64_t kc, double alpha, const double* a, const double* b,
-                                   const int64_t* boff, double beta, double* c, int64_t ldc);
-void ukernel_6x16_direct_a__avx512f(int64_t kc, double alpha, const double* const* arow,
-                                   const int64_t* koff, const double* b, double beta, double* c,
-                                   int64_t ldc);
-void ukernel_6x16_rows_a__avx512f(int64_t kc, double alpha, const double* a, const int64_t* koff,
-                                 const double* b, double beta, double* c, int64_t ldc);
-
-// The rows-A kernels of every SIMD row (defined beside the others in the ISA files).
-void ukernel_6x16_rows_a__avx2_fma(int64_t kc, float alpha, const float* a, const int64_t* koff,
-                                   const float* b, float beta, float* c, int64_t ldc);
-void ukernel_6x8_rows_a__avx2_fma(int64_t kc, double alpha, const double* a, const int64_t* koff,
-                                  const double* b, double beta, double* c, int64_t ldc);
-void ukernel_12x8_rows_a__avx2_fma(int64_t kc, float alpha, const float* a, const int64_t* koff,
-                                   const float* b, float beta, float* c, int64_t ldc);
-void ukernel_12x4_rows_a__avx2_fma(int64_t kc, double alpha, const double* a, const int64_t* koff,
-                                   const double* b, double beta, double* c, int64_t ldc);
-void ukernel_12x32_rows_a__avx512f(int64_t kc, float alpha, const float* a, const int64_t* koff,
-                                   const float* b, float beta, float* c, int64_t ldc);
-void ukernel_12x16_rows_a__avx512f(int64_t kc, double alpha, const double* a, const int64_t* koff,
-                                   const double* b, double beta, double* c, int64_t ldc);
-void ukernel_24x16_rows_a__avx512f(int64_t kc, float alpha, const float* a, const int64_t* koff,
-                                   const float* b, float beta, float* c, int64_t ldc);
-void ukernel_24x8_rows_a__avx512f(int64_t kc, double alpha, const double* a, const int64_t* koff,
-                                  const double* b, double beta, double* c, int64_t ldc);
+// AVX2 + FMA (ukernel_avx2.cpp): 12 ymm accumulators; wide 6 rows of two vectors, narrow 12 rows
+// of one.
+CONVCORE_DECLARE_TILE(float, 6x16, avx2_fma)
+CONVCORE_DECLARE_TILE(double, 6x8, avx2_fma)
+CONVCORE_DECLARE_TILE(float, 12x8, avx2_fma)
+CONVCORE_DECLARE_TILE(double, 12x4, avx2_fma)
+// AVX-512F (ukernel_avx512.cpp): 24 zmm accumulators, wide 12 rows of two vectors, narrow 24 rows
+// of one; and the flat tiles, 6 rows of two vectors (12 accumulators), for products only a few
+// rows tall (a layer's few output channels in the Y = W col orientation).
+CONVCORE_DECLARE_TILE(float, 12x32, avx512f)
+CONVCORE_DECLARE_TILE(double, 12x16, avx512f)
+CONVCORE_DECLARE_TILE(float, 24x16, avx512f)
+CONVCORE_DECLARE_TILE(double, 24x8, avx512f)
+CONVCORE_DECLARE_TILE(float, 6x32, avx512f)
+CONVCORE_DECLARE_TILE(double, 6x16, avx512f)
+#undef CONVCORE_DECLARE_TILE
 
 // Block sizes (BLIS names). MR x NR is the micro-tile; an MC x KC block of packed A stays in L2,
 // a KC x NR micro-panel of packed B in L1, a KC x NC block of packed B in L3.

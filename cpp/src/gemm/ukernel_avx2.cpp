@@ -1,9 +1,10 @@
 // AVX2 + FMA micro-kernels (BLIS haswell/zen shapes), built with -mavx2 -mfma and called only
 // when the CPU has both (isa.cpp).
 //
-//   ukernel_6x16__avx2_fma (float), ukernel_6x8__avx2_fma (double), and their direct-B and direct-A twins
+//   tiles 6x16 / 6x8 (wide) and 12x8 / 12x4 (narrow), float / double, each with its four kernels
+//   (CONVCORE_DEFINE_TILE: packed, direct-B, direct-A, rows-A)
 //
-// Registers: C is 6 rows x 2 ymm = 12 accumulators, plus 2 ymm for a row of B and 1 for the
+// Registers (wide): C is 6 rows x 2 ymm = 12 accumulators, plus 2 ymm for a row of B and 1 for the
 // broadcast of A: 15 of 16. Per k step: 2 loads, 6 broadcasts, 12 FMAs; k unrolled by 2 (no
 // spills with GCC 12, and faster than 1 or 4 on Zen 3).
 #include <cstdint>
@@ -52,97 +53,17 @@ namespace convcore::detail {
 
 using F32Tile = GemmBlocking<float, Isa::avx2>;
 using F64Tile = GemmBlocking<double, Isa::avx2>;
-static_assert(F32Tile::MR == 6 && F32Tile::NR == 2 * F32x8::L, "6x16 float tile");
-static_assert(F64Tile::MR == 6 && F64Tile::NR == 2 * F64x4::L, "6x8 double tile");
-
-void ukernel_6x16__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
-                            float* c, int64_t ldc) {
-  ukernel_simd<F32x8, 6, 2, 2>(kc, alpha, a, b, beta, c, ldc);
-}
-
-void ukernel_6x8__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
-                           double beta, double* c, int64_t ldc) {
-  ukernel_simd<F64x4, 6, 2, 2>(kc, alpha, a, b, beta, c, ldc);
-}
-
-void ukernel_6x16_direct_b__avx2_fma(int64_t kc, float alpha, const float* a, const float* b,
-                                     const int64_t* boff, float beta, float* c, int64_t ldc) {
-  ukernel_simd_direct_b<F32x8, 6, 2, 2>(kc, alpha, a, b, boff, beta, c, ldc);
-}
-
-void ukernel_6x8_direct_b__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
-                                    const int64_t* boff, double beta, double* c, int64_t ldc) {
-  ukernel_simd_direct_b<F64x4, 6, 2, 2>(kc, alpha, a, b, boff, beta, c, ldc);
-}
-
-void ukernel_6x16_direct_a__avx2_fma(int64_t kc, float alpha, const float* const* arow,
-                                     const int64_t* koff, const float* b, float beta, float* c, int64_t ldc) {
-  ukernel_simd_direct_a<F32x8, 6, 2, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
-}
-
-void ukernel_6x8_direct_a__avx2_fma(int64_t kc, double alpha, const double* const* arow,
-                                    const int64_t* koff, const double* b, double beta, double* c, int64_t ldc) {
-  ukernel_simd_direct_a<F64x4, 6, 2, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
-}
-
-// The narrow tiles: one vector per row of C, 12 rows.
 using F32Narrow = GemmBlocking<float, Isa::avx2, Tile::narrow>;
 using F64Narrow = GemmBlocking<double, Isa::avx2, Tile::narrow>;
+static_assert(F32Tile::MR == 6 && F32Tile::NR == 2 * F32x8::L, "6x16 float tile");
+static_assert(F64Tile::MR == 6 && F64Tile::NR == 2 * F64x4::L, "6x8 double tile");
 static_assert(F32Narrow::MR == 12 && F32Narrow::NR == F32x8::L, "12x8 float tile");
 static_assert(F64Narrow::MR == 12 && F64Narrow::NR == F64x4::L, "12x4 double tile");
 
-void ukernel_12x8__avx2_fma(int64_t kc, float alpha, const float* a, const float* b, float beta,
-                            float* c, int64_t ldc) {
-  ukernel_simd<F32x8, 12, 1, 2>(kc, alpha, a, b, beta, c, ldc);
-}
-
-void ukernel_12x4__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
-                           double beta, double* c, int64_t ldc) {
-  ukernel_simd<F64x4, 12, 1, 2>(kc, alpha, a, b, beta, c, ldc);
-}
-
-void ukernel_12x8_direct_b__avx2_fma(int64_t kc, float alpha, const float* a, const float* b,
-                                     const int64_t* boff, float beta, float* c, int64_t ldc) {
-  ukernel_simd_direct_b<F32x8, 12, 1, 2>(kc, alpha, a, b, boff, beta, c, ldc);
-}
-
-void ukernel_12x4_direct_b__avx2_fma(int64_t kc, double alpha, const double* a, const double* b,
-                                    const int64_t* boff, double beta, double* c, int64_t ldc) {
-  ukernel_simd_direct_b<F64x4, 12, 1, 2>(kc, alpha, a, b, boff, beta, c, ldc);
-}
-
-void ukernel_12x8_direct_a__avx2_fma(int64_t kc, float alpha, const float* const* arow,
-                                     const int64_t* koff, const float* b, float beta, float* c,
-                                     int64_t ldc) {
-  ukernel_simd_direct_a<F32x8, 12, 1, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
-}
-
-void ukernel_12x4_direct_a__avx2_fma(int64_t kc, double alpha, const double* const* arow,
-                                    const int64_t* koff, const double* b, double beta, double* c,
-                                    int64_t ldc) {
-  ukernel_simd_direct_a<F64x4, 12, 1, 2>(kc, alpha, arow, koff, b, beta, c, ldc);
-}
-
-// The rows-A kernels (A's rows consecutive in memory), one per tile above.
-void ukernel_6x16_rows_a__avx2_fma(int64_t kc, float alpha, const float* a, const int64_t* koff,
-                              const float* b, float beta, float* c, int64_t ldc) {
-  ukernel_simd_rows_a<F32x8, 6, 2, 2>(kc, alpha, a, koff, b, beta, c, ldc);
-}
-
-void ukernel_6x8_rows_a__avx2_fma(int64_t kc, double alpha, const double* a, const int64_t* koff,
-                              const double* b, double beta, double* c, int64_t ldc) {
-  ukernel_simd_rows_a<F64x4, 6, 2, 2>(kc, alpha, a, koff, b, beta, c, ldc);
-}
-
-void ukernel_12x8_rows_a__avx2_fma(int64_t kc, float alpha, const float* a, const int64_t* koff,
-                              const float* b, float beta, float* c, int64_t ldc) {
-  ukernel_simd_rows_a<F32x8, 12, 1, 2>(kc, alpha, a, koff, b, beta, c, ldc);
-}
-
-void ukernel_12x4_rows_a__avx2_fma(int64_t kc, double alpha, const double* a, const int64_t* koff,
-                              const double* b, double beta, double* c, int64_t ldc) {
-  ukernel_simd_rows_a<F64x4, 12, 1, 2>(kc, alpha, a, koff, b, beta, c, ldc);
-}
+CONVCORE_DEFINE_TILE(float, 6x16, avx2_fma, F32x8, 6, 2, 2)
+CONVCORE_DEFINE_TILE(double, 6x8, avx2_fma, F64x4, 6, 2, 2)
+CONVCORE_DEFINE_TILE(float, 12x8, avx2_fma, F32x8, 12, 1, 2)
+CONVCORE_DEFINE_TILE(double, 12x4, avx2_fma, F64x4, 12, 1, 2)
 
 void activate_span__avx2_fma(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx2_fma(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
