@@ -166,6 +166,65 @@ DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")
 TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
 
 
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """A pooling window over (mb, c, ih, iw) inputs; padding (ph, pw) on both sides."""
+    mb: int
+    c: int
+    ih: int
+    iw: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int = 0
+    pw: int = 0
+    dh: int = 1
+    dw: int = 1
+
+    def __str__(self):
+        s = f"mb{self.mb}ic{self.c}ih{self.ih}iw{self.iw}kh{self.kh}kw{self.kw}sh{self.sh}sw{self.sw}"
+        s += f"ph{self.ph}pw{self.pw}"
+        return s + (f"dh{self.dh}dw{self.dw}" if (self.dh, self.dw) != (1, 1) else "")
+
+    @property
+    def args(self):
+        return dict(kernel_size=(self.kh, self.kw), stride=(self.sh, self.sw), padding=(self.ph, self.pw),
+                    dilation=(self.dh, self.dw))
+
+    @property
+    def shape(self):
+        return (self.mb, self.c, self.ih, self.iw)
+
+
+def fd_check(layer_fn, x, rng, rtol=1e-6, atol=1e-8, params=()):
+    """Checks dE/dx and the parameter gradients of E = sum(forward(x) * r) by central
+    differences (float64). ``layer_fn`` runs forward and returns (output, the layer to run
+    backward on)."""
+    from convcore.gradcheck import numerical_grad
+
+    y, layer = layer_fn(x)
+    r = rng.standard_normal(y.shape)
+    for p in params:
+        p.zero_grad()
+    dx = layer.backward(r)
+
+    def loss(v):
+        return float(np.sum(layer_fn(v)[0] * r))
+
+    np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=rtol, atol=atol, err_msg="input")
+    for p in params:
+        def loss_p(v, p=p):
+            saved = p.data.copy()
+            np.copyto(p.data, v)
+            try:
+                return loss(x)
+            finally:
+                np.copyto(p.data, saved)
+
+        np.testing.assert_allclose(p.grad, numerical_grad(loss_p, p.data), rtol=rtol, atol=atol, err_msg=p.name)
+
+
 def make_problem(geom, dtype=np.float64, seed=0):
     """Random ``x, w, b, dy`` for ``geom`` in ``dtype``."""
     rng = np.random.default_rng(seed)

@@ -10,33 +10,9 @@ import pytest
 import convcore as cc
 from convcore import nn
 from convcore.gradcheck import numerical_grad
+from conftest import fd_check
 
 DTYPES = [(np.float32, 2e-5), (np.float64, 1e-12)]
-
-
-def _fd_check(layer_fn, x, rng, rtol=1e-6, atol=1e-8, params=()):
-    """Checks dE/dx and the parameter gradients of E = sum(forward(x) * r) by central
-    differences. ``layer_fn`` runs forward; its second return is the layer to run backward on."""
-    y, layer = layer_fn(x)
-    r = rng.standard_normal(y.shape)
-    for p in params:
-        p.zero_grad()
-    dx = layer.backward(r)
-
-    def loss(v):
-        return float(np.sum(layer_fn(v)[0] * r))
-
-    np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=rtol, atol=atol, err_msg="input")
-    for p in params:
-        def loss_p(v, p=p):
-            saved = p.data.copy()
-            np.copyto(p.data, v)
-            try:
-                return loss(x)
-            finally:
-                np.copyto(p.data, saved)
-
-        np.testing.assert_allclose(p.grad, numerical_grad(loss_p, p.data), rtol=rtol, atol=atol, err_msg=p.name)
 
 
 # ----------------------------------------------------------------------------- BatchNorm2D
@@ -110,7 +86,7 @@ def test_batchnorm_gradients_match_finite_differences(mode, affine):
     bn.running_var[...] = rng.uniform(0.5, 2, 3)
     bn.train(mode == "train")
     x = rng.standard_normal((2, 3, 4, 3)) * 1.5 + 0.5
-    _fd_check(lambda v: (bn.forward(v), bn), x, rng, params=bn.parameters())
+    fd_check(lambda v: (bn.forward(v), bn), x, rng, params=bn.parameters())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -203,7 +179,7 @@ def test_avg_pool_matches_direct_loops_and_finite_differences(k, s, p, include_p
     np.testing.assert_allclose(pool.forward(x), want, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(nn.AvgPool2D(k, s, p, include_pad).forward(x.astype(np.float32)), want,
                                rtol=1e-5, atol=1e-6)
-    _fd_check(lambda v: (pool.forward(v), pool), x, rng)
+    fd_check(lambda v: (pool.forward(v), pool), x, rng)
 
 
 @pytest.mark.parametrize(("k", "s", "p"), GEOMETRIES)
@@ -240,7 +216,7 @@ def test_global_avg_pool():
     y = gap.forward(x)
     want = np.array([[x[n, c].sum() / 10 for c in range(4)] for n in range(3)])
     np.testing.assert_allclose(y, want, rtol=1e-13)
-    _fd_check(lambda v: (gap.forward(v), gap), x, rng)
+    fd_check(lambda v: (gap.forward(v), gap), x, rng)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         gap.forward(np.zeros((2, 3)))
 
@@ -283,12 +259,12 @@ def test_residual_identity_and_projection_gradients():
     res = nn.Residual(block, proj)
     x = rng.standard_normal((2, 2, 5, 5))
     np.testing.assert_allclose(res.forward(x), block.forward(x) + proj.forward(x), rtol=1e-14)
-    _fd_check(lambda v: (res.forward(v), res), x, rng, params=res.parameters())
+    fd_check(lambda v: (res.forward(v), res), x, rng, params=res.parameters())
     names = [n for n, _ in res.named_parameters()]
     assert names == ["block.0.weight", "block.0.bias", "block.2.weight", "block.2.bias",
                      "projection.weight", "projection.bias"]
     ident = nn.Residual(nn.Conv2D(2, 2, 3, padding=1, dtype=np.float64, seed=4))
-    _fd_check(lambda v: (ident.forward(v), ident), x, rng, params=ident.parameters())
+    fd_check(lambda v: (ident.forward(v), ident), x, rng, params=ident.parameters())
     with pytest.raises(ValueError, match=r"block\(x\) has shape \(2, 3, 5, 5\) but the input has shape"):
         nn.Residual(nn.Conv2D(2, 3, 3, padding=1)).forward(x.astype(np.float32))
     with pytest.raises(TypeError, match="projection"):

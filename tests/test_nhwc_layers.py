@@ -5,14 +5,13 @@ bitwise identical results for any thread count, and the errors in the caller's l
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
 
 import convcore as cc
 from convcore import nn
-from convcore.gradcheck import numerical_grad
+from conftest import Pool, fd_check
 
 
 def nhwc(a):
@@ -21,36 +20,6 @@ def nhwc(a):
 
 def nchw(a):
     return np.ascontiguousarray(np.moveaxis(a, -1, 1))
-
-
-@dataclasses.dataclass(frozen=True)
-class Pool:
-    mb: int
-    c: int
-    ih: int
-    iw: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    ph: int
-    pw: int
-    dh: int = 1
-    dw: int = 1
-
-    def __str__(self):
-        s = f"mb{self.mb}ic{self.c}ih{self.ih}iw{self.iw}kh{self.kh}kw{self.kw}sh{self.sh}sw{self.sw}"
-        s += f"ph{self.ph}pw{self.pw}"
-        return s + (f"dh{self.dh}dw{self.dw}" if (self.dh, self.dw) != (1, 1) else "")
-
-    @property
-    def args(self):
-        return dict(kernel_size=(self.kh, self.kw), stride=(self.sh, self.sw), padding=(self.ph, self.pw),
-                    dilation=(self.dh, self.dw))
-
-    @property
-    def shape(self):
-        return (self.mb, self.c, self.ih, self.iw)
 
 
 def _random_pools(count, seed, dilation):
@@ -147,7 +116,7 @@ def test_max_pool_nhwc_gradient_matches_finite_differences():
     rng = np.random.default_rng(7)
     x = rng.permutation(2 * 7 * 6 * 5).reshape(2, 7, 6, 5).astype(np.float64) * 0.1  # no ties
     layer = nn.MaxPool2D(3, stride=2, padding=1, layout="NHWC")
-    _fd_check(lambda v: (layer.forward(v), layer), x, rng)
+    fd_check(lambda v: (layer.forward(v), layer), x, rng)
 
 
 # ------------------------------------------------------------------------------ average pooling
@@ -176,7 +145,7 @@ def test_avg_pool_nhwc_matches_torch_and_finite_differences(include_pad):
     rng = np.random.default_rng(11)
     x = rng.standard_normal((2, 7, 6, 5))
     layer = nn.AvgPool2D(3, stride=2, padding=1, count_include_pad=include_pad, layout="NHWC")
-    _fd_check(lambda v: (layer.forward(v), layer), x, rng)
+    fd_check(lambda v: (layer.forward(v), layer), x, rng)
     torch = pytest.importorskip("torch")
     tx = torch.tensor(nchw(x)).to(memory_format=torch.channels_last).requires_grad_(True)
     ty = torch.nn.functional.avg_pool2d(tx, 3, 2, 1, count_include_pad=include_pad)
@@ -193,7 +162,7 @@ def test_global_avg_pool_nhwc():
     np.testing.assert_allclose(gh.forward(nhwc(x)), g.forward(x), rtol=1e-14, atol=1e-14)
     dy = rng.standard_normal((3, 5))
     np.testing.assert_allclose(gh.backward(dy), nhwc(g.backward(dy)), rtol=1e-14, atol=1e-14)
-    _fd_check(lambda v: (gh.forward(v), gh), nhwc(x), rng)
+    fd_check(lambda v: (gh.forward(v), gh), nhwc(x), rng)
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
         gh.forward(x[0])
 
@@ -258,7 +227,7 @@ def test_batchnorm_nhwc_gradients_match_finite_differences(mode):
     bn.running_var[...] = rng.uniform(0.5, 2, 3)
     bn.train(mode == "train")
     x = rng.standard_normal((2, 4, 3, 3)) * 1.5 + 0.5
-    _fd_check(lambda v: (bn.forward(v), bn), x, rng, params=bn.parameters())
+    fd_check(lambda v: (bn.forward(v), bn), x, rng, params=bn.parameters())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -412,26 +381,3 @@ def test_layout_errors_name_the_argument_and_the_shape():
 # ----------------------------------------------------------------------------------- helpers
 
 
-def _fd_check(layer_fn, x, rng, rtol=1e-6, atol=1e-8, params=()):
-    """dE/dx and the parameter gradients of E = sum(forward(x) * r) against central differences
-    (float64). ``layer_fn`` runs forward and returns (output, layer)."""
-    y, layer = layer_fn(x)
-    r = rng.standard_normal(y.shape)
-    for p in params:
-        p.zero_grad()
-    dx = layer.backward(r)
-
-    def loss(v):
-        return float(np.sum(layer_fn(v)[0] * r))
-
-    np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=rtol, atol=atol, err_msg="input")
-    for p in params:
-        def loss_p(v, p=p):
-            saved = p.data.copy()
-            np.copyto(p.data, v)
-            try:
-                return loss(x)
-            finally:
-                np.copyto(p.data, saved)
-
-        np.testing.assert_allclose(p.grad, numerical_grad(loss_p, p.data), rtol=rtol, atol=atol, err_msg=p.name)

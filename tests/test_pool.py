@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
 
 import convcore as cc
 from convcore import nn
-
-
-@dataclasses.dataclass(frozen=True)
-class Pool:
-    mb: int
-    c: int
-    ih: int
-    iw: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    ph: int = 0
-    pw: int = 0
-    dh: int = 1
-    dw: int = 1
-
-    def __str__(self):
-        s = f"mb{self.mb}ic{self.c}ih{self.ih}iw{self.iw}kh{self.kh}kw{self.kw}sh{self.sh}sw{self.sw}"
-        s += f"ph{self.ph}pw{self.pw}"
-        if (self.dh, self.dw) != (1, 1):
-            s += f"dh{self.dh}dw{self.dw}"
-        return s
-
-    @property
-    def args(self):
-        return dict(kernel_size=(self.kh, self.kw), stride=(self.sh, self.sw), padding=(self.ph, self.pw),
-                    dilation=(self.dh, self.dw))
+from conftest import Pool
 
 
 POOLS = [

@@ -35,6 +35,20 @@ inline void mul_add(int64_t oc, int64_t m, const T* a, const T* b, T* acc) {
   }
 }
 
+// f(t, iy, ix) for each tap t = r*kw + s of output pixel (i, j) that lands inside the image, at
+// input row iy and column ix, in tap order.
+template <class F>
+void for_each_inside_tap(const Conv2dGeometry& g, int64_t i, int64_t j, F&& f) {
+  for (int64_t r = 0; r < g.kh; ++r) {
+    const int64_t iy = i * g.sh + r * g.dh - g.pt;
+    if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
+    for (int64_t s = 0; s < g.kw; ++s) {
+      const int64_t ix = j * g.sw + s * g.dw - g.pl;
+      if (static_cast<uint64_t>(ix) < static_cast<uint64_t>(g.iw)) f(r * g.kw + s, iy, ix);
+    }
+  }
+}
+
 // Multiplier 1: sum[(r*kw + s)*oc + o] += the products of output row i of one image (xn, dyrow),
 // through the row's nhwc_tap_sums: the pixels whose taps all lie inside the image as one run
 // (a register-blocked sum), the border pixels one at a time with their valid taps, in column order.
@@ -89,16 +103,10 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
     std::vector<const T*> xs(size_t(m == 1 ? khw : 0)), ws(xs.size());
     for (int64_t j = 0; m == 1 && j < ow; ++j) {
       int64_t taps = 0;
-      for (int64_t r = 0; r < g.kh; ++r) {
-        const int64_t iy = i * g.sh + r * g.dh - g.pt;
-        if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
-        for (int64_t s = 0; s < g.kw; ++s) {
-          const int64_t ix = j * g.sw + s * g.dw - g.pl;
-          if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
-          xs[size_t(taps)] = xn + (iy * g.iw + ix) * g.ic;
-          ws[size_t(taps++)] = wt + (r * g.kw + s) * oc;
-        }
-      }
+      for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
+        xs[size_t(taps)] = xn + (iy * g.iw + ix) * g.ic;
+        ws[size_t(taps++)] = wt + t * oc;
+      });
       kern.depthwise->nhwc_taps(taps, oc, xs.data(), ws.data(), init, yrow + j * oc);
     }
     for (int64_t j = 0; m != 1 && j < ow; ++j) {
@@ -107,15 +115,9 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
         std::copy(bias, bias + oc, acc);
       else
         std::fill(acc, acc + oc, T(0));
-      for (int64_t r = 0; r < g.kh; ++r) {
-        const int64_t iy = i * g.sh + r * g.dh - g.pt;
-        if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
-        for (int64_t s = 0; s < g.kw; ++s) {
-          const int64_t ix = j * g.sw + s * g.dw - g.pl;
-          if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
-          mul_add(oc, m, xn + (iy * g.iw + ix) * g.ic, wt + (r * g.kw + s) * oc, acc);
-        }
-      }
+      for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
+        mul_add(oc, m, xn + (iy * g.iw + ix) * g.ic, wt + t * oc, acc);
+      });
     }
     if (act == Activation::sigmoid || act == Activation::tanh) {
       kern.activate(act, yrow, ow * oc);
@@ -173,21 +175,15 @@ void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeomet
     for (int64_t i = 0; i < oh; ++i)
       for (int64_t j = 0; j < ow; ++j) {
         const T* d = dy + ((n * oh + i) * ow + j) * oc;
-        for (int64_t r = 0; r < g.kh; ++r) {
-          const int64_t iy = i * g.sh + r * g.dh - g.pt;
-          if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
-          for (int64_t s = 0; s < g.kw; ++s) {
-            const int64_t ix = j * g.sw + s * g.dw - g.pl;
-            if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
-            T* out = dxn + (iy * g.iw + ix) * g.ic;
-            const T* k = wt + (r * g.kw + s) * oc;
-            if (m == 1) {
-              for (int64_t c = 0; c < oc; ++c) out[c] += d[c] * k[c];
-            } else {
-              for (int64_t o = 0; o < oc; ++o) out[o / m] += d[o] * k[o];
-            }
+        for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
+          T* out = dxn + (iy * g.iw + ix) * g.ic;
+          const T* k = wt + t * oc;
+          if (m == 1) {
+            for (int64_t c = 0; c < oc; ++c) out[c] += d[c] * k[c];
+          } else {
+            for (int64_t o = 0; o < oc; ++o) out[o / m] += d[o] * k[o];
           }
-        }
+        });
       }
   });
 }
@@ -213,15 +209,9 @@ void depthwise_backward_weight_nhwc(const GemmKernel<T>& kern, const Conv2dGeome
       for (int64_t i = 0; i < oh; ++i)
         for (int64_t j = 0; j < ow; ++j) {
           const T* d = dy + ((n * oh + i) * ow + j) * oc;
-          for (int64_t r = 0; r < g.kh; ++r) {
-            const int64_t iy = i * g.sh + r * g.dh - g.pt;
-            if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
-            for (int64_t s = 0; s < g.kw; ++s) {
-              const int64_t ix = j * g.sw + s * g.dw - g.pl;
-              if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
-              mul_add(oc, m, x + n * img + (iy * g.iw + ix) * g.ic, d, sum + (r * g.kw + s) * oc);
-            }
-          }
+          for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
+            mul_add(oc, m, x + n * img + (iy * g.iw + ix) * g.ic, d, sum + t * oc);
+          });
         }
   });
   // dw[o][t] = (accumulate ? dw : 0) + the chunks' sums in order.
