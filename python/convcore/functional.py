@@ -149,6 +149,13 @@ def _batched(x: np.ndarray, name: str, layout: str = "NCHW") -> Tuple[np.ndarray
     raise ValueError(msg)
 
 
+def _grad_output(grad_output, single: bool, layout: str = "NCHW") -> np.ndarray:
+    """grad_output as an array, batched like the input it goes with (a 3-D one when the input
+    was a single sample: its shape is then checked by the caller against the batched one)."""
+    dy = _array(grad_output, "grad_output")
+    return _batched(dy, "grad_output", layout)[0] if single else dy
+
+
 def _spatial(size, name: str) -> Tuple[int, int]:
     """``(H, W)`` from an int, a pair, or a full shape whose last two entries are used."""
     if isinstance(size, (tuple, list)):
@@ -371,9 +378,7 @@ def conv2d_input(
     layout = layout_of(layout)
     size, single = _size(input_size, "input_size", layout)
     w = _array(weight, "weight")
-    dy = _array(grad_output, "grad_output")
-    if single:
-        dy = _batched(dy, "grad_output", layout)[0]
+    dy = _grad_output(grad_output, single, layout)
     dt = _dtype(w, dy)
     pads = _explicit_pads(size, w.shape, stride, padding, dilation, padding_mode, layout)
     if pads is not None:
@@ -413,9 +418,7 @@ def conv2d_weight(
     """
     layout = layout_of(layout)
     x, single = _batched(_array(input, "input"), "input", layout)
-    dy = _array(grad_output, "grad_output")
-    if single:
-        dy = _batched(dy, "grad_output", layout)[0]
+    dy = _grad_output(grad_output, single, layout)
     dt = _dtype(x, dy)
     pads = _explicit_pads(x.shape, _weight_shape(weight_size, "weight_size"), stride, padding, dilation,
                           padding_mode, layout)
@@ -480,9 +483,7 @@ def conv2d_backward(
     layout = layout_of(layout)
     x, single = _batched(_array(input, "input"), "input", layout)
     w = _array(weight, "weight")
-    dy = _array(grad_output, "grad_output")
-    if single:
-        dy = _batched(dy, "grad_output", layout)[0]
+    dy = _grad_output(grad_output, single, layout)
     dt = _dtype(x, w, dy)
     pads = _explicit_pads(x.shape, w.shape, stride, padding, dilation, padding_mode, layout)
     if pads is not None:

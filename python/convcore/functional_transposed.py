@@ -223,9 +223,7 @@ def conv_transpose2d_input(
     layout = layout_of(layout)
     size, single = F._size(input_size, "input_size", layout)
     w = F._array(weight, "weight")
-    dy = F._array(grad_output, "grad_output")
-    if single:
-        dy = F._batched(dy, "grad_output", layout)[0]
+    dy = F._grad_output(grad_output, single, layout)
     dt = F._dtype(w, dy)
     wshape = F._weight_shape(w.shape, "weight")
     t = _transposed(to_nchw_shape(size, layout), wshape, stride, padding, output_padding, dilation, groups)
@@ -258,9 +256,7 @@ def conv_transpose2d_weight(
     """
     layout = layout_of(layout)
     x, single = F._batched(F._array(input, "input"), "input", layout)
-    dy = F._array(grad_output, "grad_output")
-    if single:
-        dy = F._batched(dy, "grad_output", layout)[0]
+    dy = F._grad_output(grad_output, single, layout)
     dt = F._dtype(x, dy)
     wshape = F._weight_shape(weight_size, "weight_size")
     t = _transposed(to_nchw_shape(x.shape, layout), wshape, stride, padding, output_padding, dilation, groups)
@@ -329,9 +325,7 @@ def conv_transpose2d_backward(
     layout = layout_of(layout)
     x, single = F._batched(F._array(input, "input"), "input", layout)
     w = F._array(weight, "weight")
-    dy = F._array(grad_output, "grad_output")
-    if single:
-        dy = F._batched(dy, "grad_output", layout)[0]
+    dy = F._grad_output(grad_output, single, layout)
     dt = F._dtype(x, w, dy)
     wshape = F._weight_shape(w.shape, "weight")
     t = _transposed(to_nchw_shape(x.shape, layout), wshape, stride, padding, output_padding, dilation, groups)
