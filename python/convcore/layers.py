@@ -239,14 +239,6 @@ class Conv2D(WeightBiasModule):
                  dtype=np.float32, seed: Optional[int] = None, method: str = "auto",
                  padding_mode: str = "zeros", layout: str = "NCHW"):
         self.layout = layout_of(layout)
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            msg = f"dtype: expected float32 or float64, got {dtype}"
-            raise TypeError(msg)
-        if in_channels < 1 or out_channels < 1 or groups < 1 or in_channels % groups or out_channels % groups:
-            msg = (f"in_channels={in_channels} and out_channels={out_channels} must be >= 1 and "
-                   f"divisible by groups={groups}")
-            raise ValueError(msg)
         F._activation(activation)
         kh, kw = F._pair(kernel_size, "kernel_size")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -256,12 +248,8 @@ class Conv2D(WeightBiasModule):
         self.method = method
         self.padding_mode = check_padding_mode(padding_mode)
         self._pads = None  # explicit per-side padding of the last input (padding modes)
-        fan_in = in_channels // groups * kh * kw
-        bound = np.sqrt(6.0 / fan_in) if activation == "relu" else 1.0 / np.sqrt(fan_in)
-        rng = np.random.default_rng(seed)
-        w = rng.uniform(-bound, bound, size=(out_channels, in_channels // groups, kh, kw))
-        self.weight_param = Parameter(w.astype(dtype), decay=True, name="weight")
-        self.bias_param = Parameter(np.zeros(out_channels, dtype), decay=False, name="bias") if bias else None
+        _layer_params(self, in_channels, out_channels, groups, lambda icg, ocg: (out_channels, icg, kh, kw),
+                      activation == "relu", bias, dtype, seed)
         self._input: Optional[np.ndarray] = None
         self._output: Optional[np.ndarray] = None
         self._plan = None  # the plan of the last input shape
