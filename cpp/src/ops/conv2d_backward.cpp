@@ -14,6 +14,7 @@
 #include "ops/conv2d_nhwc.hpp"
 #include "ops/nhwc_via_nchw.hpp"
 #include "ops/exec.hpp"
+#include "ops/weight_chunks.hpp"
 #include "plan/paths.hpp"
 
 namespace convcore {
@@ -151,38 +152,24 @@ void backward_weight_in_place_a(const WeightExec<T>& e, const T* x, const T* dy,
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw, wsize = g.wei_size();
   const PaddedImage& pi = e.pi;
-  const int64_t nthr = std::max<int64_t>(1, std::min<int64_t>(chunks, get_num_threads()));
   Scratch partial(chunks, wsize * int64_t(sizeof(T)));
-  Scratch padded(nthr, pi.elems * int64_t(sizeof(T)));
+  Scratch padded(chunk_threads(chunks), pi.elems * int64_t(sizeof(T)));
   const int64_t* row_off = e.row_off.data();
   const int64_t* k_off = e.k_off.data();
 
-  parallel(nthr, [&](int64_t tid, int64_t nt) {
-    int64_t c_begin, c_end;
-    balance(chunks, nt, tid, c_begin, c_end);
+  for_each_image_chunk(g, chunks, [&](int64_t c, int64_t begin, int64_t end, int64_t tid) {
     T* xp = padded.get<T>(tid);
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      T* sum = partial.get<T>(c);  // [groups][K][ocg]
-      int64_t begin, end;
-      balance(g.mb, chunks, c, begin, end);
-      for (int64_t n = begin; n < end; ++n)
-        for (int64_t gi = 0; gi < g.groups; ++gi) {
-          pi.fill(g, x + (n * g.ic + gi * icg) * ihw, xp);
-          gemm_driver<T>(*e.kern, K, ocg, N, T(1), DirectA<T>{xp, row_off, k_off},
-                                 MatrixPackB<T>(true, dy + (n * g.oc + gi * ocg) * N, N),
-                                 n == begin ? T(0) : T(1), sum + gi * K * ocg, ocg);
-        }
-    }
+    T* sum = partial.get<T>(c);  // [groups][K][ocg]
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        pi.fill(g, x + (n * g.ic + gi * icg) * ihw, xp);
+        gemm_driver<T>(*e.kern, K, ocg, N, T(1), DirectA<T>{xp, row_off, k_off},
+                       MatrixPackB<T>(true, dy + (n * g.oc + gi * ocg) * N, N),
+                       n == begin ? T(0) : T(1), sum + gi * K * ocg, ocg);
+      }
   });
   // dw[gi*ocg + o][p] = (accumulate ? dw : 0) + the chunks' sums in order.
-  parallel_for(g.oc, K * chunks, [&](int64_t row) {
-    const int64_t gi = row / ocg, o = row % ocg;
-    for (int64_t p = 0; p < K; ++p) {
-      T s = accumulate ? dw[row * K + p] : T(0);
-      for (int64_t c = 0; c < chunks; ++c) s += partial.get<T>(c)[(gi * K + p) * ocg + o];
-      dw[row * K + p] = s;
-    }
-  });
+  add_transposed_chunks(g, chunks, partial, dw, accumulate, [](int64_t p) { return p; });
 }
 
 // dW_g[ocg x K] (+)= dY_g[ocg x N] * col^T[N x K], col^T packed from the image.

@@ -8,6 +8,7 @@
 #include "gemm/pack.hpp"
 #include "igemm/padded_image_nhwc.hpp"
 #include "memory/scratch.hpp"
+#include "ops/weight_chunks.hpp"
 
 namespace convcore::detail {
 namespace {
@@ -229,46 +230,29 @@ void backward_weight_nhwc(const WeightExec<T>& e, const T* x, const T* dy, T* dw
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t khw = g.kh * g.kw, img = g.ih * g.iw * g.ic;
   const PaddedBandNhwc& pb = e.band;
-  const int64_t nthr = std::max<int64_t>(1, std::min<int64_t>(chunks, get_num_threads()));
   Scratch partial(chunks, g.wei_size() * int64_t(sizeof(T)));
-  Scratch padded(nthr, pb.elems * int64_t(sizeof(T)));
+  Scratch padded(chunk_threads(chunks), pb.elems * int64_t(sizeof(T)));
   const int64_t* taps = e.row_off.data();
   const int64_t* pix = e.k_off.data();
 
-  parallel(nthr, [&](int64_t tid, int64_t nt) {
-    int64_t c_begin, c_end;
-    balance(chunks, nt, tid, c_begin, c_end);
+  for_each_image_chunk(g, chunks, [&](int64_t c, int64_t begin, int64_t end, int64_t tid) {
     T* xp = padded.get<T>(tid);
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      T* sum = partial.get<T>(c);  // [groups][K][ocg]
-      int64_t begin, end;
-      balance(g.mb, chunks, c, begin, end);
-      for (int64_t n = begin; n < end; ++n)
-        for (int64_t b = 0; b < pb.bands; ++b) {
-          int64_t i0, cnt;
-          pb.band_range(g, b, i0, cnt);
-          pb.fill(g, x + n * img, i0, cnt, xp);
-          const T* dyb = dy + (n * N + i0 * g.ow()) * g.oc;
-          const T beta = n == begin && b == 0 ? T(0) : T(1);
-          for (int64_t gi = 0; gi < g.groups; ++gi)
-            gemm_driver<T>(*e.kern, K, ocg, cnt * g.ow(), T(1), DirectA<T>{xp + gi * icg, taps, pix},
-                           MatrixPackB<T>(false, dyb + gi * ocg, g.oc), beta,
-                           sum + gi * K * ocg, ocg);
-        }
-    }
-  });
-  // dw[gi*ocg + o][c][t] = (accumulate ? dw : 0) + the chunks' sums at K index t*icg + c.
-  parallel_for(g.oc, K * chunks, [&](int64_t row) {
-    const int64_t gi = row / ocg, o = row % ocg;
-    for (int64_t c = 0; c < icg; ++c)
-      for (int64_t t = 0; t < khw; ++t) {
-        T& d = dw[row * K + c * khw + t];
-        T s = accumulate ? d : T(0);
-        for (int64_t ch = 0; ch < chunks; ++ch)
-          s += partial.get<T>(ch)[(gi * K + t * icg + c) * ocg + o];
-        d = s;
+    T* sum = partial.get<T>(c);  // [groups][K][ocg]
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t b = 0; b < pb.bands; ++b) {
+        int64_t i0, cnt;
+        pb.band_range(g, b, i0, cnt);
+        pb.fill(g, x + n * img, i0, cnt, xp);
+        const T* dyb = dy + (n * N + i0 * g.ow()) * g.oc;
+        const T beta = n == begin && b == 0 ? T(0) : T(1);
+        for (int64_t gi = 0; gi < g.groups; ++gi)
+          gemm_driver<T>(*e.kern, K, ocg, cnt * g.ow(), T(1), DirectA<T>{xp + gi * icg, taps, pix},
+                         MatrixPackB<T>(false, dyb + gi * ocg, g.oc), beta, sum + gi * K * ocg, ocg);
       }
   });
+  // dw[gi*ocg + o][c][t] (q = c*khw + t) from the K index t*icg + c of the NHWC im2col rows.
+  add_transposed_chunks(g, chunks, partial, dw, accumulate,
+                        [icg, khw](int64_t q) { return (q % khw) * icg + q / khw; });
 }
 
 // Column sums of dy[mb*oh*ow][oc]: blocks of channels over the threads; in each, kRows running
