@@ -257,6 +257,22 @@ def assert_close(got, want, dtype=None, scale=None):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
 
 
+def assert_matches_torch(torch, arrays, dtype, torch_forward, forward, backward):
+    """The forward output and the three gradients of an op against PyTorch's autograd: arrays
+    ``(x, w, b, dy)`` in float64 go to ``torch_forward(xt, wt, bt)``; then, cast to dtype, to
+    ``forward(x, w, b)`` and ``backward(x, w, dy) -> (dx, dw, db)``."""
+    x, w, b, dy = arrays
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = torch_forward(xt, wt, bt)
+    yt.backward(torch.tensor(dy))
+    x, w, b, dy = (a.astype(dtype) for a in (x, w, b, dy))
+    assert_close(forward(x, w, b), yt.detach().numpy())
+    dx, dw, db = backward(x, w, dy)
+    assert_close(dx, xt.grad.numpy())
+    assert_close(dw, wt.grad.numpy())
+    assert_close(db, bt.grad.numpy())
+
+
 @functools.lru_cache(maxsize=None)
 def _needs_torch(function):
     """Whether a test function asks for PyTorch (``pytest.importorskip("torch")`` in its body)."""

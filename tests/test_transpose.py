@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from conftest import DTYPES, assert_close, f64, reference
+from conftest import DTYPES, assert_close, assert_matches_torch, f64, reference
 
 import convcore as cc
 from convcore.gradcheck import numerical_grad
@@ -206,16 +206,10 @@ def test_finite_differences(geom):
 @pytest.mark.parametrize("geom", [pytest.param(g, id=str(g)) for g in GEOMS[::2]])
 def test_against_torch(geom, dtype):
     torch = pytest.importorskip("torch")
-    x, w, b, dy = problem(geom)
-    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    yt = torch.nn.functional.conv_transpose2d(xt, wt, bt, **geom.kwargs)
-    yt.backward(torch.tensor(dy))
-    x, w, b, dy = (a.astype(dtype) for a in (x, w, b, dy))
-    assert_close(cc.conv_transpose2d(x, w, b, **geom.kwargs), yt.detach().numpy())
-    dx, dw, db = cc.conv_transpose2d_backward(x, w, dy, **geom.kwargs)
-    assert_close(dx, xt.grad.numpy())
-    assert_close(dw, wt.grad.numpy())
-    assert_close(db, bt.grad.numpy())
+    assert_matches_torch(torch, problem(geom), dtype,
+                         lambda x, w, b: torch.nn.functional.conv_transpose2d(x, w, b, **geom.kwargs),
+                         lambda x, w, b: cc.conv_transpose2d(x, w, b, **geom.kwargs),
+                         lambda x, w, dy: cc.conv_transpose2d_backward(x, w, dy, **geom.kwargs))
 
 
 def test_torch_refuses_what_we_refuse():
