@@ -101,6 +101,18 @@ T divisor(const Conv2dGeometry& g, bool count_include_pad, int64_t cells) {
 
 }  // namespace
 
+// f(item, cells) for items [0, n) split over the threads as parallel_for does, each thread with
+// one buffer of `taps` window cells kept across its items (no allocation per item).
+template <class F>
+void for_items_with_cells(int64_t n, int64_t work_per_item, int64_t taps, F&& f) {
+  parallel(threads_for_work(n, work_per_item), [&](int64_t tid, int64_t nthr) {
+    int64_t begin, end;
+    balance(n, nthr, tid, begin, end);
+    std::vector<int64_t> cells(static_cast<size_t>(taps));
+    for (int64_t i = begin; i < end; ++i) f(i, cells.data());
+  });
+}
+
 template <class T>
 void max_pool2d_forward_nhwc(const Conv2dGeometry& g, const T* x, T* y, int64_t* idx) {
   const int64_t c = g.ic, oh = g.oh(), ow = g.ow(), taps = g.kh * g.kw;
@@ -108,9 +120,8 @@ void max_pool2d_forward_nhwc(const Conv2dGeometry& g, const T* x, T* y, int64_t*
   // Tap t = (r, s), scanned row by row, is at r * dh * iw + s * dw from its window's corner.
   std::vector<int64_t> tap_offset(static_cast<size_t>(taps));
   for (int64_t t = 0; t < taps; ++t) tap_offset[t] = (t / g.kw) * g.dh * g.iw + (t % g.kw) * g.dw;
-  parallel_for(g.mb * oh, work_mul(ow * taps, c), [&](int64_t row) {
+  for_items_with_cells(g.mb * oh, work_mul(ow * taps, c), taps, [&](int64_t row, int64_t* cells) {
     const int64_t n = row / oh, i = row % oh;
-    std::vector<int64_t> cells(static_cast<size_t>(taps));
     alignas(64) MaskInt<T> won[kChunk];
     const T* xn = x + n * in_image;
     const int64_t h0 = i * g.sh - g.pt;
@@ -123,7 +134,7 @@ void max_pool2d_forward_nhwc(const Conv2dGeometry& g, const T* x, T* y, int64_t*
       if (rows_inside && w0 >= 0 && w0 + (g.kw - 1) * g.dw < g.iw) {  // inside: no checks
         for (int64_t t = 0; t < taps; ++t) cells[t] = h0 * g.iw + w0 + tap_offset[t];
       } else {
-        nt = window_cells(g, i, j, cells.data());
+        nt = window_cells(g, i, j, cells);
       }
       if (nt == 0) {  // padding only (possible with dilation)
         std::fill(yp, yp + c, -T(INFINITY));
@@ -131,7 +142,7 @@ void max_pool2d_forward_nhwc(const Conv2dGeometry& g, const T* x, T* y, int64_t*
         continue;
       }
       if (c == 16) {  // (with 32 or more the registers spill: 3x slower, measured)
-        max_pixel_run<16>(xn, c, cells.data(), nt, yp, ip);
+        max_pixel_run<16>(xn, c, cells, nt, yp, ip);
         continue;
       }
       for (int64_t c0 = 0; c0 < c; c0 += kChunk) {
@@ -191,13 +202,12 @@ template <class T>
 void avg_pool2d_forward_nhwc(const Conv2dGeometry& g, bool count_include_pad, const T* x, T* y) {
   const int64_t c = g.ic, oh = g.oh(), ow = g.ow(), taps = g.kh * g.kw;
   const int64_t in_image = g.ih * g.iw * c;
-  parallel_for(g.mb * oh, work_mul(ow * taps, c), [&](int64_t row) {
+  for_items_with_cells(g.mb * oh, work_mul(ow * taps, c), taps, [&](int64_t row, int64_t* cells) {
     const int64_t n = row / oh, i = row % oh;
-    std::vector<int64_t> cells(static_cast<size_t>(taps));
     const T* xn = x + n * in_image;
     for (int64_t j = 0; j < ow; ++j) {
       T* yp = y + (row * ow + j) * c;
-      const int64_t nt = window_cells(g, i, j, cells.data());
+      const int64_t nt = window_cells(g, i, j, cells);
       assert(nt > 0);  // padding is at most half the window and dilation 1
       const T d = divisor<T>(g, count_include_pad, nt);
       const T* first = xn + cells[0] * c;
@@ -214,16 +224,15 @@ void avg_pool2d_backward_nhwc(const Conv2dGeometry& g, bool count_include_pad, c
   const int64_t c = g.ic, oh = g.oh(), ow = g.ow(), taps = g.kh * g.kw;
   const int64_t in_plane = g.ih * g.iw, out_plane = oh * ow;
   const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
-  parallel_for(g.mb * blocks, (in_plane + out_plane * taps) * std::min(c, kChannelBlock),
-               [&](int64_t item) {
+  for_items_with_cells(g.mb * blocks, (in_plane + out_plane * taps) * std::min(c, kChannelBlock), taps,
+                       [&](int64_t item, int64_t* cells) {
     const int64_t n = item / blocks, c0 = (item % blocks) * kChannelBlock;
     const int64_t nc = std::min(kChannelBlock, c - c0);
-    std::vector<int64_t> cells(static_cast<size_t>(taps));
     alignas(64) T share[kChannelBlock];
     T* dxn = dx + n * in_plane * c + c0;
     for (int64_t k = 0; k < in_plane; ++k) std::fill(dxn + k * c, dxn + k * c + nc, T(0));
     for (int64_t p = 0; p < out_plane; ++p) {
-      const int64_t nt = window_cells(g, p / ow, p % ow, cells.data());
+      const int64_t nt = window_cells(g, p / ow, p % ow, cells);
       const T d = divisor<T>(g, count_include_pad, nt);
       const T* dyp = dy + (n * out_plane + p) * c + c0;
       for (int64_t q = 0; q < nc; ++q) share[q] = dyp[q] / d;
