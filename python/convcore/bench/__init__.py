@@ -30,7 +30,7 @@ from .report import (ENV_KEYS, available_cpus, blas_matmul_rate, format_tables, 
                      measured_peak, summarize, theoretical_peak)
 from .suite import FLOAT64_SHAPES, OPS, OVERHEAD_SHAPE, QUICK_SHAPES, SHAPES, SUITE, Shape, make_inputs
 from .timing import (HEAP_REUSE_ENV, HEAP_REUSE_ENV_FALLBACK, NUMPY_CALL_LIMIT_S, measure_memory, run_case,
-                     run_torch_heap)
+                     run_heap_reuse)
 from .._public import public_dir as _public_dir
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
     "NUMPY_CALL_LIMIT_S", "OPS", "OVERHEAD_SHAPE", "QUICK_SHAPES", "SHAPES", "SUITE", "TOLERANCE",
     "BlasThreads", "NumpyConv", "Shape", "available_cpus", "blas_matmul_rate", "convcore_ops", "format_tables",
     "geomean", "library_ops", "machine_info", "main", "make_inputs", "measure_memory", "parse_args", "plan", "plot",
-    "measured_peak", "relative_error", "run_case", "run_torch_heap", "summarize", "theoretical_peak",
+    "measured_peak", "relative_error", "run_case", "run_heap_reuse", "summarize", "theoretical_peak",
     "torch_ops",
 ]
 __dir__ = _public_dir(globals())

@@ -13,7 +13,7 @@ from .report import (available_cpus, blas_matmul_rate, format_tables, loadavg, m
                      measured_peak, theoretical_peak, write_json)
 from .suite import FLOAT64_SHAPES, QUICK_SHAPES, SHAPES, SUITE, Shape
 from .timing import (HEAP_REUSE_ENV, NUMPY_CALL_LIMIT_S, heap_reuse_effective, measure_memory, memory_child,
-                     run_case, run_torch_heap)
+                     run_case, run_heap_reuse)
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -40,8 +40,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     p.add_argument("--no-numpy", action="store_true", help="do not time the NumPy baseline")
     p.add_argument("--torch-heap-reuse", dest="heap", action="store_true", default=True,
-                   help="also time PyTorch in a child process with glibc heap reuse (default)")
-    p.add_argument("--no-torch-heap-reuse", dest="heap", action="store_false", help="skip the torch(heap) column")
+                   help="also time convcore and PyTorch in a child process with glibc heap reuse (default)")
+    p.add_argument("--no-torch-heap-reuse", dest="heap", action="store_false", help="skip the heap-reuse columns")
     p.add_argument("--memory", action="store_true", help="measure each op's peak extra memory (a fresh process per op)")
     p.add_argument("--peak-gflops", type=float, default=None,
                    help="float32 peak GFLOP/s at the thread count, instead of the cpuinfo estimate (float64: half)")
@@ -165,14 +165,21 @@ def _run(args, libs, torch, blas, log) -> int:
         failed |= any(not v["ok"] for k, v in case["check"].items() if k.startswith("convcore/"))
         result["cases"].append(case)
     if not child and "torch" in libs and args.heap:
-        log("torch(heap): timing PyTorch again in a child process with " + " ".join(f"{k}=..." for k in HEAP_REUSE_ENV))
-        heap = run_torch_heap(args, log)
+        log("heap reuse: timing convcore and PyTorch again in a child process with "
+            + " ".join(f"{k}=..." for k in HEAP_REUSE_ENV))
+        heap = run_heap_reuse(args, log)
         if heap is not None:
             result["torch_heap"] = {"env": heap["env"], "effective": heap.get("heap_reuse_effective")}
             for case, hcase in zip(result["cases"], heap["cases"]):
                 case["libs"]["torch_heap"] = hcase["libs"].get("torch_heap", {})
+                case["libs"]["convcore_heap"] = hcase["libs"].get("convcore", {})
+                for key, why in hcase["skipped"].items():
+                    case["skipped"][f"heap child {key}"] = why
+                failed |= any(not v["ok"] for k, v in hcase["check"].items() if k.startswith("convcore/"))
+                rename = {"convcore": "convcore_heap", "convcore_plan": "convcore_plan_heap"}
                 if "overhead_us" in hcase:
-                    case.setdefault("overhead_us", {}).update(hcase["overhead_us"])
+                    case.setdefault("overhead_us", {}).update(
+                        {rename.get(lib, lib): v for lib, v in hcase["overhead_us"].items()})
     if args.memory and not child:
         log("memory: one fresh process per library and op")
         measure_memory(result["cases"], libs, args, log)

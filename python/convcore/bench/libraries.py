@@ -16,8 +16,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .suite import Shape
 
-LIBS = ("convcore", "torch", "torch_heap", "numpy")
-LIB_TITLES = {"convcore": "convcore", "convcore_plan": "convcore plan", "torch": "torch", "torch_heap": "torch(heap)",
+# convcore_heap and torch_heap: convcore and PyTorch timed again, interleaved, in one child process
+# started with glibc's heap-reuse settings (timing.run_heap_reuse).
+LIBS = ("convcore", "convcore_heap", "torch", "torch_heap", "numpy")
+LIB_TITLES = {"convcore": "convcore", "convcore_plan": "convcore plan", "convcore_heap": "convcore(heap)",
+              "convcore_plan_heap": "cc plan(heap)", "torch": "torch", "torch_heap": "torch(heap)",
               "numpy": "numpy", "convcore_nhwc": "convcore NHWC", "torch_cl": "torch channels_last"}
 # With --layout nhwc: convcore on NHWC arrays and PyTorch on channels_last tensors, timed beside
 # their NCHW runs (their results are checked in NCHW order, see comparable()).

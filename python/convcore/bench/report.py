@@ -167,7 +167,11 @@ def _get(case: dict, lib: str, op: str, key: str) -> Optional[float]:
 
 
 def _ratio(case: dict, lib: str, op: str) -> Optional[float]:
-    a, b = _get(case, lib, op, "ms"), _get(case, "convcore", op, "ms")
+    """``lib``'s time over convcore's. torch(heap) is divided by convcore timed in the same
+    heap-reuse process (convcore(heap)) where the run has it, so that both sides of that ratio ran
+    under the same allocator settings; older JSON without it falls back to convcore."""
+    base = "convcore_heap" if lib == "torch_heap" and _get(case, "convcore_heap", op, "ms") else "convcore"
+    a, b = _get(case, lib, op, "ms"), _get(case, base, op, "ms")
     return a / b if a and b else None
 
 
@@ -179,8 +183,8 @@ def geomean(values: Sequence[float]) -> Optional[float]:
 def format_tables(result: dict) -> str:
     lines = []
     peak = result["peak"]
-    head = ["shape", "op", "convcore ms", "torch ms", "torch(heap) ms", "numpy ms", "cc GFLOP/s", "% peak",
-            "% reg", "torch/cc", "heap/cc"]
+    head = ["shape", "op", "convcore ms", "cc(heap) ms", "torch ms", "torch(heap) ms", "numpy ms", "cc GFLOP/s",
+            "% peak", "% reg", "torch/cc", "heap/cc"]
     for dtype in ("float32", "float64"):
         cases = [c for c in result["cases"] if c["dtype"] == dtype]
         if not cases:

@@ -1,5 +1,5 @@
-"""Timing: interleaved samples and their medians, the per-call overhead, the torch(heap) child
-process with glibc's heap-reuse settings, and the peak-memory mode (one fresh process per op)."""
+"""Timing: interleaved samples and their medians, the per-call overhead, the heap-reuse child
+process (convcore and PyTorch again, with glibc's heap-reuse settings), and the peak-memory mode (one fresh process per op)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ HEAP_REUSE_ENV = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD
 HEAP_REUSE_ENV_FALLBACK = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 30)}
 
 NUMPY_CALL_LIMIT_S = 2.0  # the baseline is skipped ("-") for an op whose first call takes longer
+BLAS_SETTLE_S = 0.5  # the pause after NumPy's BLAS calls, longer than OpenBLAS's idle polling
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -105,8 +106,20 @@ def run_case(s: Shape, dtype: str, libs: Sequence[str], args, log) -> dict:
                     active[lib].remove(op)
                     case["skipped"][f"{lib}/{op}"] = f"wrong result (relative error {err:.3g} against {oracle})"
     del first
-    fns = {(lib, op): ops[lib][op] for op in OPS for lib in libs if op in active[lib]}
+    # The peers alternate sample by sample. The NumPy baseline is a reference, not a peer: it is
+    # timed in a pass of its own after them, because OpenBLAS's idle workers poll for about 2^28
+    # cycles (0.1 s at 2.6 GHz) after each product, longer than --settle, and on a machine with as
+    # many CPUs as threads they slowed the next library's sub-millisecond ops by up to 10x.
+    peers = [lib for lib in libs if lib != "numpy"]
+    if "numpy" in libs and args.settle:
+        time.sleep(max(args.settle, BLAS_SETTLE_S))  # after NumPy's first calls above
+    fns = {(lib, op): ops[lib][op] for op in OPS for lib in peers if op in active[lib]}
     timed = _interleaved(fns, args.repeat, args.min_time, args.settle)
+    if "numpy" in libs:
+        timed.update(_interleaved({("numpy", op): ops["numpy"][op] for op in active["numpy"]}, args.repeat,
+                                  args.min_time))
+        if args.settle:
+            time.sleep(max(args.settle, BLAS_SETTLE_S))  # before the next case
     for lib in libs:
         entry = {}
         for op in OPS:
@@ -132,8 +145,11 @@ def _overhead(ops, libs, args) -> Dict[str, Dict[str, float]]:
     if "convcore" in libs:  # and through a plan made once
         rows["convcore_plan"] = (("fwd", "plan_fwd"), ("fwd_bwd", "plan_step"))
     src = {row: ops["convcore" if row == "convcore_plan" else row] for row in rows}
-    fns = {(row, what): src[row][op] for row, pairs in rows.items() for what, op in pairs}
+    fns = {(row, what): src[row][op] for row, pairs in rows.items() for what, op in pairs if row != "numpy"}
     timed = _interleaved(fns, args.repeat, args.min_time, args.settle)
+    if "numpy" in rows:  # after the peers, as in run_case
+        timed.update(_interleaved({("numpy", what): src["numpy"][op] for what, op in rows["numpy"]}, args.repeat,
+                                  args.min_time))
     return {row: {what: timed[(row, what)]["median_s"] * 1e6 for what in ("fwd", "fwd_bwd")} for row in rows}
 
 
@@ -245,12 +261,14 @@ def heap_reuse_effective() -> Optional[bool]:
     return any(int(lo, 16) <= (p or 0) < int(hi, 16) for lo, hi in heap)
 
 
-def run_torch_heap(args, log) -> Optional[dict]:
-    """The torch timings again, in a child process started with glibc's heap-reuse settings."""
+def run_heap_reuse(args, log) -> Optional[dict]:
+    """convcore's and PyTorch's timings again, interleaved in one child process started with
+    glibc's heap-reuse settings: both libraries' allocations then come from the same warm heap,
+    a like-for-like comparison (the parent's columns keep the default allocator for both)."""
     for env_extra in (HEAP_REUSE_ENV, HEAP_REUSE_ENV_FALLBACK):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "heap.json")
-            cmd = [sys.executable, "-m", "convcore.bench", "--libs", "torch_heap", "--no-torch-heap-reuse",
+            cmd = [sys.executable, "-m", "convcore.bench", "--libs", "convcore,torch_heap", "--no-torch-heap-reuse",
                    "--threads", str(args.threads), "--repeat", str(args.repeat), "--min-time", str(args.min_time),
                    "--settle", str(args.settle),
                    "--shapes", ",".join(args.shape_names), "--dtype", args.dtype, "--json", path, "--quiet"]
