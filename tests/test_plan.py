@@ -27,6 +27,14 @@ PLAN_GEOMETRIES = GEOMETRIES + [
     G(1, 3, 5, 9, 4, 3, 3, padding=1, dh=1, dw=3),  # wide dilated rows
     G(2, 2, 9, 7, 3, 3, 3, padding=((3, 2), (4, 3))),  # crop in the flipped pass
 ]
+# The weight gradient's splits: dw's columns shared among the threads (the packed path, with at
+# least 16 column panels on every kernel row: 576 columns per group), and fewer image chunks
+# where their partial sums would not fit L2 (64 x 64 x 3 x 3).
+WEIGHT_SPLIT_GEOMETRIES = [
+    G(3, 128, 5, 5, 8, 3, 3, padding=1, g=2),
+    G(5, 64, 6, 6, 64, 3, 3, padding=1),
+]
+PLAN_GEOMETRIES += WEIGHT_SPLIT_GEOMETRIES
 
 
 def _plan(geom, dtype, op=None, path=None, isa=None, activation=None, bias=True, tile=None):
@@ -214,3 +222,29 @@ def test_layer_holds_its_plan_and_names_a_wrong_input():
     assert layer.plan(x.shape) is plan
     with pytest.raises(ValueError, match=r"input: expected 3 channels on axis 1 .* got 5 \(an NHWC array"):
         layer.forward(np.zeros((2, 5, 5, 3), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", WEIGHT_SPLIT_GEOMETRIES, ids=str)
+def test_weight_gradient_paths_same_bits_for_any_thread_count_and_accumulate(geom, dtype):
+    """Every weight-gradient path, forced: the same bits on 1, 2 and 3 threads, and accumulate=True
+    adds to what the buffer held."""
+    x, w, b, dy = make_problem(geom, dtype, seed=11)
+    want = reference.conv2d_backward_weight(*(a.astype(np.float64) for a in (x, dy)), geom.weight_shape,
+                                            **geom.ref_kwargs)
+    before = cc.get_num_threads()
+    try:
+        for path in _supported(geom, "backward_weight", None):
+            plan = _plan(geom, dtype, "backward_weight", path)
+            results = []
+            for threads in (1, 2, 3):
+                cc.set_num_threads(threads)
+                results.append(plan.backward_weight(x, dy))
+            for got in results[1:]:
+                np.testing.assert_array_equal(got, results[0])
+            assert_close(results[0], want, dtype)
+            held = np.full(geom.weight_shape, 0.5, dtype)
+            plan.backward_weight(x, dy, out=held, accumulate=True)
+            assert_close(held, want + 0.5, dtype)
+    finally:
+        cc.set_num_threads(before)

@@ -181,20 +181,42 @@ void backward_weight_packed(const WeightExec<T>& e, const T* x, const T* dy, T* 
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
   const int64_t chunks = e.chunks;
+  if (chunks == 1) {
+    // One chunk: dw's columns split among the threads in whole panels, each thread summing every
+    // image into its columns, one L2-sized block of columns at a time (so the block stays in
+    // cache across the images). One parallel region, no partial sums, and every element summed
+    // over the images in order by one thread: the same bits for any thread count.
+    const GemmKernel<T>& kern = *e.kern;
+    const int64_t nr = kern.nr, panels = (K + nr - 1) / nr;
+    const int64_t block = gemm_nc_for_l2(gemm_kc_step(N, kern.kc), nr, kern.nc, sizeof(T));
+    parallel(std::min<int64_t>(panels, get_num_threads()), [&](int64_t tid, int64_t nt) {
+      int64_t pb, pe;
+      balance(panels, nt, tid, pb, pe);
+      const int64_t jb = pb * nr, je = std::min(pe * nr, K);
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        for (int64_t jc = jb; jc < je; jc += block)
+          for (int64_t n = 0; n < g.mb; ++n)
+            gemm_region<T>(kern, 0, ocg, jc, std::min(je, jc + block), N, T(1),
+                           MatrixPackA<T>(false, dy + (n * g.oc + gi * ocg) * N, N),
+                           Im2colTransPackB<T>{g, x + (n * g.ic + gi * icg) * ihw},
+                           n == 0 && !accumulate ? T(0) : T(1), dw + gi * ocg * K, K,
+                           NoEpilogue());
+    });
+    return;
+  }
   const int64_t nthr = std::max<int64_t>(1, std::min<int64_t>(chunks, get_num_threads()));
-  // With one chunk the GEMM writes dw directly (and is itself parallel); else into partials.
-  Scratch partial(chunks > 1 ? chunks : 0, wsize * int64_t(sizeof(T)));
+  Scratch partial(chunks, wsize * int64_t(sizeof(T)));
 
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t c_begin, c_end;
     balance(chunks, nt, tid, c_begin, c_end);
     for (int64_t c = c_begin; c < c_end; ++c) {
-      T* sum = chunks > 1 ? partial.get<T>(c) : dw;
+      T* sum = partial.get<T>(c);
       int64_t begin, end;
       balance(g.mb, chunks, c, begin, end);
       for (int64_t n = begin; n < end; ++n)
         for (int64_t gi = 0; gi < g.groups; ++gi) {
-          const bool first = n == begin && !(chunks == 1 && accumulate);
+          const bool first = n == begin;
           // dW_g[ocg x K] (+)= dY_g[ocg x N] * col^T[N x K], col^T packed from the image.
           gemm_driver<T>(*e.kern, ocg, K, N, T(1),
                                  MatrixPackA<T>(false, dy + (n * g.oc + gi * ocg) * N, N),
@@ -203,7 +225,6 @@ void backward_weight_packed(const WeightExec<T>& e, const T* x, const T* dy, T* 
         }
     }
   });
-  if (chunks == 1) return;
   // dw = (accumulate ? dw : 0) + partial[0] + partial[1] + ..., in that order for every element;
   // chunk by chunk over a cache-sized block, so that the additions vectorise.
   parallel_for((wsize + 4095) / 4096, 4096 * chunks, [&](int64_t blk) {
@@ -223,12 +244,20 @@ void backward_weight_packed(const WeightExec<T>& e, const T* x, const T* dy, T* 
 constexpr int64_t kMaxWeightChunks = 8;
 constexpr int64_t kMaxWeightChunkBytes = int64_t{64} << 20;
 
+bool weight_columns_split(const Conv2dGeometry& g, int64_t nr) {
+  return (g.col_rows() + nr - 1) / nr >= 2 * kMaxWeightChunks;
+}
+
 int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
   // As many chunks as the work is worth threads (a function of the geometry, not of the threads).
   const int64_t per_image = work_mul(work_mul(g.oc, g.col_rows()), g.col_cols());
   int64_t chunks = std::min(threads_for_work(g.mb, per_image), kMaxWeightChunks);
   const int64_t bytes = work_mul(g.wei_size(), elem_size);
   while (chunks > 1 && bytes > kMaxWeightChunkBytes / chunks) --chunks;
+  // The partial sums are read back by the reduction pass: past one core's L2 they come from
+  // further out, and fewer chunks (at one, each image's product split among the threads) cost
+  // less. Halved, so that a chunk count that divided among the threads still does.
+  while (chunks > 1 && double(bytes) * double(chunks) > l2_cache_bytes()) chunks /= 2;
   return std::max<int64_t>(chunks, 1);
 }
 
@@ -264,7 +293,9 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
 
 template <class T>
 WeightExec<T>::WeightExec(const Conv2dGeometry& geometry, WeightPath p, const GemmKernel<T>& k)
-    : g(geometry), path(p), kern(&k), chunks(weight_chunks(geometry, sizeof(T))) {
+    : g(geometry), path(p), kern(&k), chunks(p == WeightPath::packed && weight_columns_split(geometry, k.nr)
+                 ? 1
+                 : weight_chunks(geometry, sizeof(T))) {
   prepare_nhwc(*this);
   if (path == WeightPath::nhwc_via_nchw) nchw = nchw_twin_weight(g, k);
   if (path != WeightPath::a_in_place) return;

@@ -90,6 +90,11 @@ void backward_bias_run(const Conv2dGeometry& g, const T* dy, T* db, bool accumul
 // work is worth threads, a function of the geometry only, so the bits do not depend on threads.
 int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size);
 
+// Whether the packed weight gradient splits dw's columns among the threads instead (one chunk):
+// when there are enough column panels of width nr for two per thread at kMaxWeightChunks
+// threads.
+bool weight_columns_split(const Conv2dGeometry& g, int64_t nr);
+
 // The workspace the in-place paths may take per thread; past it they do not support a geometry.
 constexpr double kMaxWorkspaceBytes = double(int64_t{64} << 20);
 

@@ -286,7 +286,7 @@ double bww_packed_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
   return images_groups(g) * (gemm_cost(c, ocg, K, N) + K * N * kGather + a_pack(c, ocg, N, K)) +
-         chunk_sums(c);
+         (weight_columns_split(g, c.nr) ? 0 : chunk_sums(c));
 }
 
 // nhwc_via_nchw: the activations transposed to NCHW, the op on its cheapest NCHW path for the
