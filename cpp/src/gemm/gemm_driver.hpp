@@ -130,14 +130,20 @@ int64_t prepacked_b_elems(const GemmKernel<T>& kern, int64_t k, int64_t n) {
   return k * ((n + kern.nr - 1) / kern.nr * kern.nr);
 }
 
-// Packs op(B)[k x n] whole into dst (prepacked_b_elems) with pack_b (the contract above).
+// Packs op(B)[k x n] whole into dst (prepacked_b_elems) with pack_b (the contract above), the
+// panels shared among the threads (each panel of block pc at dst + pc * n_round + jp * nr * kc).
 template <class T, class PackB>
 PrepackedB<T> prepack_b(const GemmKernel<T>& kern, int64_t k, int64_t n, const PackB& pack_b,
                         T* dst) {
-  const int64_t kc_step = gemm_kc_step(k, kern.kc);
-  const int64_t n_round = (n + kern.nr - 1) / kern.nr * kern.nr;
-  for (int64_t pc = 0; pc < k; pc += kc_step)
-    pack_b(pc, k - pc < kc_step ? k - pc : kc_step, 0, n, kern.nr, dst + pc * n_round);
+  const int64_t kc_step = gemm_kc_step(k, kern.kc), nr = kern.nr;
+  const int64_t panels = (n + nr - 1) / nr, n_round = panels * nr;
+  parallel_for(panels, k * nr, [&](int64_t jp) {
+    const int64_t j0 = jp * nr, nc = n - j0 < nr ? n - j0 : nr;
+    for (int64_t pc = 0; pc < k; pc += kc_step) {
+      const int64_t kc = k - pc < kc_step ? k - pc : kc_step;
+      pack_b(pc, kc, j0, nc, nr, dst + pc * n_round + j0 * kc);
+    }
+  });
   return {&kern, dst, n};
 }
 
