@@ -122,6 +122,23 @@ void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx
     T* d = dx + plane * g.ih * g.iw;
     for (int64_t a = 0; a < g.ih; ++a) {
       const int64_t rh = a % g.sh, u = a / g.sh;
+      if (g.sw == 2 && g.iw >= 2) {
+        // Two phases fill this row: one zip of their rows, which the compiler vectorises.
+        const Phase& p0 = e.phases[size_t(rh * 2)];
+        const Phase& p1 = e.phases[size_t(rh * 2 + 1)];
+        if (p0.has_taps() && p1.has_taps()) {
+          const T* s0 = out + start[size_t(rh * 2)] + (plane * p0.h.out + u) * p0.w.out;
+          const T* s1 = out + start[size_t(rh * 2 + 1)] + (plane * p1.h.out + u) * p1.w.out;
+          T* row = d + a * g.iw;
+          const int64_t pairs = p1.w.out;  // p0.w.out is pairs or pairs + 1
+          for (int64_t v = 0; v < pairs; ++v) {
+            row[2 * v] = s0[v];
+            row[2 * v + 1] = s1[v];
+          }
+          if (p0.w.out > pairs) row[2 * pairs] = s0[pairs];
+          continue;
+        }
+      }
       for (int64_t rw = 0; rw < g.sw && rw < g.iw; ++rw) {
         const Phase& ph = e.phases[size_t(rh * g.sw + rw)];
         T* row = d + a * g.iw + rw;
