@@ -124,6 +124,33 @@ struct PrepackedB {
   int64_t n;
 };
 
+// An A operand packed beforehand by prepack_a with the kernel kern: for each kc block of the
+// driver's k split, in order, the ceil(m/MR) panels of all m rows.
+template <class T>
+struct PrepackedA {
+  const GemmKernel<T>* kern;
+  const T* panels;
+  int64_t m;
+};
+
+// Elements of the prepacked m x k operand for kern.
+template <class T>
+int64_t prepacked_a_elems(const GemmKernel<T>& kern, int64_t m, int64_t k) {
+  return k * ((m + kern.mr - 1) / kern.mr * kern.mr);
+}
+
+// Packs op(A)[m x k] whole into dst (prepacked_a_elems) with pack_a, on the calling thread (each
+// panel of block pc at dst + pc * m_round + ip * mr * kc).
+template <class T, class PackA>
+PrepackedA<T> prepack_a(const GemmKernel<T>& kern, int64_t m, int64_t k, const PackA& pack_a,
+                        T* dst) {
+  const int64_t kc_step = gemm_kc_step(k, kern.kc);
+  const int64_t m_round = (m + kern.mr - 1) / kern.mr * kern.mr;
+  for (int64_t pc = 0; pc < k; pc += kc_step)
+    pack_a(0, m, pc, k - pc < kc_step ? k - pc : kc_step, kern.mr, dst + pc * m_round);
+  return {&kern, dst, m};
+}
+
 // Elements of the prepacked k x n operand for kern.
 template <class T>
 int64_t prepacked_b_elems(const GemmKernel<T>& kern, int64_t k, int64_t n) {
@@ -173,11 +200,12 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
   const int64_t nc_max = je - jb < nc_step ? round_up(je - jb, nr) : nc_step;
   constexpr bool a_rows = std::is_same_v<PackA, RowsA<T>>;
   constexpr bool a_in_place = std::is_same_v<PackA, DirectA<T>> || a_rows;
+  constexpr bool a_prepacked = std::is_same_v<PackA, PrepackedA<T>>;
   constexpr bool b_in_place = std::is_same_v<PackB, DirectB<T>>;
   constexpr bool b_prepacked = std::is_same_v<PackB, PrepackedB<T>>;
   static_assert(!(a_in_place && b_in_place), "one operand at most is read in place");
   const std::size_t a_elems =
-      a_in_place ? 0 : static_cast<std::size_t>(round_up(mc_max * kc_step, 64));
+      a_in_place || a_prepacked ? 0 : static_cast<std::size_t>(round_up(mc_max * kc_step, 64));
   const std::size_t b_elems =
       b_in_place || b_prepacked ? 0 : static_cast<std::size_t>(nc_max * kc_step);
   T* const ap = static_cast<T*>(gemm_workspace((a_elems + b_elems) * sizeof(T)));
@@ -197,13 +225,17 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
         pack_b(pc, kc, jc, nc, nr, b_buf);
       for (int64_t ic = ib; ic < ie; ic += kern.mc) {
         const int64_t mc = ie - ic < kern.mc ? ie - ic : kern.mc;
-        if constexpr (!a_in_place) pack_a(ic, mc, pc, kc, mr, ap);
+        const T* a_block = ap;  // the packed block of A
+        if constexpr (a_prepacked)
+          a_block = pack_a.panels + pc * round_up(pack_a.m, mr) + ic * kc;  // ic: a multiple of MR
+        else if constexpr (!a_in_place)
+          pack_a(ic, mc, pc, kc, mr, ap);
         for (int64_t jr = 0; jr < nc; jr += nr) {
           const int64_t nv = nc - jr < nr ? nc - jr : nr;
           const T* b_panel = b_in_place ? nullptr : bp + jr * kc;
           for (int64_t ir = 0; ir < mc; ir += mr) {
             const int64_t mv = mc - ir < mr ? mc - ir : mr;
-            const T* a_panel = a_in_place ? nullptr : ap + ir * kc;
+            const T* a_panel = a_in_place ? nullptr : a_block + ir * kc;
             const auto kernel = [&](T beta_k, T* ck, int64_t ldck) {
               if constexpr (b_in_place) {
                 kern.ukernel_direct_b(kc, alpha, a_panel, pack_b.base + jc + jr, pack_b.off + pc,

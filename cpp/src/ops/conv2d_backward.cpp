@@ -200,24 +200,29 @@ void backward_weight_packed(const WeightExec<T>& e, const T* x, const T* dy, T* 
   const int64_t chunks = e.chunks;
   if (chunks == 1) {
     // One chunk: dw's columns split among the threads in whole panels, each thread summing every
-    // image into its columns, one L2-sized block of columns at a time (so the block stays in
-    // cache across the images). One parallel region, no partial sums, and every element summed
-    // over the images in order by one thread: the same bits for any thread count.
+    // image into its columns: dY_n packed once per image (prepack_a), col^T packed one
+    // L2-sized block of columns at a time. One parallel region, no partial sums, and every
+    // element summed over the images in order by one thread: the same bits for any thread count.
     const GemmKernel<T>& kern = *e.kern;
     const int64_t nr = kern.nr, panels = (K + nr - 1) / nr;
     const int64_t block = gemm_nc_for_l2(gemm_kc_step(N, kern.kc), nr, kern.nc, sizeof(T));
-    parallel(std::min<int64_t>(panels, get_num_threads()), [&](int64_t tid, int64_t nt) {
+    const int64_t nthr = std::min<int64_t>(panels, get_num_threads());
+    Scratch apack(nthr, prepacked_a_elems(kern, ocg, N) * int64_t(sizeof(T)));
+    parallel(nthr, [&](int64_t tid, int64_t nt) {
       int64_t pb, pe;
       balance(panels, nt, tid, pb, pe);
       const int64_t jb = pb * nr, je = std::min(pe * nr, K);
       for (int64_t gi = 0; gi < g.groups; ++gi)
-        for (int64_t jc = jb; jc < je; jc += block)
-          for (int64_t n = 0; n < g.mb; ++n)
-            gemm_region<T>(kern, 0, ocg, jc, std::min(je, jc + block), N, T(1),
-                           MatrixPackA<T>(false, dy + (n * g.oc + gi * ocg) * N, N),
+        for (int64_t n = 0; n < g.mb; ++n) {
+          const PrepackedA<T> a = prepack_a(
+              kern, ocg, N, MatrixPackA<T>(false, dy + (n * g.oc + gi * ocg) * N, N),
+              apack.get<T>(tid));
+          for (int64_t jc = jb; jc < je; jc += block)
+            gemm_region<T>(kern, 0, ocg, jc, std::min(je, jc + block), N, T(1), a,
                            Im2colTransPackB<T>{g, x + (n * g.ic + gi * icg) * ihw},
                            n == 0 && !accumulate ? T(0) : T(1), dw + gi * ocg * K, K,
                            NoEpilogue());
+        }
     });
     return;
   }
