@@ -26,6 +26,7 @@ HEAP_REUSE_ENV_FALLBACK = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM
 
 NUMPY_CALL_LIMIT_S = 2.0  # the baseline is skipped ("-") for an op whose first call takes longer
 BLAS_SETTLE_S = 0.5  # the pause after NumPy's BLAS calls, longer than OpenBLAS's idle polling
+WAKE_S = 0.02  # untimed calls after a pause (see _interleaved)
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -39,6 +40,15 @@ def time_calls(fn: Callable, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def _wake(fn: Callable) -> None:
+    """Call ``fn`` untimed, at least twice and for at least WAKE_S seconds."""
+    end = time.perf_counter() + WAKE_S
+    calls = 0
+    while calls < 2 or time.perf_counter() < end:
+        fn()
+        calls += 1
+
+
 def _inner(seconds_per_call: float, min_time: float) -> int:
     return max(1, min(100000, math.ceil(min_time / max(seconds_per_call, 1e-9))))
 
@@ -49,25 +59,30 @@ def _interleaved(fns: Dict[Tuple[str, str], Callable], repeat: int, min_time: fl
 
     Keys are ``(library, op)``. Before a sample of another library than the last one, sleep
     ``settle`` seconds: the idle worker threads of the previous library's thread pool (OpenMP,
-    OpenBLAS) spin for a while before they sleep, and would compete for the cores.
+    OpenBLAS) spin for a while before they sleep, and would compete for the cores. After such a
+    pause the sample's callable runs untimed for WAKE_S seconds first: on a virtual machine the
+    first parallel calls after an idle spell wait for the host to wake the idle virtual CPUs
+    (measured on a 2-CPU VM: 4-10 ms for each of the first one or two calls, for convcore and
+    PyTorch alike), which is not the op's cost.
     """
     inner = {}
     last = None
 
-    def pause(lib):
+    def pause(lib, fn):
         nonlocal last
         if settle and last is not None and lib != last:
             time.sleep(settle)
+            _wake(fn)
         last = lib
 
     for key, fn in fns.items():
-        pause(key[0])
-        fn()
+        pause(key[0], fn)
+        _wake(fn)
         inner[key] = _inner(time_calls(fn, 1), min_time)
     samples: Dict[Tuple[str, str], List[float]] = {key: [] for key in fns}
     for _ in range(repeat):
         for key, fn in fns.items():
-            pause(key[0])
+            pause(key[0], fn)
             samples[key].append(time_calls(fn, inner[key]))
     return {key: {"median_s": statistics.median(v), "samples_s": v, "inner": inner[key]} for key, v in samples.items()}
 
