@@ -33,6 +33,11 @@ struct DepthwiseKernels {
   // for n >= 0 taps, added in tap order, a block of channels kept in registers over all taps.
   void (*nhwc_taps)(int64_t n, int64_t len, const T* const* xs, const T* const* ws, const T* init,
                     T* out);
+  // nhwc_taps over a run of output pixels whose taps lie at fixed offsets: pixel p < pixels
+  // reads tap t at x + off[t] + p*x_stride and writes out + p*len; the same sums, in the same
+  // order, as nhwc_taps on each pixel. Several pixels share each weight vector load.
+  void (*nhwc_taps_run)(int64_t n, int64_t pixels, int64_t len, const T* x, int64_t x_stride,
+                        const int64_t* off, const T* const* ws, const T* init, T* out);
   // The NHWC weight gradient over a run of output pixels, along len contiguous channels:
   //   sums[t][o] += sum_{j < pixels} x[off[t] + j*x_stride + o] * dy[j*dy_stride + o], t < n,
   // the run's sum formed in registers (pixels in order) and then added to sums[t].
@@ -177,48 +182,133 @@ void dw_nhwc_taps(int64_t n, int64_t len, const T* const* xs, const T* const* ws
   }
 }
 
+// P pixels of a run (dw_nhwc_taps_run) over all len channels: blocks of 2 vectors, then single
+// vectors, then single channels, each channel's taps added in order as in dw_nhwc_taps.
+template <class T, int VB, int P>
+__attribute__((always_inline)) inline void dw_nhwc_run_pixels(int64_t n, int64_t len, const T* x,
+                                                              int64_t x_stride, const int64_t* off,
+                                                              const T* const* ws, const T* init,
+                                                              T* __restrict out) {
+  using V = typename DotVecOf<T, VB>::type;
+  constexpr int L = VB / int(sizeof(T));
+  constexpr int kVec = 2;
+  int64_t o = 0;
+  for (; o + kVec * L <= len; o += kVec * L) {
+    V acc[P][kVec];
+    for (int q = 0; q < P; ++q)
+      for (int v = 0; v < kVec; ++v) __builtin_memcpy(&acc[q][v], init + o + v * L, sizeof(V));
+    for (int64_t t = 0; t < n; ++t) {
+      const T* xt = x + off[t] + o;
+      V w[kVec];
+      for (int v = 0; v < kVec; ++v) __builtin_memcpy(&w[v], ws[t] + o + v * L, sizeof(V));
+      for (int q = 0; q < P; ++q)
+        for (int v = 0; v < kVec; ++v) {
+          V xv;
+          __builtin_memcpy(&xv, xt + q * x_stride + v * L, sizeof(V));
+          acc[q][v] += xv * w[v];
+        }
+    }
+    for (int q = 0; q < P; ++q)
+      for (int v = 0; v < kVec; ++v) __builtin_memcpy(out + q * len + o + v * L, &acc[q][v], sizeof(V));
+  }
+  for (; o + L <= len; o += L) {
+    V acc[P];
+    for (int q = 0; q < P; ++q) __builtin_memcpy(&acc[q], init + o, sizeof(V));
+    for (int64_t t = 0; t < n; ++t) {
+      V w;
+      __builtin_memcpy(&w, ws[t] + o, sizeof(V));
+      for (int q = 0; q < P; ++q) {
+        V xv;
+        __builtin_memcpy(&xv, x + off[t] + q * x_stride + o, sizeof(V));
+        acc[q] += xv * w;
+      }
+    }
+    for (int q = 0; q < P; ++q) __builtin_memcpy(out + q * len + o, &acc[q], sizeof(V));
+  }
+  for (; o < len; ++o)
+    for (int q = 0; q < P; ++q) {
+      T acc = init[o];
+      for (int64_t t = 0; t < n; ++t) acc += x[off[t] + q * x_stride + o] * ws[t][o];
+      out[q * len + o] = acc;
+    }
+}
+
+template <class T, int VB>
+void dw_nhwc_taps_run(int64_t n, int64_t pixels, int64_t len, const T* x, int64_t x_stride,
+                      const int64_t* off, const T* const* ws, const T* init, T* __restrict out) {
+  constexpr int kPixels = 4;  // 4 x 2 vector accumulators: 8 of the 16 registers
+  int64_t p = 0;
+  for (; p + kPixels <= pixels; p += kPixels)
+    dw_nhwc_run_pixels<T, VB, kPixels>(n, len, x + p * x_stride, x_stride, off, ws, init,
+                                       out + p * len);
+  for (; p < pixels; ++p)
+    dw_nhwc_run_pixels<T, VB, 1>(n, len, x + p * x_stride, x_stride, off, ws, init, out + p * len);
+}
+
+// NT taps of dw_nhwc_tap_sums (NT known at compile time, so that the accumulators stay in
+// registers), each channel vector's sum over the pixels formed in order, then added to sums[t].
+template <class T, int VB, int NT>
+void dw_nhwc_tap_sums_n(int64_t pixels, int64_t len, const T* dy, int64_t dy_stride, const T* x,
+                        int64_t x_stride, const int64_t* off, T* const* sums) {
+  using V = typename DotVecOf<T, VB>::type;
+  constexpr int L = VB / int(sizeof(T));
+  const T* xs[NT];
+  for (int t = 0; t < NT; ++t) xs[t] = x + off[t];
+  int64_t o = 0;
+  for (; o + L <= len; o += L) {
+    V acc[NT] = {};
+    for (int64_t j = 0; j < pixels; ++j) {
+      V d;
+      __builtin_memcpy(&d, dy + j * dy_stride + o, sizeof(V));
+      for (int t = 0; t < NT; ++t) {
+        V v;
+        __builtin_memcpy(&v, xs[t] + j * x_stride + o, sizeof(V));
+        acc[t] += v * d;
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      V s;
+      __builtin_memcpy(&s, sums[t] + o, sizeof(V));
+      s += acc[t];
+      __builtin_memcpy(sums[t] + o, &s, sizeof(V));
+    }
+  }
+  for (; o < len; ++o)
+    for (int t = 0; t < NT; ++t) {
+      T acc = 0;
+      for (int64_t j = 0; j < pixels; ++j) acc += xs[t][j * x_stride + o] * dy[j * dy_stride + o];
+      sums[t][o] += acc;
+    }
+}
+
 template <class T, int VB>
 void dw_nhwc_tap_sums(int64_t n, int64_t pixels, int64_t len, const T* dy, int64_t dy_stride,
                       const T* x, int64_t x_stride, const int64_t* off, T* const* sums) {
-  using V = typename DotVecOf<T, VB>::type;
-  constexpr int L = VB / int(sizeof(T));
-  constexpr int64_t kTaps = 8;  // accumulators per pass, one vector each
-  for (int64_t t0 = 0; t0 < n; t0 += kTaps) {
-    const int64_t nt = n - t0 < kTaps ? n - t0 : kTaps;
-    int64_t o = 0;
-    for (; o + L <= len; o += L) {
-      V acc[kTaps] = {};
-      for (int64_t j = 0; j < pixels; ++j) {
-        V d;
-        __builtin_memcpy(&d, dy + j * dy_stride + o, sizeof(V));
-        for (int64_t t = 0; t < nt; ++t) {
-          V v;
-          __builtin_memcpy(&v, x + off[t0 + t] + j * x_stride + o, sizeof(V));
-          acc[t] += v * d;
-        }
-      }
-      for (int64_t t = 0; t < nt; ++t) {
-        V s;
-        __builtin_memcpy(&s, sums[t0 + t] + o, sizeof(V));
-        s += acc[t];
-        __builtin_memcpy(sums[t0 + t] + o, &s, sizeof(V));
-      }
+  // Up to kMaxFused taps per pass (a 3x3 filter in one): kMaxFused accumulators, one vector each.
+  for (int64_t t0 = 0; t0 < n; t0 += kMaxFused) {
+    const int64_t nt = n - t0 < kMaxFused ? n - t0 : kMaxFused;
+    const int64_t* o = off + t0;
+    T* const* su = sums + t0;
+    switch (nt) {
+      case 1: dw_nhwc_tap_sums_n<T, VB, 1>(pixels, len, dy, dy_stride, x, x_stride, o, su); break;
+      case 2: dw_nhwc_tap_sums_n<T, VB, 2>(pixels, len, dy, dy_stride, x, x_stride, o, su); break;
+      case 3: dw_nhwc_tap_sums_n<T, VB, 3>(pixels, len, dy, dy_stride, x, x_stride, o, su); break;
+      case 4: dw_nhwc_tap_sums_n<T, VB, 4>(pixels, len, dy, dy_stride, x, x_stride, o, su); break;
+      case 5: dw_nhwc_tap_sums_n<T, VB, 5>(pixels, len, dy, dy_stride, x, x_stride, o, su); break;
+      case 6: dw_nhwc_tap_sums_n<T, VB, 6>(pixels, len, dy, dy_stride, x, x_stride, o, su); break;
+      case 7: dw_nhwc_tap_sums_n<T, VB, 7>(pixels, len, dy, dy_stride, x, x_stride, o, su); break;
+      case 8: dw_nhwc_tap_sums_n<T, VB, 8>(pixels, len, dy, dy_stride, x, x_stride, o, su); break;
+      default:
+        dw_nhwc_tap_sums_n<T, VB, kMaxFused>(pixels, len, dy, dy_stride, x, x_stride, o, su);
     }
-    for (; o < len; ++o)
-      for (int64_t t = 0; t < nt; ++t) {
-        T acc = 0;
-        for (int64_t j = 0; j < pixels; ++j)
-          acc += x[off[t0 + t] + j * x_stride + o] * dy[j * dy_stride + o];
-        sums[t0 + t][o] += acc;
-      }
   }
 }
 
 // The table with vectors of DB bytes in tap_dots and the NHWC loops.
 template <class T, int DB>
 constexpr DepthwiseKernels<T> depthwise_kernels_for() {
-  return {&dw_fused_pass_n<T>, &dw_tap_dots_n<T, DB>, DB / int(sizeof(T)), &dw_nhwc_taps<T, DB>,
-          &dw_nhwc_tap_sums<T, DB>};
+  return {&dw_fused_pass_n<T>,          &dw_tap_dots_n<T, DB>,    DB / int(sizeof(T)),
+          &dw_nhwc_taps<T, DB>,          &dw_nhwc_taps_run<T, DB>, &dw_nhwc_tap_sums<T, DB>};
 }
 
 }  // namespace

@@ -99,9 +99,30 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
     const int64_t n = row / oh, i = row % oh;
     const T* xn = x + n * g.ih * g.iw * g.ic;
     T* yrow = y + row * ow * oc;
-    // Multiplier 1: the ISA's loop over the pixel's taps, channels kept in registers.
+    // Multiplier 1: the ISA's loop over the pixel's taps, channels kept in registers; the
+    // pixels whose taps all lie inside the row's columns as one run.
     std::vector<const T*> xs(size_t(m == 1 ? khw : 0)), ws(xs.size());
+    std::vector<int64_t> off(xs.size());
+    const auto inside = [&](int64_t j) {
+      const int64_t first = j * g.sw - g.pl, last = first + (g.kw - 1) * g.dw;
+      return first >= 0 && last < g.iw;
+    };
+    int64_t jl = 0;
+    while (m == 1 && jl < ow && !inside(jl)) ++jl;
+    int64_t jr = jl;
+    while (m == 1 && jr < ow && inside(jr)) ++jr;
     for (int64_t j = 0; m == 1 && j < ow; ++j) {
+      if (j == jl && jr > jl) {
+        int64_t taps = 0;
+        for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
+          off[size_t(taps)] = (iy * g.iw + ix) * g.ic;
+          ws[size_t(taps++)] = wt + t * oc;
+        });
+        kern.depthwise->nhwc_taps_run(taps, jr - jl, oc, xn, g.sw * g.ic, off.data(), ws.data(),
+                                      init, yrow + j * oc);
+        j = jr - 1;
+        continue;
+      }
       int64_t taps = 0;
       for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
         xs[size_t(taps)] = xn + (iy * g.iw + ix) * g.ic;
@@ -151,7 +172,39 @@ void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeomet
       std::vector<const T*> dys(static_cast<size_t>(khw)), ws(dys.size());
       std::vector<int64_t> rows(static_cast<size_t>(g.kh));  // the output row each r reaches
       for (int64_t r = 0; r < g.kh; ++r) rows[static_cast<size_t>(r)] = reach(iy, g.pt, r, g.dh, g.sh, oh);
+      // Stride 1 across: the input pixels every column tap reaches form a run whose dy pixels
+      // advance one by one, summed as one run (the same taps in the same order).
+      const auto all_cols = [&](int64_t ix) {
+        for (int64_t s = 0; s < g.kw; ++s)
+          if (cols[static_cast<size_t>(ix * g.kw + s)] < 0) return false;
+        return true;
+      };
+      int64_t xl = 0, xr = 0;
+      if (g.sw == 1) {
+        while (xl < g.iw && !all_cols(xl)) ++xl;
+        xr = xl;
+        while (xr < g.iw && all_cols(xr)) ++xr;
+      }
+      if (xr > xl) {
+        std::vector<int64_t> off(static_cast<size_t>(khw));
+        const T* base = dy + (n * oh * ow + xl) * oc;  // dy pixel (row 0, column xl) of image n
+        int64_t cnt = 0;
+        for (int64_t r = 0; r < g.kh; ++r) {
+          const int64_t i = rows[static_cast<size_t>(r)];
+          if (i < 0) continue;
+          for (int64_t s = 0; s < g.kw; ++s) {
+            off[static_cast<size_t>(cnt)] = (i * ow + cols[static_cast<size_t>(xl * g.kw + s)] - xl) * oc;
+            ws[static_cast<size_t>(cnt++)] = wt + (r * g.kw + s) * oc;
+          }
+        }
+        kern.depthwise->nhwc_taps_run(cnt, xr - xl, oc, base, oc, off.data(), ws.data(),
+                                      zeros.data(), dx + (row * g.iw + xl) * g.ic);
+      }
       for (int64_t ix = 0; ix < g.iw; ++ix) {
+        if (ix == xl && xr > xl) {
+          ix = xr - 1;
+          continue;
+        }
         int64_t cnt = 0;
         for (int64_t r = 0; r < g.kh; ++r) {
           const int64_t i = rows[static_cast<size_t>(r)];
