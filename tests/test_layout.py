@@ -110,6 +110,10 @@ PATH_GEOMETRIES = GEOMETRIES[:3] + [
     # depthwise, multiplier 1, 43 channels: whole register blocks, single vectors and a scalar tail
     # on every row; padding 3 > k - 1 leaves border pixels with no tap (the bias alone).
     G(2, 43, 5, 6, 43, 3, 3, padding=3, g=43),
+    # depthwise, multiplier 1: runs of interior pixels in groups of 4 and a remainder, stride 2
+    # across; and a 5x5 filter (25 taps: the weight gradient's tap sums in several passes).
+    G(2, 20, 5, 15, 20, 3, 3, 1, 2, padding=1, g=20),
+    G(1, 9, 7, 12, 9, 5, 5, padding=2, g=9),
 ]
 
 
