@@ -95,55 +95,60 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
   reorder_taps(g, w, wt);
   const std::vector<T> zeros(static_cast<size_t>(bias ? 0 : oc), T(0));
   const T* init = bias ? bias : zeros.data();  // nhwc_taps starts every pixel from init
-  parallel_for(g.mb * oh, ow * oc * khw, [&](int64_t row) {
-    const int64_t n = row / oh, i = row % oh;
-    const T* xn = x + n * g.ih * g.iw * g.ic;
-    T* yrow = y + row * ow * oc;
-    // Multiplier 1: the ISA's loop over the pixel's taps, channels kept in registers; the
-    // pixels whose taps all lie inside the row's columns as one run.
+  // Multiplier 1: the ISA's loop over the pixel's taps, channels kept in registers; the pixels
+  // [jl, jr) whose taps all lie inside the row's columns as one run.
+  const auto inside = [&](int64_t j) {
+    const int64_t first = j * g.sw - g.pl, last = first + (g.kw - 1) * g.dw;
+    return first >= 0 && last < g.iw;
+  };
+  int64_t jl = 0;
+  while (m == 1 && jl < ow && !inside(jl)) ++jl;
+  int64_t jr = jl;
+  while (m == 1 && jr < ow && inside(jr)) ++jr;
+  const int64_t nrows = g.mb * oh;
+  parallel(threads_for_work(nrows, ow * oc * khw), [&](int64_t tid, int64_t nt) {
+    int64_t row0, row1;  // the rows parallel_for would give this thread
+    balance(nrows, nt, tid, row0, row1);
     std::vector<const T*> xs(size_t(m == 1 ? khw : 0)), ws(xs.size());
     std::vector<int64_t> off(xs.size());
-    const auto inside = [&](int64_t j) {
-      const int64_t first = j * g.sw - g.pl, last = first + (g.kw - 1) * g.dw;
-      return first >= 0 && last < g.iw;
-    };
-    int64_t jl = 0;
-    while (m == 1 && jl < ow && !inside(jl)) ++jl;
-    int64_t jr = jl;
-    while (m == 1 && jr < ow && inside(jr)) ++jr;
-    for (int64_t j = 0; m == 1 && j < ow; ++j) {
-      if (j == jl && jr > jl) {
+    for (int64_t row = row0; row < row1; ++row) {
+      const int64_t n = row / oh, i = row % oh;
+      const T* xn = x + n * g.ih * g.iw * g.ic;
+      T* yrow = y + row * ow * oc;
+      for (int64_t j = 0; m == 1 && j < ow; ++j) {
+        if (j == jl && jr > jl) {
+          int64_t taps = 0;
+          for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
+            off[size_t(taps)] = (iy * g.iw + ix) * g.ic;
+            ws[size_t(taps++)] = wt + t * oc;
+          });
+          kern.depthwise->nhwc_taps_run(taps, jr - jl, oc, xn, g.sw * g.ic, off.data(), ws.data(),
+                                        init, yrow + j * oc);
+          j = jr - 1;
+          continue;
+        }
         int64_t taps = 0;
         for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
-          off[size_t(taps)] = (iy * g.iw + ix) * g.ic;
+          xs[size_t(taps)] = xn + (iy * g.iw + ix) * g.ic;
           ws[size_t(taps++)] = wt + t * oc;
         });
-        kern.depthwise->nhwc_taps_run(taps, jr - jl, oc, xn, g.sw * g.ic, off.data(), ws.data(),
-                                      init, yrow + j * oc);
-        j = jr - 1;
-        continue;
+        kern.depthwise->nhwc_taps(taps, oc, xs.data(), ws.data(), init, yrow + j * oc);
       }
-      int64_t taps = 0;
-      for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
-        xs[size_t(taps)] = xn + (iy * g.iw + ix) * g.ic;
-        ws[size_t(taps++)] = wt + t * oc;
-      });
-      kern.depthwise->nhwc_taps(taps, oc, xs.data(), ws.data(), init, yrow + j * oc);
-    }
-    for (int64_t j = 0; m != 1 && j < ow; ++j) {
-      T* acc = yrow + j * oc;
-      if (bias)
-        std::copy(bias, bias + oc, acc);
-      else
-        std::fill(acc, acc + oc, T(0));
-      for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
-        mul_add(oc, m, xn + (iy * g.iw + ix) * g.ic, wt + t * oc, acc);
-      });
-    }
-    if (act == Activation::sigmoid || act == Activation::tanh) {
-      kern.activate(act, yrow, ow * oc);
-    } else if (act == Activation::relu) {
-      for (int64_t t = 0; t < ow * oc; ++t) yrow[t] = activate(Activation::relu, yrow[t]);
+      for (int64_t j = 0; m != 1 && j < ow; ++j) {
+        T* acc = yrow + j * oc;
+        if (bias)
+          std::copy(bias, bias + oc, acc);
+        else
+          std::fill(acc, acc + oc, T(0));
+        for_each_inside_tap(g, i, j, [&](int64_t t, int64_t iy, int64_t ix) {
+          mul_add(oc, m, xn + (iy * g.iw + ix) * g.ic, wt + t * oc, acc);
+        });
+      }
+      if (act == Activation::sigmoid || act == Activation::tanh) {
+        kern.activate(act, yrow, ow * oc);
+      } else if (act == Activation::relu) {
+        for (int64_t t = 0; t < ow * oc; ++t) yrow[t] = activate(Activation::relu, yrow[t]);
+      }
     }
   });
 }
@@ -167,57 +172,64 @@ void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeomet
     for (int64_t ix = 0; ix < g.iw; ++ix)
       for (int64_t s = 0; s < g.kw; ++s)
         cols[static_cast<size_t>(ix * g.kw + s)] = reach(ix, g.pl, s, g.dw, g.sw, ow);
-    parallel_for(g.mb * g.ih, g.iw * oc * khw, [&](int64_t row) {
-      const int64_t n = row / g.ih, iy = row % g.ih;
+    // Stride 1 across: the input pixels every column tap reaches form a run whose dy pixels
+    // advance one by one, summed as one run (the same taps in the same order).
+    const auto all_cols = [&](int64_t ix) {
+      for (int64_t s = 0; s < g.kw; ++s)
+        if (cols[static_cast<size_t>(ix * g.kw + s)] < 0) return false;
+      return true;
+    };
+    int64_t xl = 0, xr = 0;
+    if (g.sw == 1) {
+      while (xl < g.iw && !all_cols(xl)) ++xl;
+      xr = xl;
+      while (xr < g.iw && all_cols(xr)) ++xr;
+    }
+    const int64_t nrows = g.mb * g.ih;
+    parallel(threads_for_work(nrows, g.iw * oc * khw), [&](int64_t tid, int64_t nt) {
+      int64_t row0, row1;  // the rows parallel_for would give this thread
+      balance(nrows, nt, tid, row0, row1);
       std::vector<const T*> dys(static_cast<size_t>(khw)), ws(dys.size());
       std::vector<int64_t> rows(static_cast<size_t>(g.kh));  // the output row each r reaches
-      for (int64_t r = 0; r < g.kh; ++r) rows[static_cast<size_t>(r)] = reach(iy, g.pt, r, g.dh, g.sh, oh);
-      // Stride 1 across: the input pixels every column tap reaches form a run whose dy pixels
-      // advance one by one, summed as one run (the same taps in the same order).
-      const auto all_cols = [&](int64_t ix) {
-        for (int64_t s = 0; s < g.kw; ++s)
-          if (cols[static_cast<size_t>(ix * g.kw + s)] < 0) return false;
-        return true;
-      };
-      int64_t xl = 0, xr = 0;
-      if (g.sw == 1) {
-        while (xl < g.iw && !all_cols(xl)) ++xl;
-        xr = xl;
-        while (xr < g.iw && all_cols(xr)) ++xr;
-      }
-      if (xr > xl) {
-        std::vector<int64_t> off(static_cast<size_t>(khw));
-        const T* base = dy + (n * oh * ow + xl) * oc;  // dy pixel (row 0, column xl) of image n
-        int64_t cnt = 0;
-        for (int64_t r = 0; r < g.kh; ++r) {
-          const int64_t i = rows[static_cast<size_t>(r)];
-          if (i < 0) continue;
-          for (int64_t s = 0; s < g.kw; ++s) {
-            off[static_cast<size_t>(cnt)] = (i * ow + cols[static_cast<size_t>(xl * g.kw + s)] - xl) * oc;
-            ws[static_cast<size_t>(cnt++)] = wt + (r * g.kw + s) * oc;
+      std::vector<int64_t> off(static_cast<size_t>(khw));
+      for (int64_t row = row0; row < row1; ++row) {
+        const int64_t n = row / g.ih, iy = row % g.ih;
+        for (int64_t r = 0; r < g.kh; ++r)
+          rows[static_cast<size_t>(r)] = reach(iy, g.pt, r, g.dh, g.sh, oh);
+        if (xr > xl) {
+          const T* base = dy + (n * oh * ow + xl) * oc;  // dy pixel (row 0, column xl) of image n
+          int64_t cnt = 0;
+          for (int64_t r = 0; r < g.kh; ++r) {
+            const int64_t i = rows[static_cast<size_t>(r)];
+            if (i < 0) continue;
+            for (int64_t s = 0; s < g.kw; ++s) {
+              const int64_t j = cols[static_cast<size_t>(xl * g.kw + s)];
+              off[static_cast<size_t>(cnt)] = (i * ow + j - xl) * oc;
+              ws[static_cast<size_t>(cnt++)] = wt + (r * g.kw + s) * oc;
+            }
           }
+          kern.depthwise->nhwc_taps_run(cnt, xr - xl, oc, base, oc, off.data(), ws.data(),
+                                        zeros.data(), dx + (row * g.iw + xl) * g.ic);
         }
-        kern.depthwise->nhwc_taps_run(cnt, xr - xl, oc, base, oc, off.data(), ws.data(),
-                                      zeros.data(), dx + (row * g.iw + xl) * g.ic);
-      }
-      for (int64_t ix = 0; ix < g.iw; ++ix) {
-        if (ix == xl && xr > xl) {
-          ix = xr - 1;
-          continue;
-        }
-        int64_t cnt = 0;
-        for (int64_t r = 0; r < g.kh; ++r) {
-          const int64_t i = rows[static_cast<size_t>(r)];
-          if (i < 0) continue;
-          for (int64_t s = 0; s < g.kw; ++s) {
-            const int64_t j = cols[static_cast<size_t>(ix * g.kw + s)];
-            if (j < 0) continue;
-            dys[static_cast<size_t>(cnt)] = dy + ((n * oh + i) * ow + j) * oc;
-            ws[static_cast<size_t>(cnt++)] = wt + (r * g.kw + s) * oc;
+        for (int64_t ix = 0; ix < g.iw; ++ix) {
+          if (ix == xl && xr > xl) {
+            ix = xr - 1;
+            continue;
           }
+          int64_t cnt = 0;
+          for (int64_t r = 0; r < g.kh; ++r) {
+            const int64_t i = rows[static_cast<size_t>(r)];
+            if (i < 0) continue;
+            for (int64_t s = 0; s < g.kw; ++s) {
+              const int64_t j = cols[static_cast<size_t>(ix * g.kw + s)];
+              if (j < 0) continue;
+              dys[static_cast<size_t>(cnt)] = dy + ((n * oh + i) * ow + j) * oc;
+              ws[static_cast<size_t>(cnt++)] = wt + (r * g.kw + s) * oc;
+            }
+          }
+          kern.depthwise->nhwc_taps(cnt, oc, dys.data(), ws.data(), zeros.data(),
+                                    dx + (row * g.iw + ix) * g.ic);
         }
-        kern.depthwise->nhwc_taps(cnt, oc, dys.data(), ws.data(), zeros.data(),
-                                  dx + (row * g.iw + ix) * g.ic);
       }
     });
     return;
