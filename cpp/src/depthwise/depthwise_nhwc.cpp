@@ -196,18 +196,24 @@ void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeomet
         const int64_t n = row / g.ih, iy = row % g.ih;
         for (int64_t r = 0; r < g.kh; ++r)
           rows[static_cast<size_t>(r)] = reach(iy, g.pt, r, g.dh, g.sh, oh);
-        if (xr > xl) {
-          const T* base = dy + (n * oh * ow + xl) * oc;  // dy pixel (row 0, column xl) of image n
-          int64_t cnt = 0;
+        // f(tap, i, j) for each tap reaching input pixel (iy, ix), from dy pixel (i, j), in order.
+        const auto for_each_reaching_tap = [&](int64_t ix, auto&& f) {
           for (int64_t r = 0; r < g.kh; ++r) {
             const int64_t i = rows[static_cast<size_t>(r)];
             if (i < 0) continue;
             for (int64_t s = 0; s < g.kw; ++s) {
-              const int64_t j = cols[static_cast<size_t>(xl * g.kw + s)];
-              off[static_cast<size_t>(cnt)] = (i * ow + j - xl) * oc;
-              ws[static_cast<size_t>(cnt++)] = wt + (r * g.kw + s) * oc;
+              const int64_t j = cols[static_cast<size_t>(ix * g.kw + s)];
+              if (j >= 0) f(r * g.kw + s, i, j);
             }
           }
+        };
+        if (xr > xl) {
+          const T* base = dy + (n * oh * ow + xl) * oc;  // dy pixel (row 0, column xl) of image n
+          int64_t cnt = 0;
+          for_each_reaching_tap(xl, [&](int64_t t, int64_t i, int64_t j) {
+            off[static_cast<size_t>(cnt)] = (i * ow + j - xl) * oc;
+            ws[static_cast<size_t>(cnt++)] = wt + t * oc;
+          });
           kern.depthwise->nhwc_taps_run(cnt, xr - xl, oc, base, oc, off.data(), ws.data(),
                                         zeros.data(), dx + (row * g.iw + xl) * g.ic);
         }
@@ -217,16 +223,10 @@ void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeomet
             continue;
           }
           int64_t cnt = 0;
-          for (int64_t r = 0; r < g.kh; ++r) {
-            const int64_t i = rows[static_cast<size_t>(r)];
-            if (i < 0) continue;
-            for (int64_t s = 0; s < g.kw; ++s) {
-              const int64_t j = cols[static_cast<size_t>(ix * g.kw + s)];
-              if (j < 0) continue;
-              dys[static_cast<size_t>(cnt)] = dy + ((n * oh + i) * ow + j) * oc;
-              ws[static_cast<size_t>(cnt++)] = wt + (r * g.kw + s) * oc;
-            }
-          }
+          for_each_reaching_tap(ix, [&](int64_t t, int64_t i, int64_t j) {
+            dys[static_cast<size_t>(cnt)] = dy + ((n * oh + i) * ow + j) * oc;
+            ws[static_cast<size_t>(cnt++)] = wt + t * oc;
+          });
           kern.depthwise->nhwc_taps(cnt, oc, dys.data(), ws.data(), zeros.data(),
                                     dx + (row * g.iw + ix) * g.ic);
         }

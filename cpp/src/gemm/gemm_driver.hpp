@@ -121,17 +121,13 @@ template <class T>
 struct PrepackedB {
   const GemmKernel<T>* kern;
   const T* panels;
-  int64_t n;
+  int64_t n;  // columns (rows, for an A operand)
 };
-
-// An A operand packed beforehand by prepack_a with the kernel kern: for each kc block of the
-// driver's k split, in order, the ceil(m/MR) panels of all m rows.
+// An A operand packed beforehand by prepack_a: for each kc block of the driver's k split, in
+// order, the ceil(m/MR) panels of all m rows (the same record: the driver tells the operands
+// apart by their place).
 template <class T>
-struct PrepackedA {
-  const GemmKernel<T>* kern;
-  const T* panels;
-  int64_t m;
-};
+using PrepackedA = PrepackedB<T>;
 
 // Elements of the prepacked m x k operand for kern.
 template <class T>
@@ -227,7 +223,7 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
         const int64_t mc = ie - ic < kern.mc ? ie - ic : kern.mc;
         const T* a_block = ap;  // the packed block of A
         if constexpr (a_prepacked)
-          a_block = pack_a.panels + pc * round_up(pack_a.m, mr) + ic * kc;  // ic: a multiple of MR
+          a_block = pack_a.panels + pc * round_up(pack_a.n, mr) + ic * kc;  // ic: a multiple of MR
         else if constexpr (!a_in_place)
           pack_a(ic, mc, pc, kc, mr, ap);
         for (int64_t jr = 0; jr < nc; jr += nr) {
