@@ -267,7 +267,7 @@ constexpr int64_t kMaxWeightChunks = 8;
 constexpr int64_t kMaxWeightChunkBytes = int64_t{64} << 20;
 
 bool weight_columns_split(const Conv2dGeometry& g, int64_t nr) {
-  return (g.col_rows() + nr - 1) / nr >= 2 * kMaxWeightChunks;
+  return g.col_rows() / nr + (g.col_rows() % nr != 0) >= 2 * kMaxWeightChunks;  // no overflow
 }
 
 int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {

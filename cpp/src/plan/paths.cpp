@@ -176,7 +176,8 @@ double depthwise_cost(const CostContext& c) {
   const double macs = double(g.mb) * double(g.oc) * double(g.oh()) * double(g.ow()) *
                       double(g.kh) * double(g.kw);
   const double rate = stride1(g) ? double(c.lanes) : double(c.lanes) / 4;
-  const double planes = double(g.mb) * double(g.oc) * double(g.oh() + g.kh) * padded_wp(g);
+  const double planes =
+      double(g.mb) * double(g.oc) * (double(g.oh()) + double(g.kh)) * padded_wp(g);
   return macs / rate + planes * kCopy;
 }
 
@@ -224,9 +225,10 @@ double bwi_col2im_cost(const CostContext& c) {
   if (nhwc(c)) {  // dcol^T[N x K] = dY_g[N x ocg] Wr_g[ocg x K], then icg-vectors added back
     const double scatter = col_is_input(g) ? 0 : K * N * kScatter / double(std::min(g.icg(), c.lanes));
     return images_groups(g) * (gemm_cost(c, N, K, ocg) + a_pack(c, N, ocg, K) + scatter) +
-           double(g.mb) * double(g.ic * g.ih * g.iw) * kCopy;
+           double(g.mb) * double(g.ic) * double(g.ih) * double(g.iw) * kCopy;
   }
-  const double scatter = col_is_input(g) ? 0 : K * N * kScatter + double(g.icg() * g.ih * g.iw) * kCopy;
+  const double plane = double(g.icg()) * double(g.ih) * double(g.iw);
+  const double scatter = col_is_input(g) ? 0 : K * N * kScatter + plane * kCopy;
   return images_groups(g) *
          (gemm_cost(c, K, N, ocg) + a_pack(c, K, ocg, N) + ocg * N * kCopy + scatter);
 }
@@ -247,7 +249,7 @@ double bwi_phases_cost(const CostContext& c) {
     const CostContext cp{ph.g, c.mr, c.nr, c.mc, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
     double fwd = 0;
     cheapest_forward(cp, &fwd);
-    total += fwd + double(g.ic * g.ocg() * ph.h.taps * ph.w.taps) * kCopy;
+    total += fwd + double(g.ic) * double(g.ocg()) * double(ph.h.taps) * double(ph.w.taps) * kCopy;
   }
   return total;
 }
