@@ -213,8 +213,16 @@ def fd_check(layer_fn, x, rng, rtol=1e-6, atol=1e-8, params=()):
         return float(np.sum(layer_fn(v)[0] * r))
 
     np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=rtol, atol=atol, err_msg="input")
-    for p in params:
-        def loss_p(v, p=p):
+    assert_param_grads([(p.name, p) for p in params], loss, x, rtol, atol)
+
+
+def assert_param_grads(named_params, loss, x, rtol, atol):
+    """Each parameter's gradient against central differences of ``loss(x)`` with that parameter's
+    data replaced (and restored after every evaluation)."""
+    from convcore.gradcheck import numerical_grad
+
+    for name, p in named_params:
+        def at(v, p=p):
             saved = p.data.copy()
             np.copyto(p.data, v)
             try:
@@ -222,7 +230,7 @@ def fd_check(layer_fn, x, rng, rtol=1e-6, atol=1e-8, params=()):
             finally:
                 np.copyto(p.data, saved)
 
-        np.testing.assert_allclose(p.grad, numerical_grad(loss_p, p.data), rtol=rtol, atol=atol, err_msg=p.name)
+        np.testing.assert_allclose(p.grad, numerical_grad(at, p.data), rtol=rtol, atol=atol, err_msg=name)
 
 
 def make_problem(geom, dtype=np.float64, seed=0):

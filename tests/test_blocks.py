@@ -10,7 +10,7 @@ import pytest
 import convcore as cc
 from convcore import nn
 from convcore.gradcheck import numerical_grad
-from conftest import fd_check
+from conftest import assert_param_grads, fd_check
 
 DTYPES = [(np.float32, 2e-5), (np.float64, 1e-12)]
 
@@ -319,16 +319,7 @@ def test_whole_resnet_like_network_gradients_match_finite_differences():
     model.zero_grad()
     loss(x)
     dx = model.backward(loss_fn.backward(), input_grad=True)
-    for name, p in model.named_parameters():
-        def at(v, p=p):
-            saved = p.data.copy()
-            np.copyto(p.data, v)
-            try:
-                return loss(x)
-            finally:
-                np.copyto(p.data, saved)
-
-        np.testing.assert_allclose(p.grad, numerical_grad(at, p.data), rtol=1e-5, atol=1e-8, err_msg=name)
+    assert_param_grads(model.named_parameters(), loss, x, rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(dx, numerical_grad(loss, x), rtol=1e-5, atol=1e-8, err_msg="input")
 
 
