@@ -229,6 +229,31 @@ def test_one_sample_is_hwc():
     assert_close(cc.conv2d_bias(nhwc(dy)[0], layout="NHWC"), dy.sum(axis=(0, 2, 3)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 7, 8, 9, 2047, 2048, 2049, 4105])
+@pytest.mark.parametrize("oc", [1, 3, 255, 256, 257, 600])
+def test_nhwc_bias_gradient_rows_and_channels(rows, oc, dtype):
+    # The NHWC bias gradient sums rows in groups of eight within chunks of 2048 rows, over blocks
+    # of 256 channels: row counts and channel counts on either side of each boundary.
+    rng = np.random.default_rng(rows * 1000 + oc)
+    dy = rng.standard_normal((1, rows, 1, oc)).astype(dtype)
+    want = f64(dy).sum(axis=(0, 1, 2))
+    assert_close(cc.conv2d_bias(dy, layout="NHWC"), want, dtype, scale=float(np.sqrt(rows)))
+    db = rng.standard_normal(oc).astype(dtype)
+    start = f64(db)
+    cc.conv2d_bias(dy, out=db, accumulate=True, layout="NHWC")
+    assert_close(db, start + want, dtype, scale=float(np.sqrt(rows)))
+    before = cc.get_num_threads()
+    try:
+        sums = []
+        for threads in (1, 3):
+            cc.set_num_threads(threads)
+            sums.append(cc.conv2d_bias(dy, layout="NHWC"))
+    finally:
+        cc.set_num_threads(before)
+    np.testing.assert_array_equal(sums[0], sums[1])
+
+
 def test_errors_name_the_nhwc_shape():
     w = np.zeros((4, 3, 3, 3), np.float32)
     plan = cc.Conv2dPlan((2, 7, 7, 3), w.shape, padding=1, layout="NHWC")

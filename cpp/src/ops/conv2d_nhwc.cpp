@@ -3,6 +3,7 @@
 #include "ops/conv2d_nhwc.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
@@ -255,26 +256,39 @@ void backward_weight_nhwc(const WeightExec<T>& e, const T* x, const T* dy, T* dw
                         [icg, khw](int64_t q) { return (q % khw) * icg + q / khw; });
 }
 
-// Column sums of dy[mb*oh*ow][oc]: blocks of channels over the threads; in each, kRows running
-// sums per channel, row p added to sum p % kRows, then the sums added pairwise. The order
-// depends on the geometry only; the inner loop runs along contiguous channels (vectorised).
+// Column sums of dy[mb*oh*ow][oc]. The rows are cut into chunks of kChunk, each chunk's sums
+// (one job per chunk and block of channels, over the threads) kept apart, then the chunks added
+// in order. In a chunk, the rows go in groups of kRows, each group summed as a balanced tree and
+// added to one running sum per channel (a load and a store of the sum per kRows rows), the last
+// rows one by one. The order depends on the geometry only; the inner loops run along contiguous
+// channels (vectorised).
 template <class T>
 void backward_bias_nhwc(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
-  constexpr int64_t kBlock = 64, kRows = 4;
+  constexpr int64_t kBlock = 256, kRows = 8, kChunk = 2048;
+  static_assert(kRows == 8, "the tree below adds eight rows");
   const int64_t m = g.mb * g.oh() * g.ow(), oc = g.oc;
-  parallel_for((oc + kBlock - 1) / kBlock, m * kBlock, [&](int64_t blk) {
-    const int64_t c0 = blk * kBlock, cn = std::min(kBlock, oc - c0);
-    T acc[kRows][kBlock] = {};
-    for (int64_t p = 0; p < m; ++p) {
-      const T* row = dy + p * oc + c0;
-      T* a = acc[p % kRows];
-      for (int64_t c = 0; c < cn; ++c) a[c] += row[c];
+  const int64_t chunks = (m + kChunk - 1) / kChunk, blocks = (oc + kBlock - 1) / kBlock;
+  std::vector<T> part(static_cast<std::size_t>(chunks * oc));
+  parallel_for(chunks * blocks, kChunk * kBlock, [&](int64_t job) {
+    const int64_t i = job / blocks, c0 = job % blocks * kBlock, cn = std::min(kBlock, oc - c0);
+    const int64_t p1 = std::min(m, (i + 1) * kChunk);
+    T acc[kBlock] = {};
+    int64_t p = i * kChunk;
+    for (; p + kRows <= p1; p += kRows) {
+      const T* r = dy + p * oc + c0;
+      for (int64_t c = 0; c < cn; ++c)
+        acc[c] += ((r[c] + r[oc + c]) + (r[2 * oc + c] + r[3 * oc + c])) +
+                  ((r[4 * oc + c] + r[5 * oc + c]) + (r[6 * oc + c] + r[7 * oc + c]));
     }
-    for (int64_t c = 0; c < cn; ++c) {
-      const T s = (acc[0][c] + acc[1][c]) + (acc[2][c] + acc[3][c]);
-      db[c0 + c] = accumulate ? db[c0 + c] + s : s;
-    }
+    for (; p < p1; ++p)
+      for (int64_t c = 0; c < cn; ++c) acc[c] += dy[p * oc + c0 + c];
+    std::copy(acc, acc + cn, part.data() + i * oc + c0);
   });
+  for (int64_t c = 0; c < oc; ++c) {
+    T s = T(0);
+    for (int64_t i = 0; i < chunks; ++i) s += part[i * oc + c];
+    db[c] = accumulate ? db[c] + s : s;
+  }
 }
 
 #define CONVCORE_INSTANTIATE(T)                                                                  \
