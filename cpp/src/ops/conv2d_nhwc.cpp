@@ -174,6 +174,9 @@ void backward_input_col2im_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry&
   T* wr = wr_buf.get<T>(0);
   reorder_weights(g, w, wr);
   const int64_t img = g.ih * g.iw * g.ic;
+  // One group and no column dilation: a kernel row's taps are adjacent pixels in dx, and their
+  // (s, c) values adjacent in dcol, so they are added as one contiguous run.
+  const bool runs = g.groups == 1 && g.dw == 1;
 
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
@@ -194,6 +197,16 @@ void backward_input_col2im_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry&
               for (int64_t r = 0; r < g.kh; ++r) {
                 const int64_t iy = (i0 + i) * g.sh + r * g.dh - g.pt;
                 if (static_cast<uint64_t>(iy) >= static_cast<uint64_t>(g.ih)) continue;
+                if (runs) {  // the row's taps in range: one run of channels in dcol and in dx
+                  const int64_t x0 = j * g.sw - g.pl;
+                  const int64_t s0 = std::max<int64_t>(0, -x0), s1 = std::min(g.kw, g.iw - x0);
+                  if (s0 >= s1) continue;
+                  T* d = dxn + (iy * g.iw + x0 + s0) * g.ic;
+                  const T* v = src + (r * g.kw + s0) * icg;
+                  const int64_t len = (s1 - s0) * icg;
+                  for (int64_t c = 0; c < len; ++c) d[c] += v[c];
+                  continue;
+                }
                 for (int64_t s = 0; s < g.kw; ++s) {
                   const int64_t ix = j * g.sw + s * g.dw - g.pl;
                   if (static_cast<uint64_t>(ix) >= static_cast<uint64_t>(g.iw)) continue;
