@@ -248,3 +248,24 @@ def test_weight_gradient_paths_same_bits_for_any_thread_count_and_accumulate(geo
             assert_close(held, want + 0.5, dtype)
     finally:
         cc.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("isa", ISAS)
+def test_depthwise_weight_gradient_ignores_values_past_a_row(isa, dtype):
+    # The depthwise weight gradient reads whole vectors at the end of each row and clears the
+    # lanes past it. An infinity in input column 0 lies in those lanes for the right-hand taps
+    # (past the end of one padded row, two columns into the next), which never meet it: their
+    # gradient stays finite and exact, and the other taps' are what the reference gives.
+    geom = G(2, 3, 7, 11, 3, 3, 3, padding=1, g=3)
+    x, _, _, dy = make_problem(geom, dtype, seed=5)
+    x[:, :, 3, 0] = np.inf
+    plan = _plan(geom, dtype, "backward_weight", "depthwise", isa)
+    got = plan.backward_weight(x, dy)
+    with np.errstate(invalid="ignore"):
+        want = reference.conv2d_backward_weight(x.astype(np.float64), dy.astype(np.float64),
+                                                geom.weight_shape, **geom.ref_kwargs)
+    assert np.isfinite(want[..., 2]).all() and not np.isfinite(want[..., 0]).all()
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    finite = np.isfinite(want)
+    assert_close(got[finite], want[finite], dtype)

@@ -361,14 +361,18 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
   const int64_t nthr = std::min<int64_t>(
       threads_for_work(items, work_mul(units / chunks, bands.rows * ow * khw)), get_num_threads());
-  Scratch buf(nthr, pad_size * int64_t(sizeof(T)));
+  // Per thread: xp, the band, then tap_dots' slack; dyp, the last band of dy's last plane (where
+  // tap_dots' reads past a row would leave the array), rows padded to whole vectors (dys values).
+  const int64_t dys = (ow + L - 1) / L * L, dyp_size = bands.rows * dys;
+  Scratch buf(nthr, (pad_size + kMaxDotLanes<T> + dyp_size) * int64_t(sizeof(T)));
   Scratch sums(1, items * khw * int64_t(sizeof(T)));  // per (channel, chunk) and tap
   T* const sum = sums.get<T>(0);
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
     balance(items, nt, tid, begin, end);
     T* xp = buf.get<T>(tid);
-    std::fill(xp, xp + pad_size, T(0));
+    T* dyp = xp + pad_size + kMaxDotLanes<T>;
+    std::fill(xp, dyp + dyp_size, T(0));
     int64_t placed_top = INT64_MIN;
     int64_t off[kMaxFused];
     T lanes[kMaxFused][kMaxDotLanes<T>];
@@ -389,8 +393,14 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
           // With several tap chunks the band is copied again per chunk (kernels above 3x3).
           place_band(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt - i0, g.pl, band_hp, wp, xp,
                      placed_top);
-          kern.tap_dots(n, rows, ow, dy + (img * g.oc + o) * ohw + i0 * ow, ow, xp, wp, off,
-                        lanes);
+          const T* dyb = dy + (img * g.oc + o) * ohw + i0 * ow;
+          if (img * g.oc + o + 1 < g.mb * g.oc || i0 + rows < oh) {
+            kern.tap_dots(n, rows, ow, dyb, ow, xp, wp, off, lanes);
+          } else {
+            for (int64_t i = 0; i < rows; ++i)
+              std::copy(dyb + i * ow, dyb + (i + 1) * ow, dyp + i * dys);
+            kern.tap_dots(n, rows, ow, dyp, dys, xp, wp, off, lanes);
+          }
         }
         for (int k = 0; k < n; ++k) {
           T total = T(0);

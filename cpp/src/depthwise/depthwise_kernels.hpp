@@ -24,7 +24,8 @@ struct DepthwiseKernels {
   // For each tap t < n, over rows r < rows and columns j < len:
   //   lanes[t][k] += sum_{r, j = k mod L} dy[r*dy_stride + j] * x[off[t] + r*x_stride + j],
   // with L = dot_lanes (<= kMaxDotLanes<T>), in a fixed order; the x runs of all n taps are read
-  // against one dy row at a time, and the partial sums stay in registers across the rows.
+  // against one dy row at a time, and the partial sums stay in registers across the rows. dy and
+  // x hold L - 1 readable values past the end of each run (their values unused).
   void (*tap_dots)(int n, int64_t rows, int64_t len, const T* dy, int64_t dy_stride, const T* x,
                    int64_t x_stride, const int64_t* off, T (*lanes)[kMaxDotLanes<T>]);
   int dot_lanes;
@@ -87,6 +88,17 @@ void dw_fused_pass_n(int n, int64_t len, const T* x, const int64_t* off, const T
   }
 }
 
+template <class T>
+struct IntOf;  // the signed integer of T's width (vector lane masks)
+template <>
+struct IntOf<float> {
+  using type = int32_t;
+};
+template <>
+struct IntOf<double> {
+  using type = int64_t;
+};
+
 // A vector of VB bytes of T, with the GCC/Clang vector extension, so that every tap keeps its
 // partial sums in a register (left to itself, the vectoriser interleaves the taps across j).
 template <class T, int VB>
@@ -99,15 +111,19 @@ void dw_tap_dots(int64_t rows, int64_t len, const T* __restrict dy, int64_t dy_s
                  const T* x, int64_t x_stride, const int64_t* off,
                  T (*__restrict lanes)[kMaxDotLanes<T>]) {
   using V = typename DotVecOf<T, VB>::type;
+  using M = typename DotVecOf<typename IntOf<T>::type, VB>::type;
   constexpr int L = VB / int(sizeof(T));
   const T* __restrict xs[N];
   V l[N];
-  T tail[N][L] = {};  // the last len % L columns of every row, kept apart from the vectors
   for (int t = 0; t < N; ++t) {
     xs[t] = x + off[t];
     __builtin_memcpy(&l[t], lanes[t], sizeof(V));
   }
-  const int64_t body = len / L * L;
+  // The last rest = len % L columns of a row, one more vector: dy's and x's read whole, the
+  // lanes past the row cleared in both, so that nothing there (an infinity) reaches the sums.
+  const int64_t body = len / L * L, rest = len - body;
+  M keep;
+  for (int k = 0; k < L; ++k) keep[k] = k < rest ? -1 : 0;
   for (int64_t r = 0; r < rows; ++r, dy += dy_stride) {
     for (int64_t j = 0; j < body; j += L) {
       V d;
@@ -118,14 +134,19 @@ void dw_tap_dots(int64_t rows, int64_t len, const T* __restrict dy, int64_t dy_s
         l[t] += d * v;
       }
     }
-    for (int64_t j = body; j < len; ++j)
-      for (int t = 0; t < N; ++t) tail[t][j - body] += dy[j] * xs[t][j];
+    if (rest > 0) {
+      V d;
+      __builtin_memcpy(&d, dy + body, sizeof(V));
+      d = keep != 0 ? d : V{};
+      for (int t = 0; t < N; ++t) {
+        V v;
+        __builtin_memcpy(&v, xs[t] + body, sizeof(V));
+        l[t] += d * (keep != 0 ? v : V{});
+      }
+    }
     for (int t = 0; t < N; ++t) xs[t] += x_stride;
   }
-  for (int t = 0; t < N; ++t) {
-    __builtin_memcpy(lanes[t], &l[t], sizeof(V));
-    for (int k = 0; k < L; ++k) lanes[t][k] += tail[t][k];
-  }
+  for (int t = 0; t < N; ++t) __builtin_memcpy(lanes[t], &l[t], sizeof(V));
 }
 
 template <class T, int VB>
