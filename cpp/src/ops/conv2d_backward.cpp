@@ -397,9 +397,12 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* x, const T* dy, T*
   Conv2dPlan<T>(g).backward_weight(x, dy, dw, accumulate);
 }
 
+// The bias gradient needs no path choice: the geometry checked, then the sums (a whole plan would
+// weigh every path of the three products, several times the sums' cost on a small layer).
 template <class T>
 void conv2d_backward_bias(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
-  Conv2dPlan<T>(g).backward_bias(dy, db, accumulate);
+  g.validate("conv2d_backward_bias");
+  detail::backward_bias_run(g, dy, db, accumulate);
 }
 
 #define CONVCORE_INSTANTIATE(T)                                                                 \
