@@ -361,9 +361,11 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
   const Taps taps{g.kh, g.kw, row_step(g, wp), g.dw};
   const int64_t nthr = std::min<int64_t>(
       threads_for_work(items, work_mul(units / chunks, bands.rows * ow * khw)), get_num_threads());
-  // Per thread: xp, the band, then tap_dots' slack; dyp, the last band of dy's last plane (where
-  // tap_dots' reads past a row would leave the array), rows padded to whole vectors (dys values).
+  // Per thread: xp, the band, then tap_dots' slack; dyp, a copy of a band of dy whose last row
+  // ends less than a vector before dy's end (tap_dots would read past the array there: the last
+  // band of the last planes), its rows padded to whole vectors (dys values).
   const int64_t dys = (ow + L - 1) / L * L, dyp_size = bands.rows * dys;
+  const int64_t dy_size = g.mb * g.oc * ohw;
   Scratch buf(nthr, (pad_size + kMaxDotLanes<T> + dyp_size) * int64_t(sizeof(T)));
   Scratch sums(1, items * khw * int64_t(sizeof(T)));  // per (channel, chunk) and tap
   T* const sum = sums.get<T>(0);
@@ -393,8 +395,9 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
           // With several tap chunks the band is copied again per chunk (kernels above 3x3).
           place_band(x + (img * g.ic + o / ocg) * ihw, g.ih, g.iw, g.pt - i0, g.pl, band_hp, wp, xp,
                      placed_top);
-          const T* dyb = dy + (img * g.oc + o) * ohw + i0 * ow;
-          if (img * g.oc + o + 1 < g.mb * g.oc || i0 + rows < oh) {
+          const int64_t at = (img * g.oc + o) * ohw + i0 * ow;  // the band's first dy value
+          const T* dyb = dy + at;
+          if (at + rows * ow + L <= dy_size) {
             kern.tap_dots(n, rows, ow, dyb, ow, xp, wp, off, lanes);
           } else {
             for (int64_t i = 0; i < rows; ++i)
