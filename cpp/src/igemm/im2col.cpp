@@ -13,40 +13,62 @@ inline bool in_range(int64_t a, int64_t b) {
   return static_cast<uint64_t>(a) < static_cast<uint64_t>(b);
 }
 
-// Visits every (col row, output pixel) pair with the image offset it reads, or -1 when it falls
-// in the padding: f(col_index, im_index_or_minus_one). One loop nest for im2col and col2im.
+// ceil(a / b) for a >= 0, b > 0, without forming a + b - 1.
+inline int64_t ceil_div_nonneg(int64_t a, int64_t b) { return a / b + (a % b != 0); }
+
+// Visits every row of col, one (channel, r, s, output row i), with where its entries come from:
+// f(k, first, j0, j1): col[k + j] holds im[first + (j - j0)*sw] for j0 <= j < j1, and the padding
+// (zero) for the other j < ow (all of them when j0 == j1). One loop nest for im2col and col2im;
+// the valid columns of a row are found once, so the loops over them have no tests.
 template <class F>
-void for_each_col_entry(const Conv2dGeometry& g, F&& f) {
+void for_each_col_row(const Conv2dGeometry& g, F&& f) {
   const int64_t oh = g.oh(), ow = g.ow(), channels = g.icg();
-  int64_t idx = 0;
+  int64_t k = 0;
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t r = 0; r < g.kh; ++r)
-      for (int64_t s = 0; s < g.kw; ++s)
-        for (int64_t i = 0; i < oh; ++i) {
+      for (int64_t s = 0; s < g.kw; ++s) {
+        // Output column j reads image column x0 + j*sw: in range for j0 <= j < j1, the first at
+        // xs. Nothing here overflows, whatever the padding (x0 > INT64_MIN: pl <= INT64_MAX).
+        const int64_t x0 = s * g.dw - g.pl;
+        const int64_t j0 = x0 >= 0 ? 0 : std::min(ow, ceil_div_nonneg(-x0, g.sw));
+        const int64_t xs = x0 >= 0 ? x0 : (g.sw - (-x0) % g.sw) % g.sw;
+        const int64_t j1 =
+            j0 == ow || xs >= g.iw ? j0 : j0 + std::min(ow - j0, ceil_div_nonneg(g.iw - xs, g.sw));
+        for (int64_t i = 0; i < oh; ++i, k += ow) {
           const int64_t y = i * g.sh + r * g.dh - g.pt;
-          if (!in_range(y, g.ih)) {
-            for (int64_t j = 0; j < ow; ++j) f(idx++, int64_t{-1});
-            continue;
-          }
-          const int64_t row = (c * g.ih + y) * g.iw;
-          for (int64_t j = 0; j < ow; ++j) {
-            const int64_t x = j * g.sw + s * g.dw - g.pl;
-            f(idx++, in_range(x, g.iw) ? row + x : int64_t{-1});
-          }
+          if (!in_range(y, g.ih) || j0 == j1)
+            f(k, int64_t{0}, int64_t{0}, int64_t{0});
+          else
+            f(k, (c * g.ih + y) * g.iw + xs, j0, j1);
         }
+      }
 }
 
 }  // namespace
 
 template <class T>
 void im2col(const Conv2dGeometry& g, const T* im, T* col) {
-  for_each_col_entry(g, [&](int64_t k, int64_t at) { col[k] = at >= 0 ? im[at] : T(0); });
+  const int64_t ow = g.ow(), sw = g.sw;
+  for_each_col_row(g, [&](int64_t k, int64_t first, int64_t j0, int64_t j1) {
+    T* row = col + k;
+    std::fill(row, row + j0, T(0));
+    for (int64_t j = j0; j < j1; ++j) row[j] = im[first + (j - j0) * sw];
+    std::fill(row + j1, row + ow, T(0));
+  });
 }
 
 template <class T>
 void col2im(const Conv2dGeometry& g, const T* col, T* im) {
-  for_each_col_entry(g, [&](int64_t k, int64_t at) {
-    if (at >= 0) im[at] += col[k];
+  const int64_t sw = g.sw;
+  for_each_col_row(g, [&](int64_t k, int64_t first, int64_t j0, int64_t j1) {
+    const T* __restrict src = col + k + j0;
+    T* __restrict dst = im + first;
+    const int64_t n = j1 - j0;
+    if (sw == 1) {
+      for (int64_t j = 0; j < n; ++j) dst[j] += src[j];  // contiguous: vectorised
+    } else {
+      for (int64_t j = 0; j < n; ++j) dst[j * sw] += src[j];
+    }
   });
 }
 

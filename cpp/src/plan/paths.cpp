@@ -19,7 +19,9 @@ constexpr double kFmaPipes = 2;     // vector FMAs a core starts per cycle
 constexpr double kLoadPorts = 3;    // loads a core starts per cycle (vector, broadcast or pointer)
 constexpr double kCopy = 0.25;      // per element copied contiguously (padding, plain packing)
 constexpr double kGather = 1.25;    // per element gathered (im2col packing, transposed write)
-constexpr double kScatter = 3.75;   // per element col2im adds back into the image
+constexpr double kScatter = 3.75;   // per element col2im adds back into the image, strided
+constexpr double kScatterRun = 0.25;  // per element added back within a contiguous run (vector adds)
+constexpr double kRunStart = 6;      // per contiguous run added back: bounds, loop entry and exit
 constexpr double kFarCopy = 0.5;    // extra, per element of a padded copy past half of L2
 constexpr double kTileCall = 60;    // per micro-kernel call: set-up, row pointers, loop exit
 constexpr double kEdgeCopy = 1.0;   // per element of an edge tile, through the driver's buffer
@@ -223,12 +225,21 @@ double bwi_col2im_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
   if (nhwc(c)) {  // dcol^T[N x K] = dY_g[N x ocg] Wr_g[ocg x K], then icg-vectors added back
-    const double scatter = col_is_input(g) ? 0 : K * N * kScatter / double(std::min(g.icg(), c.lanes));
+    // With one group and no column dilation, each kernel row's taps are one run of kw*ic values
+    // per pixel; otherwise icg values per tap.
+    const double runs = g.groups == 1 && g.dw == 1 ? N * double(g.kh) : 0;
+    const double scatter = col_is_input(g) ? 0
+                           : runs > 0      ? K * N * kScatterRun + runs * kRunStart
+                                           : K * N * kScatter / double(std::min(g.icg(), c.lanes));
     return images_groups(g) * (gemm_cost(c, N, K, ocg) + a_pack(c, N, ocg, K) + scatter) +
            double(g.mb) * double(g.ic) * double(g.ih) * double(g.iw) * kCopy;
   }
   const double plane = double(g.icg()) * double(g.ih) * double(g.iw);
-  const double scatter = col_is_input(g) ? 0 : K * N * kScatter + plane * kCopy;
+  // Where the stride is 1, each output row of a dcol row goes back as one run of dx (K*oh runs),
+  // else value by value.
+  const double back = g.sw == 1 ? K * N * kScatterRun + K * double(g.oh()) * kRunStart
+                                : K * N * kScatter;
+  const double scatter = col_is_input(g) ? 0 : back + plane * kCopy;
   return images_groups(g) *
          (gemm_cost(c, K, N, ocg) + a_pack(c, K, ocg, N) + ocg * N * kCopy + scatter);
 }
