@@ -129,44 +129,68 @@ struct PrepackedB {
 template <class T>
 using PrepackedA = PrepackedB<T>;
 
-// Elements of the prepacked m x k operand for kern.
+// Elements of an operand prepacked for kern: k x extent, the extent (A's rows, B's columns)
+// rounded up to whole panels of `step` (MR, NR).
+inline int64_t prepacked_elems(int64_t k, int64_t extent, int64_t step) {
+  return k * ((extent + step - 1) / step * step);
+}
 template <class T>
 int64_t prepacked_a_elems(const GemmKernel<T>& kern, int64_t m, int64_t k) {
-  return k * ((m + kern.mr - 1) / kern.mr * kern.mr);
+  return prepacked_elems(k, m, kern.mr);
+}
+template <class T>
+int64_t prepacked_b_elems(const GemmKernel<T>& kern, int64_t k, int64_t n) {
+  return prepacked_elems(k, n, kern.nr);
 }
 
-// Packs op(A)[m x k] whole into dst (prepacked_a_elems) with pack_a, on the calling thread (each
-// panel of block pc at dst + pc * m_round + ip * mr * kc).
+// Packs an operand whole into dst (prepacked_elems): for each kc block of the driver's k split,
+// in order, its panels of `step` rows or columns, panel jp of block pc at
+// dst + pc * round_up(extent, step) + jp * step * kc; pack_panel(pc, kc, j0, width, to) packs
+// one. With `shared`, the panels are spread over the threads, else packed on the calling thread.
+template <class T, class PackPanel>
+void prepack_panels(int64_t k, int64_t kc_max, int64_t extent, int64_t step, bool shared,
+                    const PackPanel& pack_panel, T* dst) {
+  const int64_t kc_step = gemm_kc_step(k, kc_max);
+  const int64_t panels = (extent + step - 1) / step, rounded = panels * step;
+  const auto panel = [&](int64_t jp) {
+    const int64_t j0 = jp * step, width = extent - j0 < step ? extent - j0 : step;
+    for (int64_t pc = 0; pc < k; pc += kc_step) {
+      const int64_t kc = k - pc < kc_step ? k - pc : kc_step;
+      pack_panel(pc, kc, j0, width, dst + pc * rounded + j0 * kc);
+    }
+  };
+  if (shared)
+    parallel_for(panels, k * step, panel);
+  else
+    for (int64_t jp = 0; jp < panels; ++jp) panel(jp);
+}
+
+// Packs op(A)[m x k] whole into dst (prepacked_a_elems) with pack_a, on the calling thread.
 template <class T, class PackA>
 PrepackedA<T> prepack_a(const GemmKernel<T>& kern, int64_t m, int64_t k, const PackA& pack_a,
                         T* dst) {
-  const int64_t kc_step = gemm_kc_step(k, kern.kc);
-  const int64_t m_round = (m + kern.mr - 1) / kern.mr * kern.mr;
-  for (int64_t pc = 0; pc < k; pc += kc_step)
-    pack_a(0, m, pc, k - pc < kc_step ? k - pc : kc_step, kern.mr, dst + pc * m_round);
+  const int64_t mr = kern.mr;
+  prepack_panels(
+      k, kern.kc, m, mr, false,
+      [&](int64_t pc, int64_t kc, int64_t i0, int64_t mc, T* to) {
+        pack_a(i0, mc, pc, kc, mr, to);
+      },
+      dst);
   return {&kern, dst, m};
 }
 
-// Elements of the prepacked k x n operand for kern.
-template <class T>
-int64_t prepacked_b_elems(const GemmKernel<T>& kern, int64_t k, int64_t n) {
-  return k * ((n + kern.nr - 1) / kern.nr * kern.nr);
-}
-
 // Packs op(B)[k x n] whole into dst (prepacked_b_elems) with pack_b (the contract above), the
-// panels shared among the threads (each panel of block pc at dst + pc * n_round + jp * nr * kc).
+// panels shared among the threads.
 template <class T, class PackB>
 PrepackedB<T> prepack_b(const GemmKernel<T>& kern, int64_t k, int64_t n, const PackB& pack_b,
                         T* dst) {
-  const int64_t kc_step = gemm_kc_step(k, kern.kc), nr = kern.nr;
-  const int64_t panels = (n + nr - 1) / nr, n_round = panels * nr;
-  parallel_for(panels, k * nr, [&](int64_t jp) {
-    const int64_t j0 = jp * nr, nc = n - j0 < nr ? n - j0 : nr;
-    for (int64_t pc = 0; pc < k; pc += kc_step) {
-      const int64_t kc = k - pc < kc_step ? k - pc : kc_step;
-      pack_b(pc, kc, j0, nc, nr, dst + pc * n_round + j0 * kc);
-    }
-  });
+  const int64_t nr = kern.nr;
+  prepack_panels(
+      k, kern.kc, n, nr, true,
+      [&](int64_t pc, int64_t kc, int64_t j0, int64_t nc, T* to) {
+        pack_b(pc, kc, j0, nc, nr, to);
+      },
+      dst);
   return {&kern, dst, n};
 }
 
