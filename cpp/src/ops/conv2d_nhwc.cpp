@@ -3,7 +3,6 @@
 #include "ops/conv2d_nhwc.hpp"
 
 #include <algorithm>
-#include <vector>
 
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
@@ -174,9 +173,7 @@ void backward_input_col2im_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry&
   T* wr = wr_buf.get<T>(0);
   reorder_weights(g, w, wr);
   const int64_t img = g.ih * g.iw * g.ic;
-  // One group and no column dilation: a kernel row's taps are adjacent pixels in dx, and their
-  // (s, c) values adjacent in dcol, so they are added as one contiguous run.
-  const bool runs = g.groups == 1 && g.dw == 1;
+  const bool runs = nhwc_col2im_runs(g);
 
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
@@ -281,7 +278,8 @@ void backward_bias_nhwc(const Conv2dGeometry& g, const T* dy, T* db, bool accumu
   static_assert(kRows == 8, "the tree below adds eight rows");
   const int64_t m = g.mb * g.oh() * g.ow(), oc = g.oc;
   const int64_t chunks = (m + kChunk - 1) / kChunk, blocks = (oc + kBlock - 1) / kBlock;
-  std::vector<T> part(static_cast<std::size_t>(chunks * oc));
+  Scratch part_buf(1, std::max<int64_t>(chunks * oc, 1) * int64_t(sizeof(T)));
+  T* const part = part_buf.get<T>(0);
   parallel_for(chunks * blocks, kChunk * kBlock, [&](int64_t job) {
     const int64_t i = job / blocks, c0 = job % blocks * kBlock, cn = std::min(kBlock, oc - c0);
     const int64_t p1 = std::min(m, (i + 1) * kChunk);
@@ -295,7 +293,7 @@ void backward_bias_nhwc(const Conv2dGeometry& g, const T* dy, T* db, bool accumu
     }
     for (; p < p1; ++p)
       for (int64_t c = 0; c < cn; ++c) acc[c] += dy[p * oc + c0 + c];
-    std::copy(acc, acc + cn, part.data() + i * oc + c0);
+    std::copy(acc, acc + cn, part + i * oc + c0);
   });
   for (int64_t c = 0; c < oc; ++c) {
     T s = T(0);

@@ -129,6 +129,10 @@ inline bool col_is_input(const Conv2dGeometry& g) {
          g.pl == 0 && g.pr == 0;
 }
 
+// Whether NHWC col2im adds each kernel row's taps back as one run of kw*ic values per pixel (one
+// group, no column dilation: the taps are adjacent pixels of dx, their values adjacent in dcol).
+inline bool nhwc_col2im_runs(const Conv2dGeometry& g) { return g.groups == 1 && g.dw == 1; }
+
 // How many threads an image-parallel loop over g.mb images uses (at least 1): no more than there
 // are images, nor than the work (one forward product per image) is worth.
 inline int64_t image_threads(const Conv2dGeometry& g) {

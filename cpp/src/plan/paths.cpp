@@ -225,9 +225,8 @@ double bwi_col2im_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
   if (nhwc(c)) {  // dcol^T[N x K] = dY_g[N x ocg] Wr_g[ocg x K], then icg-vectors added back
-    // With one group and no column dilation, each kernel row's taps are one run of kw*ic values
-    // per pixel; otherwise icg values per tap.
-    const double runs = g.groups == 1 && g.dw == 1 ? N * double(g.kh) : 0;
+    // Runs of a kernel row's kw*ic values per pixel (nhwc_col2im_runs), else icg values per tap.
+    const double runs = nhwc_col2im_runs(g) ? N * double(g.kh) : 0;
     const double scatter = col_is_input(g) ? 0
                            : runs > 0      ? K * N * kScatterRun + runs * kRunStart
                                            : K * N * kScatter / double(std::min(g.icg(), c.lanes));
