@@ -315,7 +315,10 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
 
 template <class T>
 WeightExec<T>::WeightExec(const Conv2dGeometry& geometry, WeightPath p, const GemmKernel<T>& k)
-    : g(geometry), path(p), kern(&k), chunks(p == WeightPath::packed && weight_columns_split(geometry, k.nr)
+    : g(geometry),
+      path(p),
+      kern(&k),
+      chunks(p == WeightPath::packed && weight_columns_split(geometry, k.nr)
                  ? 1
                  : weight_chunks(geometry, sizeof(T))) {
   prepare_nhwc(*this);
