@@ -114,6 +114,13 @@ PATH_GEOMETRIES = GEOMETRIES[:3] + [
     # across; and a 5x5 filter (25 taps: the weight gradient's tap sums in several passes).
     G(2, 20, 5, 15, 20, 3, 3, 1, 2, padding=1, g=20),
     G(1, 9, 7, 12, 9, 5, 5, padding=2, g=9),
+    # nhwc_spread (one input channel per group, stride 1): one input channel and six outputs (the
+    # weights repeat every few vectors; rows end inside a vector), dilated across, uneven padding;
+    # eleven outputs per input channel (each pixel spread eleven times, rows in two runs, the
+    # input gradient adding eleven values per pixel); three groups of three.
+    G(2, 1, 9, 23, 6, 3, 5, padding=((1, 0), (2, 3)), dw=2),
+    G(1, 1, 6, 40, 11, 3, 3, padding=1),
+    G(2, 3, 5, 7, 9, 3, 3, padding=1, g=3),
 ]
 
 
@@ -145,7 +152,8 @@ def test_every_nhwc_path_and_kernel_row(geom, op, isa, tile, path, dtype):
     nchw_only = not path.startswith("nhwc_") and path not in ("flip", "col2im")
     if path not in supported:
         assert nchw_only or (path == "nhwc_1x1" and (geom.kh, geom.kw) != (1, 1)) or (
-            path == "nhwc_depthwise" and not (geom.g > 1 and geom.ic == geom.g)), path
+            path == "nhwc_depthwise" and not (geom.g > 1 and geom.ic == geom.g)) or (
+            path == "nhwc_spread" and not (geom.ic == geom.g and geom.stride == (1, 1))), path
         with pytest.raises(ValueError, match=f"{op}: path '{path}' does not support"):
             make()
         return
@@ -183,9 +191,13 @@ def test_plan_activation_nhwc(activation, bias, geom):
     assert_close(nchw(got), ref)
 
 
-@pytest.mark.parametrize("paths", [None, "nhwc_via_nchw"])
-def test_bits_do_not_depend_on_threads_nhwc(paths):
-    geom = G(5, 16, 12, 11, 24, 3, 3, 2, 1, padding=1)
+@pytest.mark.parametrize(("paths", "geom"), [
+    (None, G(5, 16, 12, 11, 24, 3, 3, 2, 1, padding=1)),
+    ("nhwc_via_nchw", G(5, 16, 12, 11, 24, 3, 3, 2, 1, padding=1)),
+    # Eleven images over the weight gradient's chunks; rows of 40 pixels in two runs.
+    ("nhwc_spread", G(11, 2, 9, 40, 12, 3, 3, padding=1, g=2)),
+], ids=str)
+def test_bits_do_not_depend_on_threads_nhwc(paths, geom):
     x, w, b, dy = make_problem(geom, np.float32, seed=9)
     x, dy = nhwc(x), nhwc(dy)
     forced = paths and {op: paths for op in ("forward", "backward_input", "backward_weight")}

@@ -301,6 +301,10 @@ void run(double tol) {
       // 8-64 output channels per group: the weight gradient reads col in place, any stride:
       geom(2, 3, 11, 10, 8, 3, 2, 2, 3, 1, 0, 2, 1, 1, 2),           // strided, dilated
       geom(3, 4, 9, 9, 16, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 2),         // groups
+      // One input channel, six and eleven outputs (NHWC: nhwc_spread's repeated weights, rows
+      // ending inside a vector, runs, and the input gradient's sums of m values)
+      geom(2, 1, 9, 13, 6, 3, 3, 1, 1, 1, 0, 2, 1, 1, 2),            // dilated across
+      geom(1, 1, 6, 40, 11, 3, 3, 1, 1, 1, 1, 1, 1),                 // two runs per row
   };
   for (const auto& g : cases) {
     check_geometry<T>(g, tol);

@@ -25,6 +25,8 @@
 //                    nhwc_in_place  NHWC: Y = col^T Wr^T per band of output rows, col^T read in
 //                                place from the band's HWC padded copy
 //                    nhwc_depthwise NHWC depthwise: direct loops along the channels
+//                    nhwc_spread NHWC, one input channel per group, stride 1: x spread to the
+//                                output channels, then flat runs of pixels x channels
 //                    nhwc_via_nchw  NHWC: x transposed to NCHW, the NCHW twin's cheapest path,
 //                                y transposed back (no transpose of a one-channel tensor)
 //   backward_input   flip        the tutorial's: expand, pad by k-1-p, flipped kernels, then a
@@ -35,12 +37,14 @@
 //                                inserted), interleaved into dx
 //                    depthwise   direct loops, one input channel per group
 //                    nhwc_depthwise NHWC depthwise: direct loops, gathered per input pixel (multiplier 1)
+//                    nhwc_spread NHWC, as above: flat runs over padded dy, rotated filters
 //                    nhwc_via_nchw  NHWC: dy to NCHW, the NCHW twin's path, dx back
 //   backward_weight  a_in_place  dW^T = col dY^T, col read in place from a padded copy
 //                    packed      dW = dY col^T, col^T packed from the image
 //                    depthwise   direct loops, one input channel per group
 //                    nhwc_in_place  NHWC: dW^T = col dY per band, col read in place
 //                    nhwc_depthwise NHWC depthwise: direct loops
+//                    nhwc_spread NHWC, as above: flat runs against dy, sums per run position
 //                    nhwc_via_nchw  NHWC: x and dy to NCHW, the NCHW twin's path
 //   backward_bias    lanes       sums over mb, oh, ow in fixed lanes
 #include <memory>

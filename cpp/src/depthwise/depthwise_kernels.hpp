@@ -44,6 +44,14 @@ struct DepthwiseKernels {
   // the run's sum formed in registers (pixels in order) and then added to sums[t].
   void (*nhwc_tap_sums)(int64_t n, int64_t pixels, int64_t len, const T* dy, int64_t dy_stride,
                         const T* x, int64_t x_stride, const int64_t* off, T* const* sums);
+  // A flat run whose weights repeat with a period (the nhwc_spread path, spread_nhwc.cpp):
+  //   out[f] = init[f % period] + x[off[0] + f]*w[f % period] + ...
+  //            + x[off[n-1] + f]*w[(n-1)*period + f % period],   f < len,
+  // blocks of vectors kept in registers over all taps, the sum's order fixed by f's place in len
+  // (blocks of few vectors split the taps among partial sums). period is a multiple
+  // of dot_lanes; x holds dot_lanes - 1 readable values past each tap's run (their values unused).
+  void (*flat_taps)(int64_t n, int64_t len, const T* x, const int64_t* off, const T* w,
+                    int64_t period, const T* init, T* out);
 };
 
 namespace {
@@ -325,11 +333,85 @@ void dw_nhwc_tap_sums(int64_t n, int64_t pixels, int64_t len, const T* dy, int64
   }
 }
 
+// B vectors of a flat_taps run from f0, into out. The taps go round C partial sums per vector
+// (tap t into sum t mod C, then ((s0 + s1) + (s2 + s3))), so that a block of few vectors still has
+// enough independent FMA chains to cover the FMA's latency.
+template <class T, int VB, int B, int C>
+__attribute__((always_inline)) inline void dw_flat_block(int64_t n, int64_t f0, const T* x,
+                                                         const int64_t* off, const T* w,
+                                                         int64_t period, const T* init,
+                                                         T* __restrict out) {
+  static_assert(C == 1 || C == 2 || C == 4, "partial sums: 1, 2 or 4");
+  using V = typename DotVecOf<T, VB>::type;
+  constexpr int L = VB / int(sizeof(T));
+  V acc[C][B];
+  int64_t at[B];  // each vector's place in the period
+  for (int v = 0; v < B; ++v) {
+    at[v] = (f0 + v * L) % period;
+    __builtin_memcpy(&acc[0][v], init + at[v], sizeof(V));
+    for (int c = 1; c < C; ++c) acc[c][v] = V{};
+  }
+  int64_t t = 0;
+  for (; t + C <= n; t += C)
+    for (int c = 0; c < C; ++c) {
+      const T* xt = x + off[t + c] + f0;
+      const T* wt = w + (t + c) * period;
+      for (int v = 0; v < B; ++v) {
+        V a, b;
+        __builtin_memcpy(&a, xt + v * L, sizeof(V));
+        __builtin_memcpy(&b, wt + at[v], sizeof(V));
+        acc[c][v] += a * b;
+      }
+    }
+  for (int c = 0; t < n; ++t, ++c) {
+    const T* xt = x + off[t] + f0;
+    const T* wt = w + t * period;
+    for (int v = 0; v < B; ++v) {
+      V a, b;
+      __builtin_memcpy(&a, xt + v * L, sizeof(V));
+      __builtin_memcpy(&b, wt + at[v], sizeof(V));
+      acc[c][v] += a * b;
+    }
+  }
+  for (int v = 0; v < B; ++v) {
+    if constexpr (C == 4) acc[0][v] = (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]);
+    if constexpr (C == 2) acc[0][v] += acc[1][v];
+    __builtin_memcpy(out + v * L, &acc[0][v], sizeof(V));
+  }
+}
+
+template <class T, int VB>
+void dw_flat_taps(int64_t n, int64_t len, const T* x, const int64_t* off, const T* w,
+                  int64_t period, const T* init, T* __restrict out) {
+  constexpr int L = VB / int(sizeof(T));
+  int64_t f = 0;
+  for (; f + 8 * L <= len; f += 8 * L)
+    dw_flat_block<T, VB, 8, 1>(n, f, x, off, w, period, init, out + f);
+  if (f + 4 * L <= len) {
+    dw_flat_block<T, VB, 4, 2>(n, f, x, off, w, period, init, out + f);
+    f += 4 * L;
+  }
+  if (f + 2 * L <= len) {
+    dw_flat_block<T, VB, 2, 4>(n, f, x, off, w, period, init, out + f);
+    f += 2 * L;
+  }
+  if (f + L <= len) {
+    dw_flat_block<T, VB, 1, 4>(n, f, x, off, w, period, init, out + f);
+    f += L;
+  }
+  if (f < len) {  // the last len % L values: one vector through a buffer
+    T last[L];
+    dw_flat_block<T, VB, 1, 4>(n, f, x, off, w, period, init, last);
+    for (int64_t k = 0; f + k < len; ++k) out[f + k] = last[k];
+  }
+}
+
 // The table with vectors of DB bytes in tap_dots and the NHWC loops.
 template <class T, int DB>
 constexpr DepthwiseKernels<T> depthwise_kernels_for() {
   return {&dw_fused_pass_n<T>,          &dw_tap_dots_n<T, DB>,    DB / int(sizeof(T)),
-          &dw_nhwc_taps<T, DB>,          &dw_nhwc_taps_run<T, DB>, &dw_nhwc_tap_sums<T, DB>};
+          &dw_nhwc_taps<T, DB>,          &dw_nhwc_taps_run<T, DB>, &dw_nhwc_tap_sums<T, DB>,
+          &dw_flat_taps<T, DB>};
 }
 
 }  // namespace
@@ -340,5 +422,8 @@ extern const DepthwiseKernels<double> kDepthwiseGenericF64;
 // The AVX2 + FMA tables (depthwise_avx2.cpp); defined only in x86 SIMD builds.
 extern const DepthwiseKernels<float> kDepthwiseAvx2F32;
 extern const DepthwiseKernels<double> kDepthwiseAvx2F64;
+// The AVX-512F tables (depthwise_avx512.cpp); defined only in x86 SIMD builds.
+extern const DepthwiseKernels<float> kDepthwiseAvx512F32;
+extern const DepthwiseKernels<double> kDepthwiseAvx512F64;
 
 }  // namespace convcore::detail

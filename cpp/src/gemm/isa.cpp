@@ -68,14 +68,13 @@ constexpr TileKernels<double> kAvx512F64 CONVCORE_TILE(12x16, avx512f);
 constexpr TileKernels<double> kAvx512NarrowF64 CONVCORE_TILE(24x8, avx512f);
 constexpr TileKernels<double> kAvx512FlatF64 CONVCORE_TILE(6x16, avx512f);
 #undef CONVCORE_TILE
-// The depthwise loops have no AVX-512 copy: the AVX-512 rows use the AVX2 + FMA ones.
 constexpr PathExtras<float> kAvx2ExtrasF32{&kDepthwiseAvx2F32, &activate_span__avx2_fma,
                                            &fma_chains__avx2_fma};
 constexpr PathExtras<double> kAvx2ExtrasF64{&kDepthwiseAvx2F64, &activate_span__avx2_fma,
                                             &fma_chains__avx2_fma};
-constexpr PathExtras<float> kAvx512ExtrasF32{&kDepthwiseAvx2F32, &activate_span__avx512f,
+constexpr PathExtras<float> kAvx512ExtrasF32{&kDepthwiseAvx512F32, &activate_span__avx512f,
                                              &fma_chains__avx512f};
-constexpr PathExtras<double> kAvx512ExtrasF64{&kDepthwiseAvx2F64, &activate_span__avx512f,
+constexpr PathExtras<double> kAvx512ExtrasF64{&kDepthwiseAvx512F64, &activate_span__avx512f,
                                               &fma_chains__avx512f};
 #else
 // A build without the SIMD files: their rows exist (the table's shape does not change) but hold

@@ -6,6 +6,7 @@
 #include "convcore/im2col.hpp"
 #include "convcore/plan.hpp"
 #include "depthwise/conv2d_depthwise.hpp"
+#include "depthwise/spread_nhwc.hpp"
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
 #include "igemm/im2col_pack.hpp"
@@ -309,6 +310,7 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
     case InputPath::phases: return backward_input_phases(*this, w, dy, dx);
     case InputPath::depthwise: return depthwise_backward_input(*kern->depthwise, g, w, dy, dx);
     case InputPath::nhwc_depthwise: return depthwise_backward_input_nhwc(*kern, g, w, dy, dx);
+    case InputPath::nhwc_spread: return spread_backward_input_nhwc(*kern, g, w, dy, dx);
     case InputPath::nhwc_via_nchw: return backward_input_via_nchw(*this, w, dy, dx);
   }
 }
@@ -343,6 +345,8 @@ void WeightExec<T>::run(const T* x, const T* dy, T* dw, bool accumulate) const {
     case WeightPath::nhwc_in_place: return backward_weight_nhwc(*this, x, dy, dw, accumulate);
     case WeightPath::nhwc_depthwise:
       return depthwise_backward_weight_nhwc(*kern, g, chunks, x, dy, dw, accumulate);
+    case WeightPath::nhwc_spread:
+      return spread_backward_weight_nhwc(*kern, g, chunks, x, dy, dw, accumulate);
     case WeightPath::nhwc_via_nchw: return backward_weight_via_nchw(*this, x, dy, dw, accumulate);
   }
 }

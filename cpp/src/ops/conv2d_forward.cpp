@@ -4,6 +4,7 @@
 #include "convcore/gemm.hpp"
 #include "convcore/plan.hpp"
 #include "depthwise/conv2d_depthwise.hpp"
+#include "depthwise/spread_nhwc.hpp"
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
 #include "igemm/im2col_pack.hpp"
@@ -341,6 +342,7 @@ void ForwardExec<T>::run(int64_t mb, const T* x, const T* w, const T* bias, T* y
     case ForwardPath::nhwc_1x1:
     case ForwardPath::nhwc_in_place:
     case ForwardPath::nhwc_depthwise: return forward_nhwc(*this, gm, x, w, bias, y, act);
+    case ForwardPath::nhwc_spread: return spread_forward_nhwc(*kern, gm, x, w, bias, y, act);
     case ForwardPath::nhwc_via_nchw: return forward_via_nchw(*this, mb, x, w, bias, y, act);
   }
 }

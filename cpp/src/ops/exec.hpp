@@ -24,10 +24,14 @@ namespace convcore::detail {
 // NCHW only, except flip and col2im, which have a body per layout.
 enum class ForwardPath {
   gemm_1x1, packed, a_in_place, a_wide, b_in_place, depthwise,
-  nhwc_1x1, nhwc_in_place, nhwc_depthwise, nhwc_via_nchw
+  nhwc_1x1, nhwc_in_place, nhwc_depthwise, nhwc_spread, nhwc_via_nchw
 };
-enum class InputPath { flip, col2im, phases, depthwise, nhwc_depthwise, nhwc_via_nchw };
-enum class WeightPath { a_in_place, packed, depthwise, nhwc_in_place, nhwc_depthwise, nhwc_via_nchw };
+enum class InputPath {
+  flip, col2im, phases, depthwise, nhwc_depthwise, nhwc_spread, nhwc_via_nchw
+};
+enum class WeightPath {
+  a_in_place, packed, depthwise, nhwc_in_place, nhwc_depthwise, nhwc_spread, nhwc_via_nchw
+};
 
 // y = act(conv(x, w) + bias) for mb images (any mb: the flipped pass runs chunks of a batch).
 template <class T>

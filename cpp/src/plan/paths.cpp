@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "depthwise/depthwise_kernels.hpp"
+#include "depthwise/spread_nhwc.hpp"
 #include "ops/nhwc_via_nchw.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -177,7 +179,7 @@ double depthwise_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double macs = double(g.mb) * double(g.oc) * double(g.oh()) * double(g.ow()) *
                       double(g.kh) * double(g.kw);
-  const double rate = stride1(g) ? double(c.lanes) : double(c.lanes) / 4;
+  const double rate = stride1(g) ? double(c.dw_lanes) : double(c.dw_lanes) / 4;
   const double planes =
       double(g.mb) * double(g.oc) * (double(g.oh()) + double(g.kh)) * padded_wp(g);
   return macs / rate + planes * kCopy;
@@ -200,7 +202,49 @@ double nhwc_depthwise_cost(const CostContext& c, double lanes) {
 }
 double baseline_lanes(const CostContext& c) { return double(kBaselineVectorBytes / c.elem_size); }
 double row_nhwc_depthwise_cost(const CostContext& c) {
-  return nhwc_depthwise_cost(c, c.g.ocg() == 1 ? double(c.lanes) : baseline_lanes(c));
+  return nhwc_depthwise_cost(c, c.g.ocg() == 1 ? double(c.dw_lanes) : baseline_lanes(c));
+}
+
+// nhwc_spread (depthwise/spread_nhwc.hpp): one input channel per group, stride 1, each band's
+// spread copy and the repeated weights within the workspace bound. Its loops run along runs of
+// pixels times channels, priced as the other depthwise loops: a vector of the row's depthwise
+// loops per tap, whatever the channel count (the point of the path: six channels fill vectors
+// as well as sixty-four), plus the band copies.
+bool spread_ok(const CostContext& c, SpreadOp op) {
+  const Conv2dGeometry& g = c.g;
+  if (!nhwc(c) || g.icg() != 1 || !stride1(g)) return false;
+  const double eh = double(g.dh) * double(g.kh - 1), ew = double(g.dw) * double(g.kw - 1);
+  const double width = double(op == SpreadOp::backward_input ? g.iw : g.ow()), oc = double(g.oc);
+  const double band = (1 + eh) * (width + ew) * oc;
+  const double taps = double(g.kh) * double(g.kw) * (oc * double(c.dw_lanes) + oc + 256);
+  return (band + taps) * double(c.elem_size) <= kMaxWorkspaceBytes;
+}
+bool fwd_spread_ok(const CostContext& c) { return spread_ok(c, SpreadOp::forward); }
+bool bwi_spread_ok(const CostContext& c) { return spread_ok(c, SpreadOp::backward_input); }
+bool bww_spread_ok(const CostContext& c) { return spread_ok(c, SpreadOp::backward_weight); }
+double spread_cost(const CostContext& c, SpreadOp op) {
+  const Conv2dGeometry& g = c.g;
+  const SpreadSizes s = spread_sizes(g, op, c.dw_lanes);
+  const bool input = op == SpreadOp::backward_input;
+  const double width = double(input ? g.iw : g.ow()), rows = double(input ? g.ih : g.oh());
+  const double oc = double(g.oc), L = double(c.dw_lanes), run = double(s.run);
+  // Runs of `run` pixels, the last of a row fewer.
+  const double full = std::floor(width / run);
+  const double vectors = full * ceil_div(run * oc, L) + ceil_div((width - full * run) * oc, L);
+  const double taps = double(g.kh) * double(g.kw);
+  const double copies = double(s.bands) * double(s.band_elems) * kCopy;
+  // The input gradient with m > 1 adds each pixel's m values per input channel (strided).
+  const double sum_channels = input && g.ocg() > 1 ? width * oc * kGather : 0;
+  return double(g.mb) * (rows * (vectors * taps + sum_channels) + copies);
+}
+double fwd_spread_cost(const CostContext& c) { return spread_cost(c, SpreadOp::forward); }
+double bwi_spread_cost(const CostContext& c) { return spread_cost(c, SpreadOp::backward_input); }
+// The weight gradient's sums, [kh*kw][run*oc] per chunk, read back once.
+double bww_spread_cost(const CostContext& c) {
+  const Conv2dGeometry& g = c.g;
+  const double sums = double(weight_chunks(g, c.elem_size)) * double(g.kh) * double(g.kw) *
+                      double(spread_sizes(g, SpreadOp::backward_weight, c.dw_lanes).run) * double(g.oc);
+  return spread_cost(c, SpreadOp::backward_weight) + sums * kCopy;
 }
 
 // ---------------------------------------------------------------------------- backward input
@@ -213,7 +257,7 @@ bool bwi_col2im_ok(const CostContext&) { return true; }
 double bwi_flip_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const Conv2dGeometry f = g.flipped();
-  const CostContext cf{f, c.mr, c.nr, c.mc, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
+  const CostContext cf = on_geometry(c, f);
   double fwd = 0;
   cheapest_forward(cf, &fwd);
   const double expand =
@@ -256,7 +300,7 @@ double bwi_phases_cost(const CostContext& c) {
   double total = double(g.src_size()) * kGather;  // the interleave: strided writes
   for (const Phase& ph : input_phases(g)) {
     if (!ph.has_taps()) continue;
-    const CostContext cp{ph.g, c.mr, c.nr, c.mc, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
+    const CostContext cp = on_geometry(c, ph.g);
     double fwd = 0;
     cheapest_forward(cp, &fwd);
     total += fwd + double(g.ic) * double(g.ocg()) * double(ph.h.taps) * double(ph.w.taps) * kCopy;
@@ -317,7 +361,7 @@ template <class Path, size_t n>
 double nchw_twin_cost(const PathInfo<Path> (&table)[n], const CostContext& c) {
   Conv2dGeometry t = c.g;
   t.layout = Layout::nchw;
-  const CostContext ct{t, c.mr, c.nr, c.mc, c.kc, c.nc, c.lanes, c.elem_size, c.l2_bytes};
+  const CostContext ct = on_geometry(c, t);
   double cost = 0;
   cheapest(table, ct, &cost);
   return cost;
@@ -352,12 +396,13 @@ Path cheapest(const PathInfo<Path> (&table)[n], const CostContext& c, double* co
 
 template <class T>
 CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k) {
-  return {g, k.mr, k.nr, k.mc, k.kc, k.nc, k.lanes, int64_t(sizeof(T)), l2_cache_bytes()};
+  return {g,         k.mr, k.nr, k.mc, k.kc, k.nc, k.lanes, k.depthwise->dot_lanes,
+          int64_t(sizeof(T)), l2_cache_bytes()};
 }
 template CostContext cost_context<float>(const Conv2dGeometry&, const GemmKernel<float>&);
 template CostContext cost_context<double>(const Conv2dGeometry&, const GemmKernel<double>&);
 
-const PathInfo<ForwardPath> kForwardPaths[10] = {
+const PathInfo<ForwardPath> kForwardPaths[11] = {
     {ForwardPath::gemm_1x1, "gemm_1x1", fwd_gemm_1x1_ok, fwd_gemm_1x1_cost},
     {ForwardPath::packed, "packed", fwd_packed_ok, fwd_packed_cost},
     {ForwardPath::a_in_place, "a_in_place", fwd_a_in_place_ok, fwd_a_in_place_cost},
@@ -367,22 +412,25 @@ const PathInfo<ForwardPath> kForwardPaths[10] = {
     {ForwardPath::nhwc_1x1, "nhwc_1x1", fwd_nhwc_1x1_ok, fwd_nhwc_1x1_cost},
     {ForwardPath::nhwc_in_place, "nhwc_in_place", fwd_nhwc_in_place_ok, fwd_nhwc_in_place_cost},
     {ForwardPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, row_nhwc_depthwise_cost},
+    {ForwardPath::nhwc_spread, "nhwc_spread", fwd_spread_ok, fwd_spread_cost},
     {ForwardPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, fwd_via_nchw_cost},
 };
-const PathInfo<InputPath> kInputPaths[6] = {
+const PathInfo<InputPath> kInputPaths[7] = {
     {InputPath::flip, "flip", bwi_any, bwi_flip_cost},
     {InputPath::col2im, "col2im", bwi_col2im_ok, bwi_col2im_cost},
     {InputPath::phases, "phases", bwi_phases_ok, bwi_phases_cost},
     {InputPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
     {InputPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, row_nhwc_depthwise_cost},
+    {InputPath::nhwc_spread, "nhwc_spread", bwi_spread_ok, bwi_spread_cost},
     {InputPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, bwi_via_nchw_cost},
 };
-const PathInfo<WeightPath> kWeightPaths[6] = {
+const PathInfo<WeightPath> kWeightPaths[7] = {
     {WeightPath::a_in_place, "a_in_place", bww_a_in_place_ok, bww_a_in_place_cost},
     {WeightPath::packed, "packed", bww_packed_ok, bww_packed_cost},
     {WeightPath::depthwise, "depthwise", one_channel_groups, depthwise_cost},
     {WeightPath::nhwc_in_place, "nhwc_in_place", bww_nhwc_ok, bww_nhwc_cost},
     {WeightPath::nhwc_depthwise, "nhwc_depthwise", nhwc_depthwise_ok, row_nhwc_depthwise_cost},
+    {WeightPath::nhwc_spread, "nhwc_spread", bww_spread_ok, bww_spread_cost},
     {WeightPath::nhwc_via_nchw, "nhwc_via_nchw", nhwc, bww_via_nchw_cost},
 };
 

@@ -29,9 +29,14 @@ namespace convcore::detail {
 struct CostContext {
   const Conv2dGeometry& g;
   int64_t mr, nr, mc, kc, nc, lanes;  // the kernel row
+  int64_t dw_lanes;                   // elements of T in a vector of the row's depthwise loops
   int64_t elem_size;
   double l2_bytes;  // per core
 };
+// c on another geometry (g must outlive the result).
+inline CostContext on_geometry(const CostContext& c, const Conv2dGeometry& g) {
+  return {g, c.mr, c.nr, c.mc, c.kc, c.nc, c.lanes, c.dw_lanes, c.elem_size, c.l2_bytes};
+}
 
 template <class T>
 CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k);
@@ -45,9 +50,9 @@ struct PathInfo {
   double (*cost)(const CostContext&);
 };
 
-extern const PathInfo<ForwardPath> kForwardPaths[10];
-extern const PathInfo<InputPath> kInputPaths[6];
-extern const PathInfo<WeightPath> kWeightPaths[6];
+extern const PathInfo<ForwardPath> kForwardPaths[11];
+extern const PathInfo<InputPath> kInputPaths[7];
+extern const PathInfo<WeightPath> kWeightPaths[7];
 
 // The cheapest supported path of each op for g on the row of c (there always is one: packed,
 // flip, packed for NCHW; nhwc_in_place, flip, nhwc_in_place for NHWC).
