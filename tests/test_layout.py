@@ -107,6 +107,9 @@ PATH_GEOMETRIES = GEOMETRIES[:3] + [
     G(2, 1, 7, 6, 5, 3, 3, padding=1),
     G(2, 3, 6, 5, 1, 3, 3, 2, 1),
     G(1, 9, 5, 7, 6, 3, 3, padding=1),
+    # 2 x 4 blocks: six input channels (two left over), ten output channels, 35 pixels (two rows
+    # left over, then one).
+    G(2, 6, 5, 7, 10, 3, 3, padding=1),
     # depthwise, multiplier 1, 43 channels: whole register blocks, single vectors and a scalar tail
     # on every row; padding 3 > k - 1 leaves border pixels with no tap (the bias alone).
     G(2, 43, 5, 6, 43, 3, 3, padding=3, g=43),

@@ -44,13 +44,17 @@ void transpose_block(int64_t rows, int64_t cols, int64_t r0, int64_t r1, int64_t
 }
 #if defined(__SSE2__)
 // float: 4 x 4 sub-blocks through SSE registers (the x86-64 baseline), about 2.5x the scalar
-// loop; the edges of the block scalar. Four columns of s at a time, down the block's rows, so
-// that only four rows of d take stores at once: where d's rows lie a multiple of 4 KiB apart
-// (1024 pixels), sixteen or more of them map to the same L1 sets and evict each other (a
-// 1024 x 16 transpose: 7.4 us rows first, 1.5 us columns first).
+// loop; two rows or two columns left over as 2 x 4 blocks (a six-channel tensor's last two
+// channels), the last single row or column scalar. Four columns of s at a time, down the
+// block's rows, so that only four rows of d take stores at once: where d's rows lie a multiple of
+// 4 KiB apart (1024 pixels), sixteen or more of them map to the same L1 sets and evict each
+// other (a 1024 x 16 transpose: 7.4 us rows first, 1.5 us columns first).
 template <>
 void transpose_block<float>(int64_t rows, int64_t cols, int64_t r0, int64_t r1, int64_t c0,
                             int64_t c1, const float* s, float* d) {
+  const auto load2 = [](const float* p) {  // two floats into the low half
+    return _mm_loadl_pi(_mm_setzero_ps(), reinterpret_cast<const __m64*>(p));
+  };
   int64_t c = c0;
   for (; c + 4 <= c1; c += 4) {
     int64_t r = r0;
@@ -63,7 +67,27 @@ void transpose_block<float>(int64_t rows, int64_t cols, int64_t r0, int64_t r1, 
       _mm_storeu_ps(d + (c + 2) * rows + r, v2);
       _mm_storeu_ps(d + (c + 3) * rows + r, v3);
     }
+    if (r + 2 <= r1) {  // rows a, b: (a0 b0 a1 b1), (a2 b2 a3 b3), two values to each of 4 rows
+      const __m128 a = _mm_loadu_ps(s + r * cols + c), b = _mm_loadu_ps(s + (r + 1) * cols + c);
+      const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + c * rows + r), lo);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(d + (c + 1) * rows + r), lo);
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + (c + 2) * rows + r), hi);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(d + (c + 3) * rows + r), hi);
+      r += 2;
+    }
     transpose_scalar(rows, cols, r, r1, c, c + 4, s, d);
+  }
+  if (c + 2 <= c1) {  // columns x, y of four rows: (x0 x1 x2 x3) and (y0 y1 y2 y3)
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+      const __m128 u = _mm_unpacklo_ps(load2(s + r * cols + c), load2(s + (r + 1) * cols + c));
+      const __m128 v = _mm_unpacklo_ps(load2(s + (r + 2) * cols + c), load2(s + (r + 3) * cols + c));
+      _mm_storeu_ps(d + c * rows + r, _mm_movelh_ps(u, v));
+      _mm_storeu_ps(d + (c + 1) * rows + r, _mm_movehl_ps(v, u));
+    }
+    transpose_scalar(rows, cols, r, r1, c, c + 2, s, d);
+    c += 2;
   }
   transpose_scalar(rows, cols, r0, r1, c, c1, s, d);
 }
