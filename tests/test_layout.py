@@ -124,6 +124,9 @@ PATH_GEOMETRIES = GEOMETRIES[:3] + [
     G(2, 1, 9, 23, 6, 3, 5, padding=((1, 0), (2, 3)), dw=2),
     G(1, 1, 6, 40, 11, 3, 3, padding=1),
     G(2, 3, 5, 7, 9, 3, 3, padding=1, g=3),
+    # 32 channels, multiplier 2: weight periods of one to sixteen vectors across the rows and
+    # dtypes (the blocks sharing weight vectors, and the general ones).
+    G(2, 16, 5, 9, 32, 3, 3, padding=1, g=16),
 ]
 
 

@@ -8,6 +8,8 @@ LAYOUTS = ("NCHW", "NHWC")
 
 def layout_of(value, name: str = "layout") -> str:
     """The layout named by value ("NCHW" or "NHWC", in any case); ValueError naming `name` else."""
+    if value == "NCHW" or value == "NHWC":  # (the common spelling, without a new string)
+        return value
     if isinstance(value, str) and value.upper() in LAYOUTS:
         return value.upper()
     raise ValueError(f"{name}: expected 'NCHW' or 'NHWC', got {value!r}")

@@ -16,6 +16,7 @@
 #include "depthwise/spread_nhwc.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -44,12 +45,24 @@ int64_t band_rows(int64_t out_rows, int64_t halo, int64_t wp, int64_t oc) {
   return std::clamp<int64_t>(rows, 1, std::max<int64_t>(out_rows, 1));
 }
 
-// out[i*m + k] = v[i] for i < n, k < m: each value m times, m a compile-time constant up to 8
-// (a few stores per value), a fill beyond.
+// out[i*m + k] = v[i] for i < n, k < m: each value m times, as 16-byte stores of the value
+// (the last of a pixel ending at its m-th value, overlapping the one before), scalar where m is
+// below a store's width; m a compile-time constant up to 8, a loop beyond.
+template <class T>
+inline void repeat_value(T v, int64_t m, T* out) {
+  constexpr int64_t C = 16 / int64_t(sizeof(T));
+  if (m < C) {
+    for (int64_t k = 0; k < m; ++k) out[k] = v;
+    return;
+  }
+  T rep[C];
+  for (int64_t k = 0; k < C; ++k) rep[k] = v;
+  for (int64_t k = 0; k + C <= m; k += C) std::memcpy(out + k, rep, sizeof(rep));
+  if (m % C != 0) std::memcpy(out + m - C, rep, sizeof(rep));
+}
 template <int M, class T>
 void repeat_values_n(const T* v, int64_t n, T* out) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int k = 0; k < M; ++k) out[i * M + k] = v[i];
+  for (int64_t i = 0; i < n; ++i) repeat_value(v[i], M, out + i * M);
 }
 template <class T>
 void repeat_values(int64_t m, const T* v, int64_t n, T* out) {
@@ -62,7 +75,7 @@ void repeat_values(int64_t m, const T* v, int64_t n, T* out) {
     case 7: return repeat_values_n<7>(v, n, out);
     case 8: return repeat_values_n<8>(v, n, out);
     default:
-      for (int64_t i = 0; i < n; ++i) std::fill(out + i * m, out + (i + 1) * m, v[i]);
+      for (int64_t i = 0; i < n; ++i) repeat_value(v[i], m, out + i * m);
   }
 }
 

@@ -11,7 +11,7 @@ constexpr std::align_val_t kAlign{64};
 
 struct Pool {
   std::mutex mutex;
-  std::vector<Scratch::Block> idle;  // sorted by nothing; small
+  std::vector<Scratch::Block> idle;  // by size, smallest first; small
   int64_t idle_bytes = 0;
 };
 
@@ -21,6 +21,8 @@ Pool& pool() {
 }
 
 void release(Scratch::Block b) { ::operator delete(b.ptr, kAlign); }
+
+bool smaller(const Scratch::Block& a, const Scratch::Block& b) { return a.bytes < b.bytes; }
 
 }  // namespace
 
@@ -34,9 +36,8 @@ Scratch::Scratch(int64_t count, int64_t bytes_each) {
       {
         std::lock_guard<std::mutex> lock(p.mutex);
         // Take the smallest idle block that is large enough; else allocate a new one below.
-        auto best = p.idle.end();
-        for (auto it = p.idle.begin(); it != p.idle.end(); ++it)
-          if (it->bytes >= bytes_each && (best == p.idle.end() || it->bytes < best->bytes)) best = it;
+        const auto best =
+            std::lower_bound(p.idle.begin(), p.idle.end(), Block{nullptr, bytes_each}, smaller);
         if (best != p.idle.end()) {
           b = *best;
           p.idle_bytes -= b.bytes;
@@ -56,17 +57,16 @@ Scratch::Scratch(int64_t count, int64_t bytes_each) {
 }
 
 Scratch::~Scratch() {
+  if (blocks_.empty()) return;
   Pool& p = pool();
   std::vector<Block> drop;
   {
     std::lock_guard<std::mutex> lock(p.mutex);
     for (Block& b : blocks_) {
-      p.idle.push_back(b);
+      p.idle.insert(std::upper_bound(p.idle.begin(), p.idle.end(), b, smaller), b);
       p.idle_bytes += b.bytes;
     }
     // Keep the pool bounded: free the largest idle blocks first.
-    std::sort(p.idle.begin(), p.idle.end(),
-              [](const Block& a, const Block& b) { return a.bytes < b.bytes; });
     while (p.idle_bytes > kKeepBytes && !p.idle.empty()) {
       p.idle_bytes -= p.idle.back().bytes;
       drop.push_back(p.idle.back());
