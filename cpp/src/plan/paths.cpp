@@ -242,8 +242,9 @@ double bwi_spread_cost(const CostContext& c) { return spread_cost(c, SpreadOp::b
 // The weight gradient's sums, [kh*kw][run*oc] per chunk, read back once.
 double bww_spread_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
-  const double sums = double(weight_chunks(g, c.elem_size)) * double(g.kh) * double(g.kw) *
-                      double(spread_sizes(g, SpreadOp::backward_weight, c.dw_lanes).run) * double(g.oc);
+  const double run = double(spread_sizes(g, SpreadOp::backward_weight, c.dw_lanes).run);
+  const double sums =
+      double(weight_chunks(g, c.elem_size)) * double(g.kh) * double(g.kw) * run * double(g.oc);
   return spread_cost(c, SpreadOp::backward_weight) + sums * kCopy;
 }
 
