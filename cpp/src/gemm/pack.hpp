@@ -14,68 +14,33 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#include <xmmintrin.h>
-#endif
+#include "gemm/sse_transpose.hpp"
 
 namespace convcore::detail {
 
 // Sources up to this size are assumed to be in cache (L2) when packed.
 constexpr int64_t kPackInCacheBytes = 256 * 1024;
 
-// Whether pack_panels_w transposes a panel of width w through SSE registers, on x86-64: float in
-// 4 x 4 blocks (w a multiple of 4), double in 2 x 2 blocks (w even).
+// Whether pack_panels_w transposes a panel of width w in SSE blocks (x86-64; w a multiple of the
+// block's side: 4 floats, 2 doubles).
 template <class T>
 constexpr bool transposes_in_sse(int64_t w) {
-#if defined(__SSE2__)
-  return (std::is_same_v<T, float> && w % 4 == 0) || (std::is_same_v<T, double> && w % 2 == 0);
-#else
-  (void)w;
-  return false;
-#endif
+  return kSseBlock<T> > 0 && w % (kSseBlock<T> > 0 ? kSseBlock<T> : 1) == 0;
 }
 
-// d[p*w + r] = s[r*rs + p] for r < w (a multiple of 4), p < kc: one panel, float.
-inline void transpose_panel_sse(int64_t w, int64_t kc, const float* s, int64_t rs, float* d) {
-#if defined(__SSE2__)
+// d[p*w + r] = s[r*rs + p] for r < w, p < kc: one panel, in SSE blocks where transposes_in_sse,
+// the last kc % block values of each row one by one.
+template <class T>
+void transpose_panel(int64_t w, int64_t kc, const T* s, int64_t rs, T* d) {
   int64_t p = 0;
-  for (; p + 4 <= kc; p += 4)
-    for (int64_t r = 0; r < w; r += 4) {
-      __m128 v0 = _mm_loadu_ps(s + r * rs + p), v1 = _mm_loadu_ps(s + (r + 1) * rs + p);
-      __m128 v2 = _mm_loadu_ps(s + (r + 2) * rs + p), v3 = _mm_loadu_ps(s + (r + 3) * rs + p);
-      _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
-      _mm_storeu_ps(d + p * w + r, v0);
-      _mm_storeu_ps(d + (p + 1) * w + r, v1);
-      _mm_storeu_ps(d + (p + 2) * w + r, v2);
-      _mm_storeu_ps(d + (p + 3) * w + r, v3);
-    }
+  if constexpr (kSseBlock<T> > 0) {
+    constexpr int64_t B = kSseBlock<T>;
+    for (; p + B <= kc; p += B)
+      for (int64_t r = 0; r < w; r += B) transpose_block_sse(s + r * rs + p, rs, d + p * w + r, w);
+  }
   for (; p < kc; ++p)
     for (int64_t r = 0; r < w; ++r) d[p * w + r] = s[r * rs + p];
-#else
-  for (int64_t p = 0; p < kc; ++p)
-    for (int64_t r = 0; r < w; ++r) d[p * w + r] = s[r * rs + p];
-#endif
-}
-
-// d[p*w + r] = s[r*rs + p] for r < w (even), p < kc: one panel, double.
-inline void transpose_panel_sse(int64_t w, int64_t kc, const double* s, int64_t rs, double* d) {
-#if defined(__SSE2__)
-  int64_t p = 0;
-  for (; p + 2 <= kc; p += 2)
-    for (int64_t r = 0; r < w; r += 2) {
-      const __m128d a = _mm_loadu_pd(s + r * rs + p), b = _mm_loadu_pd(s + (r + 1) * rs + p);
-      _mm_storeu_pd(d + p * w + r, _mm_unpacklo_pd(a, b));
-      _mm_storeu_pd(d + (p + 1) * w + r, _mm_unpackhi_pd(a, b));
-    }
-  for (; p < kc; ++p)
-    for (int64_t r = 0; r < w; ++r) d[p * w + r] = s[r * rs + p];
-#else
-  for (int64_t p = 0; p < kc; ++p)
-    for (int64_t r = 0; r < w; ++r) d[p * w + r] = s[r * rs + p];
-#endif
 }
 
 // W > 0: the panel width known at compile time (w must equal W); W == 0: any w.
@@ -104,7 +69,7 @@ void pack_panels_w(int64_t w_rt, int64_t rows, int64_t kc, const T* src, int64_t
     // A transpose in SSE registers (the x86-64 baseline), 4 x 4 floats or 2 x 2 doubles at a
     // time: the rows' next values in, each p's consecutive r's out.
     for (int64_t q = 0; q < full; ++q)
-      transpose_panel_sse(W, kc, src + q * W * rs, rs, dst + q * panel);
+      transpose_panel(W, kc, src + q * W * rs, rs, dst + q * panel);
   } else if (ps == 1 && W > 0) {
     // A transpose: w rows, each contiguous along p. A cache line of each row at a time goes
     // through a small tile, so that both the reads and the writes are contiguous runs the

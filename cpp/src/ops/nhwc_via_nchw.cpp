@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "convcore/parallel.hpp"
+#include "gemm/sse_transpose.hpp"
 #include "memory/scratch.hpp"
 #include "plan/paths.hpp"
 
@@ -58,15 +59,7 @@ void transpose_block<float>(int64_t rows, int64_t cols, int64_t r0, int64_t r1, 
   int64_t c = c0;
   for (; c + 4 <= c1; c += 4) {
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-      __m128 v0 = _mm_loadu_ps(s + r * cols + c), v1 = _mm_loadu_ps(s + (r + 1) * cols + c);
-      __m128 v2 = _mm_loadu_ps(s + (r + 2) * cols + c), v3 = _mm_loadu_ps(s + (r + 3) * cols + c);
-      _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
-      _mm_storeu_ps(d + c * rows + r, v0);
-      _mm_storeu_ps(d + (c + 1) * rows + r, v1);
-      _mm_storeu_ps(d + (c + 2) * rows + r, v2);
-      _mm_storeu_ps(d + (c + 3) * rows + r, v3);
-    }
+    for (; r + 4 <= r1; r += 4) transpose_block_sse(s + r * cols + c, cols, d + c * rows + r, rows);
     if (r + 2 <= r1) {  // rows a, b: (a0 b0 a1 b1), (a2 b2 a3 b3), two values to each of 4 rows
       const __m128 a = _mm_loadu_ps(s + r * cols + c), b = _mm_loadu_ps(s + (r + 1) * cols + c);
       const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);
@@ -81,8 +74,9 @@ void transpose_block<float>(int64_t rows, int64_t cols, int64_t r0, int64_t r1, 
   if (c + 2 <= c1) {  // columns x, y of four rows: (x0 x1 x2 x3) and (y0 y1 y2 y3)
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
-      const __m128 u = _mm_unpacklo_ps(load2(s + r * cols + c), load2(s + (r + 1) * cols + c));
-      const __m128 v = _mm_unpacklo_ps(load2(s + (r + 2) * cols + c), load2(s + (r + 3) * cols + c));
+      const float* q = s + r * cols + c;
+      const __m128 u = _mm_unpacklo_ps(load2(q), load2(q + cols));
+      const __m128 v = _mm_unpacklo_ps(load2(q + 2 * cols), load2(q + 3 * cols));
       _mm_storeu_ps(d + c * rows + r, _mm_movelh_ps(u, v));
       _mm_storeu_ps(d + (c + 1) * rows + r, _mm_movehl_ps(v, u));
     }

@@ -1,0 +1,41 @@
+#pragma once
+// Square blocks transposed through SSE registers (the x86-64 baseline): 4 x 4 floats or 2 x 2
+// doubles, for the GEMM's transposed panels (pack.hpp) and the NHWC/NCHW transposes
+// (ops/nhwc_via_nchw.cpp). Elsewhere kSseBlock is 0 and nothing here is defined.
+#include <cstdint>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#endif
+
+namespace convcore::detail {
+
+#if defined(__SSE2__)
+// The block's side for T: 16 bytes of it.
+template <class T>
+constexpr int64_t kSseBlock = int64_t(16 / sizeof(T));
+
+// d[c*ld + r] = s[r*ls + c] for r, c < 4.
+inline void transpose_block_sse(const float* s, int64_t ls, float* d, int64_t ld) {
+  __m128 v0 = _mm_loadu_ps(s), v1 = _mm_loadu_ps(s + ls);
+  __m128 v2 = _mm_loadu_ps(s + 2 * ls), v3 = _mm_loadu_ps(s + 3 * ls);
+  _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
+  _mm_storeu_ps(d, v0);
+  _mm_storeu_ps(d + ld, v1);
+  _mm_storeu_ps(d + 2 * ld, v2);
+  _mm_storeu_ps(d + 3 * ld, v3);
+}
+
+// d[c*ld + r] = s[r*ls + c] for r, c < 2.
+inline void transpose_block_sse(const double* s, int64_t ls, double* d, int64_t ld) {
+  const __m128d a = _mm_loadu_pd(s), b = _mm_loadu_pd(s + ls);
+  _mm_storeu_pd(d, _mm_unpacklo_pd(a, b));
+  _mm_storeu_pd(d + ld, _mm_unpackhi_pd(a, b));
+}
+#else
+template <class T>
+constexpr int64_t kSseBlock = 0;
+#endif
+
+}  // namespace convcore::detail
