@@ -222,6 +222,25 @@ def test_bits_do_not_depend_on_threads_nhwc(paths, geom):
             np.testing.assert_array_equal(a, b_)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geom", [
+    G(2, 4, 5, 6, 16, 1, 1, g=2),  # 1x1: the product writes dx directly, per group
+    G(2, 4, 8, 9, 32, 1, 1, 2, 2, g=2),  # strided 1x1: col2im's scatter
+    G(2, 3, 8, 8, 16, 3, 3, padding=1),
+], ids=str)
+def test_via_nchw_col2im_packs_nhwc_dy(geom, dtype):
+    # Where the NCHW twin's input gradient is col2im, its product packs dy from NHWC order
+    # itself (dy is not transposed): every row, groups, images.
+    x, w, b, dy = make_problem(geom, dtype, seed=4)
+    _, dx_ref, _, _ = _reference(geom, x, w, b, dy)
+    for isa in _core.supported_isas():
+        plan = cc.Conv2dPlan(nhwc(x).shape, w.shape, dtype=dtype, layout="NHWC", isa=isa,
+                             paths={"backward_input": "nhwc_via_nchw"}, **geom.kwargs)
+        if dtype == np.float32:
+            assert plan.describe()["backward_input"]["detail"] == "NCHW path: col2im"
+        assert_close(nchw(plan.backward_input(w, nhwc(dy))), dx_ref, dtype)
+
+
 def test_via_nchw_names_its_nchw_path():
     # The NCHW twin runs on the path an NCHW plan of the same geometry and row would take.
     geom = G(2, 1, 12, 12, 6, 5, 5)

@@ -55,7 +55,7 @@ void backward_input_flip(const ForwardExec<T>& flipped, const Conv2dGeometry& g,
 // The classic method: dcol = W^T * dy per image and group, then col2im (scatter-add).
 template <class T>
 void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
-                           const T* dy, T* dx) {
+                           const T* dy, T* dx, bool dy_nhwc = false) {
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
   const bool direct = col_is_input(g);
@@ -69,10 +69,11 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
     for (int64_t n = begin; n < end; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         T* dxg = dx + (n * g.ic + gi * icg) * ihw;
-        const T* dyg = dy + (n * g.oc + gi * ocg) * N;
-        // dcol[K x N] = W_g^T[K x ocg] * dY_g[ocg x N]
+        // dcol[K x N] = W_g^T[K x ocg] * dY_g[ocg x N]; dy in NHWC order is dY_g^T (row stride oc)
+        const T* dyg = dy_nhwc ? dy + n * N * g.oc + gi * ocg : dy + (n * g.oc + gi * ocg) * N;
         gemm_driver<T>(kern, K, N, ocg, T(1), MatrixPackA<T>(true, w + gi * ocg * K, K),
-                       MatrixPackB<T>(false, dyg, N), T(0), direct ? dxg : dcol, N);
+                       MatrixPackB<T>(dy_nhwc, dyg, dy_nhwc ? g.oc : N), T(0),
+                       direct ? dxg : dcol, N);
         if (direct) continue;
         std::fill(dxg, dxg + icg * ihw, T(0));
         col2im(g, dcol, dxg);
@@ -283,6 +284,17 @@ int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
   while (chunks > 1 && double(bytes) * double(chunks) > l2_cache_bytes()) chunks /= 2;
   return std::max<int64_t>(chunks, 1);
 }
+
+template <class T>
+void backward_input_col2im_nhwc_dy(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
+                                   const T* dy, T* dx) {
+  backward_input_col2im(kern, g, w, dy, dx, true);
+}
+template void backward_input_col2im_nhwc_dy<float>(const GemmKernel<float>&, const Conv2dGeometry&,
+                                                   const float*, const float*, float*);
+template void backward_input_col2im_nhwc_dy<double>(const GemmKernel<double>&,
+                                                    const Conv2dGeometry&, const double*,
+                                                    const double*, double*);
 
 template <class T>
 InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmKernel<T>& k,

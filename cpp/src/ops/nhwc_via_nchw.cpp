@@ -138,9 +138,16 @@ template <class T>
 void backward_input_via_nchw(const InputExec<T>& e, const T* w, const T* dy, T* dx) {
   const Conv2dGeometry& g = e.g;
   const int64_t pix_in = g.ih * g.iw, pix_out = g.oh() * g.ow();
-  TwinBuffer<T> dyt(g.oc > 1, g.dst_size()), dxt(g.ic > 1, g.src_size());
-  if (g.oc > 1) transpose_images(g.mb, pix_out, g.oc, dy, dyt.get());
-  e.nchw->run(w, g.oc > 1 ? dyt.get() : dy, g.ic > 1 ? dxt.get() : dx);
+  // col2im's product packs dy in NHWC order itself; the other paths take it transposed.
+  const bool packs_nhwc = e.nchw->path == InputPath::col2im && g.oc > 1;
+  TwinBuffer<T> dyt(g.oc > 1 && !packs_nhwc, g.dst_size()), dxt(g.ic > 1, g.src_size());
+  T* const dx_nchw = g.ic > 1 ? dxt.get() : dx;
+  if (packs_nhwc) {
+    backward_input_col2im_nhwc_dy(*e.kern, e.nchw->g, w, dy, dx_nchw);
+  } else {
+    if (g.oc > 1) transpose_images(g.mb, pix_out, g.oc, dy, dyt.get());
+    e.nchw->run(w, g.oc > 1 ? dyt.get() : dy, dx_nchw);
+  }
   if (g.ic > 1) transpose_images(g.mb, g.ic, pix_in, dxt.get(), dx);
 }
 

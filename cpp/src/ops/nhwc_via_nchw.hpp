@@ -40,6 +40,12 @@ template <class T>
 void backward_weight_via_nchw(const WeightExec<T>& e, const T* x, const T* dy, T* dw,
                               bool accumulate);
 
+// The NCHW col2im of g (layout NCHW) with dy given in NHWC order: the GEMM packs dY_g^T from it
+// (a transposed panel), dx in NCHW order.
+template <class T>
+void backward_input_col2im_nhwc_dy(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
+                                   const T* dy, T* dx);
+
 // Whether transpose_images moves values of elem_size bytes in register blocks (float on x86-64,
 // whose baseline has SSE) rather than one at a time: what the cost model prices.
 constexpr bool transposes_in_blocks(int64_t elem_size) {

@@ -371,9 +371,16 @@ double fwd_via_nchw_cost(const CostContext& c) {
   return nchw_twin_cost(kForwardPaths, c) + transpose_cost(c, c.g.src_size(), c.g.ic) +
          transpose_cost(c, c.g.dst_size(), c.g.oc);
 }
+// Where the twin's path is col2im, its product packs dy from NHWC order (a transposed panel in
+// place of the contiguous one the twin's cost counts) and dy is not transposed.
 double bwi_via_nchw_cost(const CostContext& c) {
-  return nchw_twin_cost(kInputPaths, c) + transpose_cost(c, c.g.dst_size(), c.g.oc) +
-         transpose_cost(c, c.g.src_size(), c.g.ic);
+  Conv2dGeometry t = c.g;
+  t.layout = Layout::nchw;
+  double twin = 0;
+  const InputPath p = cheapest(kInputPaths, on_geometry(c, t), &twin);
+  const double dy = transpose_cost(c, c.g.dst_size(), c.g.oc) -
+                    (p == InputPath::col2im && c.g.oc > 1 ? double(c.g.dst_size()) * kCopy : 0);
+  return twin + dy + transpose_cost(c, c.g.src_size(), c.g.ic);
 }
 double bww_via_nchw_cost(const CostContext& c) {
   return nchw_twin_cost(kWeightPaths, c) + transpose_cost(c, c.g.src_size(), c.g.ic) +
