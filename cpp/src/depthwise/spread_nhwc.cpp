@@ -95,12 +95,13 @@ void spread_band(const T* src, int64_t h, int64_t w, int64_t c, int64_t m, int64
     }
     std::fill(row, row + lo * oc, T(0));
     std::fill(row + hi * oc, row + wp * oc, T(0));
-    const T* s = src + (sy * w + x0) * c;
+    if (hi == lo) continue;
+    const T* s = src + (sy * w + x0 + lo) * c;  // the row's first pixel inside the image
     if (m == 1) {
-      std::copy(s + lo * c, s + hi * c, row + lo * oc);
+      std::copy(s, s + (hi - lo) * c, row + lo * oc);
       continue;
     }
-    repeat_values(m, s + lo * c, (hi - lo) * c, row + lo * oc);
+    repeat_values(m, s, (hi - lo) * c, row + lo * oc);
   }
 }
 
