@@ -359,12 +359,13 @@ double transpose_cost(const CostContext& c, int64_t elems, int64_t channels) {
 template <class Path, size_t n>
 Path cheapest(const PathInfo<Path> (&table)[n], const CostContext& c, double* cost);
 template <class Path, size_t n>
-double nchw_twin_cost(const PathInfo<Path> (&table)[n], const CostContext& c) {
+double nchw_twin_cost(const PathInfo<Path> (&table)[n], const CostContext& c,
+                      Path* path = nullptr) {
   Conv2dGeometry t = c.g;
   t.layout = Layout::nchw;
-  const CostContext ct = on_geometry(c, t);
   double cost = 0;
-  cheapest(table, ct, &cost);
+  const Path p = cheapest(table, on_geometry(c, t), &cost);
+  if (path) *path = p;
   return cost;
 }
 double fwd_via_nchw_cost(const CostContext& c) {
@@ -374,10 +375,8 @@ double fwd_via_nchw_cost(const CostContext& c) {
 // Where the twin's path is col2im, its product packs dy from NHWC order (a transposed panel in
 // place of the contiguous one the twin's cost counts) and dy is not transposed.
 double bwi_via_nchw_cost(const CostContext& c) {
-  Conv2dGeometry t = c.g;
-  t.layout = Layout::nchw;
-  double twin = 0;
-  const InputPath p = cheapest(kInputPaths, on_geometry(c, t), &twin);
+  InputPath p = InputPath::flip;
+  const double twin = nchw_twin_cost(kInputPaths, c, &p);
   const double dy = transpose_cost(c, c.g.dst_size(), c.g.oc) -
                     (p == InputPath::col2im && c.g.oc > 1 ? double(c.g.dst_size()) * kCopy : 0);
   return twin + dy + transpose_cost(c, c.g.src_size(), c.g.ic);
