@@ -17,7 +17,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <utility>
+#include <numeric>
 #include <vector>
 
 #include "convcore/activation.hpp"
@@ -123,11 +123,6 @@ std::vector<int64_t> tap_offsets(const Conv2dGeometry& g, int64_t wp) {
   return off;
 }
 
-int64_t gcd(int64_t a, int64_t b) {
-  while (b != 0) a = std::exchange(b, a % b);
-  return a;
-}
-
 }  // namespace
 
 SpreadSizes spread_sizes(const Conv2dGeometry& g, SpreadOp op, int64_t lanes) {
@@ -136,7 +131,7 @@ SpreadSizes spread_sizes(const Conv2dGeometry& g, SpreadOp op, int64_t lanes) {
   const int64_t out_rows = op == SpreadOp::backward_input ? g.ih : g.oh();
   SpreadSizes s;
   s.wp = width + ew;
-  s.period = g.oc / gcd(g.oc, lanes) * lanes;
+  s.period = g.oc / std::gcd(g.oc, lanes) * lanes;
   s.run = run_pixels(g.oc, width);
   s.rows = band_rows(out_rows, eh, s.wp, g.oc);
   s.bands = (out_rows + s.rows - 1) / s.rows;
