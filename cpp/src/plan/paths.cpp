@@ -34,10 +34,6 @@ constexpr double kRowPiece = 100;   // per output row piece the b_in_place epilo
 constexpr double kTransposeBlocked = 2 * kCopy;
 // The vector width of code built for the baseline ISA only (most NHWC depthwise loops).
 constexpr int64_t kBaselineVectorBytes = 16;
-// The weight gradient read in place multiplies each A value by ocg/NR panels re-read from the
-// padded copy rather than from a packed, L1-resident panel: this fraction of the product's time
-// per extra panel (calibrated on the suite, benchmarks/README.md).
-constexpr double kDirectAPanelPenalty = 0.06;
 
 double ceil_div(double a, double b) { return std::ceil(a / b); }
 
@@ -322,9 +318,7 @@ double chunk_sums(const CostContext& c) {
 double bww_a_in_place_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
-  const double panels = ceil_div(ocg, double(c.nr));
-  const double product =
-      gemm_cost(c, K, ocg, N, ARead::row_pointers) * (1 + kDirectAPanelPenalty * (panels - 1));
+  const double product = gemm_cost(c, K, ocg, N, ARead::row_pointers);
   return images_groups(g) * (product + copy_cost(c, padded_elems(g)) + N * ocg * kGather) +
          chunk_sums(c);
 }
@@ -333,8 +327,8 @@ bool bww_nhwc_ok(const CostContext& c) { return nhwc(c); }
 double bww_nhwc_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
-  const double panels = ceil_div(ocg, double(c.nr));
-  const double product = gemm_cost(c, K, ocg, N) * (1 + kDirectAPanelPenalty * (panels - 1));
+  // col's rows are read through a pointer each (DirectA), as the NCHW path's.
+  const double product = gemm_cost(c, K, ocg, N, ARead::row_pointers);
   return images_groups(g) * (product + N * ocg * kCopy) + nhwc_copy_cost(c) + chunk_sums(c);
 }
 bool bww_packed_ok(const CostContext& c) { return nchw(c); }
