@@ -115,6 +115,34 @@ def test_plan_bits_equal_functional_and_any_thread_count(geom):
             np.testing.assert_array_equal(a, e)
 
 
+# The forward's epilogues (bias, then the activation) on every forward path: channel and pixel
+# counts that are not multiples of the 4 x 4 / 2 x 2 register blocks of the transposed write-back,
+# plus a NaN, which relu turns into 0 (where NumPy's maximum, the reference's, keeps it).
+EPILOGUE_GEOMETRIES = [G(2, 3, 7, 9, 6, 3, 3, padding=1), G(3, 5, 6, 5, 7, 3, 3, 2, 2, padding=1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("geom", EPILOGUE_GEOMETRIES, ids=str)
+def test_forward_epilogue_on_every_path(geom, activation, bias, dtype):
+    x, w, b, _ = make_problem(geom, dtype, seed=11)
+    x[0, 0, 2, 3] = np.nan
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    b_arg = b if bias else None
+    want = reference.conv2d_forward(x64, w64, b.astype(np.float64) if bias else None, **geom.ref_kwargs)
+    want = reference.activation_forward(want, activation)
+    for isa in ISAS:
+        for path in _supported(geom, "forward", isa):
+            got = _plan(geom, dtype, "forward", path, isa, activation, bias).forward(x, w, b_arg)
+            nan = np.isnan(want)
+            if activation == "relu":  # convcore's relu maps NaN to 0 (activation.hpp)
+                np.testing.assert_array_equal(got[nan], 0, err_msg=f"{path} {isa}")
+            else:
+                np.testing.assert_array_equal(np.isnan(got), nan, err_msg=f"{path} {isa}")
+            assert_close(got[~nan], want[~nan], dtype)
+
+
 def test_backward_equals_the_separate_ops_and_accumulates():
     geom = G(2, 3, 7, 7, 4, 3, 3, 2, 2, padding=1)
     x, w, b, dy = make_problem(geom, np.float64, seed=7)

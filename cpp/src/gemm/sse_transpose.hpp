@@ -33,6 +33,32 @@ inline void transpose_block_sse(const double* s, int64_t ls, double* d, int64_t 
   _mm_storeu_pd(d, _mm_unpacklo_pd(a, b));
   _mm_storeu_pd(d + ld, _mm_unpackhi_pd(a, b));
 }
+
+// d[c*ld + r] = s[r*ls + c] + add[c], clamped at 0 (relu: NaN and -0 give +0) when relu is set,
+// for r, c < 4: the transposed forward's epilogue (ops/conv2d_forward.cpp).
+inline void transpose_block_sse(const float* s, int64_t ls, const float* add, bool relu, float* d,
+                                int64_t ld) {
+  __m128 v[4] = {_mm_loadu_ps(s), _mm_loadu_ps(s + ls), _mm_loadu_ps(s + 2 * ls),
+                 _mm_loadu_ps(s + 3 * ls)};
+  _MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
+  for (int c = 0; c < 4; ++c) {
+    __m128 r = _mm_add_ps(v[c], _mm_set1_ps(add[c]));
+    if (relu) r = _mm_max_ps(r, _mm_setzero_ps());
+    _mm_storeu_ps(d + c * ld, r);
+  }
+}
+
+// The same for r, c < 2.
+inline void transpose_block_sse(const double* s, int64_t ls, const double* add, bool relu,
+                                double* d, int64_t ld) {
+  const __m128d a = _mm_loadu_pd(s), b = _mm_loadu_pd(s + ls);
+  const __m128d v[2] = {_mm_unpacklo_pd(a, b), _mm_unpackhi_pd(a, b)};
+  for (int c = 0; c < 2; ++c) {
+    __m128d r = _mm_add_pd(v[c], _mm_set1_pd(add[c]));
+    if (relu) r = _mm_max_pd(r, _mm_setzero_pd());
+    _mm_storeu_pd(d + c * ld, r);
+  }
+}
 #else
 template <class T>
 constexpr int64_t kSseBlock = 0;

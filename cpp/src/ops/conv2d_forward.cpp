@@ -7,6 +7,7 @@
 #include "depthwise/spread_nhwc.hpp"
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
+#include "gemm/sse_transpose.hpp"
 #include "igemm/im2col_pack.hpp"
 #include "igemm/padded_image.hpp"
 #include "memory/scratch.hpp"
@@ -156,6 +157,9 @@ struct TransposeBiasActivation {
   // dst = f(yt + bias) over the block, then after(run, length) on each contiguous run of dst.
   template <class F, class After>
   void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
+    if constexpr (kSseBlock<T> > 0) {
+      if (wide == ow) return apply_blocked(i0, mc, j0, nc, f, after);
+    }
     for (int64_t o = j0; o < j0 + nc; ++o) {
       const T b = bias ? bias[o] : T(0);
       const T* src = yt + o;
@@ -174,6 +178,31 @@ struct TransposeBiasActivation {
         m += len;
       }
     }
+  }
+
+  // wide == ow: the block transposed through SSE registers, square blocks of kSseBlock pixels x
+  // channels, the bias added and relu applied there (the edges value by value); sigmoid and tanh
+  // then run along each channel's run of dst, which the block has just written.
+  template <class F, class After>
+  void apply_blocked(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
+    constexpr int64_t B = kSseBlock<T>;
+    const int64_t i_end = i0 + mc, o_end = j0 + nc;
+    const int64_t i_blocked = i0 + mc / B * B, o_blocked = j0 + nc / B * B;
+    const bool relu = act == Activation::relu;
+    const T zeros[B] = {};
+    for (int64_t o = j0; o < o_blocked; o += B) {
+      const T* add = bias ? bias + o : zeros;
+      for (int64_t j = i0; j < i_blocked; j += B)
+        transpose_block_sse(yt + j * ocg + o, ocg, add, relu, y + o * n + j, n);
+      for (int64_t c = 0; c < B; ++c)
+        for (int64_t j = i_blocked; j < i_end; ++j)
+          y[(o + c) * n + j] = f(yt[j * ocg + o + c] + add[c]);
+    }
+    for (int64_t o = o_blocked; o < o_end; ++o) {
+      const T b = bias ? bias[o] : T(0);
+      for (int64_t j = i0; j < i_end; ++j) y[o * n + j] = f(yt[j * ocg + o] + b);
+    }
+    for (int64_t o = j0; o < o_end; ++o) after(y + o * n + i0, mc);
   }
 };
 
