@@ -278,6 +278,35 @@ def test_weight_gradient_paths_same_bits_for_any_thread_count_and_accumulate(geo
         cc.set_num_threads(before)
 
 
+# The in-place weight gradients add their chunks' transposed partial sums into dw in register
+# blocks: row counts (ocg) and K that leave rows and values past whole blocks, groups, a stride.
+TRANSPOSED_SUM_GEOMETRIES = [
+    G(3, 3, 9, 9, 6, 3, 3, padding=1),
+    G(4, 6, 7, 8, 10, 3, 3, padding=1, g=2),
+    G(2, 5, 6, 6, 17, 3, 3, 2, 2, padding=1),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", TRANSPOSED_SUM_GEOMETRIES, ids=str)
+def test_in_place_weight_gradient_sums_and_accumulates(geom, dtype, layout):
+    x, w, b, dy = make_problem(geom, dtype, seed=13)
+    want = reference.conv2d_backward_weight(*(a.astype(np.float64) for a in (x, dy)), geom.weight_shape,
+                                            **geom.ref_kwargs)
+    path = "a_in_place" if layout == "NCHW" else "nhwc_in_place"
+    if layout == "NHWC":
+        x, dy = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
+    held = np.random.default_rng(3).standard_normal(geom.weight_shape).astype(dtype)
+    for isa in ISAS:
+        plan = cc.Conv2dPlan(x.shape, geom.weight_shape, dtype=dtype, layout=layout, isa=isa,
+                             paths={"backward_weight": path}, **geom.kwargs)
+        assert_close(plan.backward_weight(x, dy), want, dtype)
+        out = held.copy()
+        plan.backward_weight(x, dy, out=out, accumulate=True)
+        assert_close(out, want + held.astype(np.float64), dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("isa", ISAS)
 def test_depthwise_weight_gradient_ignores_values_past_a_row(isa, dtype):
