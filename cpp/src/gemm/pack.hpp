@@ -22,22 +22,35 @@ namespace convcore::detail {
 // Sources up to this size are assumed to be in cache (L2) when packed.
 constexpr int64_t kPackInCacheBytes = 256 * 1024;
 
-// Whether pack_panels_w transposes a panel of width w in SSE blocks (x86-64; w a multiple of the
-// block's side: 4 floats, 2 doubles).
+// Whether pack_panels_w transposes a panel of width w in SSE blocks (x86-64): w a multiple of the
+// block's side (4 floats, 2 doubles), or for float two more (a 6-row tile's panels: 4 x 4 blocks,
+// then 2 x 4).
 template <class T>
 constexpr bool transposes_in_sse(int64_t w) {
-  return kSseBlock<T> > 0 && w % (kSseBlock<T> > 0 ? kSseBlock<T> : 1) == 0;
+  constexpr int64_t B = kSseBlock<T>;
+  if constexpr (B == 0) {
+    return false;
+  } else {
+    return w % B == 0 || (B == 4 && w % B == 2);
+  }
 }
 
 // d[p*w + r] = s[r*rs + p] for r < w, p < kc: one panel, in SSE blocks where transposes_in_sse,
 // the last kc % block values of each row one by one.
 template <class T>
 void transpose_panel(int64_t w, int64_t kc, const T* s, int64_t rs, T* d) {
+  assert(transposes_in_sse<T>(w) || kSseBlock<T> == 0);
   int64_t p = 0;
   if constexpr (kSseBlock<T> > 0) {
     constexpr int64_t B = kSseBlock<T>;
-    for (; p + B <= kc; p += B)
-      for (int64_t r = 0; r < w; r += B) transpose_block_sse(s + r * rs + p, rs, d + p * w + r, w);
+    const int64_t whole = w / B * B;
+    for (; p + B <= kc; p += B) {
+      for (int64_t r = 0; r < whole; r += B)
+        transpose_block_sse(s + r * rs + p, rs, d + p * w + r, w);
+      if constexpr (B == 4) {
+        if (whole < w) transpose_2x4_sse(s + whole * rs + p, rs, d + p * w + whole, w);
+      }
+    }
   }
   for (; p < kc; ++p)
     for (int64_t r = 0; r < w; ++r) d[p * w + r] = s[r * rs + p];

@@ -27,6 +27,18 @@ inline void transpose_block_sse(const float* s, int64_t ls, float* d, int64_t ld
   _mm_storeu_ps(d + 3 * ld, v3);
 }
 
+// d[c*ld + r] = s[r*ls + c] for r < 2, c < 4: two rows of four floats, (a0 b0 a1 b1) and
+// (a2 b2 a3 b3) split into two values for each of four rows of d (what is left of a float panel
+// or tensor six rows wide after its 4 x 4 blocks).
+inline void transpose_2x4_sse(const float* s, int64_t ls, float* d, int64_t ld) {
+  const __m128 a = _mm_loadu_ps(s), b = _mm_loadu_ps(s + ls);
+  const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);
+  _mm_storel_pi(reinterpret_cast<__m64*>(d), lo);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(d + ld), lo);
+  _mm_storel_pi(reinterpret_cast<__m64*>(d + 2 * ld), hi);
+  _mm_storeh_pi(reinterpret_cast<__m64*>(d + 3 * ld), hi);
+}
+
 // d[c*ld + r] = s[r*ls + c] for r, c < 2.
 inline void transpose_block_sse(const double* s, int64_t ls, double* d, int64_t ld) {
   const __m128d a = _mm_loadu_pd(s), b = _mm_loadu_pd(s + ls);

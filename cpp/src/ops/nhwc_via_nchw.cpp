@@ -60,13 +60,8 @@ void transpose_block<float>(int64_t rows, int64_t cols, int64_t r0, int64_t r1, 
   for (; c + 4 <= c1; c += 4) {
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) transpose_block_sse(s + r * cols + c, cols, d + c * rows + r, rows);
-    if (r + 2 <= r1) {  // rows a, b: (a0 b0 a1 b1), (a2 b2 a3 b3), two values to each of 4 rows
-      const __m128 a = _mm_loadu_ps(s + r * cols + c), b = _mm_loadu_ps(s + (r + 1) * cols + c);
-      const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);
-      _mm_storel_pi(reinterpret_cast<__m64*>(d + c * rows + r), lo);
-      _mm_storeh_pi(reinterpret_cast<__m64*>(d + (c + 1) * rows + r), lo);
-      _mm_storel_pi(reinterpret_cast<__m64*>(d + (c + 2) * rows + r), hi);
-      _mm_storeh_pi(reinterpret_cast<__m64*>(d + (c + 3) * rows + r), hi);
+    if (r + 2 <= r1) {
+      transpose_2x4_sse(s + r * cols + c, cols, d + c * rows + r, rows);
       r += 2;
     }
     transpose_scalar(rows, cols, r, r1, c, c + 4, s, d);

@@ -319,7 +319,9 @@ double bww_a_in_place_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
   const double K = double(g.col_rows()), N = double(g.col_cols()), ocg = double(g.ocg());
   const double product = gemm_cost(c, K, ocg, N, ARead::row_pointers);
-  return images_groups(g) * (product + copy_cost(c, padded_elems(g)) + N * ocg * kGather) +
+  // dY^T's panels: rows contiguous along k, transposed through SSE registers (pack.hpp).
+  const double pack_b = transposes_in_blocks(c.elem_size) ? kTransposeBlocked : kGather;
+  return images_groups(g) * (product + copy_cost(c, padded_elems(g)) + N * ocg * pack_b) +
          chunk_sums(c);
 }
 // NHWC: dW_g^T[K x ocg] (+)= col[K x N] dY_g[N x ocg], col read in place from a band's copy.
