@@ -203,3 +203,15 @@ def test_kernel_peak_probe():
         _core.kernel_peak_gflops("float16", 0.02)
     with pytest.raises(ValueError, match=r"seconds: expected a duration"):
         _core.kernel_peak_gflops("float32", 0.0)
+
+
+def test_a_refused_array_is_shown_by_shape_not_values():
+    x = np.zeros((2, 6, 12, 12), np.float32)
+    w = np.zeros((16, 6, 5, 5), np.float32)
+    with pytest.raises(TypeError) as info:
+        cc.conv2d_input(x, w, np.zeros((2, 16, 8, 8), np.float32))  # the array, not its shape
+    msg = str(info.value)
+    assert msg == "input_size: expected an int, got ndarray of shape (6, 12, 12) float32"
+    with pytest.raises(ValueError, match=r"layout: expected 'NCHW' or 'NHWC', got 'x+\.\.\.$") as info:
+        cc.conv2d(x, w, layout="x" * 200)
+    assert len(str(info.value)) < 130

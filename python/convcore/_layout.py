@@ -3,6 +3,8 @@ last). Weights are (out_channels, in_channels/groups, kh, kw) in both."""
 
 from typing import Tuple
 
+from ._shown import shown
+
 LAYOUTS = ("NCHW", "NHWC")
 
 
@@ -12,7 +14,7 @@ def layout_of(value, name: str = "layout") -> str:
         return value
     if isinstance(value, str) and value.upper() in LAYOUTS:
         return value.upper()
-    raise ValueError(f"{name}: expected 'NCHW' or 'NHWC', got {value!r}")
+    raise ValueError(f"{name}: expected 'NCHW' or 'NHWC', got {shown(value)}")
 
 
 def to_nchw_shape(shape: Tuple[int, ...], layout: str) -> Tuple[int, ...]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _core, _layout
 from . import functional as F
+from ._shown import shown
 from .layers import Module, _call, _check_grad, _layer_input, _need_forward, _takes_input_grad
 from .optim import Parameter
 from ._public import public_dir as _public_dir
@@ -305,7 +306,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, seed: Optional[int] = None):
         if not (isinstance(p, (int, float, np.floating)) and 0 <= p <= 1):
-            msg = f"p: dropout probability must be in [0, 1], got {p!r}"
+            msg = f"p: dropout probability must be in [0, 1], got {shown(p)}"
             raise ValueError(msg)
         self.p = float(p)
         self._rng = np.random.default_rng(seed)

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import _core
 from ._layout import from_nchw_shape, layout_of, to_nchw_shape
+from ._shown import shown
 from .padding import check_padding_mode, pad, pad_backward
 
 IntPair = Union[int, Tuple[int, int]]
@@ -63,14 +64,14 @@ def _int(value, name: str) -> int:
     try:
         return operator.index(value)
     except TypeError:
-        msg = f"{name}: expected an int, got {value!r}"
+        msg = f"{name}: expected an int, got {shown(value)}"
         raise TypeError(msg) from None
 
 
 def _pair(value, name: str) -> Tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            msg = f"{name}: expected an int or a pair of ints, got {value!r}"
+            msg = f"{name}: expected an int or a pair of ints, got {shown(value)}"
             raise ValueError(msg)
         return _int(value[0], name), _int(value[1], name)
     v = _int(value, name)
@@ -92,7 +93,7 @@ def _padding(padding, ih, iw, kh, kw, sh, sw, dh, dw) -> Tuple[int, int, int, in
             return 0, 0, 0, 0
         if padding == "same":
             return _same_padding(ih, kh, sh, dh) + _same_padding(iw, kw, sw, dw)
-        msg = f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}"
+        msg = f"padding: expected an int, a pair, 'valid' or 'same', got {shown(padding)}"
         raise ValueError(msg)
     if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
         isinstance(p, (tuple, list)) for p in padding
@@ -160,13 +161,13 @@ def _spatial(size, name: str) -> Tuple[int, int]:
     """``(H, W)`` from an int, a pair, or a full shape whose last two entries are used."""
     if isinstance(size, (tuple, list)):
         if len(size) < 2:
-            msg = f"{name}: expected an int, (H, W) or a shape ending in (H, W), got {size!r}"
+            msg = f"{name}: expected an int, (H, W) or a shape ending in (H, W), got {shown(size)}"
             raise ValueError(msg)
         return _int(size[-2], name), _int(size[-1], name)
     try:
         v = operator.index(size)
     except TypeError:
-        msg = f"{name}: expected an int, (H, W) or a shape ending in (H, W), got {size!r}"
+        msg = f"{name}: expected an int, (H, W) or a shape ending in (H, W), got {shown(size)}"
         raise TypeError(msg) from None
     return v, v
 
@@ -292,7 +293,7 @@ def _explicit_pads(shape, w_shape, stride, padding, dilation, padding_mode, layo
 def _activation(activation: Optional[str]) -> str:
     act = "identity" if activation is None else activation
     if act not in ACTIVATIONS:
-        msg = f"activation: expected None or one of {ACTIVATIONS}, got {activation!r}"
+        msg = f"activation: expected None or one of {ACTIVATIONS}, got {shown(activation)}"
         raise ValueError(msg)
     return act
 
@@ -373,7 +374,7 @@ def conv2d_input(
     natively in that layout.
     """
     if method not in METHODS:
-        msg = f"method: expected one of {METHODS}, got {method!r}"
+        msg = f"method: expected one of {METHODS}, got {shown(method)}"
         raise ValueError(msg)
     layout = layout_of(layout)
     size, single = _size(input_size, "input_size", layout)
@@ -478,7 +479,7 @@ def conv2d_backward(
     ``(N, oh, ow, oc)``; grad_input is then channels last too.
     """
     if method not in METHODS:
-        msg = f"method: expected one of {METHODS}, got {method!r}"
+        msg = f"method: expected one of {METHODS}, got {shown(method)}"
         raise ValueError(msg)
     layout = layout_of(layout)
     x, single = _batched(_array(input, "input"), "input", layout)

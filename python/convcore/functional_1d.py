@@ -18,6 +18,7 @@ import numpy as np
 
 from . import functional as F
 from ._public import public_dir as _public_dir
+from ._shown import shown
 
 __all__ = ["conv1d", "conv1d_backward", "conv1d_bias", "conv1d_input", "conv1d_weight"]
 __dir__ = _public_dir(globals())
@@ -26,7 +27,7 @@ __dir__ = _public_dir(globals())
 def _one(value, name: str) -> int:
     if isinstance(value, (tuple, list)):
         if len(value) != 1:
-            msg = f"{name}: expected an int or a 1-tuple for a 1-D convolution, got {value!r}"
+            msg = f"{name}: expected an int or a 1-tuple for a 1-D convolution, got {shown(value)}"
             raise ValueError(msg)
         value = value[0]
     return F._int(value, name)

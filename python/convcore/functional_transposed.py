@@ -35,6 +35,7 @@ import numpy as np
 from . import functional as F
 from ._layout import from_nchw_shape, layout_of, to_nchw_shape
 from ._public import public_dir as _public_dir
+from ._shown import shown
 
 __all__ = [
     "conv_transpose2d",
@@ -179,7 +180,7 @@ def conv_transpose2d(
     ``(H, W, in_channels)``, returns ``(N, oh, ow, out_channels)`` (3-D likewise).
     """
     if method not in F.METHODS:
-        msg = f"method: expected one of {F.METHODS}, got {method!r}"
+        msg = f"method: expected one of {F.METHODS}, got {shown(method)}"
         raise ValueError(msg)
     layout = layout_of(layout)
     x, single = F._batched(F._array(input, "input"), "input", layout)

@@ -11,6 +11,7 @@ import numpy as np
 from . import _core
 from . import functional as F
 from ._layout import layout_of
+from ._shown import shown
 from .functional_1d import _one, conv1d, conv1d_backward, conv1d_bias, conv1d_weight
 from .functional_transposed import (
     conv_transpose2d,
@@ -486,7 +487,7 @@ class ConvTranspose2D(WeightBiasModule):
                  seed: Optional[int] = None, method: str = "auto", layout: str = "NCHW"):
         self.layout = layout_of(layout)
         if method not in F.METHODS:
-            msg = f"method: expected one of {F.METHODS}, got {method!r}"
+            msg = f"method: expected one of {F.METHODS}, got {shown(method)}"
             raise ValueError(msg)
         kh, kw = F._pair(kernel_size, "kernel_size")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)

@@ -40,6 +40,7 @@ from . import _core
 from . import _layout
 from . import functional as F
 from ._blas import one_blas_thread
+from ._shown import shown
 from .blocks import AvgPool2D, BatchNorm2D, Dropout, GlobalAvgPool2D, Residual
 from .layers import (Conv1D, Conv2D, ConvTranspose2D, Module, WeightBiasModule, _call, _check_grad, _layer_input,
                      _need_forward, _takes_input_grad)
@@ -345,7 +346,7 @@ class SoftmaxCrossEntropy:
 
     def __init__(self, reduction: str = "mean"):
         if reduction not in ("mean", "sum"):
-            msg = f"reduction: expected 'mean' or 'sum', got {reduction!r}"
+            msg = f"reduction: expected 'mean' or 'sum', got {shown(reduction)}"
             raise ValueError(msg)
         self.reduction = reduction
         self._probs: Optional[np.ndarray] = None

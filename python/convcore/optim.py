@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional
 import numpy as np
 
 from . import _core
+from ._shown import shown
 from .functional import sgd_update
 from ._public import public_dir as _public_dir
 
@@ -43,7 +44,7 @@ def _check_hyper(name: str, value, upper: Optional[float] = None) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        msg = f"{name}: expected a number, got {value!r}"
+        msg = f"{name}: expected a number, got {shown(value)}"
         raise TypeError(msg) from None
     if not np.isfinite(v) or v < 0 or (upper is not None and v >= upper):
         bound = f"in [0, {upper})" if upper is not None else "finite and >= 0"
@@ -173,7 +174,7 @@ class SGD(Optimizer):
     def _validate(name: str, value):
         if name == "nesterov":
             if not isinstance(value, (bool, np.bool_)):
-                msg = f"nesterov: expected True or False, got {value!r}"
+                msg = f"nesterov: expected True or False, got {shown(value)}"
                 raise TypeError(msg)
             return bool(value)
         return _check_hyper(name, value)
@@ -219,7 +220,7 @@ class Adam(Optimizer):
         try:
             beta1, beta2 = betas
         except (TypeError, ValueError):
-            msg = f"betas: expected a pair (beta1, beta2), got {betas!r}"
+            msg = f"betas: expected a pair (beta1, beta2), got {shown(betas)}"
             raise ValueError(msg) from None
         self.lr = _check_hyper("lr", lr)
         self.beta1 = _check_hyper("beta1", beta1, upper=1.0)

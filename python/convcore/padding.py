@@ -25,6 +25,7 @@ import numpy as np
 
 from ._layout import layout_of
 from ._public import public_dir as _public_dir
+from ._shown import shown
 
 __all__ = ["PADDING_MODES", "check_padding_mode", "pad", "pad_backward"]
 __dir__ = _public_dir(globals())
@@ -38,7 +39,7 @@ _SIDES = (("top", "bottom", "height"), ("left", "right", "width"))
 def check_padding_mode(mode) -> str:
     """``mode`` if it is one of :data:`PADDING_MODES`, else ValueError."""
     if not isinstance(mode, str) or mode not in PADDING_MODES:
-        msg = f"padding_mode: expected one of {PADDING_MODES}, got {mode!r}"
+        msg = f"padding_mode: expected one of {PADDING_MODES}, got {shown(mode)}"
         raise ValueError(msg)
     return mode
 

@@ -16,6 +16,7 @@ from . import _core
 from . import functional as F
 from ._layout import layout_of
 from ._public import public_dir as _public_dir
+from ._shown import shown
 
 __all__ = ["Conv2dPlan", "PLAN_OPS"]
 __dir__ = _public_dir(globals())
@@ -38,7 +39,7 @@ def _paths(paths: Optional[Mapping[str, str]]) -> Dict[str, str]:
         if name is None or name == "auto":
             continue
         if not isinstance(name, str):
-            msg = f"paths[{op!r}]: expected a path name, got {name!r}"
+            msg = f"paths[{op!r}]: expected a path name, got {shown(name)}"
             raise TypeError(msg)
         out[op] = name
     return out
