@@ -165,7 +165,8 @@ double nhwc_copy_cost(const CostContext& c) {
 }
 double fwd_nhwc_in_place_cost(const CostContext& c) {
   const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
-  return images_groups(c.g) * gemm_cost(c, N, ocg, K) + nhwc_copy_cost(c);
+  // col^T's rows (pixels) are read through a pointer each (DirectA).
+  return images_groups(c.g) * gemm_cost(c, N, ocg, K, ARead::row_pointers) + nhwc_copy_cost(c);
 }
 
 // The depthwise loops: stride 1 runs several taps per pass over a padded plane at one vector
