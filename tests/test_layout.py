@@ -276,6 +276,9 @@ def test_nhwc_bias_gradient_rows_and_channels(rows, oc, dtype):
     dy = rng.standard_normal((1, rows, 1, oc)).astype(dtype)
     want = f64(dy).sum(axis=(0, 1, 2))
     assert_close(cc.conv2d_bias(dy, layout="NHWC"), want, dtype, scale=float(np.sqrt(rows)))
+    if oc == 1:  # one channel: the same memory as NCHW, and the same sums
+        nchw = np.ascontiguousarray(dy.transpose(0, 3, 1, 2))
+        np.testing.assert_array_equal(cc.conv2d_bias(dy, layout="NHWC"), cc.conv2d_bias(nchw))
     db = rng.standard_normal(oc).astype(dtype)
     start = f64(db)
     cc.conv2d_bias(dy, out=db, accumulate=True, layout="NHWC")

@@ -365,7 +365,8 @@ void WeightExec<T>::run(const T* x, const T* dy, T* dw, bool accumulate) const {
 
 template <class T>
 void backward_bias_run(const Conv2dGeometry& g, const T* dy, T* db, bool accumulate) {
-  if (g.layout == Layout::nhwc) return backward_bias_nhwc(g, dy, db, accumulate);
+  // One channel is the same memory in both layouts: the NCHW sums (and their bits).
+  if (g.layout == Layout::nhwc && g.oc > 1) return backward_bias_nhwc(g, dy, db, accumulate);
   const int64_t N = g.oh() * g.ow();
   // kLanes running sums, each over a fixed subset of the positions, so that the loop vectorises
   // (one running sum is a chain of dependent additions) and the bits do not depend on threads.
