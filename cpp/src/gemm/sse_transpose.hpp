@@ -16,15 +16,26 @@ namespace convcore::detail {
 template <class T>
 constexpr int64_t kSseBlock = int64_t(16 / sizeof(T));
 
+// v[c] = (s[c], s[ls + c], s[2*ls + c], s[3*ls + c]): four rows of four floats, transposed.
+inline void load_transposed(const float* s, int64_t ls, __m128 (&v)[4]) {
+  v[0] = _mm_loadu_ps(s);
+  v[1] = _mm_loadu_ps(s + ls);
+  v[2] = _mm_loadu_ps(s + 2 * ls);
+  v[3] = _mm_loadu_ps(s + 3 * ls);
+  _MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
+}
+// v[c] = (s[c], s[ls + c]): two rows of two doubles, transposed.
+inline void load_transposed(const double* s, int64_t ls, __m128d (&v)[2]) {
+  const __m128d a = _mm_loadu_pd(s), b = _mm_loadu_pd(s + ls);
+  v[0] = _mm_unpacklo_pd(a, b);
+  v[1] = _mm_unpackhi_pd(a, b);
+}
+
 // d[c*ld + r] = s[r*ls + c] for r, c < 4.
 inline void transpose_block_sse(const float* s, int64_t ls, float* d, int64_t ld) {
-  __m128 v0 = _mm_loadu_ps(s), v1 = _mm_loadu_ps(s + ls);
-  __m128 v2 = _mm_loadu_ps(s + 2 * ls), v3 = _mm_loadu_ps(s + 3 * ls);
-  _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
-  _mm_storeu_ps(d, v0);
-  _mm_storeu_ps(d + ld, v1);
-  _mm_storeu_ps(d + 2 * ld, v2);
-  _mm_storeu_ps(d + 3 * ld, v3);
+  __m128 v[4];
+  load_transposed(s, ls, v);
+  for (int c = 0; c < 4; ++c) _mm_storeu_ps(d + c * ld, v[c]);
 }
 
 // d[c*ld + r] = s[r*ls + c] for r < 2, c < 4: two rows of four floats, (a0 b0 a1 b1) and
@@ -41,18 +52,17 @@ inline void transpose_2x4_sse(const float* s, int64_t ls, float* d, int64_t ld) 
 
 // d[c*ld + r] = s[r*ls + c] for r, c < 2.
 inline void transpose_block_sse(const double* s, int64_t ls, double* d, int64_t ld) {
-  const __m128d a = _mm_loadu_pd(s), b = _mm_loadu_pd(s + ls);
-  _mm_storeu_pd(d, _mm_unpacklo_pd(a, b));
-  _mm_storeu_pd(d + ld, _mm_unpackhi_pd(a, b));
+  __m128d v[2];
+  load_transposed(s, ls, v);
+  for (int c = 0; c < 2; ++c) _mm_storeu_pd(d + c * ld, v[c]);
 }
 
 // d[c*ld + r] = s[r*ls + c] + add[c], clamped at 0 (relu: NaN and -0 give +0) when relu is set,
 // for r, c < 4: the transposed forward's epilogue (ops/conv2d_forward.cpp).
 inline void transpose_block_sse(const float* s, int64_t ls, const float* add, bool relu, float* d,
                                 int64_t ld) {
-  __m128 v[4] = {_mm_loadu_ps(s), _mm_loadu_ps(s + ls), _mm_loadu_ps(s + 2 * ls),
-                 _mm_loadu_ps(s + 3 * ls)};
-  _MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
+  __m128 v[4];
+  load_transposed(s, ls, v);
   for (int c = 0; c < 4; ++c) {
     __m128 r = _mm_add_ps(v[c], _mm_set1_ps(add[c]));
     if (relu) r = _mm_max_ps(r, _mm_setzero_ps());
@@ -63,8 +73,8 @@ inline void transpose_block_sse(const float* s, int64_t ls, const float* add, bo
 // The same for r, c < 2.
 inline void transpose_block_sse(const double* s, int64_t ls, const double* add, bool relu,
                                 double* d, int64_t ld) {
-  const __m128d a = _mm_loadu_pd(s), b = _mm_loadu_pd(s + ls);
-  const __m128d v[2] = {_mm_unpacklo_pd(a, b), _mm_unpackhi_pd(a, b)};
+  __m128d v[2];
+  load_transposed(s, ls, v);
   for (int c = 0; c < 2; ++c) {
     __m128d r = _mm_add_pd(v[c], _mm_set1_pd(add[c]));
     if (relu) r = _mm_max_pd(r, _mm_setzero_pd());

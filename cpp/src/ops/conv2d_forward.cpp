@@ -154,36 +154,10 @@ struct TransposeBiasActivation {
   }
 
  private:
-  // dst = f(yt + bias) over the block, then after(run, length) on each contiguous run of dst.
+  // dst = f(yt + bias) over the block, then after(run, length) on each contiguous run of dst:
+  // the block's rows go by runs that land in one output row (the whole block where wide == ow).
   template <class F, class After>
   void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
-    if constexpr (kSseBlock<T> > 0) return apply_blocked(i0, mc, j0, nc, f, after);
-    for (int64_t o = j0; o < j0 + nc; ++o) {
-      const T b = bias ? bias[o] : T(0);
-      const T* src = yt + o;
-      T* dst = y + o * n;
-      if (wide == ow) {  // one to one: no row arithmetic
-        for (int64_t j = i0; j < i0 + mc; ++j) dst[j] = f(src[j * ocg] + b);
-        after(dst + i0, mc);
-        continue;
-      }
-      for (int64_t m = i0, end = i0 + mc; m < end;) {
-        const int64_t i = m / wide, jj = m % wide;
-        const int64_t len = std::min(end - m, wide - jj);  // to the end of this row of yt
-        const int64_t valid = std::min(len, ow - jj);
-        for (int64_t t = 0; t < valid; ++t) dst[i * ow + jj + t] = f(src[(m + t) * ocg] + b);
-        if (valid > 0) after(dst + i * ow + jj, valid);
-        m += len;
-      }
-    }
-  }
-
-  // Through SSE registers: each run of yt rows that lands in one output row (the whole block
-  // where wide == ow) transposed in square blocks of kSseBlock pixels x channels, the bias added
-  // and relu applied there (the edges value by value); sigmoid and tanh then run along each
-  // channel's run of dst, which the block has just written.
-  template <class F, class After>
-  void apply_blocked(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
     const auto run = [&](int64_t m0, int64_t p0, int64_t len) {
       transpose_run(m0, p0, len, j0, nc, f);
       for (int64_t o = j0; o < j0 + nc; ++o) after(y + o * n + p0, len);
@@ -198,22 +172,29 @@ struct TransposeBiasActivation {
     }
   }
 
-  // y[o][p0 + t] = f(yt[m0 + t][o] + bias[o]) for t < len, j0 <= o < j0 + nc.
+  // y[o][p0 + t] = f(yt[m0 + t][o] + bias[o]) for t < len, j0 <= o < j0 + nc. Where the baseline
+  // has SSE, square blocks of kSseBlock pixels x channels go through registers, the bias added
+  // and relu applied there (sigmoid and tanh then run along each written run, `after`); the
+  // edges and other builds value by value.
   template <class F>
   void transpose_run(int64_t m0, int64_t p0, int64_t len, int64_t j0, int64_t nc, F f) const {
-    constexpr int64_t B = kSseBlock<T>;
-    const int64_t o_end = j0 + nc, t_blocked = len / B * B, o_blocked = j0 + nc / B * B;
-    const bool relu = act == Activation::relu;
-    const T zeros[B] = {};
-    for (int64_t o = j0; o < o_blocked; o += B) {
-      const T* add = bias ? bias + o : zeros;
-      for (int64_t t = 0; t < t_blocked; t += B)
-        transpose_block_sse(yt + (m0 + t) * ocg + o, ocg, add, relu, y + o * n + p0 + t, n);
-      for (int64_t c = 0; c < B; ++c)
-        for (int64_t t = t_blocked; t < len; ++t)
-          y[(o + c) * n + p0 + t] = f(yt[(m0 + t) * ocg + o + c] + add[c]);
+    const int64_t o_end = j0 + nc;
+    int64_t o = j0;
+    if constexpr (kSseBlock<T> > 0) {
+      constexpr int64_t B = kSseBlock<T>;
+      const int64_t t_blocked = len / B * B, o_blocked = j0 + nc / B * B;
+      const bool relu = act == Activation::relu;
+      const T zeros[B] = {};
+      for (; o < o_blocked; o += B) {
+        const T* add = bias ? bias + o : zeros;
+        for (int64_t t = 0; t < t_blocked; t += B)
+          transpose_block_sse(yt + (m0 + t) * ocg + o, ocg, add, relu, y + o * n + p0 + t, n);
+        for (int64_t c = 0; c < B; ++c)
+          for (int64_t t = t_blocked; t < len; ++t)
+            y[(o + c) * n + p0 + t] = f(yt[(m0 + t) * ocg + o + c] + add[c]);
+      }
     }
-    for (int64_t o = o_blocked; o < o_end; ++o) {
+    for (; o < o_end; ++o) {
       const T b = bias ? bias[o] : T(0);
       for (int64_t t = 0; t < len; ++t) y[o * n + p0 + t] = f(yt[(m0 + t) * ocg + o] + b);
     }
