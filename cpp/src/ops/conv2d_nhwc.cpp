@@ -23,6 +23,29 @@ void reorder_weights(const Conv2dGeometry& g, const T* w, T* wr) {
       for (int64_t t = 0; t < khw; ++t) wr[o * K + t * icg + c] = w[o * K + c * khw + t];
 }
 
+// pack_b for W_g^T with its K index in another order: op(B)[p][j] = w[j*K + col[p]], w the
+// group's rows (K values each, PyTorch's (c, r, s) order) and col[p] the position in a row of K
+// index p. Packs straight from w, in parallel with the other panels (prepack_b).
+template <class T>
+struct WeightsInOrder {
+  const T* w;
+  int64_t K;
+  const int64_t* col;
+
+  void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
+    for (int64_t q = 0; q * nr < nc; ++q) {
+      T* d = dst + q * nr * kc;
+      const int64_t jn = std::min(nr, nc - q * nr);
+      const T* rows = w + (j0 + q * nr) * K;
+      for (int64_t p = 0; p < kc; ++p) {
+        const int64_t at = col[p0 + p];
+        for (int64_t j = 0; j < jn; ++j) d[p * nr + j] = rows[j * K + at];
+        for (int64_t j = jn; j < nr; ++j) d[p * nr + j] = T(0);
+      }
+    }
+  }
+};
+
 // The forward epilogue: y = act(y + bias) over a finished block of the NHWC output (pixels
 // [i0, i0+mc), channels [j0, j0+nc) of the group, which starts at y with row stride ldy).
 template <class T>
@@ -75,7 +98,8 @@ void forward_nhwc_1x1(const GemmKernel<T>& kern, const Conv2dGeometry& g, const 
 
 // Any geometry: per band of output rows of an image, the padded copy xp of the band (all
 // channels), then per group Y_g[cnt*ow x ocg] = col^T * Wr_g^T with col^T read in place from
-// xp (DirectA) and Wr_g^T packed once per call. Images and bands are split over the threads.
+// xp (DirectA) and Wr_g^T packed once per call straight from w (WeightsInOrder). Images and
+// bands are split over the threads.
 template <class T>
 void forward_nhwc_in_place(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x,
                            const T* w, const T* bias, T* y, Activation act) {
@@ -86,12 +110,10 @@ void forward_nhwc_in_place(const ForwardExec<T>& e, const Conv2dGeometry& g, con
   const int64_t nthr = std::min<int64_t>(threads_for_work(items, band_work(g, pb.rows)),
                                          get_num_threads());
   const int64_t wt_elems = prepacked_b_elems(kern, K, ocg);
-  Scratch packed_w(1, (g.groups * wt_elems + g.wei_size()) * int64_t(sizeof(T)));
+  Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
   Scratch work(nthr, pb.elems * int64_t(sizeof(T)));
-  T* wr = packed_w.get<T>(0) + g.groups * wt_elems;
-  reorder_weights(g, w, wr);
   for (int64_t gi = 0; gi < g.groups; ++gi)
-    prepack_b(kern, K, ocg, MatrixPackB<T>(true, wr + gi * ocg * K, K),
+    prepack_b(kern, K, ocg, WeightsInOrder<T>{w + gi * ocg * K, K, e.wcol.data()},
               packed_w.get<T>(0) + gi * wt_elems);
   const int64_t* pix = e.pix.data();
   const int64_t* taps = e.taps.data();
@@ -130,6 +152,11 @@ void prepare_nhwc(ForwardExec<T>& e) {
   if (e.path != ForwardPath::nhwc_in_place) return;
   e.band = PaddedBandNhwc::of<T>(e.g);
   e.taps = e.band.tap_offsets(e.g);
+  // K index (r*kw + s)*icg + c is w's (c*kh + r)*kw + s.
+  const int64_t icg = e.g.icg(), khw = e.g.kh * e.g.kw;
+  e.wcol.resize(e.taps.size());
+  for (int64_t t = 0; t < khw; ++t)
+    for (int64_t c = 0; c < icg; ++c) e.wcol[size_t(t * icg + c)] = c * khw + t;
   e.pix = e.band.pixel_offsets(e.g);
 }
 

@@ -11,8 +11,9 @@
 //   backward_weight  dW_g^T[K x ocg] (+)= col[K x N] * dY_g[N x ocg]
 //   backward_bias    column sums of dy seen as [mb*oh*ow x oc]
 //
-// with the K index ordered (r, s, c) (padded_image_nhwc.hpp) and Wr the weights reordered once
-// per call to wr[o][(r*kw + s)*icg + c] = w[o][c][r][s].
+// with the K index ordered (r, s, c) (padded_image_nhwc.hpp) and Wr the weights in that order,
+// wr[o][(r*kw + s)*icg + c] = w[o][c][r][s]: the forward packs Wr^T straight from w, col2im
+// reorders w into wr once per call.
 #include <cstdint>
 
 #include "convcore/activation.hpp"

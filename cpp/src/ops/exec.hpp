@@ -48,6 +48,7 @@ struct ForwardExec {
   int64_t batch = 1;          // a_in_place: images per product
                               // nhwc_in_place: taps and pix of a band of the copy below
   PaddedBandNhwc band{};      // nhwc_in_place
+  std::vector<int64_t> wcol;  // nhwc_in_place: for each K index, its place in a row of w
   std::unique_ptr<ForwardExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
 };
 
