@@ -166,6 +166,10 @@ void prepare_nhwc(WeightExec<T>& e) {
   e.band = PaddedBandNhwc::of<T>(e.g);
   e.row_off = e.band.tap_offsets(e.g);
   e.k_off = e.band.pixel_offsets(e.g);
+  // Row k = t*icg + c of the (r, s, c)-ordered product is dw's q = c*khw + t.
+  const int64_t icg = e.g.icg(), khw = e.g.kh * e.g.kw;
+  e.q_of.resize(e.row_off.size());
+  for (int64_t k = 0; k < int64_t(e.q_of.size()); ++k) e.q_of[size_t(k)] = k % icg * khw + k / icg;
 }
 
 template <class T>
@@ -266,7 +270,7 @@ void backward_weight_nhwc(const WeightExec<T>& e, const T* x, const T* dy, T* dw
   const Conv2dGeometry& g = e.g;
   const int64_t chunks = e.chunks;
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
-  const int64_t khw = g.kh * g.kw, img = g.ih * g.iw * g.ic;
+  const int64_t img = g.ih * g.iw * g.ic;
   const PaddedBandNhwc& pb = e.band;
   Scratch partial(chunks, g.wei_size() * int64_t(sizeof(T)));
   Scratch padded(chunk_threads(chunks), pb.elems * int64_t(sizeof(T)));
@@ -289,8 +293,8 @@ void backward_weight_nhwc(const WeightExec<T>& e, const T* x, const T* dy, T* dw
       }
   });
   // dw[gi*ocg + o][c][t] (q = c*khw + t) from the K index t*icg + c of the NHWC im2col rows.
-  add_transposed_chunks(g, chunks, partial, dw, accumulate,
-                        [icg, khw](int64_t q) { return (q % khw) * icg + q / khw; });
+  const int64_t* q_of = e.q_of.data();
+  add_transposed_chunks(g, chunks, partial, dw, accumulate, [q_of](int64_t k) { return q_of[k]; });
 }
 
 // Column sums of dy[mb*oh*ow][oc]. The rows are cut into chunks of kChunk, each chunk's sums

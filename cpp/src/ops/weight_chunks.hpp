@@ -32,30 +32,33 @@ void for_each_image_chunk(const Conv2dGeometry& g, int64_t chunks, Body body) {
   });
 }
 
-// dw[gi*ocg + o][q] = (accumulate ? dw : 0) + the chunks' sums, in chunk order, of the transposed
-// partials [groups][K][ocg] at K index k_of(q) (the layout's order of the im2col rows). Where the
-// baseline has SSE, square blocks of B rows of dw x B values of q: the chunks' B-value runs along
-// o added in registers (each element's sum in the same order), the block transposed into dw
-// once; the rows and values past whole blocks one at a time.
-template <class T, class KOf>
+// dw[gi*ocg + o][q_of(k)] = (accumulate ? dw : 0) + the chunks' sums, in chunk order, of the
+// transposed partials [groups][K][ocg] at row k (q_of maps the layout's order of the im2col rows
+// to dw's). The partials are read row after row. Where the baseline has SSE, square blocks of B
+// rows k x B rows of dw: the chunks' B-value runs along o added in registers (each element's sum
+// in the same order), the block transposed into dw once, as one vector per row of dw where the
+// B values of q are consecutive, value by value otherwise; the rows past whole blocks one value
+// at a time.
+template <class T, class QOf>
 void add_transposed_chunks(const Conv2dGeometry& g, int64_t chunks, const Scratch& partial,
-                           T* dw, bool accumulate, KOf k_of) {
+                           T* dw, bool accumulate, QOf q_of) {
   const int64_t K = g.col_rows(), ocg = g.ocg();
-  // dw[row][q] for q0 <= q < K, value by value.
-  const auto one_row = [&](int64_t row, int64_t q0) {
+  // dw[row][q_of(k)] for k0 <= k < K, value by value.
+  const auto one_row = [&](int64_t row, int64_t k0) {
     const int64_t gi = row / ocg, o = row % ocg;
-    for (int64_t q = q0; q < K; ++q) {
-      T s = accumulate ? dw[row * K + q] : T(0);
-      const int64_t at = (gi * K + k_of(q)) * ocg + o;
+    for (int64_t k = k0; k < K; ++k) {
+      T* d = dw + row * K + q_of(k);
+      T s = accumulate ? *d : T(0);
+      const int64_t at = (gi * K + k) * ocg + o;
       for (int64_t c = 0; c < chunks; ++c) s += partial.get<T>(c)[at];
-      dw[row * K + q] = s;
+      *d = s;
     }
   };
   constexpr int64_t B = kSseBlock<T>;
   if constexpr (B > 0) {
     // Per group, ocg / B blocks of rows, then one item for the rows left over.
     const int64_t blocks = ocg / B, items = blocks + (ocg % B != 0);
-    const int64_t q_blocked = K / B * B;
+    const int64_t k_blocked = K / B * B;
     parallel_for(g.groups * items, B * K * chunks, [&](int64_t item) {
       const int64_t gi = item / items, b = item % items;
       if (b == blocks) {
@@ -63,22 +66,37 @@ void add_transposed_chunks(const Conv2dGeometry& g, int64_t chunks, const Scratc
         return;
       }
       const int64_t o0 = b * B, row0 = gi * ocg + o0;
-      alignas(16) T acc[B * B];  // acc[i*B + j]: q + i, row0 + j
-      for (int64_t q = 0; q < q_blocked; q += B) {
-        if (accumulate)
-          transpose_block_sse(dw + row0 * K + q, K, acc, B);
-        else
-          std::fill(acc, acc + B * B, T(0));
-        for (int64_t c = 0; c < chunks; ++c) {
-          const T* p = partial.get<T>(c) + gi * K * ocg + o0;
-          for (int64_t i = 0; i < B; ++i) {
-            const T* src = p + k_of(q + i) * ocg;
-            for (int64_t j = 0; j < B; ++j) acc[i * B + j] += src[j];
-          }
+      T* const d = dw + row0 * K;
+      for (int64_t k = 0; k < k_blocked; k += B) {
+        int64_t q[B];
+        bool run = true;  // q[i] == q[0] + i
+        for (int64_t i = 0; i < B; ++i) {
+          q[i] = q_of(k + i);
+          run = run && q[i] == q[0] + i;
         }
-        transpose_block_sse(acc, B, dw + row0 * K + q, K);
+        alignas(16) T acc[B * B];  // acc[i*B + j]: row k + i, dw row row0 + j
+        if (!accumulate) {
+          std::fill(acc, acc + B * B, T(0));
+        } else if (run) {
+          transpose_block_sse(d + q[0], K, acc, B);
+        } else {
+          for (int64_t i = 0; i < B; ++i)
+            for (int64_t j = 0; j < B; ++j) acc[i * B + j] = d[j * K + q[i]];
+        }
+        const int64_t at = (gi * K + k) * ocg + o0;
+        for (int64_t c = 0; c < chunks; ++c) {
+          const T* p = partial.get<T>(c) + at;
+          for (int64_t i = 0; i < B; ++i)
+            for (int64_t j = 0; j < B; ++j) acc[i * B + j] += p[i * ocg + j];
+        }
+        if (run) {
+          transpose_block_sse(acc, B, d + q[0], K);
+        } else {
+          for (int64_t i = 0; i < B; ++i)
+            for (int64_t j = 0; j < B; ++j) d[j * K + q[i]] = acc[i * B + j];
+        }
       }
-      for (int64_t j = 0; j < B; ++j) one_row(row0 + j, q_blocked);
+      for (int64_t j = 0; j < B; ++j) one_row(row0 + j, k_blocked);
     });
   } else {
     parallel_for(g.oc, K * chunks, [&](int64_t row) { one_row(row, 0); });
