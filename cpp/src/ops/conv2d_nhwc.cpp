@@ -13,34 +13,41 @@
 namespace convcore::detail {
 namespace {
 
-// wr[o][(r*kw + s)*icg + c] = w[o][c][r][s] for all oc rows: the K index in the order of the
-// NHWC im2col matrix.
-template <class T>
-void reorder_weights(const Conv2dGeometry& g, const T* w, T* wr) {
-  const int64_t icg = g.icg(), khw = g.kh * g.kw, K = g.col_rows();
-  for (int64_t o = 0; o < g.oc; ++o)
-    for (int64_t c = 0; c < icg; ++c)
-      for (int64_t t = 0; t < khw; ++t) wr[o * K + t * icg + c] = w[o * K + c * khw + t];
+// The place in a row of w (PyTorch's (c, r, s) order) of each K index of the NHWC im2col
+// matrix, (r*kw + s)*icg + c.
+inline std::vector<int64_t> nhwc_weight_columns(const Conv2dGeometry& g) {
+  const int64_t icg = g.icg(), khw = g.kh * g.kw;
+  std::vector<int64_t> col(static_cast<size_t>(icg * khw));
+  for (int64_t t = 0; t < khw; ++t)
+    for (int64_t c = 0; c < icg; ++c) col[static_cast<size_t>(t * icg + c)] = c * khw + t;
+  return col;
 }
 
-// pack_b for W_g^T with its K index in another order: op(B)[p][j] = w[j*K + col[p]], w the
-// group's rows (K values each, PyTorch's (c, r, s) order) and col[p] the position in a row of K
-// index p. Packs straight from w, in parallel with the other panels (prepack_b).
+// pack_b for a group's weights with their K index in the NHWC order, packed straight from w
+// (rows of K values, PyTorch's order) through col (nhwc_weight_columns), in parallel with the
+// other panels (prepack_b): op(B)[p][j] = w[j*K + col[p]], W_g^T (the forward), or
+// w[p*K + col[j]], W_g (col2im's product).
 template <class T>
 struct WeightsInOrder {
   const T* w;
   int64_t K;
   const int64_t* col;
+  bool trans;
 
   void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
     for (int64_t q = 0; q * nr < nc; ++q) {
       T* d = dst + q * nr * kc;
-      const int64_t jn = std::min(nr, nc - q * nr);
-      const T* rows = w + (j0 + q * nr) * K;
+      const int64_t jb = j0 + q * nr, jn = std::min(nr, nc - q * nr);
       for (int64_t p = 0; p < kc; ++p) {
-        const int64_t at = col[p0 + p];
-        for (int64_t j = 0; j < jn; ++j) d[p * nr + j] = rows[j * K + at];
-        for (int64_t j = jn; j < nr; ++j) d[p * nr + j] = T(0);
+        T* dp = d + p * nr;
+        if (trans) {
+          const T* src = w + jb * K + col[p0 + p];
+          for (int64_t j = 0; j < jn; ++j) dp[j] = src[j * K];
+        } else {
+          const T* src = w + (p0 + p) * K;
+          for (int64_t j = 0; j < jn; ++j) dp[j] = src[col[jb + j]];
+        }
+        std::fill(dp + jn, dp + nr, T(0));
       }
     }
   }
@@ -113,7 +120,7 @@ void forward_nhwc_in_place(const ForwardExec<T>& e, const Conv2dGeometry& g, con
   Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
   Scratch work(nthr, pb.elems * int64_t(sizeof(T)));
   for (int64_t gi = 0; gi < g.groups; ++gi)
-    prepack_b(kern, K, ocg, WeightsInOrder<T>{w + gi * ocg * K, K, e.wcol.data()},
+    prepack_b(kern, K, ocg, WeightsInOrder<T>{w + gi * ocg * K, K, e.wcol.data(), true},
               packed_w.get<T>(0) + gi * wt_elems);
   const int64_t* pix = e.pix.data();
   const int64_t* taps = e.taps.data();
@@ -152,11 +159,7 @@ void prepare_nhwc(ForwardExec<T>& e) {
   if (e.path != ForwardPath::nhwc_in_place) return;
   e.band = PaddedBandNhwc::of<T>(e.g);
   e.taps = e.band.tap_offsets(e.g);
-  // K index (r*kw + s)*icg + c is w's (c*kh + r)*kw + s.
-  const int64_t icg = e.g.icg(), khw = e.g.kh * e.g.kw;
-  e.wcol.resize(e.taps.size());
-  for (int64_t t = 0; t < khw; ++t)
-    for (int64_t c = 0; c < icg; ++c) e.wcol[size_t(t * icg + c)] = c * khw + t;
+  e.wcol = nhwc_weight_columns(e.g);
   e.pix = e.band.pixel_offsets(e.g);
 }
 
@@ -181,7 +184,8 @@ void forward_nhwc(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x, 
   forward_nhwc_in_place(e, g, x, w, bias, y, act);
 }
 
-// dcol^T[cnt*ow x K] = dY_g[cnt*ow x ocg] * Wr_g[ocg x K] per band of output rows, then each
+// dcol^T[cnt*ow x K] = dY_g[cnt*ow x ocg] * Wr_g[ocg x K] per band of output rows (Wr_g packed
+// once per call straight from w, WeightsInOrder), then each
 // row of dcol^T added back, one contiguous icg-vector per tap, into dx (zeroed first). Images
 // are split over the threads (a band's scatter overlaps its neighbours'). 1x1 stride-1 unpadded
 // kernels need no scatter: dX_g[mb*ih*iw x icg] = dY_g * W_g, the whole batch in one product.
@@ -199,10 +203,14 @@ void backward_input_col2im_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry&
   const double row_bytes = double(ow) * double(K) * double(sizeof(T));
   const int64_t rows = band_rows(oh, row_bytes, 0, PaddedBandNhwc::kBandBytes);
   const int64_t nthr = image_threads(g);
-  Scratch wr_buf(1, g.wei_size() * int64_t(sizeof(T)));
   Scratch col_buf(nthr, rows * ow * K * int64_t(sizeof(T)));
-  T* wr = wr_buf.get<T>(0);
-  reorder_weights(g, w, wr);
+  // Wr_g, each group's weights with K in the NHWC order, packed once for all the images.
+  const int64_t wt_elems = prepacked_b_elems(kern, ocg, K);
+  Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
+  const std::vector<int64_t> wcol = nhwc_weight_columns(g);
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    prepack_b(kern, ocg, K, WeightsInOrder<T>{w + gi * ocg * K, K, wcol.data(), false},
+              packed_w.get<T>(0) + gi * wt_elems);
   const int64_t img = g.ih * g.iw * g.ic;
   const bool runs = nhwc_col2im_runs(g);
 
@@ -218,7 +226,8 @@ void backward_input_col2im_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry&
         const T* dyb = dy + (n * oh + i0) * ow * g.oc;
         for (int64_t gi = 0; gi < g.groups; ++gi) {
           gemm_driver<T>(kern, cnt * ow, K, ocg, T(1), MatrixPackA<T>(false, dyb + gi * ocg, g.oc),
-                         MatrixPackB<T>(false, wr + gi * ocg * K, K), T(0), dcol, K);
+                         PrepackedB<T>{&kern, packed_w.get<T>(0) + gi * wt_elems, K}, T(0), dcol,
+                         K);
           for (int64_t i = 0; i < cnt; ++i)
             for (int64_t j = 0; j < ow; ++j) {
               const T* src = dcol + (i * ow + j) * K;

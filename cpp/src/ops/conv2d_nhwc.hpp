@@ -12,8 +12,7 @@
 //   backward_bias    column sums of dy seen as [mb*oh*ow x oc]
 //
 // with the K index ordered (r, s, c) (padded_image_nhwc.hpp) and Wr the weights in that order,
-// wr[o][(r*kw + s)*icg + c] = w[o][c][r][s]: the forward packs Wr^T straight from w, col2im
-// reorders w into wr once per call.
+// wr[o][(r*kw + s)*icg + c] = w[o][c][r][s], packed once per call straight from w.
 #include <cstdint>
 
 #include "convcore/activation.hpp"
