@@ -346,6 +346,7 @@ __attribute__((always_inline)) inline void dw_flat_block(int64_t n, int64_t f0, 
   constexpr int L = VB / int(sizeof(T));
   V acc[C][B];
   int64_t at[B];  // each vector's place in the period
+#pragma GCC unroll 16
   for (int v = 0; v < B; ++v) {
     at[v] = (f0 + v * L) % period;
     __builtin_memcpy(&acc[0][v], init + at[v], sizeof(V));
@@ -353,9 +354,11 @@ __attribute__((always_inline)) inline void dw_flat_block(int64_t n, int64_t f0, 
   }
   int64_t t = 0;
   for (; t + C <= n; t += C)
+#pragma GCC unroll 4
     for (int c = 0; c < C; ++c) {
       const T* xt = x + off[t + c] + f0;
       const T* wt = w + (t + c) * period;
+#pragma GCC unroll 16
       for (int v = 0; v < B; ++v) {
         V a, b;
         __builtin_memcpy(&a, xt + v * L, sizeof(V));
@@ -366,6 +369,7 @@ __attribute__((always_inline)) inline void dw_flat_block(int64_t n, int64_t f0, 
   for (int c = 0; t < n; ++t, ++c) {
     const T* xt = x + off[t] + f0;
     const T* wt = w + t * period;
+#pragma GCC unroll 16
     for (int v = 0; v < B; ++v) {
       V a, b;
       __builtin_memcpy(&a, xt + v * L, sizeof(V));
@@ -373,6 +377,7 @@ __attribute__((always_inline)) inline void dw_flat_block(int64_t n, int64_t f0, 
       acc[c][v] += a * b;
     }
   }
+#pragma GCC unroll 16
   for (int v = 0; v < B; ++v) {
     if constexpr (C == 4) acc[0][v] = (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]);
     if constexpr (C == 2) acc[0][v] += acc[1][v];
@@ -393,17 +398,21 @@ __attribute__((always_inline)) inline void dw_flat_periodic(int64_t n, int64_t f
   int64_t at[PV];  // the place in the period of vectors k, k + PV, k + 2 PV, ...
   for (int k = 0; k < PV; ++k) at[k] = (f0 + k * L) % period;
   V acc[PV * R];
+#pragma GCC unroll 16
   for (int v = 0; v < PV * R; ++v) __builtin_memcpy(&acc[v], init + at[v % PV], sizeof(V));
   for (int64_t t = 0; t < n; ++t) {
     const T* xt = x + off[t] + f0;
     V wv[PV];
+#pragma GCC unroll 16
     for (int k = 0; k < PV; ++k) __builtin_memcpy(&wv[k], w + t * period + at[k], sizeof(V));
+#pragma GCC unroll 16
     for (int v = 0; v < PV * R; ++v) {
       V a;
       __builtin_memcpy(&a, xt + v * L, sizeof(V));
       acc[v] += a * wv[v % PV];
     }
   }
+#pragma GCC unroll 16
   for (int v = 0; v < PV * R; ++v) __builtin_memcpy(out + v * L, &acc[v], sizeof(V));
 }
 
@@ -423,10 +432,7 @@ void dw_flat_taps(int64_t n, int64_t len, const T* x, const int64_t* off, const 
   constexpr int L = VB / int(sizeof(T));
   int64_t f = 0;
   // Periods of up to four vectors: blocks of 8 or 9 vectors sharing each tap's weight vectors.
-  // Measured per copy on lenet1's NHWC forward (2 threads, Zen 5): faster in the 64-byte copy
-  // (0.097 -> 0.090 ms) and the 16-byte one (0.21 -> 0.14), twice as slow in the 32-byte AVX2
-  // copy (0.14 -> 0.30, the cause not found yet), which keeps the general blocks.
-  switch (VB != 32 ? period / L : 0) {
+  switch (period / L) {
     case 1: f = dw_flat_periodic_run<T, VB, 1, 8>(n, len, x, off, w, init, out); break;
     case 2: f = dw_flat_periodic_run<T, VB, 2, 4>(n, len, x, off, w, init, out); break;
     case 3: f = dw_flat_periodic_run<T, VB, 3, 3>(n, len, x, off, w, init, out); break;
