@@ -169,10 +169,7 @@ void prepare_nhwc(WeightExec<T>& e) {
   e.band = PaddedBandNhwc::of<T>(e.g);
   e.row_off = e.band.tap_offsets(e.g);
   e.k_off = e.band.pixel_offsets(e.g);
-  // Row k = t*icg + c of the (r, s, c)-ordered product is dw's q = c*khw + t.
-  const int64_t icg = e.g.icg(), khw = e.g.kh * e.g.kw;
-  e.q_of.resize(e.row_off.size());
-  for (int64_t k = 0; k < int64_t(e.q_of.size()); ++k) e.q_of[size_t(k)] = k % icg * khw + k / icg;
+  e.q_of = nhwc_weight_columns(e.g);  // row (r*kw + s)*icg + c of the product is dw's (c, r, s)
 }
 
 template <class T>
@@ -185,8 +182,8 @@ void forward_nhwc(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x, 
 }
 
 // dcol^T[cnt*ow x K] = dY_g[cnt*ow x ocg] * Wr_g[ocg x K] per band of output rows (Wr_g packed
-// once per call straight from w, WeightsInOrder), then each
-// row of dcol^T added back, one contiguous icg-vector per tap, into dx (zeroed first). Images
+// once per call straight from w, WeightsInOrder), then each row of dcol^T added back, one
+// contiguous icg-vector per tap, into dx (zeroed first). Images
 // are split over the threads (a band's scatter overlaps its neighbours'). 1x1 stride-1 unpadded
 // kernels need no scatter: dX_g[mb*ih*iw x icg] = dY_g * W_g, the whole batch in one product.
 template <class T>
