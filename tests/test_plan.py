@@ -143,6 +143,25 @@ def test_forward_epilogue_on_every_path(geom, activation, bias, dtype):
             assert_close(got[~nan], want[~nan], dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_in_place_stacks_images_for_large_weights(dtype):
+    # 256 x 256 x 3 x 3 weights (2.4 MB in float32) exceed half of any L2 this runs on, so the
+    # a_in_place forward (and the flipped input gradient on it) stacks several images per product
+    # although one image fills an A block (144 pixels); five images leave a remainder whatever the
+    # stack and the thread split.
+    geom = G(5, 256, 12, 12, 256, 3, 3, padding=1)
+    x, w, b, dy = make_problem(geom, dtype, seed=5)
+    x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
+    want_y = reference.conv2d_forward(x64, w64, b.astype(np.float64), **geom.ref_kwargs)
+    want_dx = reference.conv2d_backward_input(dy64, w64, x.shape, **geom.ref_kwargs)
+    for isa in ISAS:
+        if "a_in_place" in _supported(geom, "forward", isa):
+            assert_close(_plan(geom, dtype, "forward", "a_in_place", isa).forward(x, w, b), want_y, dtype)
+        plan = cc.Conv2dPlan(x.shape, w.shape, padding=1, dtype=dtype, isa=isa,
+                             paths={"backward_input": "flip"})
+        assert_close(plan.backward_input(w, dy), want_dx, dtype)
+
+
 def test_backward_equals_the_separate_ops_and_accumulates():
     geom = G(2, 3, 7, 7, 4, 3, 3, 2, 2, padding=1)
     x, w, b, dy = make_problem(geom, np.float64, seed=7)

@@ -14,6 +14,7 @@
 #include "ops/conv2d_nhwc.hpp"
 #include "ops/exec.hpp"
 #include "ops/nhwc_via_nchw.hpp"
+#include "plan/paths.hpp"
 
 namespace convcore {
 namespace detail {
@@ -343,7 +344,7 @@ ForwardExec<T>::ForwardExec(const Conv2dGeometry& geometry, ForwardPath p,
   if (path != ForwardPath::a_in_place) return;
   // Images small enough that one product would be less than an A block (MC rows) are stacked:
   // `batch` padded copies, their pixels the rows of one product.
-  batch = a_in_place_batch(g, k.mc);
+  batch = a_in_place_batch(g, k.mc, int64_t(sizeof(T)), l2_cache_bytes());
   const std::vector<int64_t> one = pi.pixel_offsets(g);
   pix.resize(size_t(batch) * one.size());
   for (int64_t i = 0; i < batch; ++i)

@@ -4,6 +4,7 @@
 // makes them; nothing here validates: geometries were validated when the plan was made, and the
 // flipped-kernel pass's geometry may carry negative padding (a crop).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <type_traits>
@@ -119,10 +120,17 @@ void with_activation(Activation act, Body body) {
 }
 
 // The images the a_in_place forward stacks into one product: as many as make its rows (pixels)
-// reach one A block of `mc` rows, within the workspace bound.
-inline int64_t a_in_place_batch(const Conv2dGeometry& g, int64_t mc) {
+// reach one A block of `mc` rows; and where the packed weights W_g^T (elem_size bytes a value)
+// exceed half of the l2_bytes of L2, which each product then streams from beyond it, as many as
+// make their padded copies at least as large as W_g^T. Within the workspace bound.
+inline int64_t a_in_place_batch(const Conv2dGeometry& g, int64_t mc, int64_t elem_size,
+                                double l2_bytes) {
   const int64_t n = std::max<int64_t>(g.col_cols(), 1);
-  int64_t b = std::min<int64_t>((mc + n - 1) / n, std::max<int64_t>(g.mb, 1));
+  const double wt = double(g.col_rows()) * double(g.ocg()) * double(elem_size);
+  const double copy = std::max(padded_image_bytes(g, elem_size), 1.0);
+  const double by_weights = wt > l2_bytes / 2 ? std::ceil(wt / copy) : 1;
+  const double want = std::max(double((mc + n - 1) / n), by_weights);
+  int64_t b = int64_t(std::min(want, double(std::max<int64_t>(g.mb, 1))));
   const double per_image =
       (padded_image_bytes(g, 8) + double(g.ocg()) * double(n) * 8.0);  // bytes, at most
   while (b > 1 && double(b) * per_image > kMaxWorkspaceBytes) --b;

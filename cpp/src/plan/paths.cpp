@@ -123,7 +123,7 @@ double fwd_packed_cost(const CostContext& c) {
 double fwd_a_in_place_cost(const CostContext& c) {
   const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
   // Small images are stacked, a_in_place_batch of them per product.
-  const double batch = double(a_in_place_batch(c.g, c.mc));
+  const double batch = double(a_in_place_batch(c.g, c.mc, c.elem_size, c.l2_bytes));
   return images_groups(c.g) *
          (gemm_cost(c, batch * N, ocg, K, ARead::row_pointers) / batch +
           copy_cost(c, padded_elems(c.g)) + N * ocg * kGather);
