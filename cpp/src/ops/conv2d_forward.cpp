@@ -342,8 +342,9 @@ ForwardExec<T>::ForwardExec(const Conv2dGeometry& geometry, ForwardPath p,
   taps = pi.tap_offsets(g);
   if (path == ForwardPath::a_wide) pi.elems += a_wide_tail<T>(pi);
   if (path != ForwardPath::a_in_place) return;
-  // Images small enough that one product would be less than an A block (MC rows) are stacked:
-  // `batch` padded copies, their pixels the rows of one product.
+  // Images are stacked where one product would be less than an A block (MC rows), or where the
+  // packed weights exceed half of L2 (a_in_place_batch): `batch` padded copies, their pixels the
+  // rows of one product.
   batch = a_in_place_batch(g, k.mc, int64_t(sizeof(T)), l2_cache_bytes());
   const std::vector<int64_t> one = pi.pixel_offsets(g);
   pix.resize(size_t(batch) * one.size());
