@@ -438,6 +438,44 @@ void test_errors() {
   CHECK_THROWS(gemm<float>(false, false, 2, 3, 4, 1.f, x, 4, x, 3, 0.f, x, 2), std::invalid_argument);
 }
 
+// A row's transposed block (the transposed forward's epilogue) against its definition,
+// d[c*ld + r] = s[r*ls + c] + add[c], clamped at 0 with relu (NaN and -0 to +0): padded leading
+// dimensions, and sentinels around the block in d that must survive.
+template <class T>
+void test_transpose_block(const Row<T>& row, std::mt19937& rng) {
+  if (row.transpose_block == nullptr) {
+    CHECK(row.isa == Isa::generic);  // every SIMD row has one
+    return;
+  }
+  const int64_t B = row.lanes, ls = B + 3, ld = B + 5;
+  std::uniform_real_distribution<T> dist(-1, 1);
+  std::vector<T> s(static_cast<size_t>(B * ls)), add(static_cast<size_t>(B));
+  for (T& v : s) v = dist(rng);
+  for (T& v : add) v = dist(rng);
+  s[1] = std::numeric_limits<T>::quiet_NaN();  // s[0][1]
+  s[size_t(ls + 2)] = T(-0.0);                 // s[1][2], and add[2] = 0 below
+  add[2] = T(0);
+  const T sentinel = T(-777);
+  for (bool relu : {false, true}) {
+    std::vector<T> d(static_cast<size_t>(B * ld), sentinel);
+    row.transpose_block(s.data(), ls, add.data(), relu, d.data(), ld);
+    for (int64_t c = 0; c < B; ++c)
+      for (int64_t r = 0; r < ld; ++r) {
+        const T got = d[size_t(c * ld + r)];
+        if (r >= B) {
+          CHECK_MSG(got == sentinel, "transpose_block wrote past the block at " << c << "," << r);
+          continue;
+        }
+        T want = s[size_t(r * ls + c)] + add[size_t(c)];
+        if (relu) want = want > T(0) ? want : T(0);
+        const bool same = std::isnan(want) ? std::isnan(got)
+                                           : got == want && std::signbit(got) == std::signbit(want);
+        CHECK_MSG(same, "transpose_block relu=" << relu << " at " << c << "," << r << ": " << got
+                                                << " want " << want);
+      }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -468,6 +506,7 @@ int main() {
       test_direct_b<float>(row);
       test_direct_a<float>(row);
       test_rows_a<float>(row);
+      test_transpose_block<float>(row, rng);
     }
     for (int r = 0; r < rows64.count; ++r) {
       const Row<double>& row = rows64.rows[r];
@@ -480,6 +519,7 @@ int main() {
       test_direct_b<double>(row);
       test_direct_a<double>(row);
       test_rows_a<double>(row);
+      test_transpose_block<double>(row, rng);
     }
     // The peak probe runs the path's kernel and reports a finite, positive rate.
     const double f32 = convcore::kernel_peak_gflops<float>(0.01);

@@ -31,6 +31,7 @@ struct PathExtras {
   const DepthwiseKernels<T>* depthwise;
   ActivateSpan<T> activate;
   FmaChains<T> fma_chains;
+  TransposeBlock<T> transpose_block;
 };
 
 template <class T, Isa I, Tile S = Tile::wide>
@@ -41,7 +42,8 @@ constexpr GemmKernel<T> make_kernel(const TileKernels<T>& k, const PathExtras<T>
   static_assert(B::KC > 0, "KC must be positive");
   return GemmKernel<T>{I,         B::MR,      B::NR,      B::MC,       B::KC,
                        B::NC,     B::VB / int64_t(sizeof(T)), k.packed, k.direct_b,
-                       k.direct_a, k.rows_a,  x.depthwise, x.activate, x.fma_chains};
+                       k.direct_a, k.rows_a,  x.depthwise, x.activate, x.fma_chains,
+                       x.transpose_block};
 }
 
 template <class T>
@@ -69,13 +71,17 @@ constexpr TileKernels<double> kAvx512NarrowF64 CONVCORE_TILE(24x8, avx512f);
 constexpr TileKernels<double> kAvx512FlatF64 CONVCORE_TILE(6x16, avx512f);
 #undef CONVCORE_TILE
 constexpr PathExtras<float> kAvx2ExtrasF32{&kDepthwiseAvx2F32, &activate_span__avx2_fma,
-                                           &fma_chains__avx2_fma};
+                                           &fma_chains__avx2_fma,
+    &transpose_block__avx2_fma};
 constexpr PathExtras<double> kAvx2ExtrasF64{&kDepthwiseAvx2F64, &activate_span__avx2_fma,
-                                            &fma_chains__avx2_fma};
+                                            &fma_chains__avx2_fma,
+    &transpose_block__avx2_fma};
 constexpr PathExtras<float> kAvx512ExtrasF32{&kDepthwiseAvx512F32, &activate_span__avx512f,
-                                             &fma_chains__avx512f};
+                                             &fma_chains__avx512f,
+    &transpose_block__avx512f};
 constexpr PathExtras<double> kAvx512ExtrasF64{&kDepthwiseAvx512F64, &activate_span__avx512f,
-                                              &fma_chains__avx512f};
+                                              &fma_chains__avx512f,
+    &transpose_block__avx512f};
 #else
 // A build without the SIMD files: their rows exist (the table's shape does not change) but hold
 // no kernels, and isa_supported() never enables them.
@@ -87,8 +93,10 @@ constexpr PathExtras<float> kAvx2ExtrasF32{}, kAvx512ExtrasF32{};
 constexpr PathExtras<double> kAvx2ExtrasF64{}, kAvx512ExtrasF64{};
 #endif
 
-constexpr PathExtras<float> kGenericExtrasF32{&kDepthwiseGenericF32, &activate_span_ref, nullptr};
-constexpr PathExtras<double> kGenericExtrasF64{&kDepthwiseGenericF64, &activate_span_ref, nullptr};
+constexpr PathExtras<float> kGenericExtrasF32{&kDepthwiseGenericF32, &activate_span_ref, nullptr,
+                                              nullptr};
+constexpr PathExtras<double> kGenericExtrasF64{&kDepthwiseGenericF64, &activate_span_ref, nullptr,
+                                              nullptr};
 
 // Grouped by Isa, each path's wide row first (kRowsOf gives where a path's rows start).
 constexpr GemmKernel<float> kKernelsF32[] = {

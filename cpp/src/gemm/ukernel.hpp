@@ -71,6 +71,21 @@ void activate_span__avx2_fma(Activation act, double* y, int64_t n);
 void activate_span__avx512f(Activation act, float* y, int64_t n);
 void activate_span__avx512f(Activation act, double* y, int64_t n);
 
+// d[c*ld + r] = s[r*ls + c] + add[c] for r, c < lanes, clamped at 0 when relu is set (NaN and -0
+// give +0): a square block transposed through the path's vector registers, lanes on a side. The
+// transposed forward's epilogue (ops/conv2d_forward.cpp) writes the product back through it.
+// nullptr on the portable row.
+template <class T>
+using TransposeBlock = void (*)(const T* s, int64_t ls, const T* add, bool relu, T* d, int64_t ld);
+void transpose_block__avx2_fma(const float* s, int64_t ls, const float* add, bool relu, float* d,
+                               int64_t ld);
+void transpose_block__avx2_fma(const double* s, int64_t ls, const double* add, bool relu,
+                               double* d, int64_t ld);
+void transpose_block__avx512f(const float* s, int64_t ls, const float* add, bool relu, float* d,
+                              int64_t ld);
+void transpose_block__avx512f(const double* s, int64_t ls, const double* add, bool relu,
+                              double* d, int64_t ld);
+
 // The register-only FMA probe: `iters` rounds of kFmaChains independent chains of vector FMAs
 // (acc = acc * out[0] + out[1], no memory operand), the chains' sum written to out[0]. Its rate is
 // the core's FMA ceiling, which the micro-kernels' own probe (kernel_peak_gflops) is measured
@@ -202,6 +217,8 @@ struct GemmBlocking<double, Isa::avx512, Tile::flat> {
 // Largest tile over all paths: the size of the driver's edge buffer.
 constexpr int64_t kMaxMR = 24;
 constexpr int64_t kMaxNR = 32;
+// Most elements in one vector register of any path (a zmm of floats).
+constexpr int64_t kMaxLanes = 16;
 
 template <class T>
 struct DepthwiseKernels;  // depthwise/depthwise_kernels.hpp
@@ -221,6 +238,7 @@ struct GemmKernel {
   const DepthwiseKernels<T>* depthwise;
   ActivateSpan<T> activate;
   FmaChains<T> fma_chains;  // lanes * 2 * kFmaChains FLOP per iteration; nullptr: no probe
+  TransposeBlock<T> transpose_block;  // lanes x lanes; nullptr: none
 };
 
 // The table row for a path (its wide tile); isa must be supported.

@@ -173,32 +173,48 @@ struct TransposeBiasActivation {
     }
   }
 
-  // y[o][p0 + t] = f(yt[m0 + t][o] + bias[o]) for t < len, j0 <= o < j0 + nc. Where the baseline
-  // has SSE, square blocks of kSseBlock pixels x channels go through registers, the bias added
-  // and relu applied there (sigmoid and tanh then run along each written run, `after`); the
-  // edges and other builds value by value.
+  // y[o][p0 + t] = f(yt[m0 + t][o] + bias[o]) for t < len, j0 <= o < j0 + nc. Square blocks of
+  // pixels x channels go through registers, the bias added and relu applied there (sigmoid and
+  // tanh then run along each written run, `after`): the path's own blocks (lanes on a side) where
+  // it has them, then, where the baseline has SSE, 4 x 4 float (2 x 2 double) blocks over what is
+  // left; the edges value by value.
   template <class F>
   void transpose_run(int64_t m0, int64_t p0, int64_t len, int64_t j0, int64_t nc, F f) const {
-    const int64_t o_end = j0 + nc;
-    int64_t o = j0;
-    if constexpr (kSseBlock<T> > 0) {
-      constexpr int64_t B = kSseBlock<T>;
-      const int64_t t_blocked = len / B * B, o_blocked = j0 + nc / B * B;
-      const bool relu = act == Activation::relu;
-      const T zeros[B] = {};
-      for (; o < o_blocked; o += B) {
-        const T* add = bias ? bias + o : zeros;
-        for (int64_t t = 0; t < t_blocked; t += B)
-          transpose_block_sse(yt + (m0 + t) * ocg + o, ocg, add, relu, y + o * n + p0 + t, n);
-        for (int64_t c = 0; c < B; ++c)
-          for (int64_t t = t_blocked; t < len; ++t)
-            y[(o + c) * n + p0 + t] = f(yt[(m0 + t) * ocg + o + c] + add[c]);
+    const bool relu = act == Activation::relu;
+    const T zeros[kMaxLanes] = {};
+    // The values of the rectangle [o0, o1) x [t0, t1).
+    const auto by_value = [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+      for (int64_t o = o0; o < o1; ++o) {
+        const T b = bias ? bias[o] : T(0);
+        for (int64_t t = t0; t < t1; ++t) y[o * n + p0 + t] = f(yt[(m0 + t) * ocg + o] + b);
       }
-    }
-    for (; o < o_end; ++o) {
-      const T b = bias ? bias[o] : T(0);
-      for (int64_t t = 0; t < len; ++t) y[o * n + p0 + t] = f(yt[(m0 + t) * ocg + o] + b);
-    }
+    };
+    // The rectangle in blocks of side B through `block`, what is left of it through `rest`.
+    const auto in_blocks = [&](int64_t B, auto block, auto rest, int64_t o0, int64_t o1,
+                               int64_t t0, int64_t t1) {
+      const int64_t ob = o0 + (o1 - o0) / B * B, tb = t0 + (t1 - t0) / B * B;
+      for (int64_t o = o0; o < ob; o += B) {
+        const T* add = bias ? bias + o : zeros;
+        for (int64_t t = t0; t < tb; t += B)
+          block(yt + (m0 + t) * ocg + o, ocg, add, relu, y + o * n + p0 + t, n);
+      }
+      if (ob > o0 && tb < t1) rest(o0, ob, tb, t1);
+      if (ob < o1) rest(ob, o1, t0, t1);
+    };
+    const auto sse = [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
+      if constexpr (kSseBlock<T> > 0) {
+        const auto block = [](const T* s, int64_t ls, const T* add, bool r, T* d, int64_t ld) {
+          transpose_block_sse(s, ls, add, r, d, ld);
+        };
+        in_blocks(kSseBlock<T>, block, by_value, o0, o1, t0, t1);
+      } else {
+        by_value(o0, o1, t0, t1);
+      }
+    };
+    if (kern->transpose_block)
+      in_blocks(kern->lanes, kern->transpose_block, sse, j0, j0 + nc, 0, len);
+    else
+      sse(j0, j0 + nc, 0, len);
   }
 };
 
