@@ -26,6 +26,7 @@ PLAN_GEOMETRIES = GEOMETRIES + [
     G(2, 1, 9, 9, 6, 5, 5),  # LeNet's first layer, small
     G(1, 3, 5, 9, 4, 3, 3, padding=1, dh=1, dw=3),  # wide dilated rows
     G(2, 2, 9, 7, 3, 3, 3, padding=((3, 2), (4, 3))),  # crop in the flipped pass
+    G(1, 30, 7, 6, 6, 3, 3, 2, 2, padding=1, g=3),  # phases: 16 channels of dx a pass, across groups
 ]
 # The weight gradient's splits: dw's columns shared among the threads (the packed path, with at
 # least 16 column panels on every kernel row: 576 columns per group), and fewer image chunks
