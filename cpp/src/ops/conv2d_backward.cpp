@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "convcore/conv2d.hpp"
 #include "convcore/gemm.hpp"
@@ -297,15 +298,18 @@ bool weight_columns_split(const Conv2dGeometry& g, int64_t nr) {
 }
 
 int64_t weight_chunks(const Conv2dGeometry& g, int64_t elem_size) {
-  // As many chunks as the work is worth threads (a function of the geometry, not of the threads).
+  // As many chunks as the work is worth threads, and no more than the machine has CPUs: the
+  // threads take the chunks in turn, so more would only add partial sums to read back. (A
+  // function of the geometry and the machine, not of the threads set.)
   const int64_t per_image = work_mul(work_mul(g.oc, g.col_rows()), g.col_cols());
-  int64_t chunks = std::min(threads_for_work(g.mb, per_image), kMaxWeightChunks);
+  const int64_t cpus = std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()));
+  int64_t chunks = std::min({threads_for_work(g.mb, per_image), kMaxWeightChunks, cpus});
   const int64_t bytes = work_mul(g.wei_size(), elem_size);
   while (chunks > 1 && bytes > kMaxWeightChunkBytes / chunks) --chunks;
-  // The partial sums are read back by the reduction pass: past one core's L2 they come from
-  // further out, and fewer chunks (at one, each image's product split among the threads) cost
-  // less. Halved, so that a chunk count that divided among the threads still does.
-  while (chunks > 1 && double(bytes) * double(chunks) > l2_cache_bytes()) chunks /= 2;
+  // A chunk's partial sums are accumulated image after image by one thread, in its core's L2;
+  // past it they come from further out, and one chunk (each image's product split among the
+  // threads) costs less.
+  if (double(bytes) > l2_cache_bytes()) chunks = 1;
   return std::max<int64_t>(chunks, 1);
 }
 
