@@ -346,3 +346,27 @@ def test_depthwise_weight_gradient_ignores_values_past_a_row(isa, dtype):
     np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
     finite = np.isfinite(want)
     assert_close(got[finite], want[finite], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flip_packs_the_rotated_weights_straight_from_w(dtype):
+    """Where the flipped forward is a_in_place, a_wide or nhwc_in_place, the input gradient packs
+    rot180(w)^T from the layer's w through a table, without a flipped copy: against the reference
+    on every kernel row, both layouts, with groups, stride and dilation; each of the three is met."""
+    geoms = [G(2, 6, 7, 6, 4, 3, 3, padding=1, g=2), G(1, 5, 9, 8, 7, 3, 2, 2, 2, padding=(1, 0)),
+             G(2, 4, 9, 9, 6, 3, 3, padding=2, dh=2, dw=2), G(1, 16, 6, 5, 17, 3, 3, padding=1)]
+    seen = set()
+    for geom in geoms:
+        x, w, b, dy = make_problem(geom, dtype, seed=11)
+        want = reference.conv2d_backward_input(dy.astype(np.float64), w.astype(np.float64), x.shape, **geom.ref_kwargs)
+        for isa in ISAS:
+            for tile in _tiles(isa, dtype):
+                for layout in ("NCHW", "NHWC"):
+                    nhwc = layout == "NHWC"
+                    xs = (x.shape[0], *x.shape[2:], x.shape[1]) if nhwc else x.shape
+                    plan = cc.Conv2dPlan(xs, w.shape, dtype=dtype, isa=isa, tile=tile, layout=layout,
+                                         paths={"backward_input": "flip"}, **geom.kwargs)
+                    seen.add(plan.describe()["backward_input"]["detail"].split(": ")[1])
+                    got = plan.backward_input(w, np.ascontiguousarray(dy.transpose(0, 2, 3, 1)) if nhwc else dy)
+                    assert_close(got.transpose(0, 3, 1, 2) if nhwc else got, want, dtype)
+    assert {"a_in_place", "a_wide", "nhwc_in_place"} <= seen, seen

@@ -10,6 +10,7 @@
 // rows are padded with zeros up to a multiple of w. For op(A) (w = MR), X = op(A) with
 // (rs, ps) = (lda, 1), or (1, lda) when transposed; for op(B) (w = NR), X = op(B)^T with
 // (rs, ps) = (1, ldb), or (ldb, 1) when transposed.
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -159,6 +160,37 @@ struct MatrixPackB {
   // Rows [p0, p0+kc) and columns [j0, j0+nc) of op(B), in NR-column panels.
   void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
     pack_panels(nr, nc, kc, b + j0 * rs + p0 * ps, rs, ps, dst);
+  }
+};
+
+// pack_b for weights read through a table of their places: op(B)[p][j] = w[j*ld + col[p]]
+// (trans: W^T of a forward whose K index is not w's own order, the NHWC forward's (r, s, c) or
+// the flipped forward's rot180 taps of the layer's w, ops/exec.hpp), or w[p*ld + col[j]] (W
+// itself, NHWC col2im's product). Gathered value by value, each panel in order, in parallel with
+// the other panels (prepack_b): no reordered copy of w is made first.
+template <class T>
+struct WeightsInOrder {
+  const T* w;
+  int64_t ld;  // between the weights of consecutive filters j (trans) or rows p
+  const int64_t* col;
+  bool trans;
+
+  void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
+    for (int64_t q = 0; q * nr < nc; ++q) {
+      T* d = dst + q * nr * kc;
+      const int64_t jb = j0 + q * nr, jn = std::min(nr, nc - q * nr);
+      for (int64_t p = 0; p < kc; ++p) {
+        T* dp = d + p * nr;
+        if (trans) {
+          const T* src = w + jb * ld + col[p0 + p];
+          for (int64_t j = 0; j < jn; ++j) dp[j] = src[j * ld];
+        } else {
+          const T* src = w + (p0 + p) * ld;
+          for (int64_t j = 0; j < jn; ++j) dp[j] = src[col[jb + j]];
+        }
+        for (int64_t j = jn; j < nr; ++j) dp[j] = T(0);
+      }
+    }
   }
 };
 

@@ -26,29 +26,36 @@ namespace {
 // The tutorial's method: dx = crop(pad(expand(dy), k-1) * flip(w)), a stride-1 forward
 // convolution with geometry g.flipped() (its negative padding, if any, is the crop).
 // Images are expanded a chunk at a time so the zero-inserted copy never spans the whole batch.
+// The flipped kernels are made by flip_kernels, or not at all where the flipped forward packs
+// them straight from w (InputExec::flip_in_pack).
 template <class T>
-void backward_input_flip(const ForwardExec<T>& flipped, const Conv2dGeometry& g, const T* w,
-                         const T* dy, T* dx) {
-  Scratch wf(1, g.wei_size() * int64_t(sizeof(T)));
-  flip_kernels(g, w, wf.get<T>(0));
+void backward_input_flip(const InputExec<T>& e, const T* w, const T* dy, T* dx) {
+  const Conv2dGeometry& g = e.g;
+  const ForwardExec<T>& flipped = *e.flipped;
+  Scratch wf_buf(e.flip_in_pack ? 0 : 1, g.wei_size() * int64_t(sizeof(T)));
+  const T* wf = w;
+  if (!e.flip_in_pack) {
+    flip_kernels(g, w, wf_buf.get<T>(0));
+    wf = wf_buf.get<T>(0);
+  }
   if (g.sh == 1 && g.sw == 1) {  // nothing to insert: expand(dy) == dy
-    flipped.run(g.mb, dy, wf.get<T>(0), static_cast<const T*>(nullptr), dx, Activation::identity);
+    flipped.run(g.mb, dy, wf, static_cast<const T*>(nullptr), dx, Activation::identity);
     return;
   }
   const int64_t chunk = image_threads(g);
   const int64_t e_img = g.oc * g.eh() * g.ew(), dy_img = g.oc * g.oh() * g.ow();
   const int64_t dx_img = g.ic * g.ih * g.iw;
   Scratch expanded(1, chunk * e_img * int64_t(sizeof(T)));
-  T* e = expanded.get<T>(0);
+  T* ex = expanded.get<T>(0);
   for (int64_t n0 = 0; n0 < g.mb; n0 += chunk) {
     const int64_t cnt = std::min(chunk, g.mb - n0);
     parallel_for(cnt, e_img, [&](int64_t i) {
       if (g.layout == Layout::nhwc)
-        expand_stride_nhwc(g, g.oc, dy + (n0 + i) * dy_img, e + i * e_img);
+        expand_stride_nhwc(g, g.oc, dy + (n0 + i) * dy_img, ex + i * e_img);
       else
-        expand_stride(g, g.oc, dy + (n0 + i) * dy_img, e + i * e_img);
+        expand_stride(g, g.oc, dy + (n0 + i) * dy_img, ex + i * e_img);
     });
-    flipped.run(cnt, static_cast<const T*>(e), wf.get<T>(0), static_cast<const T*>(nullptr),
+    flipped.run(cnt, static_cast<const T*>(ex), wf, static_cast<const T*>(nullptr),
                 dx + n0 * dx_img, Activation::identity);
   }
 }
@@ -328,8 +335,25 @@ template <class T>
 InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmKernel<T>& k,
                         ForwardPath flipped_path)
     : g(geometry), path(p), kern(&k) {
-  if (path == InputPath::flip)
+  if (path == InputPath::flip) {
     flipped = std::make_unique<ForwardExec<T>>(g.flipped(), flipped_path, k);
+    // Where the flipped forward packs W_f^T through a table, the table reads the layer's w:
+    // K index q = o*khw + t of a row of W_f (nhwc_in_place: after its own order) is w's value
+    // at o*icg*khw + (khw-1-t) from filter c's start, the filters khw apart; W_f is never made.
+    const ForwardPath fp = flipped->path;
+    flip_in_pack = fp == ForwardPath::a_in_place || fp == ForwardPath::a_wide ||
+                   fp == ForwardPath::nhwc_in_place;
+    if (flip_in_pack) {
+      const int64_t khw = g.kh * g.kw, kf = flipped->g.col_rows();
+      std::vector<int64_t>& col = flipped->wcol;
+      if (col.empty()) {
+        col.resize(size_t(kf));
+        for (int64_t q = 0; q < kf; ++q) col[size_t(q)] = q;
+      }
+      for (int64_t& q : col) q = q / khw * g.icg() * khw + (khw - 1 - q % khw);
+      flipped->wld = khw;
+    }
+  }
   if (path == InputPath::nhwc_via_nchw) nchw = nchw_twin_input(g, k);
   if (path != InputPath::phases) return;
   phases = input_phases(g);
@@ -343,7 +367,7 @@ template <class T>
 void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
   if (g.mb == 0) return;
   switch (path) {
-    case InputPath::flip: return backward_input_flip(*flipped, g, w, dy, dx);
+    case InputPath::flip: return backward_input_flip(*this, w, dy, dx);
     case InputPath::col2im:
       if (g.layout == Layout::nhwc) return backward_input_col2im_nhwc(*kern, g, w, dy, dx);
       return backward_input_col2im(*kern, g, w, dy, dx);

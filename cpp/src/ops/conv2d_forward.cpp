@@ -218,6 +218,21 @@ struct TransposeBiasActivation {
   }
 };
 
+// Each group's W_g^T packed (prepack_b, the panels over the threads) into dst, wt_elems apart:
+// from w's rows of K, or through e's table where it has one (ops/exec.hpp, wcol).
+template <class T>
+void prepack_weights_t(const ForwardExec<T>& e, const T* w, T* dst, int64_t wt_elems) {
+  const Conv2dGeometry& g = e.g;
+  const int64_t K = g.col_rows(), ocg = g.ocg();
+  for (int64_t gi = 0; gi < g.groups; ++gi) {
+    if (e.wcol.empty())
+      prepack_b(*e.kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K), dst + gi * wt_elems);
+    else
+      prepack_b(*e.kern, K, ocg, WeightsInOrder<T>{w + gi * ocg * K, e.wld, e.wcol.data(), true},
+                dst + gi * wt_elems);
+  }
+}
+
 // Any stride: the transposed product, with col^T read in place from the padded copy xp of
 // padded_image.hpp,
 //
@@ -242,9 +257,7 @@ void forward_in_place_a(const ForwardExec<T>& e, const Conv2dGeometry& g, const 
   const int64_t* pix = e.pix.data();  // B*N entries: image i's pixels at i*pi.elems + pix(j)
   const int64_t* taps = e.taps.data();
   // W_g^T, packed once for all the images.
-  for (int64_t gi = 0; gi < g.groups; ++gi)
-    prepack_b(kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K),
-              packed_w.get<T>(0) + gi * wt_elems);
+  prepack_weights_t(e, w, packed_w.get<T>(0), wt_elems);
 
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
@@ -296,9 +309,7 @@ void forward_in_place_a_wide(const ForwardExec<T>& e, const Conv2dGeometry& g, c
   Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
   Scratch work(nthr, (pi.elems + M * ocg) * int64_t(sizeof(T)));
   const int64_t* taps = e.taps.data();
-  for (int64_t gi = 0; gi < g.groups; ++gi)
-    prepack_b(kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K),
-              packed_w.get<T>(0) + gi * wt_elems);
+  prepack_weights_t(e, w, packed_w.get<T>(0), wt_elems);
 
   for_each_padded_group(g, pi, x, work, nthr, [&](int64_t n, int64_t gi, T* xp, T* yt) {
     const TransposeBiasActivation<T> epilogue{yt, ocg, y + (n * g.oc + gi * ocg) * N, N, pi.wp,

@@ -23,36 +23,6 @@ inline std::vector<int64_t> nhwc_weight_columns(const Conv2dGeometry& g) {
   return col;
 }
 
-// pack_b for a group's weights with their K index in the NHWC order, packed straight from w
-// (rows of K values, PyTorch's order) through col (nhwc_weight_columns), in parallel with the
-// other panels (prepack_b): op(B)[p][j] = w[j*K + col[p]], W_g^T (the forward), or
-// w[p*K + col[j]], W_g (col2im's product).
-template <class T>
-struct WeightsInOrder {
-  const T* w;
-  int64_t K;
-  const int64_t* col;
-  bool trans;
-
-  void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
-    for (int64_t q = 0; q * nr < nc; ++q) {
-      T* d = dst + q * nr * kc;
-      const int64_t jb = j0 + q * nr, jn = std::min(nr, nc - q * nr);
-      for (int64_t p = 0; p < kc; ++p) {
-        T* dp = d + p * nr;
-        if (trans) {
-          const T* src = w + jb * K + col[p0 + p];
-          for (int64_t j = 0; j < jn; ++j) dp[j] = src[j * K];
-        } else {
-          const T* src = w + (p0 + p) * K;
-          for (int64_t j = 0; j < jn; ++j) dp[j] = src[col[jb + j]];
-        }
-        std::fill(dp + jn, dp + nr, T(0));
-      }
-    }
-  }
-};
-
 // The forward epilogue: y = act(y + bias) over a finished block of the NHWC output (pixels
 // [i0, i0+mc), channels [j0, j0+nc) of the group, which starts at y with row stride ldy).
 template <class T>
@@ -120,7 +90,7 @@ void forward_nhwc_in_place(const ForwardExec<T>& e, const Conv2dGeometry& g, con
   Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
   Scratch work(nthr, pb.elems * int64_t(sizeof(T)));
   for (int64_t gi = 0; gi < g.groups; ++gi)
-    prepack_b(kern, K, ocg, WeightsInOrder<T>{w + gi * ocg * K, K, e.wcol.data(), true},
+    prepack_b(kern, K, ocg, WeightsInOrder<T>{w + gi * ocg * K, e.wld, e.wcol.data(), true},
               packed_w.get<T>(0) + gi * wt_elems);
   const int64_t* pix = e.pix.data();
   const int64_t* taps = e.taps.data();
@@ -160,6 +130,7 @@ void prepare_nhwc(ForwardExec<T>& e) {
   e.band = PaddedBandNhwc::of<T>(e.g);
   e.taps = e.band.tap_offsets(e.g);
   e.wcol = nhwc_weight_columns(e.g);
+  e.wld = e.g.col_rows();
   e.pix = e.band.pixel_offsets(e.g);
 }
 

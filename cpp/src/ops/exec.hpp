@@ -49,7 +49,12 @@ struct ForwardExec {
   int64_t batch = 1;          // a_in_place: images per product
                               // nhwc_in_place: taps and pix of a band of the copy below
   PaddedBandNhwc band{};      // nhwc_in_place
-  std::vector<int64_t> wcol;  // nhwc_in_place: for each K index, its place in a row of w
+  // W^T read through a table (WeightsInOrder): nhwc_in_place, its K index in the NHWC order;
+  // a_in_place, a_wide and nhwc_in_place as the flipped forward of an input gradient, the
+  // layer's own w rot180 and transposed (InputExec). For each K index, its place from a filter's
+  // start, the filters wld apart; empty: w is read as it is, rows of K.
+  std::vector<int64_t> wcol;
+  int64_t wld = 0;
   std::unique_ptr<ForwardExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
 };
 
@@ -66,6 +71,7 @@ struct InputExec {
   InputPath path;
   const GemmKernel<T>* kern;
   std::unique_ptr<ForwardExec<T>> flipped;  // flip
+  bool flip_in_pack = false;  // flip: flipped reads the layer's w through its table (no copy)
   std::vector<Phase> phases;                // phases: one per (row, column) residue
   std::vector<std::unique_ptr<ForwardExec<T>>> phase_fwd;  // phases: null where no taps
   std::unique_ptr<InputExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
