@@ -27,6 +27,7 @@ PLAN_GEOMETRIES = GEOMETRIES + [
     G(1, 3, 5, 9, 4, 3, 3, padding=1, dh=1, dw=3),  # wide dilated rows
     G(2, 2, 9, 7, 3, 3, 3, padding=((3, 2), (4, 3))),  # crop in the flipped pass
     G(1, 30, 7, 6, 6, 3, 3, 2, 2, padding=1, g=3),  # phases: 16 channels of dx a pass, across groups
+    G(2, 3, 4, 30, 5, 3, 3, padding=1),  # rows of 30 pixels: whole tiles of a row, even 24 tall, read as rows-A
 ]
 # The weight gradient's splits: dw's columns shared among the threads (the packed path, with at
 # least 16 column panels on every kernel row: 576 columns per group), and fewer image chunks

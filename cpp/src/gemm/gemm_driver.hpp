@@ -54,6 +54,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
@@ -97,13 +98,25 @@ struct DirectB {
   const int64_t* off;  // k entries
 };
 
-// An A operand that needs no packing: op(A)[i][p] = base[row_off[i] + k_off[p]].
+// An A operand that needs no packing: op(A)[i][p] = base[row_off[i] + k_off[p]]. Optionally,
+// row_run[i] (m entries, made with row_off) counts the rows from i on that follow each other in
+// memory (row_off[i + t] == row_off[i] + t for t < row_run[i]): a tile whose rows all do is the
+// rows-A kernel's operand (one address per k step instead of MR row pointers).
 template <class T>
 struct DirectA {
   const T* base;
   const int64_t* row_off;  // m entries
   const int64_t* k_off;    // k entries
+  const int64_t* row_run = nullptr;
 };
+
+// row_run of DirectA for row_off[0 .. m): run[i] = 1 + run[i + 1] where row i + 1 follows row i.
+inline std::vector<int64_t> consecutive_runs(const int64_t* row_off, int64_t m) {
+  std::vector<int64_t> run(static_cast<std::size_t>(m), 1);
+  for (int64_t i = m - 2; i >= 0; --i)
+    if (row_off[i + 1] == row_off[i] + 1) run[std::size_t(i)] = run[std::size_t(i) + 1] + 1;
+  return run;
+}
 
 // An A operand read in place whose rows are consecutive in memory: op(A)[i][p] = base[i + k_off[p]].
 // The kernel reads whole MR-row tiles, so base[i + k_off[p]] must be readable (any value) for i
@@ -264,6 +277,11 @@ void gemm_region(const GemmKernel<T>& kern, int64_t ib, int64_t ie, int64_t jb, 
                 kern.ukernel_rows_a(kc, alpha, pack_a.base + ic + ir, pack_a.k_off + pc, b_panel,
                                     beta_k, ck, ldck);
               } else if constexpr (a_in_place) {
+                if (pack_a.row_run != nullptr && mv == mr && pack_a.row_run[ic + ir] >= mr) {
+                  kern.ukernel_rows_a(kc, alpha, pack_a.base + pack_a.row_off[ic + ir],
+                                      pack_a.k_off + pc, b_panel, beta_k, ck, ldck);
+                  return;
+                }
                 const T* rows[kMaxMR];  // rows past the edge repeat the last one
                 for (int64_t i = 0; i < mr; ++i)
                   rows[i] = pack_a.base + pack_a.row_off[ic + ir + (i < mv ? i : mv - 1)];

@@ -282,7 +282,7 @@ void forward_in_place_a(const ForwardExec<T>& e, const Conv2dGeometry& g, const 
           }
         };
         const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
-        gemm_driver<T>(kern, cnt * N, ocg, K, T(1), DirectA<T>{xp, pix, taps}, wt, T(0), yt, ocg,
+        gemm_driver<T>(kern, cnt * N, ocg, K, T(1), DirectA<T>{xp, pix, taps, e.pix_run.data()}, wt, T(0), yt, ocg,
                        epilogue);
       }
     }
@@ -377,6 +377,7 @@ ForwardExec<T>::ForwardExec(const Conv2dGeometry& geometry, ForwardPath p,
   pix.resize(size_t(batch) * one.size());
   for (int64_t i = 0; i < batch; ++i)
     for (size_t j = 0; j < one.size(); ++j) pix[size_t(i) * one.size() + j] = i * pi.elems + one[j];
+  pix_run = consecutive_runs(pix.data(), int64_t(pix.size()));
 }
 
 template <class T>

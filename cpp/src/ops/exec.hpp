@@ -46,6 +46,7 @@ struct ForwardExec {
   PaddedImage pi{};           // a_in_place, a_wide, b_in_place
   std::vector<int64_t> taps;  // a_in_place, a_wide, b_in_place: K tap offsets into the copy
   std::vector<int64_t> pix;   // a_in_place: batch*N pixel offsets into batch padded copies
+  std::vector<int64_t> pix_run;  // a_in_place: consecutive_runs of pix (DirectA::row_run)
   int64_t batch = 1;          // a_in_place: images per product
                               // nhwc_in_place: taps and pix of a band of the copy below
   PaddedBandNhwc band{};      // nhwc_in_place
