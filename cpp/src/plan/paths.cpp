@@ -124,9 +124,14 @@ double fwd_a_in_place_cost(const CostContext& c) {
   const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
   // Small images are stacked, a_in_place_batch of them per product.
   const double batch = double(a_in_place_batch(c.g, c.mc, c.elem_size, c.l2_bytes));
+  // With stride 1 a tile whose rows lie in one output row is read as consecutive rows
+  // (DirectA::row_run): of the tiles starting anywhere in a row, those ow - mr + 1 of ow.
+  const double ow = double(c.g.ow()), mr = double(c.mr);
+  const double runs = c.g.sw == 1 && ow >= mr ? (ow - mr + 1) / ow : 0;
+  const double product = (1 - runs) * gemm_cost(c, batch * N, ocg, K, ARead::row_pointers) +
+                         runs * gemm_cost(c, batch * N, ocg, K);
   return images_groups(c.g) *
-         (gemm_cost(c, batch * N, ocg, K, ARead::row_pointers) / batch +
-          copy_cost(c, padded_elems(c.g)) + N * ocg * kGather);
+         (product / batch + copy_cost(c, padded_elems(c.g)) + N * ocg * kGather);
 }
 // The transposed product over oh*wp rows, of which the wp - ow past each output row are
 // computed and dropped by the write-back.
