@@ -371,3 +371,29 @@ def test_flip_packs_the_rotated_weights_straight_from_w(dtype):
                     got = plan.backward_input(w, np.ascontiguousarray(dy.transpose(0, 2, 3, 1)) if nhwc else dy)
                     assert_close(got.transpose(0, 3, 1, 2) if nhwc else got, want, dtype)
     assert {"a_in_place", "a_wide", "nhwc_in_place"} <= seen, seen
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("layout", "path"), [("NCHW", "a_in_place"), ("NHWC", "nhwc_in_place")])
+def test_weight_gradient_of_weights_past_l2(dtype, layout, path):
+    """256 x 256 x 3 x 3 weights (2.4 MB in float32) exceed a core's L2 on the CPUs this runs on:
+    one chunk of images, each image's product and its padded copy split among the threads. Against
+    the reference, and the same bits on 1, 2 and 3 threads."""
+    geom = G(3, 256, 6, 5, 256, 3, 3, padding=1)
+    x, w, b, dy = make_problem(geom, dtype, seed=13)
+    want = reference.conv2d_backward_weight(x.astype(np.float64), dy.astype(np.float64), w.shape, **geom.ref_kwargs)
+    if layout == "NHWC":
+        x, dy = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, dy))
+    n = cc.get_num_threads()
+    got = []
+    try:
+        for threads in (1, 2, 3):
+            cc.set_num_threads(threads)
+            plan = cc.Conv2dPlan(x.shape, w.shape, dtype=dtype, layout=layout,
+                                 paths={"backward_weight": path}, **geom.kwargs)
+            got.append(plan.backward_weight(x, dy))
+    finally:
+        cc.set_num_threads(n)
+    assert_close(got[0], want, dtype)
+    for other in got[1:]:
+        np.testing.assert_array_equal(other, got[0])

@@ -79,10 +79,16 @@ struct PaddedImage {
   // xp from x (one group of one image: x[icg][ih][iw]).
   template <class T>
   void fill(const Conv2dGeometry& g, const T* x, T* xp) const {
+    fill_channels(g, x, xp, 0, g.icg());
+  }
+
+  // Channels [c0, c1) of the copy, and the zeros past the planes where the range ends with the last.
+  template <class T>
+  void fill_channels(const Conv2dGeometry& g, const T* x, T* xp, int64_t c0, int64_t c1) const {
     const int64_t hw = g.ih * g.iw;
-    for (int64_t c = 0; c < g.icg(); ++c)
+    for (int64_t c = c0; c < c1; ++c)
       place_plane(x + c * hw, g.ih, g.iw, g.pt, g.pl, hp, wp, xp + c * hp * wp, true);
-    std::fill(xp + g.icg() * hp * wp, xp + elems, T(0));
+    if (c0 < c1 && c1 == g.icg()) std::fill(xp + g.icg() * hp * wp, xp + elems, T(0));
   }
 };
 

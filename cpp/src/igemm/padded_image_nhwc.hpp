@@ -81,10 +81,22 @@ struct PaddedBandNhwc {
   // xp for the band of output rows starting at i0 (cnt rows) of one image x[ih][iw][ic].
   template <class T>
   void fill(const Conv2dGeometry& g, const T* x, int64_t i0, int64_t cnt, T* xp) const {
-    const int64_t ic = g.ic, h = (cnt - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    fill_rows(g, x, i0, cnt, xp, 0, copy_rows(g, cnt));
+  }
+
+  // The rows of the band's copy.
+  static int64_t copy_rows(const Conv2dGeometry& g, int64_t cnt) {
+    return (cnt - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+  }
+
+  // Rows [y0, y1) of the band's copy, and the zeros past them where the range ends with the last.
+  template <class T>
+  void fill_rows(const Conv2dGeometry& g, const T* x, int64_t i0, int64_t cnt, T* xp, int64_t y0,
+                 int64_t y1) const {
+    const int64_t ic = g.ic, h = copy_rows(g, cnt);
     const int64_t x0 = std::clamp<int64_t>(g.pl, 0, wp);
     const int64_t x1 = std::clamp<int64_t>(g.pl + g.iw, x0, wp);
-    for (int64_t y = 0; y < h; ++y) {
+    for (int64_t y = y0; y < y1; ++y) {
       T* d = xp + y * wp * ic;
       const int64_t sy = i0 * g.sh + y - g.pt;
       if (static_cast<uint64_t>(sy) >= static_cast<uint64_t>(g.ih)) {
@@ -96,7 +108,7 @@ struct PaddedBandNhwc {
       std::copy(s, s + (x1 - x0) * ic, d + x0 * ic);
       std::fill(d + x1 * ic, d + wp * ic, T(0));
     }
-    std::fill(xp + h * wp * ic, xp + elems, T(0));
+    if (y0 < y1 && y1 == h) std::fill(xp + h * wp * ic, xp + elems, T(0));
   }
 };
 

@@ -254,6 +254,9 @@ void backward_weight_nhwc(const WeightExec<T>& e, const T* x, const T* dy, T* dw
   const int64_t* taps = e.row_off.data();
   const int64_t* pix = e.k_off.data();
 
+  // One chunk on one thread while the work is worth more: the driver splits each product among
+  // the threads, and the band's copy is split among them here (as the NCHW path's).
+  const int64_t copy_threads = chunk_threads(chunks) == 1 ? image_threads(g) : 1;
   for_each_image_chunk(g, chunks, [&](int64_t c, int64_t begin, int64_t end, int64_t tid) {
     T* xp = padded.get<T>(tid);
     T* sum = partial.get<T>(c);  // [groups][K][ocg]
@@ -261,7 +264,11 @@ void backward_weight_nhwc(const WeightExec<T>& e, const T* x, const T* dy, T* dw
       for (int64_t b = 0; b < pb.bands; ++b) {
         int64_t i0, cnt;
         pb.band_range(g, b, i0, cnt);
-        pb.fill(g, x + n * img, i0, cnt, xp);
+        parallel(copy_threads, [&](int64_t t, int64_t nt) {
+          int64_t y0, y1;
+          balance(PaddedBandNhwc::copy_rows(g, cnt), nt, t, y0, y1);
+          pb.fill_rows(g, x + n * img, i0, cnt, xp, y0, y1);
+        });
         const T* dyb = dy + (n * N + i0 * g.ow()) * g.oc;
         const T beta = n == begin && b == 0 ? T(0) : T(1);
         for (int64_t gi = 0; gi < g.groups; ++gi)
