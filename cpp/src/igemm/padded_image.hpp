@@ -82,7 +82,7 @@ struct PaddedImage {
     fill_channels(g, x, xp, 0, g.icg());
   }
 
-  // Channels [c0, c1) of the copy, and the zeros past the planes where the range ends with the last.
+  // Channels [c0, c1) of the copy; the zeros past the planes where the range ends with the last.
   template <class T>
   void fill_channels(const Conv2dGeometry& g, const T* x, T* xp, int64_t c0, int64_t c1) const {
     const int64_t hw = g.ih * g.iw;

@@ -282,8 +282,8 @@ void forward_in_place_a(const ForwardExec<T>& e, const Conv2dGeometry& g, const 
           }
         };
         const PrepackedB<T> wt{&kern, packed_w.get<T>(0) + gi * wt_elems, ocg};
-        gemm_driver<T>(kern, cnt * N, ocg, K, T(1), DirectA<T>{xp, pix, taps, e.pix_run.data()}, wt, T(0), yt, ocg,
-                       epilogue);
+        const DirectA<T> col_t{xp, pix, taps, e.pix_run.data()};
+        gemm_driver<T>(kern, cnt * N, ocg, K, T(1), col_t, wt, T(0), yt, ocg, epilogue);
       }
     }
   });
