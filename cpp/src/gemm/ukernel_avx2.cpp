@@ -26,7 +26,21 @@ struct F32x8 {
   static V bcast(const T* p) { return _mm256_broadcast_ss(p); }
   static V set1(T x) { return _mm256_set1_ps(x); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  // For the block transpose (transpose_block_simd): interleaves within 128-bit lanes, of values
+  // and of pairs of values, and a permutation of whole lanes.
+  static V unpacklo(V a, V b) { return _mm256_unpacklo_ps(a, b); }
+  static V unpackhi(V a, V b) { return _mm256_unpackhi_ps(a, b); }
+  static V unpacklo2(V a, V b) {
+    return _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
+  }
+  static V unpackhi2(V a, V b) {
+    return _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)));
+  }
+  template <int imm>
+  static V permute128(V a, V b) { return _mm256_permute2f128_ps(a, b, imm); }
   static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
 };
 
@@ -39,7 +53,13 @@ struct F64x4 {
   static V bcast(const T* p) { return _mm256_broadcast_sd(p); }
   static V set1(T x) { return _mm256_set1_pd(x); }
   static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V max(V a, V b) { return _mm256_max_pd(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V unpacklo(V a, V b) { return _mm256_unpacklo_pd(a, b); }
+  static V unpackhi(V a, V b) { return _mm256_unpackhi_pd(a, b); }
+  template <int imm>
+  static V permute128(V a, V b) { return _mm256_permute2f128_pd(a, b, imm); }
   static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
 };
 
@@ -68,54 +88,14 @@ CONVCORE_DEFINE_TILE(double, 12x4, avx2_fma, F64x4, 12, 1, 2)
 void activate_span__avx2_fma(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx2_fma(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 
-// 8 x 8 floats: pairs of rows interleaved (unpack ps, then pd), which leaves each 128-bit lane
-// holding four rows of one column; then the two lanes swapped across by permute2f128.
+// 8 x 8 floats, 4 x 4 doubles (transpose_block_simd).
 void transpose_block__avx2_fma(const float* s, int64_t ls, const float* add, bool relu, float* d,
                                int64_t ld) {
-  __m256 r[8], t[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * ls);
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  // u[4i + j], lane L: column 4L + j of rows 4i .. 4i+3.
-  for (int i = 0; i < 8; i += 4) {
-    const __m256d a = _mm256_castps_pd(t[i]), b = _mm256_castps_pd(t[i + 1]),
-                  c = _mm256_castps_pd(t[i + 2]), e = _mm256_castps_pd(t[i + 3]);
-    r[i] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, c));
-    r[i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, c));
-    r[i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b, e));
-    r[i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b, e));
-  }
-  for (int j = 0; j < 4; ++j) {
-    t[j] = _mm256_permute2f128_ps(r[j], r[4 + j], 0x20);
-    t[4 + j] = _mm256_permute2f128_ps(r[j], r[4 + j], 0x31);
-  }
-  for (int c = 0; c < 8; ++c) {
-    __m256 v = _mm256_add_ps(t[c], _mm256_set1_ps(add[c]));
-    if (relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
-    _mm256_storeu_ps(d + c * ld, v);
-  }
+  transpose_block_simd<F32x8>(s, ls, add, relu, d, ld);
 }
-
-// 4 x 4 doubles: pairs of rows interleaved, then the lanes swapped across.
 void transpose_block__avx2_fma(const double* s, int64_t ls, const double* add, bool relu,
                                double* d, int64_t ld) {
-  __m256d r[4], t[4];
-  for (int i = 0; i < 4; ++i) r[i] = _mm256_loadu_pd(s + i * ls);
-  for (int i = 0; i < 4; i += 2) {
-    t[i] = _mm256_unpacklo_pd(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_pd(r[i], r[i + 1]);
-  }
-  for (int j = 0; j < 2; ++j) {
-    r[j] = _mm256_permute2f128_pd(t[j], t[2 + j], 0x20);
-    r[2 + j] = _mm256_permute2f128_pd(t[j], t[2 + j], 0x31);
-  }
-  for (int c = 0; c < 4; ++c) {
-    __m256d v = _mm256_add_pd(r[c], _mm256_set1_pd(add[c]));
-    if (relu) v = _mm256_max_pd(v, _mm256_setzero_pd());
-    _mm256_storeu_pd(d + c * ld, v);
-  }
+  transpose_block_simd<F64x4>(s, ls, add, relu, d, ld);
 }
 
 void fma_chains__avx2_fma(int64_t iters, float* out) { fma_chains_simd<F32x8>(iters, out); }

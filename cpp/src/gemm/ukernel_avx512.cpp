@@ -37,7 +37,21 @@ struct F32x16 {
   static V bcast(const T* p) { return _mm512_set1_ps(*p); }
   static V set1(T x) { return _mm512_set1_ps(x); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // For the block transpose (transpose_block_simd): interleaves within 128-bit lanes, of values
+  // and of pairs of values, and a shuffle of whole lanes.
+  static V unpacklo(V a, V b) { return _mm512_unpacklo_ps(a, b); }
+  static V unpackhi(V a, V b) { return _mm512_unpackhi_ps(a, b); }
+  static V unpacklo2(V a, V b) {
+    return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+  }
+  static V unpackhi2(V a, V b) {
+    return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+  }
+  template <int imm>
+  static V shuffle128(V a, V b) { return _mm512_shuffle_f32x4(a, b, imm); }
   static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
 };
 
@@ -50,7 +64,13 @@ struct F64x8 {
   static V bcast(const T* p) { return _mm512_set1_pd(*p); }
   static V set1(T x) { return _mm512_set1_pd(x); }
   static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V max(V a, V b) { return _mm512_max_pd(a, b); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V unpacklo(V a, V b) { return _mm512_unpacklo_pd(a, b); }
+  static V unpackhi(V a, V b) { return _mm512_unpackhi_pd(a, b); }
+  template <int imm>
+  static V shuffle128(V a, V b) { return _mm512_shuffle_f64x2(a, b, imm); }
   static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
 };
 
@@ -85,70 +105,15 @@ CONVCORE_DEFINE_TILE(double, 6x16, avx512f, F64x8, 6, 2, 4)
 void activate_span__avx512f(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx512f(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
 
-// 16 x 16 floats: pairs of rows interleaved (unpack ps, then pd), which leaves each 128-bit lane
-// holding four rows of one column; then the 4 x 4 grid of lanes transposed by two rounds of
-// shuffle_f32x4. 64 shuffles for 256 values (the SSE 4 x 4 blocks take 128).
+// 16 x 16 floats, 8 x 8 doubles (transpose_block_simd): 64 and 24 shuffles, where the SSE
+// blocks take 128 and 32.
 void transpose_block__avx512f(const float* s, int64_t ls, const float* add, bool relu, float* d,
                               int64_t ld) {
-  __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * ls);
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  // u[4i + j], lane L: column 4L + j of rows 4i .. 4i+3.
-  for (int i = 0; i < 16; i += 4) {
-    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]),
-                  c = _mm512_castps_pd(t[i + 2]), e = _mm512_castps_pd(t[i + 3]);
-    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
-  }
-  // Column 4L + j, lane R = u[4R + j] lane L.
-  for (int j = 0; j < 4; ++j) {
-    const __m512 v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
-    const __m512 v1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
-    const __m512 v2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
-    const __m512 v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
-    t[j] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-    t[4 + j] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-    t[8 + j] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-    t[12 + j] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-  }
-  for (int c = 0; c < 16; ++c) {
-    __m512 v = _mm512_add_ps(t[c], _mm512_set1_ps(add[c]));
-    if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-    _mm512_storeu_ps(d + c * ld, v);
-  }
+  transpose_block_simd<F32x16>(s, ls, add, relu, d, ld);
 }
-
-// 8 x 8 doubles: pairs of rows interleaved, each 128-bit lane then two rows of one column; the
-// 4 x 4 grid of lanes transposed as for float.
 void transpose_block__avx512f(const double* s, int64_t ls, const double* add, bool relu,
                               double* d, int64_t ld) {
-  __m512d r[8], t[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm512_loadu_pd(s + i * ls);
-  // t[2i + j], lane L: column 2L + j of rows 2i, 2i+1.
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
-  }
-  for (int j = 0; j < 2; ++j) {
-    const __m512d v0 = _mm512_shuffle_f64x2(t[j], t[2 + j], 0x44);
-    const __m512d v1 = _mm512_shuffle_f64x2(t[j], t[2 + j], 0xEE);
-    const __m512d v2 = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0x44);
-    const __m512d v3 = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0xEE);
-    r[j] = _mm512_shuffle_f64x2(v0, v2, 0x88);
-    r[2 + j] = _mm512_shuffle_f64x2(v0, v2, 0xDD);
-    r[4 + j] = _mm512_shuffle_f64x2(v1, v3, 0x88);
-    r[6 + j] = _mm512_shuffle_f64x2(v1, v3, 0xDD);
-  }
-  for (int c = 0; c < 8; ++c) {
-    __m512d v = _mm512_add_pd(r[c], _mm512_set1_pd(add[c]));
-    if (relu) v = _mm512_max_pd(v, _mm512_setzero_pd());
-    _mm512_storeu_pd(d + c * ld, v);
-  }
+  transpose_block_simd<F64x8>(s, ls, add, relu, d, ld);
 }
 
 void fma_chains__avx512f(int64_t iters, float* out) { fma_chains_simd<F32x16>(iters, out); }

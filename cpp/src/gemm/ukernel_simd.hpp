@@ -9,8 +9,8 @@
 // own copy compiled with its own flags, and the linker can never merge an AVX-512 copy into the
 // AVX2 path. For the same reason nothing here calls an inline function from a standard header.
 //
-// S provides: T, V, L, zero(), load(p), bcast(p), set1(x), mul(a, b), fmadd(a, b, c) = a*b + c,
-// store(p, v).
+// S provides: T, V, L, zero(), load(p), bcast(p), set1(x), mul(a, b), add(a, b), max(a, b),
+// fmadd(a, b, c) = a*b + c, store(p, v).
 #include <cstdint>
 
 namespace convcore::detail {
@@ -148,6 +148,79 @@ __attribute__((always_inline)) inline void ukernel_simd_rows_a(
   };
   ukernel_simd_body<S, MR, NV, U>(kc, alpha, acol, [b](int64_t p) { return b + p * NR; }, beta,
                                   c, ldc);
+}
+
+// The rows of a square block, S::L values a side: r[i] = s[i*ls .. i*ls + L).
+template <class S>
+__attribute__((always_inline)) inline void load_block(const typename S::T* s, int64_t ls,
+                                                      typename S::V (&r)[S::L]) {
+#pragma GCC unroll 16
+  for (int i = 0; i < S::L; ++i) r[i] = S::load(s + i * ls);
+}
+
+// d[c*ld .. c*ld + L) = v[c] + add[c], clamped at 0 when relu is set (max(x, 0): NaN and -0 give
+// +0): the stores of a transposed block (transpose_block of ukernel.hpp).
+template <class S>
+__attribute__((always_inline)) inline void store_block(const typename S::V (&v)[S::L],
+                                                       const typename S::T* add, bool relu,
+                                                       typename S::T* d, int64_t ld) {
+#pragma GCC unroll 16
+  for (int c = 0; c < S::L; ++c) {
+    typename S::V x = S::add(v[c], S::set1(add[c]));
+    if (relu) x = S::max(x, S::zero());
+    S::store(d + c * ld, x);
+  }
+}
+
+// transpose_block of ukernel.hpp on S: a square block of S::L values a side through registers.
+// With P values in a 128-bit lane, the rows are first interleaved within lanes (float: values,
+// then pairs; double: values), which leaves u[P*i + j] holding, in its lane q, column P*q + j of
+// rows P*i .. P*i + P-1; then the grid of lanes is transposed: column P*q + j takes lane R from
+// u[P*R + j]'s lane q. S brings unpacklo/unpackhi (and for float unpacklo2/unpackhi2, of pairs),
+// and shuffle128 (4 lanes: shuffle_f32x4 / f64x2) or permute128 (2 lanes: permute2f128).
+template <class S>
+__attribute__((always_inline)) inline void transpose_block_simd(const typename S::T* s, int64_t ls,
+                                                                const typename S::T* add,
+                                                                bool relu, typename S::T* d,
+                                                                int64_t ld) {
+  using V = typename S::V;
+  constexpr int L = S::L, P = int(16 / sizeof(typename S::T)), lanes = L / P;
+  static_assert(lanes == 2 || lanes == 4, "256- or 512-bit vectors");
+  V r[L], u[L];
+  load_block<S>(s, ls, r);
+#pragma GCC unroll 16
+  for (int i = 0; i < L; i += 2) {
+    u[i] = S::unpacklo(r[i], r[i + 1]);
+    u[i + 1] = S::unpackhi(r[i], r[i + 1]);
+  }
+  if constexpr (P == 4) {
+#pragma GCC unroll 16
+    for (int i = 0; i < L; i += 4) {
+      r[i] = S::unpacklo2(u[i], u[i + 2]);
+      r[i + 1] = S::unpackhi2(u[i], u[i + 2]);
+      r[i + 2] = S::unpacklo2(u[i + 1], u[i + 3]);
+      r[i + 3] = S::unpackhi2(u[i + 1], u[i + 3]);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < L; ++i) u[i] = r[i];
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < P; ++j) {
+    if constexpr (lanes == 4) {
+      const V v0 = S::template shuffle128<0x44>(u[j], u[P + j]);
+      const V v1 = S::template shuffle128<0xEE>(u[j], u[P + j]);
+      const V v2 = S::template shuffle128<0x44>(u[2 * P + j], u[3 * P + j]);
+      const V v3 = S::template shuffle128<0xEE>(u[2 * P + j], u[3 * P + j]);
+      r[j] = S::template shuffle128<0x88>(v0, v2);
+      r[P + j] = S::template shuffle128<0xDD>(v0, v2);
+      r[2 * P + j] = S::template shuffle128<0x88>(v1, v3);
+      r[3 * P + j] = S::template shuffle128<0xDD>(v1, v3);
+    } else {
+      r[j] = S::template permute128<0x20>(u[j], u[P + j]);
+      r[P + j] = S::template permute128<0x31>(u[j], u[P + j]);
+    }
+  }
+  store_block<S>(r, add, relu, d, ld);
 }
 
 // The register-only FMA probe of ukernel.hpp (fma_chains): kFmaChains independent chains
