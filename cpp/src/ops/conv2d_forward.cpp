@@ -218,21 +218,6 @@ struct TransposeBiasActivation {
   }
 };
 
-// Each group's W_g^T packed (prepack_b, the panels over the threads) into dst, wt_elems apart:
-// from w's rows of K, or through e's table where it has one (ops/exec.hpp, wcol).
-template <class T>
-void prepack_weights_t(const ForwardExec<T>& e, const T* w, T* dst, int64_t wt_elems) {
-  const Conv2dGeometry& g = e.g;
-  const int64_t K = g.col_rows(), ocg = g.ocg();
-  for (int64_t gi = 0; gi < g.groups; ++gi) {
-    if (e.wcol.empty())
-      prepack_b(*e.kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K), dst + gi * wt_elems);
-    else
-      prepack_b(*e.kern, K, ocg, WeightsInOrder<T>{w + gi * ocg * K, e.wld, e.wcol.data(), true},
-                dst + gi * wt_elems);
-  }
-}
-
 // Any stride: the transposed product, with col^T read in place from the padded copy xp of
 // padded_image.hpp,
 //
@@ -400,6 +385,23 @@ void ForwardExec<T>::run(int64_t mb, const T* x, const T* w, const T* bias, T* y
     case ForwardPath::nhwc_via_nchw: return forward_via_nchw(*this, mb, x, w, bias, y, act);
   }
 }
+
+template <class T>
+void prepack_weights_t(const ForwardExec<T>& e, const T* w, T* dst, int64_t wt_elems) {
+  const Conv2dGeometry& g = e.g;
+  const int64_t K = g.col_rows(), ocg = g.ocg();
+  for (int64_t gi = 0; gi < g.groups; ++gi) {
+    if (e.wcol.empty())
+      prepack_b(*e.kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K), dst + gi * wt_elems);
+    else
+      prepack_b(*e.kern, K, ocg, WeightsInOrder<T>{w + gi * ocg * K, e.wld, e.wcol.data(), true},
+                dst + gi * wt_elems);
+  }
+}
+
+template void prepack_weights_t<float>(const ForwardExec<float>&, const float*, float*, int64_t);
+template void prepack_weights_t<double>(const ForwardExec<double>&, const double*, double*,
+                                         int64_t);
 
 template struct ForwardExec<float>;
 template struct ForwardExec<double>;

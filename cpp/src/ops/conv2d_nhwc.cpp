@@ -89,9 +89,7 @@ void forward_nhwc_in_place(const ForwardExec<T>& e, const Conv2dGeometry& g, con
   const int64_t wt_elems = prepacked_b_elems(kern, K, ocg);
   Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
   Scratch work(nthr, pb.elems * int64_t(sizeof(T)));
-  for (int64_t gi = 0; gi < g.groups; ++gi)
-    prepack_b(kern, K, ocg, WeightsInOrder<T>{w + gi * ocg * K, e.wld, e.wcol.data(), true},
-              packed_w.get<T>(0) + gi * wt_elems);
+  prepack_weights_t(e, w, packed_w.get<T>(0), wt_elems);
   const int64_t* pix = e.pix.data();
   const int64_t* taps = e.taps.data();
   const int64_t img = g.ih * g.iw * g.ic;

@@ -59,6 +59,12 @@ struct ForwardExec {
   std::unique_ptr<ForwardExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
 };
 
+// Each group's W_g^T of e's forward packed once per call (prepack_b, the panels over the threads)
+// into dst, wt_elems apart: from w's rows of K, or through e's table where it has one (wcol,
+// filters wld apart). For the paths that take W^T as a prepacked B operand.
+template <class T>
+void prepack_weights_t(const ForwardExec<T>& e, const T* w, T* dst, int64_t wt_elems);
+
 // dx from dy.
 template <class T>
 struct InputExec {
