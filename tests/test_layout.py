@@ -183,6 +183,37 @@ def test_nchw_plans_never_take_an_nhwc_path():
             assert not any(c["supported"] for c in d[op]["candidates"] if c["path"].startswith("nhwc_"))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geom", [G(1, 1, 5, 5, 1, 3, 3), G(3, 1, 9, 8, 1, 3, 2, 2, 1, padding=1, dh=2),
+                                  G(2, 1, 7, 7, 1, 1, 1)], ids=str)
+def test_one_channel_nhwc_is_planned_as_nchw(geom, dtype):
+    """With one channel in and one out, NHWC arrays are the NCHW arrays: the unforced ops take the
+    NCHW twin's paths and give its bits (against the reference, and NCHW's results exactly); a
+    forced NHWC path is still run as asked."""
+    x, w, b, dy = make_problem(geom, dtype, seed=5)
+    nhwc_shape = (x.shape[0], *x.shape[2:], 1)
+    plan = cc.Conv2dPlan(nhwc_shape, w.shape, dtype=dtype, layout="NHWC", **geom.kwargs)
+    twin = cc.Conv2dPlan(x.shape, w.shape, dtype=dtype, **geom.kwargs)
+    d, t = plan.describe(), twin.describe()
+    for op in ("forward", "backward_input", "backward_weight"):
+        assert (d[op]["path"], d[op]["tile"]) == (t[op]["path"], t[op]["tile"]), op
+        assert "planned as NCHW" in d[op]["detail"], d[op]
+    y_ref, dx_ref, dw_ref, _ = _reference(geom, x, w, b, dy)
+    y = plan.forward(nhwc(x), w, b)
+    dx = plan.backward_input(w, nhwc(dy))
+    dw = plan.backward_weight(nhwc(x), nhwc(dy))
+    assert_close(nchw(y), y_ref, dtype)
+    assert_close(nchw(dx), dx_ref, dtype)
+    assert_close(dw, dw_ref, dtype)
+    assert np.array_equal(nchw(y), twin.forward(x, w, b))
+    assert np.array_equal(nchw(dx), twin.backward_input(w, dy))
+    assert np.array_equal(dw, twin.backward_weight(x, dy))
+    forced = cc.Conv2dPlan(nhwc_shape, w.shape, dtype=dtype, layout="NHWC", paths={"forward": "nhwc_in_place"},
+                           **geom.kwargs)
+    assert forced.describe()["forward"]["path"] == "nhwc_in_place"
+    assert_close(nchw(forced.forward(nhwc(x), w, b)), y_ref, dtype)
+
+
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("geom", [G(2, 5, 7, 6, 9, 3, 3, 2, 1, padding=1),

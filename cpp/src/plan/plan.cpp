@@ -135,30 +135,51 @@ PlanImpl<T>::PlanImpl(const Conv2dGeometry& geometry, const PlanOptions& options
   desc.geometry = canonical.str();
   desc.dtype = sizeof(T) == 4 ? "float32" : "float64";
 
+  // NHWC activations with one channel (x and y alike) lie in memory exactly as NCHW ones: an op
+  // whose path is not forced is then planned and run on the NCHW geometry, with no transposes
+  // to skip and no NHWC executor around the NCHW one.
+  const bool one_channel = g.layout == Layout::nhwc && g.ic == 1 && g.oc == 1;
+  Conv2dGeometry twin = g;
+  twin.layout = Layout::nchw;
+  const auto geometry_for = [&](const std::string& forced) -> const Conv2dGeometry& {
+    return one_channel && forced.empty() ? twin : g;
+  };
+  const auto note_twin = [&twin](const Conv2dGeometry& used, std::string& detail) {
+    if (&used != &twin) return;
+    detail = "one channel: the NHWC arrays are the NCHW ones, planned as NCHW" +
+             (detail.empty() ? std::string() : "; " + detail);
+  };
+
   const GemmKernel<T>* row = rows.front();
-  const ForwardPath fp = choose("forward", kForwardPaths, g, rows, opt.forward, row, desc.forward);
-  fwd = std::make_unique<ForwardExec<T>>(g, fp, *row);
+  const Conv2dGeometry& gf = geometry_for(opt.forward);
+  const ForwardPath fp = choose("forward", kForwardPaths, gf, rows, opt.forward, row, desc.forward);
+  fwd = std::make_unique<ForwardExec<T>>(gf, fp, *row);
   if (fwd->nchw)
     desc.forward.detail = std::string("NCHW path: ") + name_of(kForwardPaths, fwd->nchw->path);
+  note_twin(gf, desc.forward.detail);
 
+  const Conv2dGeometry& gi = geometry_for(opt.backward_input);
   const InputPath ip =
-      choose("backward_input", kInputPaths, g, rows, opt.backward_input, row, desc.backward_input);
+      choose("backward_input", kInputPaths, gi, rows, opt.backward_input, row, desc.backward_input);
   ForwardPath flipped_path = ForwardPath::packed;
   if (ip == InputPath::flip) {
-    flipped_path = cheapest_forward(cost_context(g.flipped(), *row));
+    flipped_path = cheapest_forward(cost_context(gi.flipped(), *row));
     desc.backward_input.detail = std::string("flipped forward: ") +
                                  name_of(kForwardPaths, flipped_path);
   }
-  bwi = std::make_unique<InputExec<T>>(g, ip, *row, flipped_path);
+  bwi = std::make_unique<InputExec<T>>(gi, ip, *row, flipped_path);
   if (bwi->nchw)
     desc.backward_input.detail = std::string("NCHW path: ") + name_of(kInputPaths, bwi->nchw->path);
+  note_twin(gi, desc.backward_input.detail);
 
-  const WeightPath wp = choose("backward_weight", kWeightPaths, g, rows, opt.backward_weight, row,
+  const Conv2dGeometry& gw = geometry_for(opt.backward_weight);
+  const WeightPath wp = choose("backward_weight", kWeightPaths, gw, rows, opt.backward_weight, row,
                                desc.backward_weight);
-  bww = std::make_unique<WeightExec<T>>(g, wp, *row);
+  bww = std::make_unique<WeightExec<T>>(gw, wp, *row);
   if (bww->nchw)
     desc.backward_weight.detail =
         std::string("NCHW path: ") + name_of(kWeightPaths, bww->nchw->path);
+  note_twin(gw, desc.backward_weight.detail);
 
   desc.backward_bias.path = "lanes";
   desc.backward_bias.isa = "generic";
