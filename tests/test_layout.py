@@ -272,6 +272,28 @@ def test_via_nchw_col2im_packs_nhwc_dy(geom, dtype):
         assert_close(nchw(plan.backward_input(w, nhwc(dy))), dx_ref, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pixels", [(1, 1), (1, 3), (2, 2), (1, 5), (2, 4), (3, 3), (4, 7), (8, 8)], ids=str)
+def test_via_nchw_three_channel_input_gradient(pixels, dtype):
+    """dx of a three-channel layer goes back to NHWC in 4 x 4 blocks stored overlapping, the last
+    four pixels of each image one by one: every image's pixels in the right place, nothing written
+    past dx (its guard values intact), images of 1 to 64 pixels."""
+    ih, iw = pixels
+    geom = G(3, 3, ih, iw, 5, 1, 1)
+    x, w, b, dy = make_problem(geom, dtype, seed=6)
+    _, dx_ref, _, _ = _reference(geom, x, w, b, dy)
+    plan = cc.Conv2dPlan(nhwc(x).shape, w.shape, dtype=dtype, layout="NHWC",
+                         paths={"backward_input": "nhwc_via_nchw"}, **geom.kwargs)
+    guarded = np.full(x.size + 8, 7.0, dtype=dtype)
+    dx = guarded[:x.size].reshape(nhwc(x).shape)
+    plan.backward_input(w, nhwc(dy), out=dx)
+    assert_close(nchw(dx), dx_ref, dtype)
+    assert np.all(guarded[x.size:] == 7.0)
+    twin = cc.Conv2dPlan(x.shape, w.shape, dtype=dtype, paths={"backward_input": plan.describe()[
+        "backward_input"]["detail"].split(": ")[1]}, **geom.kwargs)
+    assert np.array_equal(nchw(dx), twin.backward_input(w, dy))
+
+
 def test_via_nchw_names_its_nchw_path():
     # The NCHW twin runs on the path an NCHW plan of the same geometry and row would take.
     geom = G(2, 1, 12, 12, 6, 5, 5)

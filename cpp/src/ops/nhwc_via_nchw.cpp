@@ -2,6 +2,7 @@
 #include "ops/nhwc_via_nchw.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "convcore/parallel.hpp"
 #include "gemm/sse_transpose.hpp"
@@ -82,6 +83,30 @@ void transpose_block<float>(int64_t rows, int64_t cols, int64_t r0, int64_t r1, 
 }
 #endif
 
+// Three rows of one image (an RGB image's planes into NHWC): d[c*3 + r] = s[r*cols + c]. Four
+// columns at a time as a 4 x 4 block of the three rows and the third again; its columns are
+// stored four values wide, three apart, each store's fourth value then overwritten by the next
+// column's. The last four columns take the scalar loop: their fourth values would fall past d.
+// (The general blocks do these rows as a 2 x 4 block and four scalar values per four columns.)
+template <class T>
+bool transpose_three_rows(int64_t cols, const T* s, T* d) {
+#if defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float>) {
+    int64_t c = 0;
+    for (; c + 4 < cols; c += 4) {
+      __m128 v[4] = {_mm_loadu_ps(s + c), _mm_loadu_ps(s + cols + c),
+                     _mm_loadu_ps(s + 2 * cols + c), _mm_loadu_ps(s + 2 * cols + c)};
+      _MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
+      for (int j = 0; j < 4; ++j) _mm_storeu_ps(d + (c + j) * 3, v[j]);
+    }
+    transpose_scalar(int64_t(3), cols, 0, 3, c, cols, s, d);
+    return true;
+  }
+#endif
+  (void)cols, (void)s, (void)d;
+  return false;
+}
+
 }  // namespace
 
 template <class T>
@@ -94,6 +119,7 @@ void transpose_images(int64_t mb, int64_t rows, int64_t cols, const T* src, T* d
     const int64_t n = item / bands, r0 = (item % bands) * kB, r1 = std::min(r0 + kB, rows);
     const T* s = src + n * rows * cols;
     T* d = dst + n * rows * cols;
+    if (rows == 3 && transpose_three_rows(cols, s, d)) return;
     for (int64_t c0 = 0; c0 < cols; c0 += kB)
       transpose_block(rows, cols, r0, r1, c0, std::min(c0 + kB, cols), s, d);
   });
