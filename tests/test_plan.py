@@ -374,6 +374,31 @@ def test_flip_packs_the_rotated_weights_straight_from_w(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_through_a_table_over_several_kc_blocks(dtype):
+    """W^T packed through a table (the NHWC forward's (r, s, c) order; the flipped forward's rot180
+    taps) is packed panel by panel across its kc blocks, in w's memory order, in SSE blocks where
+    places run on: K of 360 and 315 (two kc blocks), 35 and 40 columns (an edge panel), groups,
+    every kernel row; against the reference, forward and input gradient, both layouts."""
+    for geom in (G(2, 40, 6, 5, 35, 3, 3, padding=1), G(1, 80, 5, 4, 70, 3, 3, padding=1, g=2),
+                 G(1, 41, 5, 6, 37, 3, 3, 2, 2, padding=1)):
+        x, w, b, dy = make_problem(geom, dtype, seed=17)
+        y_want = reference.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                          **geom.ref_kwargs)
+        dx_want = reference.conv2d_backward_input(dy.astype(np.float64), w.astype(np.float64), x.shape,
+                                                  **geom.ref_kwargs)
+        for isa in ISAS:
+            for tile in _tiles(isa, dtype):
+                for layout in ("NCHW", "NHWC"):
+                    nhwc = layout == "NHWC"
+                    t = (lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))) if nhwc else (lambda a: a)
+                    back = (lambda a: a.transpose(0, 3, 1, 2)) if nhwc else (lambda a: a)
+                    plan = cc.Conv2dPlan(t(x).shape, w.shape, dtype=dtype, isa=isa, tile=tile, layout=layout,
+                                         paths={"backward_input": "flip"}, **geom.kwargs)
+                    assert_close(back(plan.forward(t(x), w, b)), y_want, dtype)
+                    assert_close(back(plan.backward_input(w, t(dy))), dx_want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("layout", "path"), [("NCHW", "a_in_place"), ("NHWC", "nhwc_in_place")])
 def test_weight_gradient_of_weights_past_l2(dtype, layout, path):
     """256 x 256 x 3 x 3 weights (2.4 MB in float32) exceed a core's L2 on the CPUs this runs on:

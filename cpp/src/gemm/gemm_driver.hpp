@@ -50,6 +50,7 @@
 // the loops above on its part with its own packing buffers. k is never split, MC and NC are
 // multiples of MR and NR, and the kc split depends on k only: every element of C is computed by
 // the same kernel with the same summation order for any thread count (bitwise reproducible).
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -204,6 +205,38 @@ PrepackedB<T> prepack_b(const GemmKernel<T>& kern, int64_t k, int64_t n, const P
         pack_b(pc, kc, j0, nc, nr, to);
       },
       dst);
+  return {&kern, dst, n};
+}
+
+// The rows of a k x n B prepacked for kern (prepack_panels' layout) with row p at place col[p]
+// of a filter, by increasing place (ties in row order): WeightsInOrder's read order, made once.
+template <class T>
+std::vector<PanelRow> panel_rows(const GemmKernel<T>& kern, const std::vector<int64_t>& col,
+                                 int64_t n) {
+  const int64_t k = int64_t(col.size()), kc_step = gemm_kc_step(k, kern.kc);
+  const int64_t rounded = (n + kern.nr - 1) / kern.nr * kern.nr;
+  std::vector<PanelRow> rows(col.size());
+  for (int64_t p = 0; p < k; ++p) {
+    const int64_t pc = p / kc_step * kc_step;
+    rows[size_t(p)] = {col[size_t(p)], pc * rounded + (p - pc) * kern.nr,
+                       k - pc < kc_step ? k - pc : kc_step};
+  }
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const PanelRow& a, const PanelRow& b) { return a.col < b.col; });
+  return rows;
+}
+
+// prepack_b's layout with each panel's kc blocks packed together by
+// pack.whole_panel(k, j0, width, nr, dst) (WeightsInOrder with its rows), the panels shared
+// among the threads.
+template <class T, class PackB>
+PrepackedB<T> prepack_b_whole(const GemmKernel<T>& kern, int64_t k, int64_t n, const PackB& pack,
+                              T* dst) {
+  const int64_t nr = kern.nr, panels = (n + nr - 1) / nr;
+  parallel_for(panels, k * nr, [&](int64_t jp) {
+    const int64_t j0 = jp * nr;
+    pack.whole_panel(k, j0, n - j0 < nr ? n - j0 : nr, nr, dst);
+  });
   return {&kern, dst, n};
 }
 

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "gemm/sse_transpose.hpp"
 
@@ -163,17 +164,71 @@ struct MatrixPackB {
   }
 };
 
+// A row p of a prepacked B (prepack_panels' layout) for WeightsInOrder::whole_panel: its place
+// `col` in a filter, and where it lies: dst + row + j0 * kc for the panel at column j0, kc the
+// rows of its kc block (gemm_driver.hpp's panel_rows makes them).
+struct PanelRow {
+  int64_t col, row, kc;
+};
+
 // pack_b for weights read through a table of their places: op(B)[p][j] = w[j*ld + col[p]]
 // (trans: W^T of a forward whose K index is not w's own order, the NHWC forward's (r, s, c) or
 // the flipped forward's rot180 taps of the layer's w, ops/exec.hpp), or w[p*ld + col[j]] (W
-// itself, NHWC col2im's product). Gathered value by value, each panel in order, in parallel with
-// the other panels (prepack_b): no reordered copy of w is made first.
+// itself, NHWC col2im's product), in parallel with the other panels: no reordered copy of w is
+// made first. operator() packs one kc block of a panel, p in order (prepack_b). With `rows`
+// (trans only: panel_rows, the K indices by increasing place), whole_panel packs all kc blocks
+// of a panel at once (prepack_b_whole), p in that order, so that the filters' weights are read
+// in memory order: block by block, the NHWC forward's (r, s, c) order reads them nine apart, and
+// again for each block; the flipped forward's, a filter's taps backwards.
 template <class T>
 struct WeightsInOrder {
   const T* w;
   int64_t ld;  // between the weights of consecutive filters j (trans) or rows p
   const int64_t* col;
   bool trans;
+  const PanelRow* rows = nullptr;  // whole_panel: the K indices in read order (panel_rows)
+
+  // Panel j0 (jn of nr columns) of every kc block, in prepack_panels' layout. Where kSseBlock
+  // consecutive rows have consecutive places (a channel's taps), their columns are gathered as
+  // kSseBlock x kSseBlock blocks transposed through SSE registers.
+  void whole_panel(int64_t k, int64_t j0, int64_t jn, int64_t nr, T* dst) const {
+    const T* wj = w + j0 * ld;
+    const auto row = [&](int64_t q) { return dst + rows[q].row + j0 * rows[q].kc; };
+    const auto one = [&](int64_t q) {
+      T* dp = row(q);
+      const T* src = wj + rows[q].col;
+      for (int64_t j = 0; j < jn; ++j) dp[j] = src[j * ld];
+      for (int64_t j = jn; j < nr; ++j) dp[j] = T(0);
+    };
+    constexpr int64_t B = kSseBlock<T>;
+    const auto run = [&](int64_t q) {  // kSseBlock consecutive places from rows[q] on
+      bool r = q + B <= k;
+      for (int64_t i = 1; r && i < B; ++i) r = rows[q + i].col == rows[q].col + i;
+      return r;
+    };
+    for (int64_t q = 0; q < k;) {
+      if (B == 0 || !run(q)) {
+        one(q++);
+        continue;
+      }
+#if defined(__SSE2__)
+      const int64_t c0 = rows[q].col;
+      T* dp[B];
+      for (int64_t i = 0; i < B; ++i) dp[i] = row(q + i);
+      int64_t j = 0;
+      for (; j + B <= jn; j += B) {
+        typename SseVec<T>::V v[B];
+        load_transposed(wj + j * ld + c0, ld, v);
+        for (int64_t i = 0; i < B; ++i) SseVec<T>::store(dp[i] + j, v[i]);
+      }
+      for (int64_t i = 0; i < B; ++i) {
+        for (int64_t jj = j; jj < jn; ++jj) dp[i][jj] = wj[jj * ld + c0 + i];
+        for (int64_t jj = jn; jj < nr; ++jj) dp[i][jj] = T(0);
+      }
+      q += B;
+#endif
+    }
+  }
 
   void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
     for (int64_t q = 0; q * nr < nc; ++q) {

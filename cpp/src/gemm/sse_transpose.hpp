@@ -16,6 +16,20 @@ namespace convcore::detail {
 template <class T>
 constexpr int64_t kSseBlock = int64_t(16 / sizeof(T));
 
+// T's SSE register and its unaligned store.
+template <class T>
+struct SseVec;
+template <>
+struct SseVec<float> {
+  using V = __m128;
+  static void store(float* p, V v) { _mm_storeu_ps(p, v); }
+};
+template <>
+struct SseVec<double> {
+  using V = __m128d;
+  static void store(double* p, V v) { _mm_storeu_pd(p, v); }
+};
+
 // v[c] = (s[c], s[ls + c], s[2*ls + c], s[3*ls + c]): four rows of four floats, transposed.
 inline void load_transposed(const float* s, int64_t ls, __m128 (&v)[4]) {
   v[0] = _mm_loadu_ps(s);

@@ -360,6 +360,7 @@ InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmK
         for (int64_t q = 0; q < kf; ++q) col[size_t(q)] = q;
       }
       for (int64_t& q : col) q = q / khw * g.icg() * khw + (khw - 1 - q % khw);
+      flipped->wrows = panel_rows(k, col, flipped->g.ocg());
       flipped->wld = khw;
     }
   }

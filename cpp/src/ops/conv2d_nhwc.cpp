@@ -128,6 +128,7 @@ void prepare_nhwc(ForwardExec<T>& e) {
   e.band = PaddedBandNhwc::of<T>(e.g);
   e.taps = e.band.tap_offsets(e.g);
   e.wcol = nhwc_weight_columns(e.g);
+  e.wrows = panel_rows(*e.kern, e.wcol, e.g.ocg());
   e.wld = e.g.col_rows();
   e.pix = e.band.pixel_offsets(e.g);
 }

@@ -13,6 +13,7 @@
 #include "convcore/activation.hpp"
 #include "convcore/geometry.hpp"
 #include "convcore/parallel.hpp"
+#include "gemm/pack.hpp"
 #include "gemm/ukernel.hpp"
 #include "igemm/padded_image.hpp"
 #include "igemm/padded_image_nhwc.hpp"
@@ -55,6 +56,7 @@ struct ForwardExec {
   // layer's own w rot180 and transposed (InputExec). For each K index, its place from a filter's
   // start, the filters wld apart; empty: w is read as it is, rows of K.
   std::vector<int64_t> wcol;
+  std::vector<PanelRow> wrows;  // panel_rows of wcol: the table's K indices in w's memory order
   int64_t wld = 0;
   std::unique_ptr<ForwardExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
 };
