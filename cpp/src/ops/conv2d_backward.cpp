@@ -229,7 +229,7 @@ void backward_weight_in_place_a(const WeightExec<T>& e, const T* x, const T* dy,
       }
   });
   // dw[gi*ocg + o][p] = (accumulate ? dw : 0) + the chunks' sums in order.
-  add_transposed_chunks(g, chunks, partial, dw, accumulate, [](int64_t k) { return k; });
+  add_transposed_chunks(g, chunks, partial, dw, accumulate, [](int64_t q) { return q; });
 }
 
 // dW_g[ocg x K] (+)= dY_g[ocg x N] * col^T[N x K], col^T packed from the image.

@@ -139,7 +139,10 @@ void prepare_nhwc(WeightExec<T>& e) {
   e.band = PaddedBandNhwc::of<T>(e.g);
   e.row_off = e.band.tap_offsets(e.g);
   e.k_off = e.band.pixel_offsets(e.g);
-  e.q_of = nhwc_weight_columns(e.g);  // row (r*kw + s)*icg + c of the product is dw's (c, r, s)
+  // Row (r*kw + s)*icg + c of the product is dw's (c, r, s): k_of inverts that map.
+  const std::vector<int64_t> q_of = nhwc_weight_columns(e.g);
+  e.k_of.assign(q_of.size(), 0);
+  for (size_t k = 0; k < q_of.size(); ++k) e.k_of[size_t(q_of[k])] = int64_t(k);
 }
 
 template <class T>
@@ -276,8 +279,8 @@ void backward_weight_nhwc(const WeightExec<T>& e, const T* x, const T* dy, T* dw
       }
   });
   // dw[gi*ocg + o][c][t] (q = c*khw + t) from the K index t*icg + c of the NHWC im2col rows.
-  const int64_t* q_of = e.q_of.data();
-  add_transposed_chunks(g, chunks, partial, dw, accumulate, [q_of](int64_t k) { return q_of[k]; });
+  const int64_t* k_of = e.k_of.data();
+  add_transposed_chunks(g, chunks, partial, dw, accumulate, [k_of](int64_t q) { return k_of[q]; });
 }
 
 // Column sums of dy[mb*oh*ow][oc]. The rows are cut into chunks of kChunk, each chunk's sums

@@ -100,7 +100,7 @@ struct WeightExec {
   std::vector<int64_t> row_off;  // a_in_place: K tap offsets
   std::vector<int64_t> k_off;    // a_in_place: N pixel offsets; nhwc_in_place: a band's
   PaddedBandNhwc band{};         // nhwc_in_place
-  std::vector<int64_t> q_of;     // nhwc_in_place: the product's row k is dw's K index q_of[k]
+  std::vector<int64_t> k_of;     // nhwc_in_place: dw's K index q is the product's row k_of[q]
   std::unique_ptr<WeightExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
 };
 

@@ -32,75 +32,60 @@ void for_each_image_chunk(const Conv2dGeometry& g, int64_t chunks, Body body) {
   });
 }
 
-// dw[gi*ocg + o][q_of(k)] = (accumulate ? dw : 0) + the chunks' sums, in chunk order, of the
-// transposed partials [groups][K][ocg] at row k (q_of maps the layout's order of the im2col rows
-// to dw's). The partials are read row after row. Where the baseline has SSE, square blocks of B
-// rows k x B rows of dw: the chunks' B-value runs along o added in registers (each element's sum
-// in the same order), the block transposed into dw once, as one vector per row of dw where the
-// B values of q are consecutive, value by value otherwise; the rows past whole blocks one value
-// at a time.
-template <class T, class QOf>
+// dw[gi*ocg + o][q] = (accumulate ? dw : 0) + the chunks' sums, in chunk order, of the
+// transposed partials [groups][K][ocg] at row k_of(q) (k_of maps dw's K index q to the layout's
+// row of the im2col product). A job is a band of QB consecutive q of one group, all its rows of
+// dw: the partials' rows it reads (QB of them, a few runs where k_of permutes) are read whole,
+// once, and stay in L2 while the band's blocks use them. Where the baseline has SSE, square
+// blocks of B consecutive q x B rows of dw: the chunks' B-value runs along o added in registers
+// (each element's sum in the same order), the block transposed into dw once, one vector per row
+// of dw; the values past whole blocks one at a time.
+template <class T, class KOf>
 void add_transposed_chunks(const Conv2dGeometry& g, int64_t chunks, const Scratch& partial,
-                           T* dw, bool accumulate, QOf q_of) {
+                           T* dw, bool accumulate, KOf k_of) {
   const int64_t K = g.col_rows(), ocg = g.ocg();
-  // dw[row][q_of(k)] for k0 <= k < K, value by value.
-  const auto one_row = [&](int64_t row, int64_t k0) {
+  // dw[row][q] for q0 <= q < q1, value by value.
+  const auto values = [&](int64_t row, int64_t q0, int64_t q1) {
     const int64_t gi = row / ocg, o = row % ocg;
-    for (int64_t k = k0; k < K; ++k) {
-      T* d = dw + row * K + q_of(k);
+    for (int64_t q = q0; q < q1; ++q) {
+      T* d = dw + row * K + q;
       T s = accumulate ? *d : T(0);
-      const int64_t at = (gi * K + k) * ocg + o;
+      const int64_t at = (gi * K + k_of(q)) * ocg + o;
       for (int64_t c = 0; c < chunks; ++c) s += partial.get<T>(c)[at];
       *d = s;
     }
   };
   constexpr int64_t B = kSseBlock<T>;
-  if constexpr (B > 0) {
-    // Per group, ocg / B blocks of rows, then one item for the rows left over.
-    const int64_t blocks = ocg / B, items = blocks + (ocg % B != 0);
-    const int64_t k_blocked = K / B * B;
-    parallel_for(g.groups * items, B * K * chunks, [&](int64_t item) {
-      const int64_t gi = item / items, b = item % items;
-      if (b == blocks) {
-        for (int64_t o = blocks * B; o < ocg; ++o) one_row(gi * ocg + o, 0);
-        return;
-      }
-      const int64_t o0 = b * B, row0 = gi * ocg + o0;
-      T* const d = dw + row0 * K;
-      for (int64_t k = 0; k < k_blocked; k += B) {
-        int64_t q[B];
-        bool run = true;  // q[i] == q[0] + i
-        for (int64_t i = 0; i < B; ++i) {
-          q[i] = q_of(k + i);
-          run = run && q[i] == q[0] + i;
-        }
-        alignas(16) T acc[B * B];  // acc[i*B + j]: row k + i, dw row row0 + j
-        if (!accumulate) {
-          std::fill(acc, acc + B * B, T(0));
-        } else if (run) {
-          transpose_block_sse(d + q[0], K, acc, B);
-        } else {
-          for (int64_t i = 0; i < B; ++i)
-            for (int64_t j = 0; j < B; ++j) acc[i * B + j] = d[j * K + q[i]];
-        }
-        const int64_t at = (gi * K + k) * ocg + o0;
-        for (int64_t c = 0; c < chunks; ++c) {
-          const T* p = partial.get<T>(c) + at;
-          for (int64_t i = 0; i < B; ++i)
-            for (int64_t j = 0; j < B; ++j) acc[i * B + j] += p[i * ocg + j];
-        }
-        if (run) {
-          transpose_block_sse(acc, B, d + q[0], K);
-        } else {
-          for (int64_t i = 0; i < B; ++i)
-            for (int64_t j = 0; j < B; ++j) d[j * K + q[i]] = acc[i * B + j];
+  constexpr int64_t QB = 64;
+  const int64_t bands = (K + QB - 1) / QB;
+  parallel_for(g.groups * bands, QB * ocg * chunks, [&](int64_t item) {
+    const int64_t gi = item / bands, q0 = item % bands * QB, q1 = std::min(K, q0 + QB);
+    int64_t o_blocked = 0, q_blocked = q0;
+    if constexpr (B > 0) {
+      o_blocked = ocg / B * B;
+      q_blocked = q0 + (q1 - q0) / B * B;
+      for (int64_t q = q0; q < q_blocked; q += B) {
+        int64_t at[B];  // the partials' row for dw column q + i
+        for (int64_t i = 0; i < B; ++i) at[i] = (gi * K + k_of(q + i)) * ocg;
+        for (int64_t o0 = 0; o0 < o_blocked; o0 += B) {
+          T* const d = dw + (gi * ocg + o0) * K + q;
+          alignas(16) T acc[B * B];  // acc[i*B + j]: dw column q + i, dw row o0 + j
+          if (accumulate)
+            transpose_block_sse(d, K, acc, B);
+          else
+            std::fill(acc, acc + B * B, T(0));
+          for (int64_t c = 0; c < chunks; ++c) {
+            const T* p = partial.get<T>(c) + o0;
+            for (int64_t i = 0; i < B; ++i)
+              for (int64_t j = 0; j < B; ++j) acc[i * B + j] += p[at[i] + j];
+          }
+          transpose_block_sse(acc, B, d, K);
         }
       }
-      for (int64_t j = 0; j < B; ++j) one_row(row0 + j, k_blocked);
-    });
-  } else {
-    parallel_for(g.oc, K * chunks, [&](int64_t row) { one_row(row, 0); });
-  }
+    }
+    for (int64_t o = 0; o < o_blocked; ++o) values(gi * ocg + o, q_blocked, q1);
+    for (int64_t o = o_blocked; o < ocg; ++o) values(gi * ocg + o, q0, q1);
+  });
 }
 
 }  // namespace convcore::detail
