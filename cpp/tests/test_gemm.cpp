@@ -10,7 +10,9 @@
 //     sentinel in C outside the m x n window that must survive;
 //   - the driver with a caller-supplied pack_b (the implicit-GEMM contract), with a B read in
 //     place (DirectB) or A read in place (DirectA, RowsA), and with an epilogue that must see every block of C once, when final;
+//   - weights packed through a table of their places, block by block and whole panels;
 //   - ISA selection and argument errors.
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
@@ -476,6 +478,45 @@ void test_transpose_block(const Row<T>& row, std::mt19937& rng) {
   }
 }
 
+// Weights packed through a table of their places (WeightsInOrder, trans), block by block
+// (prepack_b) and whole panels in the places' order (prepack_b_whole, panel_rows), against the
+// packed layout written out by direct loops: K across two kc blocks and more, an edge panel, the
+// NHWC forward's (r, s, c) table (runs of consecutive places three long) and the flipped
+// forward's (runs backwards), both with filters wider than their K.
+template <class T>
+void test_weights_in_order(const Row<T>& kern) {
+  using convcore::detail::WeightsInOrder;
+  const std::string isa = row_name(kern);
+  const int64_t c = kern.kc / 2 + 5, taps = 3, k = c * taps, n = 2 * kern.nr + 3, ld = k + 7;
+  std::vector<T> w(static_cast<size_t>(n * ld));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = T(int64_t(i % 1009) - 500) / T(64);
+  std::vector<int64_t> nhwc(static_cast<size_t>(k)), flipped(static_cast<size_t>(k));
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t ch = 0; ch < c; ++ch) nhwc[size_t(t * c + ch)] = ch * taps + t;
+  for (int64_t q = 0; q < k; ++q) flipped[size_t(q)] = q / taps * taps + (taps - 1 - q % taps);
+  const int64_t kc_step = convcore::detail::gemm_kc_step(k, kern.kc);
+  const int64_t rounded = (n + kern.nr - 1) / kern.nr * kern.nr;
+  CHECK(kc_step < k);
+  for (const std::vector<int64_t>* col : {&nhwc, &flipped}) {
+    std::vector<T> want(static_cast<size_t>(k * rounded)), got_blocks(want.size()), got_whole(want.size());
+    for (int64_t pc = 0; pc < k; pc += kc_step) {
+      const int64_t kcb = std::min(kc_step, k - pc);
+      for (int64_t j = 0; j < rounded; ++j)
+        for (int64_t p = 0; p < kcb; ++p)
+          want[size_t(pc * rounded + j / kern.nr * kern.nr * kcb + p * kern.nr + j % kern.nr)] =
+              j < n ? w[size_t(j * ld + (*col)[size_t(pc + p)])] : T(0);
+    }
+    const std::vector<convcore::detail::PanelRow> rows = convcore::detail::panel_rows(kern, *col, n);
+    const WeightsInOrder<T> pack{w.data(), ld, col->data(), true, rows.data()};
+    convcore::detail::prepack_b(kern, k, n, pack, got_blocks.data());
+    convcore::detail::prepack_b_whole(kern, k, n, pack, got_whole.data());
+    CHECK_MSG(std::memcmp(got_blocks.data(), want.data(), want.size() * sizeof(T)) == 0,
+              isa << ": WeightsInOrder block by block differs from the layout");
+    CHECK_MSG(std::memcmp(got_whole.data(), want.data(), want.size() * sizeof(T)) == 0,
+              isa << ": WeightsInOrder whole panels differ from the layout");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -507,6 +548,7 @@ int main() {
       test_direct_a<float>(row);
       test_rows_a<float>(row);
       test_transpose_block<float>(row, rng);
+      test_weights_in_order<float>(row);
     }
     for (int r = 0; r < rows64.count; ++r) {
       const Row<double>& row = rows64.rows[r];
@@ -520,6 +562,7 @@ int main() {
       test_direct_a<double>(row);
       test_rows_a<double>(row);
       test_transpose_block<double>(row, rng);
+      test_weights_in_order<double>(row);
     }
     // The peak probe runs the path's kernel and reports a finite, positive rate.
     const double f32 = convcore::kernel_peak_gflops<float>(0.01);
