@@ -478,14 +478,15 @@ void test_transpose_block(const Row<T>& row, std::mt19937& rng) {
   }
 }
 
-// Weights packed through a table of their places (WeightsInOrder, trans), block by block
-// (prepack_b) and whole panels in the places' order (prepack_b_whole, panel_rows), against the
-// packed layout written out by direct loops: K across two kc blocks and more, an edge panel, the
-// NHWC forward's (r, s, c) table (runs of consecutive places three long) and the flipped
-// forward's (runs backwards), both with filters wider than their K.
+// Weights packed through a table of their places against the packed layout written out by direct
+// loops: W^T as whole panels (WeightsTInOrder, prepack_b_whole, panel_rows) through the NHWC
+// forward's (r, s, c) table (runs of consecutive places three long) and the flipped forward's
+// (runs backwards), K across two kc blocks and more, an edge panel, filters wider than their K;
+// and W block by block (WeightsInOrder, prepack_b) through the same tables along its columns.
 template <class T>
 void test_weights_in_order(const Row<T>& kern) {
   using convcore::detail::WeightsInOrder;
+  using convcore::detail::WeightsTInOrder;
   const std::string isa = row_name(kern);
   const int64_t c = kern.kc / 2 + 5, taps = 3, k = c * taps, n = 2 * kern.nr + 3, ld = k + 7;
   std::vector<T> w(static_cast<size_t>(n * ld));
@@ -495,25 +496,37 @@ void test_weights_in_order(const Row<T>& kern) {
     for (int64_t ch = 0; ch < c; ++ch) nhwc[size_t(t * c + ch)] = ch * taps + t;
   for (int64_t q = 0; q < k; ++q) flipped[size_t(q)] = q / taps * taps + (taps - 1 - q % taps);
   const int64_t kc_step = convcore::detail::gemm_kc_step(k, kern.kc);
-  const int64_t rounded = (n + kern.nr - 1) / kern.nr * kern.nr;
   CHECK(kc_step < k);
-  for (const std::vector<int64_t>* col : {&nhwc, &flipped}) {
-    std::vector<T> want(static_cast<size_t>(k * rounded)), got_blocks(want.size()), got_whole(want.size());
-    for (int64_t pc = 0; pc < k; pc += kc_step) {
-      const int64_t kcb = std::min(kc_step, k - pc);
+  // The packed layout of a kk x nn operand whose op(B)[p][j] is at(p, j).
+  const auto layout = [&](int64_t kk, int64_t nn, auto at) {
+    const int64_t step = convcore::detail::gemm_kc_step(kk, kern.kc);
+    const int64_t rounded = (nn + kern.nr - 1) / kern.nr * kern.nr;
+    std::vector<T> out(static_cast<size_t>(kk * rounded));
+    for (int64_t pc = 0; pc < kk; pc += step) {
+      const int64_t kcb = std::min(step, kk - pc);
       for (int64_t j = 0; j < rounded; ++j)
         for (int64_t p = 0; p < kcb; ++p)
-          want[size_t(pc * rounded + j / kern.nr * kern.nr * kcb + p * kern.nr + j % kern.nr)] =
-              j < n ? w[size_t(j * ld + (*col)[size_t(pc + p)])] : T(0);
+          out[size_t(pc * rounded + j / kern.nr * kern.nr * kcb + p * kern.nr + j % kern.nr)] =
+              j < nn ? at(pc + p, j) : T(0);
     }
+    return out;
+  };
+  for (const std::vector<int64_t>* col : {&nhwc, &flipped}) {
+    const std::vector<T> want_t =
+        layout(k, n, [&](int64_t p, int64_t j) { return w[size_t(j * ld + (*col)[size_t(p)])]; });
     const std::vector<convcore::detail::PanelRow> rows = convcore::detail::panel_rows(kern, *col, n);
-    const WeightsInOrder<T> pack{w.data(), ld, col->data(), true, rows.data()};
-    convcore::detail::prepack_b(kern, k, n, pack, got_blocks.data());
-    convcore::detail::prepack_b_whole(kern, k, n, pack, got_whole.data());
-    CHECK_MSG(std::memcmp(got_blocks.data(), want.data(), want.size() * sizeof(T)) == 0,
+    std::vector<T> got_t(want_t.size());
+    convcore::detail::prepack_b_whole(kern, k, n, WeightsTInOrder<T>{w.data(), ld, rows.data()},
+                                      got_t.data());
+    CHECK_MSG(std::memcmp(got_t.data(), want_t.data(), want_t.size() * sizeof(T)) == 0,
+              isa << ": WeightsTInOrder whole panels differ from the layout");
+    // W itself: n rows of w as k, the table's k places as columns.
+    const std::vector<T> want =
+        layout(n, k, [&](int64_t p, int64_t j) { return w[size_t(p * ld + (*col)[size_t(j)])]; });
+    std::vector<T> got(want.size());
+    convcore::detail::prepack_b(kern, n, k, WeightsInOrder<T>{w.data(), ld, col->data()}, got.data());
+    CHECK_MSG(std::memcmp(got.data(), want.data(), want.size() * sizeof(T)) == 0,
               isa << ": WeightsInOrder block by block differs from the layout");
-    CHECK_MSG(std::memcmp(got_whole.data(), want.data(), want.size() * sizeof(T)) == 0,
-              isa << ": WeightsInOrder whole panels differ from the layout");
   }
 }
 

@@ -209,7 +209,7 @@ PrepackedB<T> prepack_b(const GemmKernel<T>& kern, int64_t k, int64_t n, const P
 }
 
 // The rows of a k x n B prepacked for kern (prepack_panels' layout) with row p at place col[p]
-// of a filter, by increasing place (ties in row order): WeightsInOrder's read order, made once.
+// of a filter, by increasing place (ties in row order): WeightsTInOrder's read order, made once.
 template <class T>
 std::vector<PanelRow> panel_rows(const GemmKernel<T>& kern, const std::vector<int64_t>& col,
                                  int64_t n) {
@@ -227,7 +227,7 @@ std::vector<PanelRow> panel_rows(const GemmKernel<T>& kern, const std::vector<in
 }
 
 // prepack_b's layout with each panel's kc blocks packed together by
-// pack.whole_panel(k, j0, width, nr, dst) (WeightsInOrder with its rows), the panels shared
+// pack.whole_panel(k, j0, width, nr, dst) (WeightsTInOrder), the panels shared
 // among the threads.
 template <class T, class PackB>
 PrepackedB<T> prepack_b_whole(const GemmKernel<T>& kern, int64_t k, int64_t n, const PackB& pack,

@@ -164,29 +164,25 @@ struct MatrixPackB {
   }
 };
 
-// A row p of a prepacked B (prepack_panels' layout) for WeightsInOrder::whole_panel: its place
-// `col` in a filter, and where it lies: dst + row + j0 * kc for the panel at column j0, kc the
-// rows of its kc block (gemm_driver.hpp's panel_rows makes them).
+// A row p of a prepacked B (prepack_panels' layout) for WeightsTInOrder: its place `col` in a
+// filter, and where it lies: dst + row + j0 * kc for the panel at column j0, kc the rows of its
+// kc block (gemm_driver.hpp's panel_rows makes them).
 struct PanelRow {
   int64_t col, row, kc;
 };
 
-// pack_b for weights read through a table of their places: op(B)[p][j] = w[j*ld + col[p]]
-// (trans: W^T of a forward whose K index is not w's own order, the NHWC forward's (r, s, c) or
-// the flipped forward's rot180 taps of the layer's w, ops/exec.hpp), or w[p*ld + col[j]] (W
-// itself, NHWC col2im's product), in parallel with the other panels: no reordered copy of w is
-// made first. operator() packs one kc block of a panel, p in order (prepack_b). With `rows`
-// (trans only: panel_rows, the K indices by increasing place), whole_panel packs all kc blocks
-// of a panel at once (prepack_b_whole), p in that order, so that the filters' weights are read
-// in memory order: block by block, the NHWC forward's (r, s, c) order reads them nine apart, and
-// again for each block; the flipped forward's, a filter's taps backwards.
+// pack_b for W^T read through a table of its weights' places, op(B)[p][j] = w[j*ld + place(p)]:
+// W^T of a forward whose K index is not w's own order (the NHWC forward's (r, s, c), the flipped
+// forward's rot180 taps of the layer's w; ops/exec.hpp), no reordered copy of w made first.
+// whole_panel packs all kc blocks of a panel at once (prepack_b_whole), the K indices in `rows`
+// (panel_rows: by increasing place), so that the filters' weights are read in memory order:
+// block by block, the NHWC forward's order reads them nine apart, and again for each block; the
+// flipped forward's, a filter's taps backwards.
 template <class T>
-struct WeightsInOrder {
+struct WeightsTInOrder {
   const T* w;
-  int64_t ld;  // between the weights of consecutive filters j (trans) or rows p
-  const int64_t* col;
-  bool trans;
-  const PanelRow* rows = nullptr;  // whole_panel: the K indices in read order (panel_rows)
+  int64_t ld;  // between the weights of consecutive filters j
+  const PanelRow* rows;
 
   // Panel j0 (jn of nr columns) of every kc block, in prepack_panels' layout. Where kSseBlock
   // consecutive rows have consecutive places (a channel's taps), their columns are gathered as
@@ -229,6 +225,16 @@ struct WeightsInOrder {
 #endif
     }
   }
+};
+
+// pack_b for W read through a table of its columns' places, op(B)[p][j] = w[p*ld + col[j]]
+// (NHWC col2im's product, W with its K index in the NHWC order), gathered value by value, one
+// kc block of a panel at a time (prepack_b), in parallel with the other panels.
+template <class T>
+struct WeightsInOrder {
+  const T* w;
+  int64_t ld;  // between rows p
+  const int64_t* col;
 
   void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
     for (int64_t q = 0; q * nr < nc; ++q) {
@@ -236,13 +242,8 @@ struct WeightsInOrder {
       const int64_t jb = j0 + q * nr, jn = std::min(nr, nc - q * nr);
       for (int64_t p = 0; p < kc; ++p) {
         T* dp = d + p * nr;
-        if (trans) {
-          const T* src = w + jb * ld + col[p0 + p];
-          for (int64_t j = 0; j < jn; ++j) dp[j] = src[j * ld];
-        } else {
-          const T* src = w + (p0 + p) * ld;
-          for (int64_t j = 0; j < jn; ++j) dp[j] = src[col[jb + j]];
-        }
+        const T* src = w + (p0 + p) * ld;
+        for (int64_t j = 0; j < jn; ++j) dp[j] = src[col[jb + j]];
         for (int64_t j = jn; j < nr; ++j) dp[j] = T(0);
       }
     }

@@ -394,9 +394,7 @@ void prepack_weights_t(const ForwardExec<T>& e, const T* w, T* dst, int64_t wt_e
     if (e.wcol.empty())
       prepack_b(*e.kern, K, ocg, MatrixPackB<T>(true, w + gi * ocg * K, K), dst + gi * wt_elems);
     else
-      prepack_b_whole(*e.kern, K, ocg,
-                      WeightsInOrder<T>{w + gi * ocg * K, e.wld, e.wcol.data(), true,
-                                        e.wrows.data()},
+      prepack_b_whole(*e.kern, K, ocg, WeightsTInOrder<T>{w + gi * ocg * K, e.wld, e.wrows.data()},
                       dst + gi * wt_elems);
   }
 }

@@ -75,7 +75,7 @@ void forward_nhwc_1x1(const GemmKernel<T>& kern, const Conv2dGeometry& g, const 
 
 // Any geometry: per band of output rows of an image, the padded copy xp of the band (all
 // channels), then per group Y_g[cnt*ow x ocg] = col^T * Wr_g^T with col^T read in place from
-// xp (DirectA) and Wr_g^T packed once per call straight from w (WeightsInOrder). Images and
+// xp (DirectA) and Wr_g^T packed once per call straight from w (WeightsTInOrder). Images and
 // bands are split over the threads.
 template <class T>
 void forward_nhwc_in_place(const ForwardExec<T>& e, const Conv2dGeometry& g, const T* x,
@@ -179,7 +179,7 @@ void backward_input_col2im_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry&
   Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
   const std::vector<int64_t> wcol = nhwc_weight_columns(g);
   for (int64_t gi = 0; gi < g.groups; ++gi)
-    prepack_b(kern, ocg, K, WeightsInOrder<T>{w + gi * ocg * K, K, wcol.data(), false},
+    prepack_b(kern, ocg, K, WeightsInOrder<T>{w + gi * ocg * K, K, wcol.data()},
               packed_w.get<T>(0) + gi * wt_elems);
   const int64_t img = g.ih * g.iw * g.ic;
   const bool runs = nhwc_col2im_runs(g);

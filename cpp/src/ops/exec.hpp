@@ -51,7 +51,7 @@ struct ForwardExec {
   int64_t batch = 1;          // a_in_place: images per product
                               // nhwc_in_place: taps and pix of a band of the copy below
   PaddedBandNhwc band{};      // nhwc_in_place
-  // W^T read through a table (WeightsInOrder): nhwc_in_place, its K index in the NHWC order;
+  // W^T read through a table (WeightsTInOrder): nhwc_in_place, its K index in the NHWC order;
   // a_in_place, a_wide and nhwc_in_place as the flipped forward of an input gradient, the
   // layer's own w rot180 and transposed (InputExec). For each K index, its place from a filter's
   // start, the filters wld apart; empty: w is read as it is, rows of K.
