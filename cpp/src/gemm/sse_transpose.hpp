@@ -16,18 +16,23 @@ namespace convcore::detail {
 template <class T>
 constexpr int64_t kSseBlock = int64_t(16 / sizeof(T));
 
-// T's SSE register and its unaligned store.
+// T's SSE register, its unaligned store, and the zip of two registers' lower (upper) halves:
+// (a0 b0 a1 b1), (a2 b2 a3 b3) for float; (a0 b0), (a1 b1) for double.
 template <class T>
 struct SseVec;
 template <>
 struct SseVec<float> {
   using V = __m128;
   static void store(float* p, V v) { _mm_storeu_ps(p, v); }
+  static V zip_lo(V a, V b) { return _mm_unpacklo_ps(a, b); }
+  static V zip_hi(V a, V b) { return _mm_unpackhi_ps(a, b); }
 };
 template <>
 struct SseVec<double> {
   using V = __m128d;
   static void store(double* p, V v) { _mm_storeu_pd(p, v); }
+  static V zip_lo(V a, V b) { return _mm_unpacklo_pd(a, b); }
+  static V zip_hi(V a, V b) { return _mm_unpackhi_pd(a, b); }
 };
 
 // v[c] = (s[c], s[ls + c], s[2*ls + c], s[3*ls + c]): four rows of four floats, transposed.

@@ -89,100 +89,133 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
   });
 }
 
-// The phase decomposition (ops/phases.hpp): each phase of dx, the rows and columns of one
-// residue mod the stride, is a stride-1 forward convolution of dy with a sub-kernel of w
-// (its taps reversed, the roles of ic and oc swapped) into its own buffer; one pass then
-// interleaves the phases into dx. Nothing is inserted and nothing scattered.
+// dx[c][a][b] = src[(a % sh)*sw + b % sw][((a/sh)*V + b/sw)*ld + c] for one image's planes
+// (icg channels of ih x iw), the phases' products (pixels x channels, V of the phase's pixels a
+// row) as they come out of the GEMM; zero where a phase has no taps (its src is null). Stride
+// 2 across with both phases of a row: SSE blocks of channels x pixels of each, transposed in
+// registers and zipped into dx's row. Elsewhere value by value.
 template <class T>
-void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx) {
-  const Conv2dGeometry& g = e.g;
-  const int64_t icg = g.icg(), ocg = g.ocg(), khw = g.kh * g.kw;
-  const int64_t nph = int64_t(e.phases.size());
-  // Where each phase's sub-kernel and output start in the buffer.
-  std::vector<int64_t> w_start(size_t(nph) + 1, 0), start(size_t(nph) + 1, 0);
-  for (int64_t k = 0; k < nph; ++k) {
-    const Phase& ph = e.phases[size_t(k)];
-    const bool taps = ph.has_taps();
-    w_start[size_t(k) + 1] = w_start[size_t(k)] + (taps ? g.ic * ocg * ph.h.taps * ph.w.taps : 0);
-    start[size_t(k) + 1] = start[size_t(k)] + (taps ? g.mb * g.ic * ph.h.out * ph.w.out : 0);
+void interleave_phases(const Conv2dGeometry& g, const std::vector<Phase>& phases,
+                       const T* const* src, int64_t ld, T* dx) {
+  const int64_t ihw = g.ih * g.iw, icg = g.icg();
+  constexpr int64_t S = kSseBlock<T>;
+  int64_t c_fast = 0;  // channels [0, c_fast) of the zipped rows go through SSE blocks
+  if constexpr (S > 0) {
+    if (g.sw == 2 && g.iw >= 2) c_fast = icg / S * S;
   }
-  const int64_t w_elems = w_start[size_t(nph)];
-  Scratch buf(1, (w_elems + start[size_t(nph)]) * int64_t(sizeof(T)));
-  T* const wph = buf.get<T>(0);
-  T* const out = wph + w_elems;
-  // Every phase's sub-kernel, before the products, in one parallel pass over w:
-  //   wph_k[gi*icg + c][o][m][n] = w[gi*ocg + o][c][r0h + (mh-1-m)*th][r0w + (mw-1-n)*tw].
-  // An item is CB channels c of dx: each filter's run of them in w (consecutive values) is read
-  // once and its taps put in every phase, so w is read in order. (Channel by channel, the reads
-  // were a filter apart, a stride that maps to few L1 sets; built serially per phase, the other
-  // thread waited: 10 % of res3x3s2's input gradient.)
-  struct Gather {
-    int64_t dst, taps, tap;  // (phase, m, n): wph_k's start + m*mw + n, mh*mw, and the tap of w
-  };
-  std::vector<Gather> gathers;
-  for (int64_t k = 0; k < nph; ++k) {
-    const Phase& ph = e.phases[size_t(k)];
-    if (!ph.has_taps()) continue;
-    const int64_t mh = ph.h.taps, mw = ph.w.taps;
-    for (int64_t m = 0; m < mh; ++m)
-      for (int64_t n = 0; n < mw; ++n)
-        gathers.push_back({w_start[size_t(k)] + m * mw + n, mh * mw,
-                           (ph.h.first + (mh - 1 - m) * ph.h.step) * g.kw + ph.w.first +
-                               (mw - 1 - n) * ph.w.step});
-  }
-  constexpr int64_t CB = 16;  // channels of dx per item
-  parallel_for((g.ic + CB - 1) / CB, CB * ocg * khw, [&](int64_t item) {
-    const int64_t oc0 = item * CB, oc1 = std::min(g.ic, oc0 + CB);
-    for (int64_t oc = oc0; oc < oc1;) {
-      // The item's channels of one group: w[gi*ocg + o][c0 .. c0 + cn) is one run of cn*khw values.
-      const int64_t gi = oc / icg, c0 = oc % icg, cn = std::min(oc1 - oc, icg - c0);
-      for (int64_t o = 0; o < ocg; ++o) {
-        const T* src = w + ((gi * ocg + o) * icg + c0) * khw;
-        for (int64_t c = 0; c < cn; ++c)
-          for (const Gather& q : gathers)
-            wph[q.dst + ((oc + c) * ocg + o) * q.taps] = src[c * khw + q.tap];
-      }
-      oc += cn;
-    }
-  });
-  for (int64_t k = 0; k < nph; ++k) {
-    if (!e.phases[size_t(k)].has_taps()) continue;
-    e.phase_fwd[size_t(k)]->run(g.mb, dy, wph + w_start[size_t(k)],
-                                static_cast<const T*>(nullptr), out + start[size_t(k)],
-                                Activation::identity);
-  }
-  // dx[n][c][rh + sh*u][rw + sw*v] = phase (rh, rw)'s output [n][c][u][v], or 0 without taps.
-  parallel_for(g.mb * g.ic, g.ih * g.iw, [&](int64_t plane) {
-    T* d = dx + plane * g.ih * g.iw;
-    for (int64_t a = 0; a < g.ih; ++a) {
-      const int64_t rh = a % g.sh, u = a / g.sh;
-      if (g.sw == 2 && g.iw >= 2) {
-        // Two phases fill this row: one zip of their rows, which the compiler vectorises.
-        const Phase& p0 = e.phases[size_t(rh * 2)];
-        const Phase& p1 = e.phases[size_t(rh * 2 + 1)];
-        if (p0.has_taps() && p1.has_taps()) {
-          const T* s0 = out + start[size_t(rh * 2)] + (plane * p0.h.out + u) * p0.w.out;
-          const T* s1 = out + start[size_t(rh * 2 + 1)] + (plane * p1.h.out + u) * p1.w.out;
-          T* row = d + a * g.iw;
-          const int64_t pairs = p1.w.out;  // p0.w.out is pairs or pairs + 1
-          for (int64_t v = 0; v < pairs; ++v) {
-            row[2 * v] = s0[v];
-            row[2 * v + 1] = s1[v];
+  for (int64_t a = 0; a < g.ih; ++a) {
+    const int64_t rh = a % g.sh, u = a / g.sh;
+    const bool zip = c_fast > 0 && src[rh * 2] != nullptr && src[rh * 2 + 1] != nullptr;
+#if defined(__SSE2__)
+    if (zip) {
+      const Phase& p0 = phases[size_t(rh * 2)];
+      const Phase& p1 = phases[size_t(rh * 2 + 1)];
+      const T* s0 = src[rh * 2] + u * p0.w.out * ld;
+      const T* s1 = src[rh * 2 + 1] + u * p1.w.out * ld;
+      const int64_t pairs = p1.w.out;  // p0.w.out is pairs or pairs + 1
+      const int64_t vb = pairs / S * S;
+      for (int64_t c0 = 0; c0 < c_fast; c0 += S) {
+        T* row = dx + c0 * ihw + a * g.iw;
+        for (int64_t v = 0; v < vb; v += S) {
+          typename SseVec<T>::V x0[S], x1[S];
+          load_transposed(s0 + v * ld + c0, ld, x0);  // x0[c]: pixels v .. v+S-1 of channel c
+          load_transposed(s1 + v * ld + c0, ld, x1);
+          for (int64_t c = 0; c < S; ++c) {
+            SseVec<T>::store(row + c * ihw + 2 * v, SseVec<T>::zip_lo(x0[c], x1[c]));
+            SseVec<T>::store(row + c * ihw + 2 * v + S, SseVec<T>::zip_hi(x0[c], x1[c]));
           }
-          if (p0.w.out > pairs) row[2 * pairs] = s0[pairs];
-          continue;
+        }
+        for (int64_t c = 0; c < S; ++c) {
+          for (int64_t v = vb; v < pairs; ++v) {
+            row[c * ihw + 2 * v] = s0[v * ld + c0 + c];
+            row[c * ihw + 2 * v + 1] = s1[v * ld + c0 + c];
+          }
+          if (p0.w.out > pairs) row[c * ihw + 2 * pairs] = s0[pairs * ld + c0 + c];
         }
       }
+    }
+#endif
+    for (int64_t c = zip ? c_fast : 0; c < icg; ++c)
       for (int64_t rw = 0; rw < g.sw && rw < g.iw; ++rw) {
-        const Phase& ph = e.phases[size_t(rh * g.sw + rw)];
-        T* row = d + a * g.iw + rw;
-        const int64_t cols = ph.w.out;
-        if (!ph.has_taps()) {
+        const int64_t q = rh * g.sw + rw;
+        const int64_t cols = phases[size_t(q)].w.out;
+        T* row = dx + c * ihw + a * g.iw + rw;
+        if (src[q] == nullptr) {
           for (int64_t v = 0; v < cols; ++v) row[v * g.sw] = T(0);
           continue;
         }
-        const T* src = out + start[size_t(rh * g.sw + rw)] + (plane * ph.h.out + u) * cols;
-        for (int64_t v = 0; v < cols; ++v) row[v * g.sw] = src[v];
+        const T* s = src[q] + u * cols * ld + c;
+        for (int64_t v = 0; v < cols; ++v) row[v * g.sw] = s[v * ld];
+      }
+  }
+}
+
+// The phase decomposition (ops/phases.hpp): each phase of dx, the rows and columns of one
+// residue mod the stride, is a stride-1 forward convolution of dy with a sub-kernel of w (its
+// taps reversed, the roles of ic and oc swapped), computed transposed as a_in_place computes a
+// forward,
+//
+//   P_k^T[N_k x icg] = col_k^T[N_k x K_k] * W_k^T[K_k x icg],   col_k read in place from dy's copy,
+//
+// with W_k^T packed once per call straight from w through a table (no sub-kernel is built).
+// Each thread takes its images `batch` at a time: one padded copy of dy serves every phase, the
+// phases' products stay in the thread's buffer, and one pass transposes and interleaves them
+// into dx while they are still in cache. Nothing is inserted, nothing scattered, and one
+// parallel region besides the packing.
+template <class T>
+void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx) {
+  const Conv2dGeometry& g = e.g;
+  const GemmKernel<T>& kern = *e.kern;
+  const int64_t icg = g.icg(), ocg = g.ocg(), khw = g.kh * g.kw;
+  const int64_t ihw = g.ih * g.iw, ohw = g.oh() * g.ow();
+  const int64_t nprod = int64_t(e.products.size()), B = e.batch;
+  const int64_t nr = kern.nr, panels = (icg + nr - 1) / nr;
+  // Each group's W_k^T packed, the groups outer: (gi * nprod + k)'s at wt_start[k] + gi * wt_all.
+  std::vector<int64_t> wt_start(size_t(nprod) + 1, 0), out_start(size_t(nprod) + 1, 0);
+  for (int64_t k = 0; k < nprod; ++k) {
+    const auto& pr = e.products[size_t(k)];
+    wt_start[size_t(k) + 1] = wt_start[size_t(k)] + prepacked_b_elems(kern, pr.k, icg);
+    out_start[size_t(k) + 1] = out_start[size_t(k)] + B * pr.n * icg;
+  }
+  const int64_t wt_all = wt_start[size_t(nprod)];
+  Scratch packed_w(1, std::max<int64_t>(g.groups * wt_all, 1) * int64_t(sizeof(T)));
+  T* const wt = packed_w.get<T>(0);
+  parallel_for(g.groups * nprod * panels, khw * ocg * nr, [&](int64_t item) {
+    const int64_t jp = item % panels, k = item / panels % nprod, gi = item / panels / nprod;
+    const auto& pr = e.products[size_t(k)];
+    const WeightsTInOrder<T> pack{w + gi * ocg * icg * khw, khw, pr.wrows.data()};
+    pack.whole_panel(pr.k, jp * nr, std::min(nr, icg - jp * nr), nr,
+                     wt + gi * wt_all + wt_start[size_t(k)]);
+  });
+
+  const int64_t nthr = image_threads(g);
+  Scratch work(nthr, (B * e.dyp.elems + out_start[size_t(nprod)]) * int64_t(sizeof(T)));
+  parallel(nthr, [&](int64_t tid, int64_t nt) {
+    int64_t begin, end;
+    balance(g.mb, nt, tid, begin, end);
+    T* const xp = work.get<T>(tid);  // B copies of dy, dyp.elems apart
+    T* const out = xp + B * e.dyp.elems;
+    std::vector<const T*> src(e.phases.size());  // an image's product of each phase, or null
+    for (int64_t n0 = begin; n0 < end; n0 += B) {
+      const int64_t cnt = std::min(B, end - n0);
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        for (int64_t i = 0; i < cnt; ++i)
+          e.dyp.fill(e.dyp_g, dy + ((n0 + i) * g.oc + gi * ocg) * ohw, xp + i * e.dyp.elems);
+        for (int64_t k = 0; k < nprod; ++k) {
+          const auto& pr = e.products[size_t(k)];
+          const DirectA<T> col_t{xp, pr.pix.data(), pr.taps.data(), pr.pix_run.data()};
+          const PrepackedB<T> wk{&kern, wt + gi * wt_all + wt_start[size_t(k)], icg};
+          gemm_driver<T>(kern, cnt * pr.n, icg, pr.k, T(1), col_t, wk, T(0),
+                         out + out_start[size_t(k)], icg);
+        }
+        for (int64_t i = 0; i < cnt; ++i) {
+          std::fill(src.begin(), src.end(), nullptr);
+          for (int64_t k = 0; k < nprod; ++k) {
+            const auto& pr = e.products[size_t(k)];
+            src[pr.phase] = out + out_start[size_t(k)] + i * pr.n * icg;
+          }
+          interleave_phases(g, e.phases, src.data(), icg, dx + ((n0 + i) * g.ic + gi * icg) * ihw);
+        }
       }
     }
   });
@@ -367,10 +400,39 @@ InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmK
   if (path == InputPath::nhwc_via_nchw) nchw = nchw_twin_input(g, k);
   if (path != InputPath::phases) return;
   phases = input_phases(g);
-  for (const Phase& ph : phases)
-    phase_fwd.push_back(ph.has_taps() ? std::make_unique<ForwardExec<T>>(
-                                            ph.g, cheapest_forward(cost_context(ph.g, k)), k)
-                                      : nullptr);
+  dyp_g = phase_copy_geometry(g, phase_copy_padding(phases));
+  dyp = PaddedImage::of<T>(dyp_g);
+  const int64_t khw = g.kh * g.kw;
+  for (size_t q = 0; q < phases.size(); ++q) {
+    const Phase& ph = phases[q];
+    if (!ph.has_taps()) continue;
+    const Conv2dGeometry& f = ph.g;
+    PhaseProduct pr{q, f.col_rows(), f.col_cols(), {}, {}, {}, {}};
+    // Pixel (u, v) of the phase reads its window from row u + top - pt, column v + left - pl of
+    // the copy; its K index (o, m, n) is dy's channel o, tap (m, n) of the sub-kernel, whose
+    // value is w[o][c][r0h + (mh-1-m)*th][r0w + (mw-1-n)*tw] for dx channel c (taps reversed).
+    pr.taps.resize(size_t(pr.k));
+    std::vector<int64_t> wcol(size_t(pr.k));
+    for (int64_t p = 0; p < pr.k; ++p) {
+      const Tap t = Tap::of(f, p);
+      pr.taps[size_t(p)] = (t.c * dyp.hp + t.r * f.dh) * dyp.wp + t.s * f.dw;
+      wcol[size_t(p)] = t.c * g.icg() * khw +
+                        (ph.h.first + (f.kh - 1 - t.r) * ph.h.step) * g.kw + ph.w.first +
+                        (f.kw - 1 - t.s) * ph.w.step;
+    }
+    pr.wrows = panel_rows(k, wcol, g.icg());
+    products.push_back(std::move(pr));
+  }
+  batch = phases_batch(g, phases, k.mc, int64_t(sizeof(T)));
+  for (PhaseProduct& pr : products) {
+    const Conv2dGeometry& f = phases[pr.phase].g;
+    const int64_t r0 = dyp_g.pt - f.pt, c0 = dyp_g.pl - f.pl, V = f.ow();
+    pr.pix.resize(size_t(batch * pr.n));
+    for (int64_t i = 0; i < batch; ++i)
+      for (int64_t j = 0; j < pr.n; ++j)
+        pr.pix[size_t(i * pr.n + j)] = i * dyp.elems + (j / V + r0) * dyp.wp + j % V + c0;
+    pr.pix_run = consecutive_runs(pr.pix.data(), int64_t(pr.pix.size()));
+  }
 }
 
 template <class T>

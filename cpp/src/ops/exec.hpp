@@ -82,7 +82,18 @@ struct InputExec {
   std::unique_ptr<ForwardExec<T>> flipped;  // flip
   bool flip_in_pack = false;  // flip: flipped reads the layer's w through its table (no copy)
   std::vector<Phase> phases;                // phases: one per (row, column) residue
-  std::vector<std::unique_ptr<ForwardExec<T>>> phase_fwd;  // phases: null where no taps
+  // phases: the product of each phase with taps, all reading `batch` padded copies of dy (one
+  // copy for every phase, `dyp`, made from dy as the image of `dyp_g`).
+  struct PhaseProduct {
+    size_t phase;  // its entry in phases
+    int64_t k, n;  // K: dy's channels of a group times the phase's taps; N: its dx pixels
+    std::vector<int64_t> pix, taps, pix_run;  // DirectA's tables, pix over `batch` copies
+    std::vector<PanelRow> wrows;  // its W^T through w (WeightsTInOrder, filters kh*kw apart)
+  };
+  std::vector<PhaseProduct> products;
+  Conv2dGeometry dyp_g{};
+  PaddedImage dyp{};
+  int64_t batch = 1;
   std::unique_ptr<InputExec> nchw;  // nhwc_via_nchw: the NCHW twin of g, on its cheapest path
 };
 
@@ -148,6 +159,28 @@ inline int64_t a_in_place_batch(const Conv2dGeometry& g, int64_t mc, int64_t ele
   int64_t b = int64_t(std::min(want, double(std::max<int64_t>(g.mb, 1))));
   const double per_image =
       (padded_image_bytes(g, 8) + double(g.ocg()) * double(n) * 8.0);  // bytes, at most
+  while (b > 1 && double(b) * per_image > kMaxWorkspaceBytes) --b;
+  return std::max<int64_t>(b, 1);
+}
+
+// The bytes backward_input_phases takes per image of a product: the padded copy of dy that
+// every phase reads, and the phases' products (dx's size).
+inline double phases_image_bytes(const Conv2dGeometry& g, int64_t elem_size) {
+  const Conv2dGeometry copy = phase_copy_geometry(g, phase_copy_padding(input_phases(g)));
+  return padded_image_bytes(copy, elem_size) +
+         double(g.icg()) * double(g.ih) * double(g.iw) * double(elem_size);
+}
+
+// The images backward_input_phases stacks into one product of each phase: as many as make the
+// widest phase's rows (its dx pixels of one image) reach one A block of `mc` rows, within the
+// workspace bound.
+inline int64_t phases_batch(const Conv2dGeometry& g, const std::vector<Phase>& phases, int64_t mc,
+                            int64_t elem_size) {
+  int64_t widest = 1;
+  for (const Phase& ph : phases)
+    if (ph.has_taps()) widest = std::max(widest, ph.h.out * ph.w.out);
+  int64_t b = std::min<int64_t>(std::max<int64_t>(g.mb, 1), (mc + widest - 1) / widest);
+  const double per_image = phases_image_bytes(g, elem_size);
   while (b > 1 && double(b) * per_image > kMaxWorkspaceBytes) --b;
   return std::max<int64_t>(b, 1);
 }

@@ -13,6 +13,7 @@
 // of the residue. Columns likewise. Each of the sh*sw phases is then a stride-1 forward
 // convolution of dy (oc channels in, ic out) with no zero inserted, and the phases together
 // write every element of dx once (a phase without taps writes zeros).
+#include <algorithm>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -78,6 +79,40 @@ inline std::vector<Phase> input_phases(const Conv2dGeometry& g) {
       phases.push_back(ph);
     }
   return phases;
+}
+
+// The padding of the one copy of dy that every phase reads: on each side, the most any phase
+// with taps pads there (none where every phase crops). Phase ph's window starts at row
+// top - ph.g.pt and column left - ph.g.pl of it.
+struct PhaseCopyPadding {
+  int64_t top = 0, bottom = 0, left = 0, right = 0;
+};
+inline PhaseCopyPadding phase_copy_padding(const std::vector<Phase>& phases) {
+  PhaseCopyPadding p;
+  for (const Phase& ph : phases) {
+    if (!ph.has_taps()) continue;
+    p.top = std::max(p.top, ph.g.pt);
+    p.bottom = std::max(p.bottom, ph.g.pb);
+    p.left = std::max(p.left, ph.g.pl);
+    p.right = std::max(p.right, ph.g.pr);
+  }
+  return p;
+}
+
+// The geometry of that copy as an image to pad: dy's group of channels (g's ocg) with the
+// padding above and a 1 x 1 kernel, so that PaddedImage::of gives its sizes and fill makes it.
+inline Conv2dGeometry phase_copy_geometry(const Conv2dGeometry& g, const PhaseCopyPadding& p) {
+  Conv2dGeometry c = g;
+  c.ic = g.oc;
+  c.oc = g.ic;
+  c.ih = g.oh();
+  c.iw = g.ow();
+  c.kh = c.kw = c.sh = c.sw = c.dh = c.dw = 1;
+  c.pt = p.top;
+  c.pb = p.bottom;
+  c.pl = p.left;
+  c.pr = p.right;
+  return c;
 }
 
 }  // namespace convcore::detail

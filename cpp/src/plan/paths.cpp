@@ -120,16 +120,20 @@ double fwd_packed_cost(const CostContext& c) {
   return images_groups(c.g) *
          (gemm_cost(c, ocg, N, K) + K * N * kGather + a_pack(c, ocg, K, N));
 }
+// A transposed product with col^T read in place (DirectA) over m rows (output pixels, ow of them
+// an output row) into n columns, k deep. With stride 1 a tile whose rows lie in one output row
+// is read as consecutive rows (DirectA::row_run): of the tiles starting anywhere in a row, those
+// ow - mr + 1 of ow.
+double direct_a_product(const CostContext& c, double m, double n, double k, double ow, int64_t sw) {
+  const double mr = double(c.mr);
+  const double runs = sw == 1 && ow >= mr ? (ow - mr + 1) / ow : 0;
+  return (1 - runs) * gemm_cost(c, m, n, k, ARead::row_pointers) + runs * gemm_cost(c, m, n, k);
+}
 double fwd_a_in_place_cost(const CostContext& c) {
   const double K = double(c.g.col_rows()), N = double(c.g.col_cols()), ocg = double(c.g.ocg());
   // Small images are stacked, a_in_place_batch of them per product.
   const double batch = double(a_in_place_batch(c.g, c.mc, c.elem_size, c.l2_bytes));
-  // With stride 1 a tile whose rows lie in one output row is read as consecutive rows
-  // (DirectA::row_run): of the tiles starting anywhere in a row, those ow - mr + 1 of ow.
-  const double ow = double(c.g.ow()), mr = double(c.mr);
-  const double runs = c.g.sw == 1 && ow >= mr ? (ow - mr + 1) / ow : 0;
-  const double product = (1 - runs) * gemm_cost(c, batch * N, ocg, K, ARead::row_pointers) +
-                         runs * gemm_cost(c, batch * N, ocg, K);
+  const double product = direct_a_product(c, batch * N, ocg, K, double(c.g.ow()), c.g.sw);
   return images_groups(c.g) *
          (product / batch + copy_cost(c, padded_elems(c.g)) + N * ocg * kGather);
 }
@@ -290,25 +294,38 @@ double bwi_col2im_cost(const CostContext& c) {
          (gemm_cost(c, K, N, ocg) + a_pack(c, K, ocg, N) + ocg * N * kCopy + scatter);
 }
 
-// The phases: a stride-1 forward per residue class of dx rows and columns, each on its cheapest
-// path, then one interleaving pass over dx. Strided layers only (with stride 1 it is the flip),
-// with no more phases than taps (beyond, phases would certainly get no tap: windows far apart).
-// NCHW only (the interleave writes NCHW planes).
+// The phases: per residue class of dx rows and columns, a stride-1 forward of dy computed
+// transposed with col^T read in place (as a_in_place does), every phase from one padded copy of
+// dy, `phases_batch` images a product; W^T of each packed through a table from w (a gather);
+// one pass transposes the products into dx's planes and interleaves them (stride 2 across: in
+// blocks through registers). Strided layers only (with stride 1 it is the flip), with no more
+// phases than taps (beyond, phases would certainly get no tap: windows far apart), and a copy
+// and products within the workspace bound. NCHW only (the interleave writes NCHW planes).
 bool bwi_phases_ok(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
-  return nchw(c) && !stride1(g) && double(g.sh) * double(g.sw) <= double(g.kh) * double(g.kw);
+  if (!nchw(c) || stride1(g) || double(g.sh) * double(g.sw) > double(g.kh) * double(g.kw))
+    return false;
+  return phases_image_bytes(g, c.elem_size) <= kMaxWorkspaceBytes;
 }
 double bwi_phases_cost(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
-  double total = double(g.src_size()) * kGather;  // the interleave: strided writes
-  for (const Phase& ph : input_phases(g)) {
+  const std::vector<Phase> phases = input_phases(g);
+  const double batch = double(phases_batch(g, phases, c.mc, c.elem_size));
+  const Conv2dGeometry copy = phase_copy_geometry(g, phase_copy_padding(phases));
+  const double plane = double(g.icg()) * double(g.ih) * double(g.iw);
+  double product = 0;
+  for (const Phase& ph : phases) {
     if (!ph.has_taps()) continue;
     const CostContext cp = on_geometry(c, ph.g);
-    double fwd = 0;
-    cheapest_forward(cp, &fwd);
-    total += fwd + double(g.ic) * double(g.ocg()) * double(ph.h.taps) * double(ph.w.taps) * kCopy;
+    product += direct_a_product(cp, batch * double(ph.g.col_cols()), double(g.icg()),
+                                double(ph.g.col_rows()), double(ph.g.ow()), 1) /
+               batch;
   }
-  return total;
+  const double interleave = plane * (g.sw == 2 && transposes_in_blocks(c.elem_size)
+                                         ? kTransposeBlocked
+                                         : kGather);
+  return images_groups(g) * (product + copy_cost(c, padded_elems(copy)) + interleave) +
+         double(g.wei_size()) * kGather;
 }
 
 // --------------------------------------------------------------------------- backward weight
