@@ -28,6 +28,10 @@ PLAN_GEOMETRIES = GEOMETRIES + [
     G(2, 2, 9, 7, 3, 3, 3, padding=((3, 2), (4, 3))),  # crop in the flipped pass
     G(1, 30, 7, 6, 6, 3, 3, 2, 2, padding=1, g=3),  # phases: 16 channels of dx a pass, across groups
     G(2, 3, 4, 30, 5, 3, 3, padding=1),  # rows of 30 pixels: whole tiles of a row, even 24 tall, read as rows-A
+    # phases: three images stacked per product (fewer left to a thread at 2 or 3 threads), nine
+    # channels of dx (two SSE blocks and one more), dx rows of 13 (six pairs and one more column)
+    G(3, 6, 13, 13, 9, 3, 3, 2, 2, padding=1),
+    G(2, 4, 9, 9, 5, 3, 3, 2, 2, padding=2, dh=2, dw=2),  # phases: odd rows and columns get no tap
 ]
 # The weight gradient's splits: dw's columns shared among the threads (the packed path, with at
 # least 16 column panels on every kernel row: 576 columns per group), and fewer image chunks
