@@ -170,22 +170,18 @@ void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx
   const int64_t ihw = g.ih * g.iw, ohw = g.oh() * g.ow();
   const int64_t nprod = int64_t(e.products.size()), B = e.batch;
   const int64_t nr = kern.nr, panels = (icg + nr - 1) / nr;
-  // Each group's W_k^T packed, the groups outer: (gi * nprod + k)'s at wt_start[k] + gi * wt_all.
-  std::vector<int64_t> wt_start(size_t(nprod) + 1, 0), out_start(size_t(nprod) + 1, 0);
-  for (int64_t k = 0; k < nprod; ++k) {
-    const auto& pr = e.products[size_t(k)];
-    wt_start[size_t(k) + 1] = wt_start[size_t(k)] + prepacked_b_elems(kern, pr.k, icg);
-    out_start[size_t(k) + 1] = out_start[size_t(k)] + B * pr.n * icg;
-  }
-  const int64_t wt_all = wt_start[size_t(nprod)];
-  Scratch packed_w(1, std::max<int64_t>(g.groups * wt_all, 1) * int64_t(sizeof(T)));
+  // Where each product's output starts in a thread's buffer.
+  std::vector<int64_t> out_start(size_t(nprod) + 1, 0);
+  for (int64_t k = 0; k < nprod; ++k)
+    out_start[size_t(k) + 1] = out_start[size_t(k)] + B * e.products[size_t(k)].n * icg;
+  // Every phase's W_k^T of each group, packed in one pass over w (wt_elems a group).
+  Scratch packed_w(1, std::max<int64_t>(g.groups * e.wt_elems, 1) * int64_t(sizeof(T)));
   T* const wt = packed_w.get<T>(0);
-  parallel_for(g.groups * nprod * panels, khw * ocg * nr, [&](int64_t item) {
-    const int64_t jp = item % panels, k = item / panels % nprod, gi = item / panels / nprod;
-    const auto& pr = e.products[size_t(k)];
-    const WeightsTInOrder<T> pack{w + gi * ocg * icg * khw, khw, pr.wrows.data()};
-    pack.whole_panel(pr.k, jp * nr, std::min(nr, icg - jp * nr), nr,
-                     wt + gi * wt_all + wt_start[size_t(k)]);
+  const int64_t k_all = int64_t(e.wrows.size());
+  parallel_for(g.groups * panels, k_all * nr, [&](int64_t item) {
+    const int64_t jp = item % panels, gi = item / panels;
+    const WeightsTInOrder<T> pack{w + gi * ocg * icg * khw, khw, e.wrows.data()};
+    pack.whole_panel(k_all, jp * nr, std::min(nr, icg - jp * nr), nr, wt + gi * e.wt_elems);
   });
 
   const int64_t nthr = image_threads(g);
@@ -204,7 +200,7 @@ void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx
         for (int64_t k = 0; k < nprod; ++k) {
           const auto& pr = e.products[size_t(k)];
           const DirectA<T> col_t{xp, pr.pix.data(), pr.taps.data(), pr.pix_run.data()};
-          const PrepackedB<T> wk{&kern, wt + gi * wt_all + wt_start[size_t(k)], icg};
+          const PrepackedB<T> wk{&kern, wt + gi * e.wt_elems + pr.wt_start, icg};
           gemm_driver<T>(kern, cnt * pr.n, icg, pr.k, T(1), col_t, wk, T(0),
                          out + out_start[size_t(k)], icg);
         }
@@ -407,7 +403,7 @@ InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmK
     const Phase& ph = phases[q];
     if (!ph.has_taps()) continue;
     const Conv2dGeometry& f = ph.g;
-    PhaseProduct pr{q, f.col_rows(), f.col_cols(), {}, {}, {}, {}};
+    PhaseProduct pr{q, f.col_rows(), f.col_cols(), {}, {}, {}, wt_elems};
     // Pixel (u, v) of the phase reads its window from row u + top - pt, column v + left - pl of
     // the copy; its K index (o, m, n) is dy's channel o, tap (m, n) of the sub-kernel, whose
     // value is w[o][c][r0h + (mh-1-m)*th][r0w + (mw-1-n)*tw] for dx channel c (taps reversed).
@@ -420,9 +416,15 @@ InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmK
                         (ph.h.first + (f.kh - 1 - t.r) * ph.h.step) * g.kw + ph.w.first +
                         (f.kw - 1 - t.s) * ph.w.step;
     }
-    pr.wrows = panel_rows(k, wcol, g.icg());
+    for (PanelRow r : panel_rows(k, wcol, g.icg())) {
+      r.row += pr.wt_start;
+      wrows.push_back(r);
+    }
+    wt_elems += prepacked_b_elems(k, pr.k, g.icg());
     products.push_back(std::move(pr));
   }
+  std::stable_sort(wrows.begin(), wrows.end(),
+                   [](const PanelRow& a, const PanelRow& b) { return a.col < b.col; });
   batch = phases_batch(g, phases, k.mc, int64_t(sizeof(T)));
   for (PhaseProduct& pr : products) {
     const Conv2dGeometry& f = phases[pr.phase].g;

@@ -88,9 +88,14 @@ struct InputExec {
     size_t phase;  // its entry in phases
     int64_t k, n;  // K: dy's channels of a group times the phase's taps; N: its dx pixels
     std::vector<int64_t> pix, taps, pix_run;  // DirectA's tables, pix over `batch` copies
-    std::vector<PanelRow> wrows;  // its W^T through w (WeightsTInOrder, filters kh*kw apart)
+    int64_t wt_start;  // where its packed W^T starts among a group's (wt_elems of them)
   };
   std::vector<PhaseProduct> products;
+  // Every phase's W^T as one table through w (WeightsTInOrder, the filters kh*kw apart): each
+  // product's rows, placed after the products before it, in w's memory order, so that one pass
+  // over w packs them all (each weight goes to the one phase its tap belongs to).
+  std::vector<PanelRow> wrows;
+  int64_t wt_elems = 0;  // a group's packed W^T of every phase
   Conv2dGeometry dyp_g{};
   PaddedImage dyp{};
   int64_t batch = 1;
