@@ -34,12 +34,14 @@ TOLERANCE = {"float32": 1e-3, "float64": 1e-9}  # max |a - b| / max(1, max |b|)
 def convcore_ops(s: Shape, x, w, b, dy, method: str = "auto") -> Dict[str, Callable]:
     import convcore as cc
 
-    kw = {"stride": s.stride, "padding": s.pad, "groups": s.groups}
+    # The layout is spelled out as convcore_nhwc_ops spells it, so that the two differ only in
+    # the layout (a keyword costs a few tens of nanoseconds a call, a percent of the tiny case).
+    kw = {"stride": s.stride, "padding": s.pad, "groups": s.groups, "layout": "NCHW"}
     plan = cc.Conv2dPlan(x.shape, w.shape, dtype=x.dtype, paths={"backward_input": method}, **kw)
     return {
         "fwd": lambda: cc.conv2d(x, w, b, **kw),
         "bwd_input": lambda: cc.conv2d_input(x.shape, w, dy, method=method, **kw),
-        "bwd_weight": lambda: (cc.conv2d_weight(x, w.shape, dy, **kw), cc.conv2d_bias(dy)),
+        "bwd_weight": lambda: (cc.conv2d_weight(x, w.shape, dy, **kw), cc.conv2d_bias(dy, layout="NCHW")),
         # A training step as a layer runs it: the forward, then the whole backward in one call
         # (as PyTorch's step below).
         "step": lambda: (cc.conv2d(x, w, b, **kw), cc.conv2d_backward(x, w, dy, method=method, **kw)),
