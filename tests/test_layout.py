@@ -127,6 +127,10 @@ PATH_GEOMETRIES = GEOMETRIES[:3] + [
     # 32 channels, multiplier 2: weight periods of one to sixteen vectors across the rows and
     # dtypes (the blocks sharing weight vectors, and the general ones).
     G(2, 16, 5, 9, 32, 3, 3, padding=1, g=16),
+    # phases: groups reading one copy of every channel from their own offsets, three images
+    # stacked per product; strides 3 and 2 with phases that get no tap (dilation 2 across).
+    G(3, 6, 9, 10, 4, 3, 3, 2, 2, padding=1, g=2),
+    G(2, 5, 10, 9, 3, 3, 3, 3, 2, padding=((1, 2), (2, 1)), dh=1, dw=2),
 ]
 
 
@@ -155,9 +159,11 @@ def test_every_nhwc_path_and_kernel_row(geom, op, isa, tile, path, dtype):
     described = cc.Conv2dPlan(xh_shape, geom.weight_shape, dtype=dtype, isa=isa, tile=tile, layout="NHWC",
                               **geom.kwargs).describe()[op]
     supported = [c["path"] for c in described["candidates"] if c["supported"]]
-    nchw_only = not path.startswith("nhwc_") and path not in ("flip", "col2im")
+    nchw_only = not path.startswith("nhwc_") and path not in ("flip", "col2im", "phases")
     if path not in supported:
+        sh, sw = geom.stride
         assert nchw_only or (path == "nhwc_1x1" and (geom.kh, geom.kw) != (1, 1)) or (
+            path == "phases" and ((sh, sw) == (1, 1) or sh * sw > geom.kh * geom.kw)) or (
             path == "nhwc_depthwise" and not (geom.g > 1 and geom.ic == geom.g)) or (
             path == "nhwc_spread" and not (geom.ic == geom.g and geom.stride == (1, 1))), path
         with pytest.raises(ValueError, match=f"{op}: path '{path}' does not support"):

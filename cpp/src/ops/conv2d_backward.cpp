@@ -150,6 +150,25 @@ void interleave_phases(const Conv2dGeometry& g, const std::vector<Phase>& phases
   }
 }
 
+// The same for NHWC: dx[a][b][c] (one image, a group's icg channels of its ic a pixel) from the
+// products, one pixel's run of icg channels at a time; no transposing.
+template <class T>
+void interleave_phases_nhwc(const Conv2dGeometry& g, const std::vector<Phase>& phases,
+                            const T* const* src, int64_t ld, T* dx) {
+  const int64_t icg = g.icg();
+  for (int64_t a = 0; a < g.ih; ++a)
+    for (int64_t b = 0; b < g.iw; ++b) {
+      const int64_t q = (a % g.sh) * g.sw + b % g.sw;
+      T* d = dx + (a * g.iw + b) * g.ic;
+      if (src[q] == nullptr) {
+        for (int64_t c = 0; c < icg; ++c) d[c] = T(0);
+        continue;
+      }
+      const T* s = src[q] + ((a / g.sh) * phases[size_t(q)].w.out + b / g.sw) * ld;
+      for (int64_t c = 0; c < icg; ++c) d[c] = s[c];
+    }
+}
+
 // The phase decomposition (ops/phases.hpp): each phase of dx, the rows and columns of one
 // residue mod the stride, is a stride-1 forward convolution of dy with a sub-kernel of w (its
 // taps reversed, the roles of ic and oc swapped), computed transposed as a_in_place computes a
@@ -168,6 +187,7 @@ void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx
   const GemmKernel<T>& kern = *e.kern;
   const int64_t icg = g.icg(), ocg = g.ocg(), khw = g.kh * g.kw;
   const int64_t ihw = g.ih * g.iw, ohw = g.oh() * g.ow();
+  const bool nhwc = g.layout == Layout::nhwc;
   const int64_t nprod = int64_t(e.products.size()), B = e.batch;
   const int64_t nr = kern.nr, panels = (icg + nr - 1) / nr;
   // Where each product's output starts in a thread's buffer.
@@ -194,12 +214,20 @@ void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx
     std::vector<const T*> src(e.phases.size());  // an image's product of each phase, or null
     for (int64_t n0 = begin; n0 < end; n0 += B) {
       const int64_t cnt = std::min(B, end - n0);
+      // NHWC: one copy of every channel of an image (rows of ow*oc values placed as a plane).
+      for (int64_t i = 0; nhwc && i < cnt; ++i) {
+        T* d = xp + i * e.dyp.elems;
+        place_plane(dy + (n0 + i) * ohw * g.oc, g.oh(), g.ow() * g.oc, e.dyp_g.pt,
+                    e.dyp_g.pl * g.oc, e.dyp.hp, e.dyp.wp * g.oc, d, true);
+        std::fill(d + e.dyp.hp * e.dyp.wp * g.oc, d + e.dyp.elems, T(0));
+      }
       for (int64_t gi = 0; gi < g.groups; ++gi) {
-        for (int64_t i = 0; i < cnt; ++i)
+        for (int64_t i = 0; !nhwc && i < cnt; ++i)
           e.dyp.fill(e.dyp_g, dy + ((n0 + i) * g.oc + gi * ocg) * ohw, xp + i * e.dyp.elems);
         for (int64_t k = 0; k < nprod; ++k) {
           const auto& pr = e.products[size_t(k)];
-          const DirectA<T> col_t{xp, pr.pix.data(), pr.taps.data(), pr.pix_run.data()};
+          const DirectA<T> col_t{nhwc ? xp + gi * ocg : xp, pr.pix.data(), pr.taps.data(),
+                                 pr.pix_run.empty() ? nullptr : pr.pix_run.data()};
           const PrepackedB<T> wk{&kern, wt + gi * e.wt_elems + pr.wt_start, icg};
           gemm_driver<T>(kern, cnt * pr.n, icg, pr.k, T(1), col_t, wk, T(0),
                          out + out_start[size_t(k)], icg);
@@ -210,7 +238,12 @@ void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx
             const auto& pr = e.products[size_t(k)];
             src[pr.phase] = out + out_start[size_t(k)] + i * pr.n * icg;
           }
-          interleave_phases(g, e.phases, src.data(), icg, dx + ((n0 + i) * g.ic + gi * icg) * ihw);
+          if (nhwc)
+            interleave_phases_nhwc(g, e.phases, src.data(), icg,
+                                   dx + (n0 + i) * ihw * g.ic + gi * icg);
+          else
+            interleave_phases(g, e.phases, src.data(), icg,
+                              dx + ((n0 + i) * g.ic + gi * icg) * ihw);
         }
       }
     }
@@ -398,20 +431,27 @@ InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmK
   phases = input_phases(g);
   dyp_g = phase_copy_geometry(g, phase_copy_padding(phases));
   dyp = PaddedImage::of<T>(dyp_g);
-  const int64_t khw = g.kh * g.kw;
+  const bool nhwc = g.layout == Layout::nhwc;
+  if (nhwc) {
+    const int64_t align = 64 / int64_t(sizeof(T));
+    dyp.elems = (g.oc * dyp.hp * dyp.wp + kMaxNR + align - 1) / align * align;
+  }
+  const int64_t khw = g.kh * g.kw, ocg = g.ocg();
   for (size_t q = 0; q < phases.size(); ++q) {
     const Phase& ph = phases[q];
     if (!ph.has_taps()) continue;
     const Conv2dGeometry& f = ph.g;
     PhaseProduct pr{q, f.col_rows(), f.col_cols(), {}, {}, {}, wt_elems};
     // Pixel (u, v) of the phase reads its window from row u + top - pt, column v + left - pl of
-    // the copy; its K index (o, m, n) is dy's channel o, tap (m, n) of the sub-kernel, whose
-    // value is w[o][c][r0h + (mh-1-m)*th][r0w + (mw-1-n)*tw] for dx channel c (taps reversed).
+    // the copy; its K index, (o, m, n) in NCHW and (m, n, o) in NHWC, is dy's channel o, tap
+    // (m, n) of the sub-kernel, whose value is w[o][c][r0h + (mh-1-m)*th][r0w + (mw-1-n)*tw]
+    // for dx channel c (taps reversed).
     pr.taps.resize(size_t(pr.k));
     std::vector<int64_t> wcol(size_t(pr.k));
     for (int64_t p = 0; p < pr.k; ++p) {
-      const Tap t = Tap::of(f, p);
-      pr.taps[size_t(p)] = (t.c * dyp.hp + t.r * f.dh) * dyp.wp + t.s * f.dw;
+      const Tap t = nhwc ? Tap{p % ocg, p / ocg / f.kw, p / ocg % f.kw} : Tap::of(f, p);
+      pr.taps[size_t(p)] = nhwc ? (t.r * f.dh * dyp.wp + t.s * f.dw) * g.oc + t.c
+                                : (t.c * dyp.hp + t.r * f.dh) * dyp.wp + t.s * f.dw;
       wcol[size_t(p)] = t.c * g.icg() * khw +
                         (ph.h.first + (f.kh - 1 - t.r) * ph.h.step) * g.kw + ph.w.first +
                         (f.kw - 1 - t.s) * ph.w.step;
@@ -430,10 +470,11 @@ InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmK
     const Conv2dGeometry& f = phases[pr.phase].g;
     const int64_t r0 = dyp_g.pt - f.pt, c0 = dyp_g.pl - f.pl, V = f.ow();
     pr.pix.resize(size_t(batch * pr.n));
+    const int64_t px = nhwc ? g.oc : 1;  // between the copy's pixels
     for (int64_t i = 0; i < batch; ++i)
       for (int64_t j = 0; j < pr.n; ++j)
-        pr.pix[size_t(i * pr.n + j)] = i * dyp.elems + (j / V + r0) * dyp.wp + j % V + c0;
-    pr.pix_run = consecutive_runs(pr.pix.data(), int64_t(pr.pix.size()));
+        pr.pix[size_t(i * pr.n + j)] = i * dyp.elems + ((j / V + r0) * dyp.wp + j % V + c0) * px;
+    if (!nhwc) pr.pix_run = consecutive_runs(pr.pix.data(), int64_t(pr.pix.size()));
   }
 }
 

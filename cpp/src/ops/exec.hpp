@@ -83,7 +83,8 @@ struct InputExec {
   bool flip_in_pack = false;  // flip: flipped reads the layer's w through its table (no copy)
   std::vector<Phase> phases;                // phases: one per (row, column) residue
   // phases: the product of each phase with taps, all reading `batch` padded copies of dy (one
-  // copy for every phase, `dyp`, made from dy as the image of `dyp_g`).
+  // copy for every phase, `dyp`, made from dy as the image of `dyp_g`; NHWC: every channel, rows
+  // of wp*oc values, elems for all of them).
   struct PhaseProduct {
     size_t phase;  // its entry in phases
     int64_t k, n;  // K: dy's channels of a group times the phase's taps; N: its dx pixels
@@ -168,12 +169,20 @@ inline int64_t a_in_place_batch(const Conv2dGeometry& g, int64_t mc, int64_t ele
   return std::max<int64_t>(b, 1);
 }
 
+// The elements of the padded copy of one image's dy that the phases read (copy: its geometry,
+// phase_copy_geometry): a group's channels in NCHW; every channel in NHWC, where the groups read
+// it from their own offsets.
+inline double phase_copy_elems(const Conv2dGeometry& g, const Conv2dGeometry& copy) {
+  const double channels = g.layout == Layout::nhwc ? double(g.oc) : double(g.ocg());
+  return channels * double(copy.oh()) * double(copy.ow());
+}
+
 // The bytes backward_input_phases takes per image of a product: the padded copy of dy that
-// every phase reads, and the phases' products (dx's size).
+// every phase reads, and the phases' products (one group of dx).
 inline double phases_image_bytes(const Conv2dGeometry& g, int64_t elem_size) {
   const Conv2dGeometry copy = phase_copy_geometry(g, phase_copy_padding(input_phases(g)));
-  return padded_image_bytes(copy, elem_size) +
-         double(g.icg()) * double(g.ih) * double(g.iw) * double(elem_size);
+  return (phase_copy_elems(g, copy) + double(g.icg()) * double(g.ih) * double(g.iw)) *
+         double(elem_size);
 }
 
 // The images backward_input_phases stacks into one product of each phase: as many as make the

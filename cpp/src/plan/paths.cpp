@@ -300,11 +300,11 @@ double bwi_col2im_cost(const CostContext& c) {
 // one pass transposes the products into dx's planes and interleaves them (stride 2 across: in
 // blocks through registers). Strided layers only (with stride 1 it is the flip), with no more
 // phases than taps (beyond, phases would certainly get no tap: windows far apart), and a copy
-// and products within the workspace bound. NCHW only (the interleave writes NCHW planes).
+// and products within the workspace bound. Either layout (NHWC: one copy of every channel for the
+// groups; the products copied back a pixel's channels at a time).
 bool bwi_phases_ok(const CostContext& c) {
   const Conv2dGeometry& g = c.g;
-  if (!nchw(c) || stride1(g) || double(g.sh) * double(g.sw) > double(g.kh) * double(g.kw))
-    return false;
+  if (stride1(g) || double(g.sh) * double(g.sw) > double(g.kh) * double(g.kw)) return false;
   return phases_image_bytes(g, c.elem_size) <= kMaxWorkspaceBytes;
 }
 double bwi_phases_cost(const CostContext& c) {
@@ -317,15 +317,20 @@ double bwi_phases_cost(const CostContext& c) {
   for (const Phase& ph : phases) {
     if (!ph.has_taps()) continue;
     const CostContext cp = on_geometry(c, ph.g);
+    // NHWC: the copy's pixels are a pixel's channels apart, every tile read through row
+    // pointers (no row runs).
     product += direct_a_product(cp, batch * double(ph.g.col_cols()), double(g.icg()),
-                                double(ph.g.col_rows()), double(ph.g.ow()), 1) /
+                                double(ph.g.col_rows()), nhwc(c) ? 0 : double(ph.g.ow()), 1) /
                batch;
   }
-  const double interleave = plane * (g.sw == 2 && transposes_in_blocks(c.elem_size)
-                                         ? kTransposeBlocked
-                                         : kGather);
-  return images_groups(g) * (product + copy_cost(c, padded_elems(copy)) + interleave) +
-         double(g.wei_size()) * kGather;
+  // NHWC: a pixel's channels copied as one run; NCHW: transposed into the planes.
+  const double interleave =
+      plane * (nhwc(c) ? kCopy
+               : g.sw == 2 && transposes_in_blocks(c.elem_size) ? kTransposeBlocked
+                                                                  : kGather);
+  const double copies = nhwc(c) ? double(g.mb) : images_groups(g);  // NHWC: once for the groups
+  return images_groups(g) * (product + interleave) +
+         copies * copy_cost(c, phase_copy_elems(g, copy)) + double(g.wei_size()) * kGather;
 }
 
 // --------------------------------------------------------------------------- backward weight
