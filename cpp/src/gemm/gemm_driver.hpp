@@ -226,16 +226,17 @@ std::vector<PanelRow> panel_rows(const GemmKernel<T>& kern, const std::vector<in
   return rows;
 }
 
-// prepack_b's layout with each panel's kc blocks packed together by
-// pack.whole_panel(k, j0, width, nr, dst) (WeightsTInOrder), the panels shared
-// among the threads.
+// Rows of B packed together across their kc blocks and all panels, kWholeRows at a time.
+constexpr int64_t kWholeRows = 64;
+
+// prepack_b's layout packed by pack.rows_all_panels(q0, q1, n, nr, dst) (WeightsTInOrder),
+// kWholeRows rows of the table at a time, shared among the threads.
 template <class T, class PackB>
 PrepackedB<T> prepack_b_whole(const GemmKernel<T>& kern, int64_t k, int64_t n, const PackB& pack,
                               T* dst) {
-  const int64_t nr = kern.nr, panels = (n + nr - 1) / nr;
-  parallel_for(panels, k * nr, [&](int64_t jp) {
-    const int64_t j0 = jp * nr;
-    pack.whole_panel(k, j0, n - j0 < nr ? n - j0 : nr, nr, dst);
+  parallel_for((k + kWholeRows - 1) / kWholeRows, kWholeRows * n, [&](int64_t item) {
+    const int64_t q0 = item * kWholeRows;
+    pack.rows_all_panels(q0, k - q0 < kWholeRows ? k : q0 + kWholeRows, n, kern.nr, dst);
   });
   return {&kern, dst, n};
 }

@@ -174,55 +174,60 @@ struct PanelRow {
 // pack_b for W^T read through a table of its weights' places, op(B)[p][j] = w[j*ld + place(p)]:
 // W^T of a forward whose K index is not w's own order (the NHWC forward's (r, s, c), the flipped
 // forward's rot180 taps of the layer's w; ops/exec.hpp), no reordered copy of w made first.
-// whole_panel packs all kc blocks of a panel at once (prepack_b_whole), the K indices in `rows`
-// (panel_rows: by increasing place), so that the filters' weights are read in memory order:
-// block by block, the NHWC forward's order reads them nine apart, and again for each block; the
-// flipped forward's, a filter's taps backwards.
+// rows_all_panels packs rows of every kc block at once (prepack_b_whole), the K indices in
+// `rows` (panel_rows: by increasing place), so that the filters' weights are read in memory
+// order: block by block, the NHWC forward's order reads them nine apart, and again for each
+// block; the flipped forward's, a filter's taps backwards.
 template <class T>
 struct WeightsTInOrder {
   const T* w;
   int64_t ld;  // between the weights of consecutive filters j
   const PanelRow* rows;
 
-  // Panel j0 (jn of nr columns) of every kc block, in prepack_panels' layout. Where kSseBlock
-  // consecutive rows have consecutive places (a channel's taps), their columns are gathered as
-  // kSseBlock x kSseBlock blocks transposed through SSE registers.
-  void whole_panel(int64_t k, int64_t j0, int64_t jn, int64_t nr, T* dst) const {
-    const T* wj = w + j0 * ld;
-    const auto row = [&](int64_t q) { return dst + rows[q].row + j0 * rows[q].kc; };
-    const auto one = [&](int64_t q) {
-      T* dp = row(q);
-      const T* src = wj + rows[q].col;
-      for (int64_t j = 0; j < jn; ++j) dp[j] = src[j * ld];
-      for (int64_t j = jn; j < nr; ++j) dp[j] = T(0);
-    };
+  // Rows [q0, q1) of the table (its K indices in w's memory order) in every panel of the n
+  // columns, in prepack_panels' layout (each row p at dst + rows[p].row + j0 * rows[p].kc in
+  // the panel at column j0). Where kSseBlock consecutive rows have consecutive places (a
+  // channel's taps), their columns are gathered as kSseBlock x kSseBlock blocks transposed
+  // through SSE registers. A row, or a run of them, is read across all the filters before the
+  // next, so that w is read about in memory order whatever ld is (a filter's taps in the
+  // flipped forward, whole filters in the NHWC forward).
+  void rows_all_panels(int64_t q0, int64_t q1, int64_t n, int64_t nr, T* dst) const {
     constexpr int64_t B = kSseBlock<T>;
     const auto run = [&](int64_t q) {  // kSseBlock consecutive places from rows[q] on
-      bool r = q + B <= k;
+      bool r = B > 0 && q + B <= q1;
       for (int64_t i = 1; r && i < B; ++i) r = rows[q + i].col == rows[q].col + i;
       return r;
     };
-    for (int64_t q = 0; q < k;) {
-      if (B == 0 || !run(q)) {
-        one(q++);
-        continue;
-      }
+    for (int64_t q = q0; q < q1;) {
+      const bool block = run(q);
+      for (int64_t j0 = 0; j0 < n; j0 += nr) {
+        const int64_t jn = std::min(nr, n - j0);
+        const T* wj = w + j0 * ld;
+        const auto row = [&](int64_t p) { return dst + rows[p].row + j0 * rows[p].kc; };
+        if (!block) {
+          T* dp = row(q);
+          const T* src = wj + rows[q].col;
+          for (int64_t j = 0; j < jn; ++j) dp[j] = src[j * ld];
+          for (int64_t j = jn; j < nr; ++j) dp[j] = T(0);
+          continue;
+        }
 #if defined(__SSE2__)
-      const int64_t c0 = rows[q].col;
-      T* dp[B];
-      for (int64_t i = 0; i < B; ++i) dp[i] = row(q + i);
-      int64_t j = 0;
-      for (; j + B <= jn; j += B) {
-        typename SseVec<T>::V v[B];
-        load_transposed(wj + j * ld + c0, ld, v);
-        for (int64_t i = 0; i < B; ++i) SseVec<T>::store(dp[i] + j, v[i]);
-      }
-      for (int64_t i = 0; i < B; ++i) {
-        for (int64_t jj = j; jj < jn; ++jj) dp[i][jj] = wj[jj * ld + c0 + i];
-        for (int64_t jj = jn; jj < nr; ++jj) dp[i][jj] = T(0);
-      }
-      q += B;
+        const int64_t c0 = rows[q].col;
+        T* dp[B];
+        for (int64_t i = 0; i < B; ++i) dp[i] = row(q + i);
+        int64_t j = 0;
+        for (; j + B <= jn; j += B) {
+          typename SseVec<T>::V v[B];
+          load_transposed(wj + j * ld + c0, ld, v);
+          for (int64_t i = 0; i < B; ++i) SseVec<T>::store(dp[i] + j, v[i]);
+        }
+        for (int64_t i = 0; i < B; ++i) {
+          for (int64_t jj = j; jj < jn; ++jj) dp[i][jj] = wj[jj * ld + c0 + i];
+          for (int64_t jj = jn; jj < nr; ++jj) dp[i][jj] = T(0);
+        }
 #endif
+      }
+      q += block ? B : 1;
     }
   }
 };

@@ -189,7 +189,6 @@ void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx
   const int64_t ihw = g.ih * g.iw, ohw = g.oh() * g.ow();
   const bool nhwc = g.layout == Layout::nhwc;
   const int64_t nprod = int64_t(e.products.size()), B = e.batch;
-  const int64_t nr = kern.nr, panels = (icg + nr - 1) / nr;
   // Where each product's output starts in a thread's buffer.
   std::vector<int64_t> out_start(size_t(nprod) + 1, 0);
   for (int64_t k = 0; k < nprod; ++k)
@@ -198,10 +197,12 @@ void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx
   Scratch packed_w(1, std::max<int64_t>(g.groups * e.wt_elems, 1) * int64_t(sizeof(T)));
   T* const wt = packed_w.get<T>(0);
   const int64_t k_all = int64_t(e.wrows.size());
-  parallel_for(g.groups * panels, k_all * nr, [&](int64_t item) {
-    const int64_t jp = item % panels, gi = item / panels;
+  const int64_t chunks = (k_all + kWholeRows - 1) / kWholeRows;
+  parallel_for(g.groups * chunks, kWholeRows * icg, [&](int64_t item) {
+    const int64_t q0 = item % chunks * kWholeRows, gi = item / chunks;
     const WeightsTInOrder<T> pack{w + gi * ocg * icg * khw, khw, e.wrows.data()};
-    pack.whole_panel(k_all, jp * nr, std::min(nr, icg - jp * nr), nr, wt + gi * e.wt_elems);
+    pack.rows_all_panels(q0, std::min(k_all, q0 + kWholeRows), icg, kern.nr,
+                         wt + gi * e.wt_elems);
   });
 
   const int64_t nthr = image_threads(g);
