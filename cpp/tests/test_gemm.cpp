@@ -10,7 +10,7 @@
 //     sentinel in C outside the m x n window that must survive;
 //   - the driver with a caller-supplied pack_b (the implicit-GEMM contract), with a B read in
 //     place (DirectB) or A read in place (DirectA, RowsA), and with an epilogue that must see every block of C once, when final;
-//   - weights packed through a table of their places, block by block and whole panels;
+//   - weights packed through a table of their places, block by block and rows across all panels;
 //   - ISA selection and argument errors.
 #include <algorithm>
 #include <cctype>
@@ -479,9 +479,10 @@ void test_transpose_block(const Row<T>& row, std::mt19937& rng) {
 }
 
 // Weights packed through a table of their places against the packed layout written out by direct
-// loops: W^T as whole panels (WeightsTInOrder, prepack_b_whole, panel_rows) through the NHWC
-// forward's (r, s, c) table (runs of consecutive places three long) and the flipped forward's
-// (runs backwards), K across two kc blocks and more, an edge panel, filters wider than their K;
+// loops: W^T a run of rows across all panels at a time (WeightsTInOrder, prepack_b_whole,
+// panel_rows) through the NHWC forward's (r, s, c) table (runs of consecutive places three long)
+// and the flipped forward's (runs backwards), K across two kc blocks and more, an edge panel,
+// filters wider than their K;
 // and W block by block (WeightsInOrder, prepack_b) through the same tables along its columns.
 template <class T>
 void test_weights_in_order(const Row<T>& kern) {
@@ -519,7 +520,7 @@ void test_weights_in_order(const Row<T>& kern) {
     convcore::detail::prepack_b_whole(kern, k, n, WeightsTInOrder<T>{w.data(), ld, rows.data()},
                                       got_t.data());
     CHECK_MSG(std::memcmp(got_t.data(), want_t.data(), want_t.size() * sizeof(T)) == 0,
-              isa << ": WeightsTInOrder whole panels differ from the layout");
+              isa << ": WeightsTInOrder rows across all panels differ from the layout");
     // W itself: n rows of w as k, the table's k places as columns.
     const std::vector<T> want =
         layout(n, k, [&](int64_t p, int64_t j) { return w[size_t(p * ld + (*col)[size_t(j)])]; });

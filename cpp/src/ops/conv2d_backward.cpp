@@ -176,11 +176,12 @@ void interleave_phases_nhwc(const Conv2dGeometry& g, const std::vector<Phase>& p
 //
 //   P_k^T[N_k x icg] = col_k^T[N_k x K_k] * W_k^T[K_k x icg],   col_k read in place from dy's copy,
 //
-// with W_k^T packed once per call straight from w through a table (no sub-kernel is built).
-// Each thread takes its images `batch` at a time: one padded copy of dy serves every phase, the
-// phases' products stay in the thread's buffer, and one pass transposes and interleaves them
-// into dx while they are still in cache. Nothing is inserted, nothing scattered, and one
-// parallel region besides the packing.
+// with every W_k^T packed once per call straight from w through one table, in one pass over w
+// (no sub-kernel is built). Each thread takes its images `batch` at a time: one padded copy of
+// dy serves every phase, the phases' products stay in the thread's buffer, and one pass puts
+// them into dx while they are still in cache (NCHW: transposed and interleaved; NHWC: already
+// in its order, a pixel's channels copied as one run). Nothing is inserted, nothing scattered,
+// and one parallel region besides the packing.
 template <class T>
 void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx) {
   const Conv2dGeometry& g = e.g;
