@@ -14,8 +14,8 @@ over the input channels ``c`` of group ``g``. The convolution it is the gradient
 top/left padding ``ph, pw``; output_padding only enlarges its input, so its bottom/right padding
 is whatever keeps its output at ``H x W``. Every op runs on that convolution's cached plan:
 
-- the forward pass is the plan's backward_input (flip or col2im, as the plan chose) with the
-  input as grad_output, written straight into the result;
+- the forward pass is the plan's backward_input (flip, col2im or the phases, as the plan chose)
+  with the input as grad_output, written straight into the result;
 - the input gradient is the plan's forward pass of grad_output;
 - the weight gradient is the plan's weight gradient with the roles of input and grad_output
   swapped; the bias gradient sums grad_output over N, oh and ow.
