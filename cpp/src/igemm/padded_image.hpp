@@ -47,13 +47,19 @@ struct PaddedImage {
   int64_t hp, wp;
   int64_t elems;  // of the copy, kMaxNR zeros and rounding to 64 bytes included
 
+  // The elements of a copy holding `values`: kMaxNR zeros after them, rounded to 64 bytes.
+  template <class T>
+  static int64_t elems_for(int64_t values) {
+    const int64_t align = 64 / int64_t(sizeof(T));
+    return (values + kMaxNR + align - 1) / align * align;
+  }
+
   // Sizes for g; the caller has checked that they fit (padded_image_bytes).
   template <class T>
   static PaddedImage of(const Conv2dGeometry& g) {
     const int64_t hp = (g.oh() - 1) * g.sh + (g.kh - 1) * g.dh + 1;
     const int64_t wp = (g.ow() - 1) * g.sw + (g.kw - 1) * g.dw + 1;
-    const int64_t align = 64 / int64_t(sizeof(T));
-    return {hp, wp, (g.icg() * hp * wp + kMaxNR + align - 1) / align * align};
+    return {hp, wp, elems_for<T>(g.icg() * hp * wp)};
   }
 
   int64_t tap_offset(const Conv2dGeometry& g, int64_t p) const {

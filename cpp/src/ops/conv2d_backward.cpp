@@ -434,10 +434,7 @@ InputExec<T>::InputExec(const Conv2dGeometry& geometry, InputPath p, const GemmK
   dyp_g = phase_copy_geometry(g, phase_copy_padding(phases));
   dyp = PaddedImage::of<T>(dyp_g);
   const bool nhwc = g.layout == Layout::nhwc;
-  if (nhwc) {
-    const int64_t align = 64 / int64_t(sizeof(T));
-    dyp.elems = (g.oc * dyp.hp * dyp.wp + kMaxNR + align - 1) / align * align;
-  }
+  if (nhwc) dyp.elems = PaddedImage::elems_for<T>(g.oc * dyp.hp * dyp.wp);  // every channel
   const int64_t khw = g.kh * g.kw, ocg = g.ocg();
   for (size_t q = 0; q < phases.size(); ++q) {
     const Phase& ph = phases[q];
