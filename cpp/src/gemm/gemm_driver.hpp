@@ -179,13 +179,14 @@ void prepack_panels(int64_t k, int64_t kc_max, int64_t extent, int64_t step, boo
     for (int64_t jp = 0; jp < panels; ++jp) panel(jp);
 }
 
-// Packs op(A)[m x k] whole into dst (prepacked_a_elems) with pack_a, on the calling thread.
+// Packs op(A)[m x k] whole into dst (prepacked_a_elems) with pack_a, on the calling thread, or
+// with `shared` its panels spread over the threads.
 template <class T, class PackA>
 PrepackedA<T> prepack_a(const GemmKernel<T>& kern, int64_t m, int64_t k, const PackA& pack_a,
-                        T* dst) {
+                        T* dst, bool shared = false) {
   const int64_t mr = kern.mr;
   prepack_panels(
-      k, kern.kc, m, mr, false,
+      k, kern.kc, m, mr, shared,
       [&](int64_t pc, int64_t kc, int64_t i0, int64_t mc, T* to) {
         pack_a(i0, mc, pc, kc, mr, to);
       },

@@ -60,7 +60,8 @@ void backward_input_flip(const InputExec<T>& e, const T* w, const T* dy, T* dx) 
   }
 }
 
-// The classic method: dcol = W^T * dy per image and group, then col2im (scatter-add).
+// The classic method: dcol = W^T * dy per image and group, then col2im (scatter-add). Each
+// group's W_g^T is packed once for all the images.
 template <class T>
 void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
                            const T* dy, T* dx, bool dy_nhwc = false) {
@@ -69,6 +70,11 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
   const bool direct = col_is_input(g);
   const int64_t nthr = image_threads(g);
   Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
+  const int64_t wt_elems = prepacked_a_elems(kern, K, ocg);
+  Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    prepack_a(kern, K, ocg, MatrixPackA<T>(true, w + gi * ocg * K, K),
+              packed_w.get<T>(0) + gi * wt_elems, true);
 
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
@@ -79,7 +85,8 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
         T* dxg = dx + (n * g.ic + gi * icg) * ihw;
         // dcol[K x N] = W_g^T[K x ocg] * dY_g[ocg x N]; dy in NHWC order is dY_g^T (row stride oc)
         const T* dyg = dy_nhwc ? dy + n * N * g.oc + gi * ocg : dy + (n * g.oc + gi * ocg) * N;
-        gemm_driver<T>(kern, K, N, ocg, T(1), MatrixPackA<T>(true, w + gi * ocg * K, K),
+        gemm_driver<T>(kern, K, N, ocg, T(1),
+                       PrepackedA<T>{&kern, packed_w.get<T>(0) + gi * wt_elems, K},
                        MatrixPackB<T>(dy_nhwc, dyg, dy_nhwc ? g.oc : N), T(0),
                        direct ? dxg : dcol, N);
         if (direct) continue;
