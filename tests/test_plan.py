@@ -406,8 +406,9 @@ def test_weights_through_a_table_over_several_kc_blocks(dtype):
 @pytest.mark.parametrize(("layout", "path"), [("NCHW", "a_in_place"), ("NHWC", "nhwc_in_place")])
 def test_weight_gradient_of_weights_past_l2(dtype, layout, path):
     """256 x 256 x 3 x 3 weights (2.4 MB in float32) exceed a core's L2 on the CPUs this runs on:
-    one chunk of images, each image's product and its padded copy split among the threads. Against
-    the reference, and the same bits on 1, 2 and 3 threads."""
+    one chunk of images, each image's product and its padded copy split among the threads (the
+    last image's product writing dw, or with accumulate adding into it). Against the reference,
+    and the same bits on 1, 2 and 3 threads."""
     geom = G(3, 256, 6, 5, 256, 3, 3, padding=1)
     x, w, b, dy = make_problem(geom, dtype, seed=13)
     want = reference.conv2d_backward_weight(x.astype(np.float64), dy.astype(np.float64), w.shape, **geom.ref_kwargs)
@@ -426,3 +427,6 @@ def test_weight_gradient_of_weights_past_l2(dtype, layout, path):
     assert_close(got[0], want, dtype)
     for other in got[1:]:
         np.testing.assert_array_equal(other, got[0])
+    start = np.random.default_rng(5).standard_normal(w.shape).astype(dtype)
+    summed = plan.backward_weight(x, dy, out=start.copy(), accumulate=True)
+    assert_close(summed, start + want, dtype)

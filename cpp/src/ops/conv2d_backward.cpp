@@ -16,6 +16,7 @@
 #include "ops/conv2d_nhwc.hpp"
 #include "ops/nhwc_via_nchw.hpp"
 #include "ops/exec.hpp"
+#include "ops/transpose_epilogue.hpp"
 #include "ops/weight_chunks.hpp"
 #include "plan/paths.hpp"
 
@@ -265,7 +266,8 @@ void backward_input_phases(const InputExec<T>& e, const T* w, const T* dy, T* dx
 //
 // (DirectA: no transposing pack of col, the costly part of the other orientation; dY^T is
 // packed, which is 1/K of the work). Partial sums over fixed chunks of images as in
-// conv2d_backward_weight, transposed into dw at the end in chunk order.
+// conv2d_backward_weight, transposed into dw at the end in chunk order; with one chunk and no
+// accumulation, by the last image's product as it finishes each block.
 template <class T>
 void backward_weight_in_place_a(const WeightExec<T>& e, const T* x, const T* dy, T* dw,
                                 bool accumulate) {
@@ -283,6 +285,9 @@ void backward_weight_in_place_a(const WeightExec<T>& e, const T* x, const T* dy,
   // the threads by the driver, and so is its padded copy here (one thread copying res3x3c256's
   // 256 channels while the other waited took 6 % of its weight gradient).
   const int64_t copy_threads = chunk_threads(chunks) == 1 ? image_threads(g) : 1;
+  // With one chunk and nothing to add to, dW^T needs only transposing into dw: done by the last
+  // image's product, block by block, instead of a pass over the whole of it afterwards.
+  const bool in_epilogue = chunks == 1 && !accumulate && g.mb > 0;
   for_each_image_chunk(g, chunks, [&](int64_t c, int64_t begin, int64_t end, int64_t tid) {
     T* xp = padded.get<T>(tid);
     T* sum = partial.get<T>(c);  // [groups][K][ocg]
@@ -294,11 +299,21 @@ void backward_weight_in_place_a(const WeightExec<T>& e, const T* x, const T* dy,
           balance(icg, nt, t, c0, c1);
           pi.fill_channels(g, xg, xp, c0, c1);
         });
-        gemm_driver<T>(*e.kern, K, ocg, N, T(1), DirectA<T>{xp, row_off, k_off},
-                       MatrixPackB<T>(true, dy + (n * g.oc + gi * ocg) * N, N),
-                       n == begin ? T(0) : T(1), sum + gi * K * ocg, ocg);
+        const DirectA<T> col{xp, row_off, k_off};
+        const MatrixPackB<T> dyt(true, dy + (n * g.oc + gi * ocg) * N, N);
+        T* const sum_g = sum + gi * K * ocg;
+        const T beta = n == begin ? T(0) : T(1);
+        if (in_epilogue && n + 1 == end) {
+          // The last image's product finishes each block of dW_g^T: into dw while in cache.
+          const TransposeBiasActivation<T> to_dw{sum_g, ocg, dw + gi * ocg * K, K, K, K,
+                                                 nullptr, Activation::identity, e.kern};
+          gemm_driver<T>(*e.kern, K, ocg, N, T(1), col, dyt, beta, sum_g, ocg, to_dw);
+        } else {
+          gemm_driver<T>(*e.kern, K, ocg, N, T(1), col, dyt, beta, sum_g, ocg);
+        }
       }
   });
+  if (in_epilogue) return;
   // dw[gi*ocg + o][p] = (accumulate ? dw : 0) + the chunks' sums in order.
   add_transposed_chunks(g, chunks, partial, dw, accumulate, [](int64_t q) { return q; });
 }

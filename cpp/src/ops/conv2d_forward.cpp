@@ -14,6 +14,7 @@
 #include "ops/conv2d_nhwc.hpp"
 #include "ops/exec.hpp"
 #include "ops/nhwc_via_nchw.hpp"
+#include "ops/transpose_epilogue.hpp"
 #include "plan/paths.hpp"
 
 namespace convcore {
@@ -128,95 +129,6 @@ void forward_in_place_b(const ForwardExec<T>& e, const Conv2dGeometry& g, const 
     gemm_driver<T>(*e.kern, ocg, np, K, T(1), pack_w, b_in_place, T(0), out, np, epilogue);
   });
 }
-
-// The transposed product's epilogue: y[o][i*ow + j] = act(yt[i*wide + j][o] + bias[o]) for
-// j < ow over a finished block of yt (rows [i0, i0+mc), channels [j0, j0+nc)). A row of yt is a
-// pixel; rows hold output rows of ow pixels every `wide` rows (the rest discarded); wide == ow
-// maps yt's rows to y's pixels 1:1.
-template <class T>
-struct TransposeBiasActivation {
-  const T* yt;
-  int64_t ocg;
-  T* y;
-  int64_t n;      // pixels: y is ocg x n
-  int64_t wide, ow;
-  const T* bias;  // ocg values, or null
-  Activation act;
-  const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh
-
-  void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
-    if (act == Activation::sigmoid || act == Activation::tanh) {
-      apply(i0, mc, j0, nc, [](T v) { return v; }, [this](T* y, int64_t n) { kern->activate(act, y, n); });
-      return;
-    }
-    with_activation(act, [&](auto a) {
-      apply(i0, mc, j0, nc, [a](T v) { return activate(a, v); }, [](T*, int64_t) {});
-    });
-  }
-
- private:
-  // dst = f(yt + bias) over the block, then after(run, length) on each contiguous run of dst:
-  // the block's rows go by runs that land in one output row (the whole block where wide == ow).
-  template <class F, class After>
-  void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
-    const auto run = [&](int64_t m0, int64_t p0, int64_t len) {
-      transpose_run(m0, p0, len, j0, nc, f);
-      for (int64_t o = j0; o < j0 + nc; ++o) after(y + o * n + p0, len);
-    };
-    if (wide == ow) return run(i0, i0, mc);
-    for (int64_t m = i0, end = i0 + mc; m < end;) {
-      const int64_t i = m / wide, jj = m % wide;
-      const int64_t len = std::min(end - m, wide - jj);  // to the end of this row of yt
-      const int64_t valid = std::min(len, ow - jj);
-      if (valid > 0) run(m, i * ow + jj, valid);
-      m += len;
-    }
-  }
-
-  // y[o][p0 + t] = f(yt[m0 + t][o] + bias[o]) for t < len, j0 <= o < j0 + nc. Square blocks of
-  // pixels x channels go through registers, the bias added and relu applied there (sigmoid and
-  // tanh then run along each written run, `after`): the path's own blocks (lanes on a side) where
-  // it has them, then, where the baseline has SSE, 4 x 4 float (2 x 2 double) blocks over what is
-  // left; the edges value by value.
-  template <class F>
-  void transpose_run(int64_t m0, int64_t p0, int64_t len, int64_t j0, int64_t nc, F f) const {
-    const bool relu = act == Activation::relu;
-    const T zeros[kMaxLanes] = {};
-    // The values of the rectangle [o0, o1) x [t0, t1).
-    const auto by_value = [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
-      for (int64_t o = o0; o < o1; ++o) {
-        const T b = bias ? bias[o] : T(0);
-        for (int64_t t = t0; t < t1; ++t) y[o * n + p0 + t] = f(yt[(m0 + t) * ocg + o] + b);
-      }
-    };
-    // The rectangle in blocks of side B through `block`, what is left of it through `rest`.
-    const auto in_blocks = [&](int64_t B, auto block, auto rest, int64_t o0, int64_t o1,
-                               int64_t t0, int64_t t1) {
-      const int64_t ob = o0 + (o1 - o0) / B * B, tb = t0 + (t1 - t0) / B * B;
-      for (int64_t o = o0; o < ob; o += B) {
-        const T* add = bias ? bias + o : zeros;
-        for (int64_t t = t0; t < tb; t += B)
-          block(yt + (m0 + t) * ocg + o, ocg, add, relu, y + o * n + p0 + t, n);
-      }
-      if (ob > o0 && tb < t1) rest(o0, ob, tb, t1);
-      if (ob < o1) rest(ob, o1, t0, t1);
-    };
-    const auto sse = [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
-      if constexpr (kSseBlock<T> > 0) {
-        const auto block = [](const T* s, int64_t ls, const T* add, bool r, T* d, int64_t ld) {
-          transpose_block_sse(s, ls, add, r, d, ld);
-        };
-        in_blocks(kSseBlock<T>, block, by_value, o0, o1, t0, t1);
-      } else {
-        by_value(o0, o1, t0, t1);
-      }
-    };
-    if (kern->transpose_block)
-      in_blocks(kern->lanes, kern->transpose_block, sse, j0, j0 + nc, 0, len);
-    else
-      sse(j0, j0 + nc, 0, len);
-  }
-};
 
 // Any stride: the transposed product, with col^T read in place from the padded copy xp of
 // padded_image.hpp,
