@@ -35,14 +35,8 @@ struct BiasActivation {
   const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh
 
   void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
-    if (act == Activation::sigmoid || act == Activation::tanh) {
-      // The bias first, then the kernel row's activation over each row just written.
-      apply(i0, mc, j0, nc, [](T v) { return v; }, [this](T* y, int64_t n) { kern->activate(act, y, n); });
-      return;
-    }
-    with_activation(act, [&](auto a) {
-      apply(i0, mc, j0, nc, [a](T v) { return activate(a, v); }, [](T*, int64_t) {});
-    });
+    // The bias added as each value is written; sigmoid and tanh then over each row just written.
+    with_write_activation(act, kern, [&](auto f, auto after) { apply(i0, mc, j0, nc, f, after); });
   }
 
  private:

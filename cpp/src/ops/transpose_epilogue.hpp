@@ -1,7 +1,8 @@
 #pragma once
-// The epilogue that writes a product computed transposed back in the caller's orientation while
-// each finished block is in cache: the forward's Y^T (pixels x channels) into y with bias and
-// activation, and the weight gradient's dW^T into dw.
+// The epilogues that write a product back while each finished block is in cache: the activation
+// of the write (with_write_activation, shared with the forward's BiasActivation), and the one for a
+// product computed transposed (the forward's Y^T, pixels x channels, into y with bias and
+// activation; the weight gradient's dW^T into dw).
 #include <algorithm>
 #include <cstdint>
 
@@ -11,6 +12,20 @@
 #include "ops/exec.hpp"
 
 namespace convcore::detail {
+
+// The activation of an epilogue's write: apply(f, after) with f(v) the activation applied as each
+// value is written (relu, identity), and after(run, n) the kernel row's activate pass over each
+// run just written (sigmoid and tanh, whose vector code lives with the kernels).
+template <class T, class Apply>
+void with_write_activation(Activation act, const GemmKernel<T>* kern, Apply apply) {
+  if (act == Activation::sigmoid || act == Activation::tanh) {
+    apply([](T v) { return v; }, [kern, act](T* y, int64_t n) { kern->activate(act, y, n); });
+    return;
+  }
+  with_activation(act, [&](auto a) {
+    apply([a](T v) { return activate(a, v); }, [](T*, int64_t) {});
+  });
+}
 
 // The transposed product's epilogue: y[o][i*ow + j] = act(yt[i*wide + j][o] + bias[o]) for
 // j < ow over a finished block of yt (rows [i0, i0+mc), channels [j0, j0+nc)). A row of yt is a
@@ -28,13 +43,7 @@ struct TransposeBiasActivation {
   const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh
 
   void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
-    if (act == Activation::sigmoid || act == Activation::tanh) {
-      apply(i0, mc, j0, nc, [](T v) { return v; }, [this](T* y, int64_t n) { kern->activate(act, y, n); });
-      return;
-    }
-    with_activation(act, [&](auto a) {
-      apply(i0, mc, j0, nc, [a](T v) { return activate(a, v); }, [](T*, int64_t) {});
-    });
+    with_write_activation(act, kern, [&](auto f, auto after) { apply(i0, mc, j0, nc, f, after); });
   }
 
  private:
