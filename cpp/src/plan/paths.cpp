@@ -290,9 +290,9 @@ double bwi_col2im_cost(const CostContext& c) {
   const double back = g.sw == 1 ? K * N * kScatterRun + K * double(g.oh()) * kRunStart
                                 : K * N * kScatter;
   const double scatter = col_is_input(g) ? 0 : back + plane * kCopy;
-  // Each group's W_g^T packed once for all the images.
+  // Each group's W_g^T packed once for all the images (and all of dcol's column blocks).
   return images_groups(g) * (gemm_cost(c, K, N, ocg) + ocg * N * kCopy + scatter) +
-         double(g.groups) * a_pack(c, K, ocg, N);
+         double(g.groups) * K * ocg * kCopy;
 }
 
 // The phases: per residue class of dx rows and columns, a stride-1 forward of dy computed
