@@ -1,8 +1,12 @@
 #include "convcore/im2col.hpp"
 
+#include <limits>
 #include <vector>
 
 #include "check.hpp"
+#include "convcore/gemm.hpp"
+#include "gemm/ukernel.hpp"
+#include "igemm/col2im_rows.hpp"
 #include "test_util.hpp"
 
 using convcore::Conv2dGeometry;
@@ -84,6 +88,29 @@ void check_expand_pad_flip() {
   CHECK_MSG(ok, "flip_kernels");
 }
 
+// col2im_rows (stride 1 across) on every instruction set's table against col2im's scatter: the
+// same bits, with NaN in col's slack and in im beforehand (neither may reach the result) and an
+// infinity among col's values (which must reach it).
+template <class T>
+void check_col2im_rows(const Conv2dGeometry& g) {
+  const int64_t K = g.col_rows(), N = g.col_cols(), slack = convcore::detail::kCol2imSlack<T>;
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  std::vector<T> buf(K * N + 2 * slack, nan);
+  const auto c = testutil::random_vector<T>(K * N, 9);
+  std::copy(c.begin(), c.end(), buf.begin() + slack);
+  buf[slack + K * N / 2] = std::numeric_limits<T>::infinity();
+  const T* col = buf.data() + slack;
+  std::vector<T> want(g.icg() * g.ih * g.iw, T(0));
+  convcore::col2im(g, col, want.data());
+  for (convcore::Isa isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512}) {
+    if (!convcore::isa_supported(isa)) continue;
+    std::vector<T> got(want.size(), nan);
+    convcore::detail::col2im_rows(*convcore::detail::gemm_kernel<T>(isa).depthwise, g, col,
+                                  got.data());
+    CHECK_MSG(check::same_bits(got, want), "col2im_rows " << convcore::isa_name(isa) << " " << g);
+  }
+}
+
 template <class T>
 void run() {
   for (const Conv2dGeometry& g :
@@ -92,6 +119,20 @@ void run() {
         geom(1, 2, 6, 5, 1, 2, 2, 3, 3, 4, 4, 4, 4),
         geom(1, 2, 6, 6, 1, 3, 3, 1, 1, -1, -1, -1, 0) /* negative padding crops */})
     check_im2col<T>(g);
+  // Rows around the vector widths (4, 8 and 16 lanes; blocks of 4 vectors), wider and narrower
+  // than ow, dilated, strided down only, padded past the kernel, cropped.
+  for (int64_t iw : {1, 3, 4, 5, 8, 9, 12, 15, 16, 17, 31, 33, 64, 70})
+    for (int64_t kw : {1, 3, 5})
+      check_col2im_rows<T>(geom(1, 2, 4, iw, 1, 2, kw, 1, 1, 1, 0, kw / 2, kw / 2));
+  for (const Conv2dGeometry& g :
+       {geom(1, 3, 9, 13, 1, 3, 3, 2, 1, 1, 2, 2, 1, 2, 2), geom(1, 1, 6, 10, 1, 3, 4, 1, 1, 4, 4, 6, 5),
+        geom(1, 2, 8, 40, 1, 2, 3, 3, 1, 0, 0, 0, 0, 1, 7), geom(1, 2, 6, 20, 1, 3, 3, 1, 1, -1, 0, -2, -1),
+        geom(1, 6, 12, 12, 1, 5, 5)})
+    check_col2im_rows<T>(g);
+  // Channels taken 4 or 2 at a time with short rows, and the ones left over.
+  for (int64_t iw : {5, 12, 20, 40})
+    for (int64_t ic : {5, 9, 11})
+      check_col2im_rows<T>(geom(1, ic, 5, iw, 1, 3, 3, 1, 1, 1, 1, 1, 1));
   check_expand_pad_flip<T>();
 }
 

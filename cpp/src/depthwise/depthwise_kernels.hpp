@@ -6,6 +6,9 @@
 // As in gemm/ukernel_simd.hpp, everything here has internal linkage and calls no inline function
 // of a standard header, so that no copy built with ISA flags can be merged into the portable path.
 #include <cstdint>
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>  // masked loads and stores only; its functions are always inlined
+#endif
 
 namespace convcore::detail {
 
@@ -13,6 +16,12 @@ namespace convcore::detail {
 constexpr int kMaxFused = 9;
 template <class T>
 constexpr int kMaxDotLanes = int(64 / sizeof(T));
+
+// The geometry of a DepthwiseKernels::col2im_row call.
+struct Col2imRun {
+  int64_t taps, len, tap_stride, off0, doff, ow;
+  int64_t rows, src_rows, out_rows;
+};
 
 // The kernel table of one instruction set.
 template <class T>
@@ -52,6 +61,15 @@ struct DepthwiseKernels {
   // of dot_lanes; x holds dot_lanes - 1 readable values past each tap's run (their values unused).
   void (*flat_taps)(int64_t n, int64_t len, const T* x, const int64_t* off, const T* w,
                     int64_t period, const T* init, T* out);
+  // One kernel row's taps added into dx rows (col2im's gather with stride 1 across,
+  // igemm/col2im_rows.hpp): for each row q < k.rows and x < k.len,
+  //   out[q*k.out_rows + x] = (add ? that : 0) + the sum over taps s < k.taps with
+  //       0 <= x - off(s) < k.ow of src[q*k.src_rows + s*k.tap_stride + x - off(s)],
+  //   off(s) = k.off0 + s*k.doff,
+  // added in s order, the rows held in vector registers over all taps. Each tap's run of ow
+  // values is read in whole vectors, the lanes outside it cleared: up to dot_lanes - 1 values
+  // before a run and after it must be readable (their values unused).
+  void (*col2im_row)(const Col2imRun& k, const T* src, bool add, T* out);
 };
 
 namespace {
@@ -460,12 +478,187 @@ void dw_flat_taps(int64_t n, int64_t len, const T* x, const int64_t* off, const 
   }
 }
 
+// The first n (1 <= n <= L) lanes of a vector of VB bytes: read from p, the rest zero, and
+// written to p, nothing past them touched. Masked moves where the file is built for AVX2 or
+// AVX-512, else lane by lane.
+template <class T, int VB>
+__attribute__((always_inline)) inline typename DotVecOf<T, VB>::type first_lanes_load(const T* p,
+                                                                                       int n) {
+  using V = typename DotVecOf<T, VB>::type;
+  constexpr int L = VB / int(sizeof(T));
+#if defined(__AVX512F__)
+  if constexpr (VB == 64) {
+    const unsigned m = (1u << n) - 1;
+    if constexpr (sizeof(T) == 4)
+      return (V)_mm512_maskz_loadu_ps(__mmask16(m), p);
+    else
+      return (V)_mm512_maskz_loadu_pd(__mmask8(m), p);
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (VB == 32) {
+    typename DotVecOf<typename IntOf<T>::type, VB>::type lane;
+    for (int k = 0; k < L; ++k) lane[k] = k;
+    if constexpr (sizeof(T) == 4)
+      return (V)_mm256_maskload_ps(p, (__m256i)(lane < n));
+    else
+      return (V)_mm256_maskload_pd(p, (__m256i)(lane < n));
+  }
+#endif
+  V v{};
+  for (int k = 0; k < L; ++k)
+    if (k < n) v[k] = p[k];
+  return v;
+}
+template <class T, int VB>
+__attribute__((always_inline)) inline void first_lanes_store(T* p, typename DotVecOf<T, VB>::type v,
+                                                            int n) {
+  constexpr int L = VB / int(sizeof(T));
+#if defined(__AVX512F__)
+  if constexpr (VB == 64) {
+    const unsigned m = (1u << n) - 1;
+    if constexpr (sizeof(T) == 4)
+      _mm512_mask_storeu_ps(p, __mmask16(m), (__m512)v);
+    else
+      _mm512_mask_storeu_pd(p, __mmask8(m), (__m512d)v);
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (VB == 32) {
+    typename DotVecOf<typename IntOf<T>::type, VB>::type lane;
+    for (int k = 0; k < L; ++k) lane[k] = k;
+    if constexpr (sizeof(T) == 4)
+      _mm256_maskstore_ps(p, (__m256i)(lane < n), (__m256)v);
+    else
+      _mm256_maskstore_pd(p, (__m256i)(lane < n), (__m256d)v);
+    return;
+  }
+#endif
+#pragma GCC unroll 16
+  for (int k = 0; k < L; ++k)
+    if (k < n) p[k] = v[k];
+}
+
+// NV vectors from x on of P rows of a col2im_row call (row q: src + q*src_rows, out +
+// q*out_rows), the last vector of each row holding last_lanes (1..L) of it. The lanes of a
+// vector that a tap's run covers, [a, b), depend on the tap and the vector only: found once for
+// the P rows. Whole vectors are added as loaded, partial ones through a lane mask; vectors the
+// run misses are skipped. P*NV sums in flight.
+template <class T, int VB, int P, int NV>
+__attribute__((always_inline)) inline void c2i_block(const Col2imRun& k, int64_t x,
+                                                     int last_lanes, const T* src, bool add,
+                                                     T* __restrict out) {
+  using V = typename DotVecOf<T, VB>::type;
+  using I = typename IntOf<T>::type;
+  using M = typename DotVecOf<I, VB>::type;
+  constexpr int L = VB / int(sizeof(T));
+  M lane;
+  for (int l = 0; l < L; ++l) lane[l] = l;
+  V acc[P][NV];
+#pragma GCC unroll 8
+  for (int q = 0; q < P; ++q)
+#pragma GCC unroll 8
+    for (int u = 0; u < NV; ++u) {
+      const T* o = out + q * k.out_rows + x + u * L;
+      if (!add)
+        acc[q][u] = V{};
+      else if (u < NV - 1 || last_lanes == L)
+        __builtin_memcpy(&acc[q][u], o, sizeof(V));
+      else
+        acc[q][u] = first_lanes_load<T, VB>(o, last_lanes);
+    }
+  for (int64_t s = 0; s < k.taps; ++s) {
+    const int64_t off = k.off0 + s * k.doff;
+#pragma GCC unroll 8
+    for (int u = 0; u < NV; ++u) {
+      const int64_t a = off - (x + u * L), b = a + k.ow;  // lanes [a, b) are in the run
+      if (b <= 0 || a >= L) continue;
+      const T* v0 = src + (s * k.tap_stride - a);
+      if (a <= 0 && b >= L) {
+#pragma GCC unroll 8
+        for (int q = 0; q < P; ++q) {
+          V v;
+          __builtin_memcpy(&v, v0 + q * k.src_rows, sizeof(V));
+          acc[q][u] += v;
+        }
+      } else {
+        const I lo = a > 0 ? I(a) : 0, hi = b < L ? I(b) : I(L);
+        const M keep = (lane >= lo) & (lane < hi);
+#pragma GCC unroll 8
+        for (int q = 0; q < P; ++q) {
+          V v;
+          __builtin_memcpy(&v, v0 + q * k.src_rows, sizeof(V));
+          acc[q][u] += keep ? v : V{};
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < P; ++q)
+#pragma GCC unroll 8
+    for (int u = 0; u < NV; ++u) {
+      T* o = out + q * k.out_rows + x + u * L;
+      if (u < NV - 1 || last_lanes == L)
+        __builtin_memcpy(o, &acc[q][u], sizeof(V));
+      else
+        first_lanes_store<T, VB>(o, acc[q][u], last_lanes);
+    }
+}
+
+// P rows at a time, each its nv = ceil(len / L) vectors (nv <= 3).
+template <class T, int VB, int P>
+__attribute__((always_inline)) inline void c2i_rows_of(const Col2imRun& k, int64_t nv, int last,
+                                                       const T* src, bool add, T* out) {
+  switch (nv) {
+    case 1: return c2i_block<T, VB, P, 1>(k, 0, last, src, add, out);
+    case 2: return c2i_block<T, VB, P, 2>(k, 0, last, src, add, out);
+    default: return c2i_block<T, VB, P, 3>(k, 0, last, src, add, out);
+  }
+}
+
+template <class T, int VB>
+void c2i_row(const Col2imRun& k, const T* src, bool add, T* out) {
+  constexpr int L = VB / int(sizeof(T));
+  constexpr int kBlock = 4;  // vectors of one long row accumulated together
+  const int64_t nv = (k.len + L - 1) / L;
+  const int last = int(k.len - (nv - 1) * L);
+  if (nv > 3) {  // long rows one at a time, in blocks of kBlock vectors
+    for (int64_t q = 0; q < k.rows; ++q, src += k.src_rows, out += k.out_rows) {
+      int64_t x = 0;
+      for (; x + kBlock * L <= k.len; x += kBlock * L)
+        c2i_block<T, VB, 1, kBlock>(k, x, L, src, add, out);
+      const int64_t rest = k.len - x;
+      if (rest == 0) continue;
+      const int tail = int(rest - (rest - 1) / L * L);
+      switch ((rest + L - 1) / L) {
+        case 1: c2i_block<T, VB, 1, 1>(k, x, tail, src, add, out); break;
+        case 2: c2i_block<T, VB, 1, 2>(k, x, tail, src, add, out); break;
+        case 3: c2i_block<T, VB, 1, 3>(k, x, tail, src, add, out); break;
+        default: c2i_block<T, VB, 1, 4>(k, x, tail, src, add, out); break;
+      }
+    }
+    return;
+  }
+  // Short rows: several rows together, so that 4 to 6 sums are in flight.
+  const int64_t p = nv == 1 ? 4 : 2;
+  int64_t q = 0;
+  for (; q + p <= k.rows; q += p) {
+    if (p == 4)
+      c2i_rows_of<T, VB, 4>(k, nv, last, src + q * k.src_rows, add, out + q * k.out_rows);
+    else
+      c2i_rows_of<T, VB, 2>(k, nv, last, src + q * k.src_rows, add, out + q * k.out_rows);
+  }
+  for (; q < k.rows; ++q)
+    c2i_rows_of<T, VB, 1>(k, nv, last, src + q * k.src_rows, add, out + q * k.out_rows);
+}
+
 // The table with vectors of DB bytes in tap_dots and the NHWC loops.
 template <class T, int DB>
 constexpr DepthwiseKernels<T> depthwise_kernels_for() {
   return {&dw_fused_pass_n<T>,          &dw_tap_dots_n<T, DB>,    DB / int(sizeof(T)),
           &dw_nhwc_taps<T, DB>,          &dw_nhwc_taps_run<T, DB>, &dw_nhwc_tap_sums<T, DB>,
-          &dw_flat_taps<T, DB>};
+          &dw_flat_taps<T, DB>,          &c2i_row<T, DB>};
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <cstring>
 
 #include "convcore/parallel.hpp"
+#include "depthwise/depthwise_kernels.hpp"
+#include "igemm/col2im_rows.hpp"
 #include "igemm/padded_image.hpp"
 
 namespace convcore {
@@ -106,7 +108,33 @@ void flip_kernels(const Conv2dGeometry& g, const T* w, T* wf) {
   });
 }
 
+namespace detail {
+
+template <class T>
+void col2im_rows(const DepthwiseKernels<T>& k, const Conv2dGeometry& g, const T* col, T* im) {
+  const int64_t oh = g.oh(), ow = g.ow(), N = oh * ow;
+  // Every channel's dx row y takes the same taps: one call per kernel row r adds them to all.
+  Col2imRun run{g.kw, g.iw, N, -g.pl, g.dw, ow, g.icg(), g.kh * g.kw * N, g.ih * g.iw};
+  for (int64_t y = 0; y < g.ih; ++y) {
+    T* out = im + y * g.iw;
+    bool add = false;
+    for (int64_t r = 0; r < g.kh; ++r) {
+      const int64_t t = y + g.pt - r * g.dh;  // i * sh for the output row i that tap row r reads
+      if (t < 0 || t % g.sh != 0 || t / g.sh >= oh) continue;
+      // The kw runs of (c, r, *, i): run s holds x = j + s*dw - pl, one col row (N) apart.
+      k.col2im_row(run, col + r * g.kw * N + t / g.sh * ow, add, out);
+      add = true;
+    }
+    if (!add)
+      for (int64_t c = 0; c < g.icg(); ++c) std::fill(out + c * run.out_rows, out + c * run.out_rows + g.iw, T(0));
+  }
+}
+
+}  // namespace detail
+
 #define CONVCORE_INSTANTIATE(T)                                                              \
+  template void detail::col2im_rows<T>(const detail::DepthwiseKernels<T>&,                     \
+                                       const Conv2dGeometry&, const T*, T*);                   \
   template void im2col<T>(const Conv2dGeometry&, const T*, T*);                              \
   template void col2im<T>(const Conv2dGeometry&, const T*, T*);                              \
   template void expand_stride<T>(const Conv2dGeometry&, int64_t, const T*, T*);              \

@@ -10,6 +10,7 @@
 #include "depthwise/spread_nhwc.hpp"
 #include "gemm/gemm_driver.hpp"
 #include "gemm/pack.hpp"
+#include "igemm/col2im_rows.hpp"
 #include "igemm/im2col_pack.hpp"
 #include "igemm/padded_image.hpp"
 #include "memory/scratch.hpp"
@@ -61,16 +62,19 @@ void backward_input_flip(const InputExec<T>& e, const T* w, const T* dy, T* dx) 
   }
 }
 
-// The classic method: dcol = W^T * dy per image and group, then col2im (scatter-add). Each
-// group's W_g^T is packed once for all the images.
+// The classic method: dcol = W^T * dy per image and group, then col2im. Each group's W_g^T is
+// packed once for all the images. With stride 1 across, dx's rows are gathered from dcol in
+// vector registers (col2im_rows), else dcol is scattered back value by value.
 template <class T>
 void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
                            const T* dy, T* dx, bool dy_nhwc = false) {
   const int64_t K = g.col_rows(), N = g.col_cols(), icg = g.icg(), ocg = g.ocg();
   const int64_t ihw = g.ih * g.iw;
-  const bool direct = col_is_input(g);
+  const bool direct = col_is_input(g), gather = g.sw == 1;
   const int64_t nthr = image_threads(g);
-  Scratch col_buf(direct ? 0 : nthr, K * N * int64_t(sizeof(T)));
+  // dcol with kCol2imSlack zeros on each side for the gather's whole-vector reads.
+  constexpr int64_t slack = kCol2imSlack<T>;
+  Scratch col_buf(direct ? 0 : nthr, (K * N + 2 * slack) * int64_t(sizeof(T)));
   const int64_t wt_elems = prepacked_a_elems(kern, K, ocg);
   Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
   for (int64_t gi = 0; gi < g.groups; ++gi)
@@ -80,7 +84,11 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
   parallel(nthr, [&](int64_t tid, int64_t nt) {
     int64_t begin, end;
     balance(g.mb, nt, tid, begin, end);
-    T* dcol = direct ? nullptr : col_buf.get<T>(tid);
+    T* dcol = direct ? nullptr : col_buf.get<T>(tid) + slack;
+    if (!direct) {
+      std::fill(dcol - slack, dcol, T(0));
+      std::fill(dcol + K * N, dcol + K * N + slack, T(0));
+    }
     for (int64_t n = begin; n < end; ++n)
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         T* dxg = dx + (n * g.ic + gi * icg) * ihw;
@@ -91,8 +99,12 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
                        MatrixPackB<T>(dy_nhwc, dyg, dy_nhwc ? g.oc : N), T(0),
                        direct ? dxg : dcol, N);
         if (direct) continue;
-        std::fill(dxg, dxg + icg * ihw, T(0));
-        col2im(g, dcol, dxg);
+        if (gather) {
+          col2im_rows(*kern.depthwise, g, dcol, dxg);
+        } else {
+          std::fill(dxg, dxg + icg * ihw, T(0));
+          col2im(g, dcol, dxg);
+        }
       }
   });
 }

@@ -22,6 +22,7 @@ constexpr double kLoadPorts = 3;    // loads a core starts per cycle (vector, br
 constexpr double kCopy = 0.25;      // per element copied contiguously (padding, plain packing)
 constexpr double kGather = 1.25;    // per element gathered (im2col packing, transposed write)
 constexpr double kScatter = 3.75;   // per element col2im adds back into the image, strided
+constexpr double kGatherVector = 3;  // per vector of a dx row col2im gathers from one tap's run
 constexpr double kScatterRun = 0.25;  // per element added back within a contiguous run (vector adds)
 constexpr double kRunStart = 6;      // per contiguous run added back: bounds, loop entry and exit
 constexpr double kFarCopy = 0.5;    // extra, per element of a padded copy past half of L2
@@ -285,11 +286,14 @@ double bwi_col2im_cost(const CostContext& c) {
            double(g.mb) * double(g.ic) * double(g.ih) * double(g.iw) * kCopy;
   }
   const double plane = double(g.icg()) * double(g.ih) * double(g.iw);
-  // Where the stride is 1, each output row of a dcol row goes back as one run of dx (K*oh runs),
-  // else value by value.
-  const double back = g.sw == 1 ? K * N * kScatterRun + K * double(g.oh()) * kRunStart
-                                : K * N * kScatter;
-  const double scatter = col_is_input(g) ? 0 : back + plane * kCopy;
+  // Where the stride is 1 across, dx's rows are gathered: each output row of a dcol row (K*oh
+  // runs of ow) is added into the vectors of dx's row it spans. Else dx is zeroed and dcol
+  // scattered back value by value.
+  const double back =
+      g.sw == 1 ? K * double(g.oh()) * ceil_div(double(g.ow() + c.lanes - 1), double(c.lanes)) *
+                      kGatherVector
+                : K * N * kScatter + plane * kCopy;
+  const double scatter = col_is_input(g) ? 0 : back;
   // Each group's W_g^T packed once for all the images (and all of dcol's column blocks).
   return images_groups(g) * (gemm_cost(c, K, N, ocg) + ocg * N * kCopy + scatter) +
          double(g.groups) * K * ocg * kCopy;
