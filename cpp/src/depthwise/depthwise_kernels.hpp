@@ -481,6 +481,14 @@ void dw_flat_taps(int64_t n, int64_t len, const T* x, const int64_t* off, const 
 // The first n (1 <= n <= L) lanes of a vector of VB bytes: read from p, the rest zero, and
 // written to p, nothing past them touched. Masked moves where the file is built for AVX2 or
 // AVX-512, else lane by lane.
+#if defined(__AVX2__)
+template <class T, int VB>
+__attribute__((always_inline)) inline __m256i first_lanes_mask(int n) {  // -1 in lanes < n
+  typename DotVecOf<typename IntOf<T>::type, VB>::type lane;
+  for (int k = 0; k < VB / int(sizeof(T)); ++k) lane[k] = k;
+  return (__m256i)(lane < n);
+}
+#endif
 template <class T, int VB>
 __attribute__((always_inline)) inline typename DotVecOf<T, VB>::type first_lanes_load(const T* p,
                                                                                        int n) {
@@ -497,12 +505,11 @@ __attribute__((always_inline)) inline typename DotVecOf<T, VB>::type first_lanes
 #endif
 #if defined(__AVX2__)
   if constexpr (VB == 32) {
-    typename DotVecOf<typename IntOf<T>::type, VB>::type lane;
-    for (int k = 0; k < L; ++k) lane[k] = k;
+    const __m256i m = first_lanes_mask<T, VB>(n);
     if constexpr (sizeof(T) == 4)
-      return (V)_mm256_maskload_ps(p, (__m256i)(lane < n));
+      return (V)_mm256_maskload_ps(p, m);
     else
-      return (V)_mm256_maskload_pd(p, (__m256i)(lane < n));
+      return (V)_mm256_maskload_pd(p, m);
   }
 #endif
   V v{};
@@ -526,12 +533,11 @@ __attribute__((always_inline)) inline void first_lanes_store(T* p, typename DotV
 #endif
 #if defined(__AVX2__)
   if constexpr (VB == 32) {
-    typename DotVecOf<typename IntOf<T>::type, VB>::type lane;
-    for (int k = 0; k < L; ++k) lane[k] = k;
+    const __m256i m = first_lanes_mask<T, VB>(n);
     if constexpr (sizeof(T) == 4)
-      _mm256_maskstore_ps(p, (__m256i)(lane < n), (__m256)v);
+      _mm256_maskstore_ps(p, m, (__m256)v);
     else
-      _mm256_maskstore_pd(p, (__m256i)(lane < n), (__m256d)v);
+      _mm256_maskstore_pd(p, m, (__m256d)v);
     return;
   }
 #endif
