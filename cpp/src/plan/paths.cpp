@@ -290,7 +290,7 @@ double bwi_col2im_cost(const CostContext& c) {
   // runs of ow) is added into the vectors of dx's row it spans. Else dx is zeroed and dcol
   // scattered back value by value.
   const double back =
-      g.sw == 1 ? K * double(g.oh()) * ceil_div(double(g.ow() + c.lanes - 1), double(c.lanes)) *
+      g.sw == 1 ? K * double(g.oh()) * ceil_div(double(g.ow()) + double(c.lanes - 1), double(c.lanes)) *
                       kGatherVector
                 : K * N * kScatter + plane * kCopy;
   const double scatter = col_is_input(g) ? 0 : back;
