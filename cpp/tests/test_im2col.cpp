@@ -125,8 +125,10 @@ void run() {
     for (int64_t kw : {1, 3, 5})
       check_col2im_rows<T>(geom(1, 2, 4, iw, 1, 2, kw, 1, 1, 1, 0, kw / 2, kw / 2));
   for (const Conv2dGeometry& g :
-       {geom(1, 3, 9, 13, 1, 3, 3, 2, 1, 1, 2, 2, 1, 2, 2), geom(1, 1, 6, 10, 1, 3, 4, 1, 1, 4, 4, 6, 5),
-        geom(1, 2, 8, 40, 1, 2, 3, 3, 1, 0, 0, 0, 0, 1, 7), geom(1, 2, 6, 20, 1, 3, 3, 1, 1, -1, 0, -2, -1),
+       {geom(1, 3, 9, 13, 1, 3, 3, 2, 1, 1, 2, 2, 1, 2, 2),
+        geom(1, 1, 6, 10, 1, 3, 4, 1, 1, 4, 4, 6, 5),
+        geom(1, 2, 8, 40, 1, 2, 3, 3, 1, 0, 0, 0, 0, 1, 7),
+        geom(1, 2, 6, 20, 1, 3, 3, 1, 1, -1, 0, -2, -1),
         geom(1, 6, 12, 12, 1, 5, 5)})
     check_col2im_rows<T>(g);
   // Channels taken 4 or 2 at a time with short rows, and the ones left over.

@@ -114,7 +114,7 @@ template <class T>
 void col2im_rows(const DepthwiseKernels<T>& k, const Conv2dGeometry& g, const T* col, T* im) {
   const int64_t oh = g.oh(), ow = g.ow(), N = oh * ow;
   // Every channel's dx row y takes the same taps: one call per kernel row r adds them to all.
-  Col2imRun run{g.kw, g.iw, N, -g.pl, g.dw, ow, g.icg(), g.kh * g.kw * N, g.ih * g.iw};
+  const Col2imRun run{g.kw, g.iw, N, -g.pl, g.dw, ow, g.icg(), g.kh * g.kw * N, g.ih * g.iw};
   for (int64_t y = 0; y < g.ih; ++y) {
     T* out = im + y * g.iw;
     bool add = false;
@@ -125,8 +125,9 @@ void col2im_rows(const DepthwiseKernels<T>& k, const Conv2dGeometry& g, const T*
       k.col2im_row(run, col + r * g.kw * N + t / g.sh * ow, add, out);
       add = true;
     }
-    if (!add)
-      for (int64_t c = 0; c < g.icg(); ++c) std::fill(out + c * run.out_rows, out + c * run.out_rows + g.iw, T(0));
+    if (!add)  // no kernel row reaches dx row y (padding, or the stride down skips it)
+      for (int64_t c = 0; c < g.icg(); ++c)
+        std::fill(out + c * run.out_rows, out + c * run.out_rows + g.iw, T(0));
   }
 }
 

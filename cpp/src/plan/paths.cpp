@@ -289,10 +289,9 @@ double bwi_col2im_cost(const CostContext& c) {
   // Where the stride is 1 across, dx's rows are gathered: each output row of a dcol row (K*oh
   // runs of ow) is added into the vectors of dx's row it spans. Else dx is zeroed and dcol
   // scattered back value by value.
-  const double back =
-      g.sw == 1 ? K * double(g.oh()) * ceil_div(double(g.ow()) + double(c.lanes - 1), double(c.lanes)) *
-                      kGatherVector
-                : K * N * kScatter + plane * kCopy;
+  const double spans = ceil_div(double(g.ow()) + double(c.lanes - 1), double(c.lanes));
+  const double back = g.sw == 1 ? K * double(g.oh()) * spans * kGatherVector
+                                 : K * N * kScatter + plane * kCopy;
   const double scatter = col_is_input(g) ? 0 : back;
   // Each group's W_g^T packed once for all the images (and all of dcol's column blocks).
   return images_groups(g) * (gemm_cost(c, K, N, ocg) + ocg * N * kCopy + scatter) +
