@@ -43,28 +43,14 @@ struct BiasActivation {
   // dst = f(c + bias) over the block, then after(run, length) on each contiguous run of dst.
   template <class F, class After>
   void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
-    if (wide == ow) {  // one to one: no row arithmetic
-      for (int64_t o = i0; o < i0 + mc; ++o) {
-        const T b = bias ? bias[o] : T(0);
-        const T* src = c + o * ldc + j0;
-        T* dst = y + o * ldy + j0;
-        for (int64_t t = 0; t < nc; ++t) dst[t] = f(src[t] + b);
-        after(dst, nc);
-      }
-      return;
-    }
     for (int64_t o = i0; o < i0 + mc; ++o) {
       const T b = bias ? bias[o] : T(0);
       const T* src = c + o * ldc;
       T* dst = y + o * ldy;
-      for (int64_t j = j0, end = j0 + nc; j < end;) {
-        const int64_t i = j / wide, jj = j % wide;
-        const int64_t len = std::min(end - j, wide - jj);  // to the end of this row of c
-        const int64_t valid = std::min(len, ow - jj);
-        for (int64_t t = 0; t < valid; ++t) dst[i * ow + jj + t] = f(src[j + t] + b);
-        if (valid > 0) after(dst + i * ow + jj, valid);
-        j += len;
-      }
+      for_each_output_run(j0, j0 + nc, wide, ow, [&](int64_t j, int64_t p, int64_t len) {
+        for (int64_t t = 0; t < len; ++t) dst[p + t] = f(src[j + t] + b);
+        after(dst + p, len);
+      });
     }
   }
 };

@@ -27,6 +27,25 @@ void with_write_activation(Activation act, const GemmKernel<T>* kern, Apply appl
   });
 }
 
+// Where a write-back epilogue's values land: a product's positions hold output rows of ow
+// pixels every `wide` positions (the wide - ow past each row are computed and dropped; wide == ow
+// maps positions to pixels 1:1). fn(m, p, len) for each run of positions [m0, m1) within one
+// output row: m its first position, p that position's pixel, len its kept positions (> 0).
+template <class Fn>
+void for_each_output_run(int64_t m0, int64_t m1, int64_t wide, int64_t ow, Fn fn) {
+  if (wide == ow) {
+    if (m1 > m0) fn(m0, m0, m1 - m0);
+    return;
+  }
+  for (int64_t m = m0; m < m1;) {
+    const int64_t i = m / wide, jj = m % wide;
+    const int64_t len = std::min(m1 - m, wide - jj);  // to the end of this output row
+    const int64_t valid = std::min(len, ow - jj);
+    if (valid > 0) fn(m, i * ow + jj, valid);
+    m += len;
+  }
+}
+
 // The transposed product's epilogue: y[o][i*ow + j] = act(yt[i*wide + j][o] + bias[o]) for
 // j < ow over a finished block of yt (rows [i0, i0+mc), channels [j0, j0+nc)). A row of yt is a
 // pixel; rows hold output rows of ow pixels every `wide` rows (the rest discarded); wide == ow
@@ -51,18 +70,10 @@ struct TransposeBiasActivation {
   // the block's rows go by runs that land in one output row (the whole block where wide == ow).
   template <class F, class After>
   void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
-    const auto run = [&](int64_t m0, int64_t p0, int64_t len) {
+    for_each_output_run(i0, i0 + mc, wide, ow, [&](int64_t m0, int64_t p0, int64_t len) {
       transpose_run(m0, p0, len, j0, nc, f);
       for (int64_t o = j0; o < j0 + nc; ++o) after(y + o * n + p0, len);
-    };
-    if (wide == ow) return run(i0, i0, mc);
-    for (int64_t m = i0, end = i0 + mc; m < end;) {
-      const int64_t i = m / wide, jj = m % wide;
-      const int64_t len = std::min(end - m, wide - jj);  // to the end of this row of yt
-      const int64_t valid = std::min(len, ow - jj);
-      if (valid > 0) run(m, i * ow + jj, valid);
-      m += len;
-    }
+    });
   }
 
   // y[o][p0 + t] = f(yt[m0 + t][o] + bias[o]) for t < len, j0 <= o < j0 + nc. Square blocks of
