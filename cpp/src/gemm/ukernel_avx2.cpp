@@ -80,10 +80,10 @@ static_assert(F64Tile::MR == 6 && F64Tile::NR == 2 * F64x4::L, "6x8 double tile"
 static_assert(F32Narrow::MR == 12 && F32Narrow::NR == F32x8::L, "12x8 float tile");
 static_assert(F64Narrow::MR == 12 && F64Narrow::NR == F64x4::L, "12x4 double tile");
 
-CONVCORE_DEFINE_TILE(float, 6x16, avx2_fma, F32x8, 6, 2, 2)
-CONVCORE_DEFINE_TILE(double, 6x8, avx2_fma, F64x4, 6, 2, 2)
-CONVCORE_DEFINE_TILE(float, 12x8, avx2_fma, F32x8, 12, 1, 2)
-CONVCORE_DEFINE_TILE(double, 12x4, avx2_fma, F64x4, 12, 1, 2)
+CONVCORE_DEFINE_TILE(float, 6x16, avx2_fma, F32x8, 6, 2, 2, 2)
+CONVCORE_DEFINE_TILE(double, 6x8, avx2_fma, F64x4, 6, 2, 2, 2)
+CONVCORE_DEFINE_TILE(float, 12x8, avx2_fma, F32x8, 12, 1, 2, 2)
+CONVCORE_DEFINE_TILE(double, 12x4, avx2_fma, F64x4, 12, 1, 2, 2)
 
 void activate_span__avx2_fma(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx2_fma(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }

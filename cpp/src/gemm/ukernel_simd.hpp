@@ -249,8 +249,10 @@ __attribute__((always_inline)) inline void fma_chains_simd(int64_t iters, typena
 }  // namespace convcore::detail
 
 // Defines the four micro-kernels of a tile declared by CONVCORE_DECLARE_TILE (gemm/ukernel.hpp),
-// MR rows of NV vectors of S, the k loop unrolled U times. Use inside namespace convcore::detail.
-#define CONVCORE_DEFINE_TILE(T, TILE, ISA, S, MR, NV, U)                                           \
+// MR rows of NV vectors of S, the k loop unrolled U times, UA times in the A-in-place kernel
+// (its MR row pointers compete for the general registers; unrolling more makes GCC keep fewer
+// of them and also spill accumulators). Use inside namespace convcore::detail.
+#define CONVCORE_DEFINE_TILE(T, TILE, ISA, S, MR, NV, U, UA)                                        \
   void ukernel_##TILE##__##ISA(int64_t kc, T alpha, const T* a, const T* b, T beta, T* c,          \
                                int64_t ldc) {                                                      \
     ukernel_simd<S, MR, NV, U>(kc, alpha, a, b, beta, c, ldc);                                     \
@@ -262,7 +264,7 @@ __attribute__((always_inline)) inline void fma_chains_simd(int64_t iters, typena
   void ukernel_##TILE##_direct_a__##ISA(int64_t kc, T alpha, const T* const* arow,                 \
                                         const int64_t* koff, const T* b, T beta, T* c,             \
                                         int64_t ldc) {                                             \
-    ukernel_simd_direct_a<S, MR, NV, U>(kc, alpha, arow, koff, b, beta, c, ldc);                   \
+    ukernel_simd_direct_a<S, MR, NV, UA>(kc, alpha, arow, koff, b, beta, c, ldc);                  \
   }                                                                                                \
   void ukernel_##TILE##_rows_a__##ISA(int64_t kc, T alpha, const T* a, const int64_t* koff,        \
                                       const T* b, T beta, T* c, int64_t ldc) {                     \
