@@ -105,7 +105,7 @@ void check_col2im_rows(const Conv2dGeometry& g) {
   for (convcore::Isa isa : {convcore::Isa::generic, convcore::Isa::avx2, convcore::Isa::avx512}) {
     if (!convcore::isa_supported(isa)) continue;
     std::vector<T> got(want.size(), nan);
-    convcore::detail::col2im_rows(*convcore::detail::gemm_kernel<T>(isa).depthwise, g, col,
+    convcore::detail::col2im_rows(*convcore::detail::gemm_kernel<T>(isa).loops, g, col,
                                   got.data());
     CHECK_MSG(check::same_bits(got, want), "col2im_rows " << convcore::isa_name(isa) << " " << g);
   }

@@ -8,7 +8,7 @@
 #include "convcore/gemm.hpp"
 #include "convcore/parallel.hpp"
 #include "ops/exec.hpp"
-#include "depthwise/depthwise_kernels.hpp"
+#include "depthwise/direct_loops.hpp"
 #include "igemm/padded_image.hpp"
 #include "igemm/taps.hpp"
 #include "memory/scratch.hpp"
@@ -155,7 +155,7 @@ inline int64_t row_step(const Conv2dGeometry& g, int64_t wp) { return g.kh > 1 ?
 // out[p] (+)= sum_{r,q} w[r][q] * xp[p + r*row_step + q*col_step] for p < len; with flip,
 // w[kh-1-r][kw-1-q] instead (the rotated filter). Taps are added in row-major order.
 template <class T>
-void correlate_flat(const DepthwiseKernels<T>& k, int64_t len, const T* xp, const T* w, bool flip,
+void correlate_flat(const DirectLoops<T>& k, int64_t len, const T* xp, const T* w, bool flip,
                     const Taps& t, bool add, T* out) {
   const int64_t khw = t.kh * t.kw;
   int64_t off[kMaxFused];
@@ -202,8 +202,8 @@ void place_band(const T* src, int64_t h, int64_t w, int64_t top, int64_t left, i
 
 }  // namespace
 
-const DepthwiseKernels<float> kDepthwiseGenericF32 = depthwise_kernels_for<float, 16>();
-const DepthwiseKernels<double> kDepthwiseGenericF64 = depthwise_kernels_for<double, 16>();
+const DirectLoops<float> kDirectLoopsGenericF32 = direct_loops_for<float, 16>();
+const DirectLoops<double> kDirectLoopsGenericF64 = direct_loops_for<double, 16>();
 
 // Largest padded plane (bytes, one per thread) the stride-1 forward and input-gradient loops
 // copy into; a geometry whose padding or dilation is larger (say 5x4 inputs padded by 2^48 rows)
@@ -219,7 +219,7 @@ bool planes_fit(int64_t planes, int64_t hp, int64_t wp, int64_t limit) {
 }
 
 template <class T>
-void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+void depthwise_forward(const DirectLoops<T>& kern, const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                        Activation act) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg(), planes = g.mb * g.oc;
@@ -273,7 +273,7 @@ void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g,
 }
 
 template <class T>
-void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
+void depthwise_backward_input(const DirectLoops<T>& kern, const Conv2dGeometry& g, const T* w, const T* dy, T* dx) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg(), planes = g.mb * g.ic;
   const int64_t eh = g.dh * (g.kh - 1), ew = g.dw * (g.kw - 1);
@@ -332,7 +332,7 @@ constexpr int64_t kMaxWeightScratch = int64_t{32} << 20;
 constexpr int64_t kChannelChunks = 8;
 
 template <class T>
-void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
+void depthwise_backward_weight(const DirectLoops<T>& kern, const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
                                bool accumulate) {
   const int64_t oh = g.oh(), ow = g.ow(), ohw = oh * ow, ihw = g.ih * g.iw, khw = g.kh * g.kw;
   const int64_t ocg = g.ocg();
@@ -424,10 +424,10 @@ void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeom
 }
 
 #define CONVCORE_INSTANTIATE(T)                                                                  \
-  template void depthwise_forward<T>(const DepthwiseKernels<T>&, const Conv2dGeometry&, const T*, const T*, const T*, T*,    \
+  template void depthwise_forward<T>(const DirectLoops<T>&, const Conv2dGeometry&, const T*, const T*, const T*, T*,    \
                                      Activation);                                                \
-  template void depthwise_backward_input<T>(const DepthwiseKernels<T>&, const Conv2dGeometry&, const T*, const T*, T*);      \
-  template void depthwise_backward_weight<T>(const DepthwiseKernels<T>&, const Conv2dGeometry&, const T*, const T*, T*, bool);
+  template void depthwise_backward_input<T>(const DirectLoops<T>&, const Conv2dGeometry&, const T*, const T*, T*);      \
+  template void depthwise_backward_weight<T>(const DirectLoops<T>&, const Conv2dGeometry&, const T*, const T*, T*, bool);
 CONVCORE_INSTANTIATE(float)
 CONVCORE_INSTANTIATE(double)
 #undef CONVCORE_INSTANTIATE

@@ -27,20 +27,20 @@ namespace convcore::detail {
 // kernels are correct for any g with icg == 1. kern is the inner-loop table of the plan's
 // kernel row (GemmKernel::depthwise).
 template <class T>
-struct DepthwiseKernels;
+struct DirectLoops;
 
 // y = f(conv(x, w) + b). bias may be null. Overwrites y.
 template <class T>
-void depthwise_forward(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+void depthwise_forward(const DirectLoops<T>& kern, const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
                        Activation act);
 
 // dx = dE/dx given dy. Overwrites dx.
 template <class T>
-void depthwise_backward_input(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* w, const T* dy, T* dx);
+void depthwise_backward_input(const DirectLoops<T>& kern, const Conv2dGeometry& g, const T* w, const T* dy, T* dx);
 
 // dw (+)= sum over images of the correlation of x with dy. Overwrites dw unless accumulate.
 template <class T>
-void depthwise_backward_weight(const DepthwiseKernels<T>& kern, const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
+void depthwise_backward_weight(const DirectLoops<T>& kern, const Conv2dGeometry& g, const T* x, const T* dy, T* dw,
                                bool accumulate);
 
 }  // namespace convcore::detail

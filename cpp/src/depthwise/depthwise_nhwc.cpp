@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "depthwise/depthwise_kernels.hpp"
+#include "depthwise/direct_loops.hpp"
 #include "memory/scratch.hpp"
 #include "ops/conv2d_nhwc.hpp"
 
@@ -76,7 +76,7 @@ void weight_row_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T
         sums[size_t(n++)] = sum + (r * g.kw + s) * oc;
       }
     }
-    kern.depthwise->nhwc_tap_sums(n, pixels, oc, dyrow + j * oc, oc, xn, g.sw * g.ic, off.data(),
+    kern.loops->nhwc_tap_sums(n, pixels, oc, dyrow + j * oc, oc, xn, g.sw * g.ic, off.data(),
                                   sums.data());
   };
   for (int64_t j = 0; j < jl; ++j) run(j, 1);
@@ -122,7 +122,7 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
             off[size_t(taps)] = (iy * g.iw + ix) * g.ic;
             ws[size_t(taps++)] = wt + t * oc;
           });
-          kern.depthwise->nhwc_taps_run(taps, jr - jl, oc, xn, g.sw * g.ic, off.data(), ws.data(),
+          kern.loops->nhwc_taps_run(taps, jr - jl, oc, xn, g.sw * g.ic, off.data(), ws.data(),
                                         init, yrow + j * oc);
           j = jr - 1;
           continue;
@@ -132,7 +132,7 @@ void depthwise_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, 
           xs[size_t(taps)] = xn + (iy * g.iw + ix) * g.ic;
           ws[size_t(taps++)] = wt + t * oc;
         });
-        kern.depthwise->nhwc_taps(taps, oc, xs.data(), ws.data(), init, yrow + j * oc);
+        kern.loops->nhwc_taps(taps, oc, xs.data(), ws.data(), init, yrow + j * oc);
       }
       for (int64_t j = 0; m != 1 && j < ow; ++j) {
         T* acc = yrow + j * oc;
@@ -214,7 +214,7 @@ void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeomet
             off[static_cast<size_t>(cnt)] = (i * ow + j - xl) * oc;
             ws[static_cast<size_t>(cnt++)] = wt + t * oc;
           });
-          kern.depthwise->nhwc_taps_run(cnt, xr - xl, oc, base, oc, off.data(), ws.data(),
+          kern.loops->nhwc_taps_run(cnt, xr - xl, oc, base, oc, off.data(), ws.data(),
                                         zeros.data(), dx + (row * g.iw + xl) * g.ic);
         }
         for (int64_t ix = 0; ix < g.iw; ++ix) {
@@ -227,7 +227,7 @@ void depthwise_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeomet
             dys[static_cast<size_t>(cnt)] = dy + ((n * oh + i) * ow + j) * oc;
             ws[static_cast<size_t>(cnt++)] = wt + t * oc;
           });
-          kern.depthwise->nhwc_taps(cnt, oc, dys.data(), ws.data(), zeros.data(),
+          kern.loops->nhwc_taps(cnt, oc, dys.data(), ws.data(), zeros.data(),
                                     dx + (row * g.iw + ix) * g.ic);
         }
       }

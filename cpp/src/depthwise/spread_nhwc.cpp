@@ -22,7 +22,7 @@
 
 #include "convcore/activation.hpp"
 #include "convcore/parallel.hpp"
-#include "depthwise/depthwise_kernels.hpp"
+#include "depthwise/direct_loops.hpp"
 #include "memory/scratch.hpp"
 #include "ops/weight_chunks.hpp"
 
@@ -142,7 +142,7 @@ SpreadSizes spread_sizes(const Conv2dGeometry& g, SpreadOp op, int64_t lanes) {
 template <class T>
 void spread_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* x,
                          const T* w, const T* bias, T* y, Activation act) {
-  const DepthwiseKernels<T>& dk = *kern.depthwise;
+  const DirectLoops<T>& dk = *kern.loops;
   const SpreadSizes s = spread_sizes(g, SpreadOp::forward, dk.dot_lanes);
   const int64_t oh = g.oh(), ow = g.ow(), oc = g.oc, khw = g.kh * g.kw, period = s.period;
   const int64_t eh = g.dh * (g.kh - 1);
@@ -185,7 +185,7 @@ void spread_forward_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, con
 template <class T>
 void spread_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g, const T* w,
                                 const T* dy, T* dx) {
-  const DepthwiseKernels<T>& dk = *kern.depthwise;
+  const DirectLoops<T>& dk = *kern.loops;
   const SpreadSizes s = spread_sizes(g, SpreadOp::backward_input, dk.dot_lanes);
   const int64_t oh = g.oh(), ow = g.ow(), oc = g.oc, ic = g.ic, m = g.ocg(), khw = g.kh * g.kw;
   const int64_t eh = g.dh * (g.kh - 1), ew = g.dw * (g.kw - 1), period = s.period;
@@ -234,7 +234,7 @@ void spread_backward_input_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry&
 template <class T>
 void spread_backward_weight_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry& g,
                                  int64_t chunks, const T* x, const T* dy, T* dw, bool accumulate) {
-  const SpreadSizes s = spread_sizes(g, SpreadOp::backward_weight, kern.depthwise->dot_lanes);
+  const SpreadSizes s = spread_sizes(g, SpreadOp::backward_weight, kern.loops->dot_lanes);
   const int64_t oh = g.oh(), ow = g.ow(), oc = g.oc, khw = g.kh * g.kw;
   const int64_t eh = g.dh * (g.kh - 1), run = s.run, flat = run * oc;
   const std::vector<int64_t> off = tap_offsets(g, s.wp);
@@ -254,7 +254,7 @@ void spread_backward_weight_nhwc(const GemmKernel<T>& kern, const Conv2dGeometry
         const T* dyb = dy + (n * oh + i0) * ow * oc;
         for (int64_t j0 = 0; j0 < ow; j0 += run) {
           const int64_t pixels = std::min(run, ow - j0);
-          kern.depthwise->nhwc_tap_sums(khw, rows, pixels * oc, dyb + j0 * oc, ow * oc,
+          kern.loops->nhwc_tap_sums(khw, rows, pixels * oc, dyb + j0 * oc, ow * oc,
                                         xs + j0 * oc, s.wp * oc, off.data(), sums.data());
         }
       }

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "convcore/gemm.hpp"
-#include "depthwise/depthwise_kernels.hpp"
+#include "depthwise/direct_loops.hpp"
 #include "gemm/ukernel.hpp"
 
 namespace convcore {
@@ -28,7 +28,7 @@ struct TileKernels {
 // What a path brings besides its tiles.
 template <class T>
 struct PathExtras {
-  const DepthwiseKernels<T>* depthwise;
+  const DirectLoops<T>* loops;
   ActivateSpan<T> activate;
   FmaChains<T> fma_chains;
   TransposeBlock<T> transpose_block;
@@ -42,7 +42,7 @@ constexpr GemmKernel<T> make_kernel(const TileKernels<T>& k, const PathExtras<T>
   static_assert(B::KC > 0, "KC must be positive");
   return GemmKernel<T>{I,         B::MR,      B::NR,      B::MC,       B::KC,
                        B::NC,     B::VB / int64_t(sizeof(T)), k.packed, k.direct_b,
-                       k.direct_a, k.rows_a,  x.depthwise, x.activate, x.fma_chains,
+                       k.direct_a, k.rows_a,  x.loops, x.activate, x.fma_chains,
                        x.transpose_block};
 }
 
@@ -70,16 +70,16 @@ constexpr TileKernels<double> kAvx512F64 CONVCORE_TILE(12x16, avx512f);
 constexpr TileKernels<double> kAvx512NarrowF64 CONVCORE_TILE(24x8, avx512f);
 constexpr TileKernels<double> kAvx512FlatF64 CONVCORE_TILE(6x16, avx512f);
 #undef CONVCORE_TILE
-constexpr PathExtras<float> kAvx2ExtrasF32{&kDepthwiseAvx2F32, &activate_span__avx2_fma,
+constexpr PathExtras<float> kAvx2ExtrasF32{&kDirectLoopsAvx2F32, &activate_span__avx2_fma,
                                            &fma_chains__avx2_fma,
     &transpose_block__avx2_fma};
-constexpr PathExtras<double> kAvx2ExtrasF64{&kDepthwiseAvx2F64, &activate_span__avx2_fma,
+constexpr PathExtras<double> kAvx2ExtrasF64{&kDirectLoopsAvx2F64, &activate_span__avx2_fma,
                                             &fma_chains__avx2_fma,
     &transpose_block__avx2_fma};
-constexpr PathExtras<float> kAvx512ExtrasF32{&kDepthwiseAvx512F32, &activate_span__avx512f,
+constexpr PathExtras<float> kAvx512ExtrasF32{&kDirectLoopsAvx512F32, &activate_span__avx512f,
                                              &fma_chains__avx512f,
     &transpose_block__avx512f};
-constexpr PathExtras<double> kAvx512ExtrasF64{&kDepthwiseAvx512F64, &activate_span__avx512f,
+constexpr PathExtras<double> kAvx512ExtrasF64{&kDirectLoopsAvx512F64, &activate_span__avx512f,
                                               &fma_chains__avx512f,
     &transpose_block__avx512f};
 #else
@@ -93,9 +93,9 @@ constexpr PathExtras<float> kAvx2ExtrasF32{}, kAvx512ExtrasF32{};
 constexpr PathExtras<double> kAvx2ExtrasF64{}, kAvx512ExtrasF64{};
 #endif
 
-constexpr PathExtras<float> kGenericExtrasF32{&kDepthwiseGenericF32, &activate_span_ref, nullptr,
+constexpr PathExtras<float> kGenericExtrasF32{&kDirectLoopsGenericF32, &activate_span_ref, nullptr,
                                               nullptr};
-constexpr PathExtras<double> kGenericExtrasF64{&kDepthwiseGenericF64, &activate_span_ref, nullptr,
+constexpr PathExtras<double> kGenericExtrasF64{&kDirectLoopsGenericF64, &activate_span_ref, nullptr,
                                               nullptr};
 
 // Grouped by Isa, each path's wide row first (kRowsOf gives where a path's rows start).

@@ -221,11 +221,11 @@ constexpr int64_t kMaxNR = 32;
 constexpr int64_t kMaxLanes = 16;
 
 template <class T>
-struct DepthwiseKernels;  // depthwise/depthwise_kernels.hpp
+struct DirectLoops;  // depthwise/direct_loops.hpp
 
 // One row of the kernel table (isa.cpp): everything an instruction set brings, the GEMM
-// micro-kernels with their blocking and the depthwise inner loops. The plan's cost models read
-// mr, nr, kc and lanes from here.
+// micro-kernels with their blocking and the direct loops (depthwise/direct_loops.hpp). The
+// plan's cost models read mr, nr, kc and lanes from here.
 template <class T>
 struct GemmKernel {
   Isa isa;
@@ -235,7 +235,7 @@ struct GemmKernel {
   UkernelDirectB<T> ukernel_direct_b;
   UkernelDirectA<T> ukernel_direct_a;
   UkernelRowsA<T> ukernel_rows_a;
-  const DepthwiseKernels<T>* depthwise;
+  const DirectLoops<T>* loops;
   ActivateSpan<T> activate;
   FmaChains<T> fma_chains;  // lanes * 2 * kFmaChains FLOP per iteration; nullptr: no probe
   TransposeBlock<T> transpose_block;  // lanes x lanes; nullptr: none

@@ -15,7 +15,7 @@
 namespace convcore::detail {
 
 template <class T>
-struct DepthwiseKernels;
+struct DirectLoops;
 
 // Values before col's first element and after its last that col2im_rows may read (and ignores):
 // at most the widest vector less one; one 64-byte line, so that col keeps its buffer's alignment.
@@ -25,6 +25,6 @@ constexpr int64_t kCol2imSlack = 64 / int64_t(sizeof(T));
 // im[icg][ih][iw] of one image's group from col[K][N] (K = g.col_rows(), N = g.col_cols());
 // requires g.sw == 1. col must have kCol2imSlack<T> readable elements on each side.
 template <class T>
-void col2im_rows(const DepthwiseKernels<T>& k, const Conv2dGeometry& g, const T* col, T* im);
+void col2im_rows(const DirectLoops<T>& k, const Conv2dGeometry& g, const T* col, T* im);
 
 }  // namespace convcore::detail

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "convcore/parallel.hpp"
-#include "depthwise/depthwise_kernels.hpp"
+#include "depthwise/direct_loops.hpp"
 #include "igemm/col2im_rows.hpp"
 #include "igemm/padded_image.hpp"
 
@@ -111,7 +111,7 @@ void flip_kernels(const Conv2dGeometry& g, const T* w, T* wf) {
 namespace detail {
 
 template <class T>
-void col2im_rows(const DepthwiseKernels<T>& k, const Conv2dGeometry& g, const T* col, T* im) {
+void col2im_rows(const DirectLoops<T>& k, const Conv2dGeometry& g, const T* col, T* im) {
   const int64_t oh = g.oh(), ow = g.ow(), N = oh * ow;
   // Every channel's dx row y takes the same taps: one call per kernel row r adds them to all.
   const Col2imRun run{g.kw, g.iw, N, -g.pl, g.dw, ow, g.icg(), g.kh * g.kw * N, g.ih * g.iw};
@@ -134,7 +134,7 @@ void col2im_rows(const DepthwiseKernels<T>& k, const Conv2dGeometry& g, const T*
 }  // namespace detail
 
 #define CONVCORE_INSTANTIATE(T)                                                              \
-  template void detail::col2im_rows<T>(const detail::DepthwiseKernels<T>&,                     \
+  template void detail::col2im_rows<T>(const detail::DirectLoops<T>&,                     \
                                        const Conv2dGeometry&, const T*, T*);                   \
   template void im2col<T>(const Conv2dGeometry&, const T*, T*);                              \
   template void col2im<T>(const Conv2dGeometry&, const T*, T*);                              \

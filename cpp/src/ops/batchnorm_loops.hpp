@@ -5,7 +5,7 @@
 // active ISA is avx2 or avx512. Each element is computed by the same operations in the same
 // order in both (the vectors only hold independent elements), so both copies give the same bits.
 //
-// As in depthwise/depthwise_kernels.hpp, everything here has internal linkage and calls no inline
+// As in depthwise/direct_loops.hpp, everything here has internal linkage and calls no inline
 // function of a standard header, so that no copy built with ISA flags can be merged into the
 // portable path.
 #include <cstdint>

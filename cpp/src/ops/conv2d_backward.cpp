@@ -100,7 +100,7 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
                        direct ? dxg : dcol, N);
         if (direct) continue;
         if (gather) {
-          col2im_rows(*kern.depthwise, g, dcol, dxg);
+          col2im_rows(*kern.loops, g, dcol, dxg);
         } else {
           std::fill(dxg, dxg + icg * ihw, T(0));
           col2im(g, dcol, dxg);
@@ -520,7 +520,7 @@ void InputExec<T>::run(const T* w, const T* dy, T* dx) const {
       if (g.layout == Layout::nhwc) return backward_input_col2im_nhwc(*kern, g, w, dy, dx);
       return backward_input_col2im(*kern, g, w, dy, dx);
     case InputPath::phases: return backward_input_phases(*this, w, dy, dx);
-    case InputPath::depthwise: return depthwise_backward_input(*kern->depthwise, g, w, dy, dx);
+    case InputPath::depthwise: return depthwise_backward_input(*kern->loops, g, w, dy, dx);
     case InputPath::nhwc_depthwise: return depthwise_backward_input_nhwc(*kern, g, w, dy, dx);
     case InputPath::nhwc_spread: return spread_backward_input_nhwc(*kern, g, w, dy, dx);
     case InputPath::nhwc_via_nchw: return backward_input_via_nchw(*this, w, dy, dx);
@@ -553,7 +553,7 @@ void WeightExec<T>::run(const T* x, const T* dy, T* dw, bool accumulate) const {
     case WeightPath::a_in_place: return backward_weight_in_place_a(*this, x, dy, dw, accumulate);
     case WeightPath::packed: return backward_weight_packed(*this, x, dy, dw, accumulate);
     case WeightPath::depthwise:
-      return depthwise_backward_weight(*kern->depthwise, g, x, dy, dw, accumulate);
+      return depthwise_backward_weight(*kern->loops, g, x, dy, dw, accumulate);
     case WeightPath::nhwc_in_place: return backward_weight_nhwc(*this, x, dy, dw, accumulate);
     case WeightPath::nhwc_depthwise:
       return depthwise_backward_weight_nhwc(*kern, g, chunks, x, dy, dw, accumulate);

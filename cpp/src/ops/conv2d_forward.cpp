@@ -269,7 +269,7 @@ void ForwardExec<T>::run(int64_t mb, const T* x, const T* w, const T* bias, T* y
     case ForwardPath::b_in_place: return forward_in_place_b(*this, gm, x, w, bias, y, act);
     case ForwardPath::gemm_1x1:
     case ForwardPath::packed: return forward_packed(*this, gm, x, w, bias, y, act);
-    case ForwardPath::depthwise: return depthwise_forward(*kern->depthwise, gm, x, w, bias, y, act);
+    case ForwardPath::depthwise: return depthwise_forward(*kern->loops, gm, x, w, bias, y, act);
     case ForwardPath::nhwc_1x1:
     case ForwardPath::nhwc_in_place:
     case ForwardPath::nhwc_depthwise: return forward_nhwc(*this, gm, x, w, bias, y, act);

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "depthwise/depthwise_kernels.hpp"
+#include "depthwise/direct_loops.hpp"
 #include "depthwise/spread_nhwc.hpp"
 #include "ops/nhwc_via_nchw.hpp"
 
@@ -431,7 +431,7 @@ Path cheapest(const PathInfo<Path> (&table)[n], const CostContext& c, double* co
 
 template <class T>
 CostContext cost_context(const Conv2dGeometry& g, const GemmKernel<T>& k) {
-  return {g,         k.mr, k.nr, k.mc, k.kc, k.nc, k.lanes, k.depthwise->dot_lanes,
+  return {g,         k.mr, k.nr, k.mc, k.kc, k.nc, k.lanes, k.loops->dot_lanes,
           int64_t(sizeof(T)), l2_cache_bytes()};
 }
 template CostContext cost_context<float>(const Conv2dGeometry&, const GemmKernel<float>&);

@@ -1,7 +1,9 @@
 #pragma once
-// The inner loops of the stride-1 depthwise kernels (conv2d_depthwise.cpp), compiled once per
-// instruction set: the portable copy in conv2d_depthwise.cpp (16-byte vectors), and an AVX2 + FMA
-// copy in depthwise_avx2.cpp (32-byte vectors), chosen at run time with the GEMM's path.
+// The direct loops: the inner loops that are not a GEMM micro-kernel, those of the depthwise
+// kernels (conv2d_depthwise.cpp, depthwise_nhwc.cpp), of the NHWC spread (spread_nhwc.cpp) and
+// col2im's rows (igemm/col2im_rows.hpp). Compiled once per instruction set: the portable copy in
+// conv2d_depthwise.cpp (16-byte vectors), an AVX2 + FMA copy in depthwise_avx2.cpp (32-byte) and
+// an AVX-512 one in depthwise_avx512.cpp (64-byte), chosen at run time with the GEMM's path.
 //
 // As in gemm/ukernel_simd.hpp, everything here has internal linkage and calls no inline function
 // of a standard header, so that no copy built with ISA flags can be merged into the portable path.
@@ -17,15 +19,15 @@ constexpr int kMaxFused = 9;
 template <class T>
 constexpr int kMaxDotLanes = int(64 / sizeof(T));
 
-// The geometry of a DepthwiseKernels::col2im_row call.
+// The geometry of a DirectLoops::col2im_row call.
 struct Col2imRun {
   int64_t taps, len, tap_stride, off0, doff, ow;
   int64_t rows, src_rows, out_rows;
 };
 
-// The kernel table of one instruction set.
+// The direct loops of one instruction set (GemmKernel::loops).
 template <class T>
-struct DepthwiseKernels {
+struct DirectLoops {
   // out[p] = (add ? out[p] : 0) + a[0]*x[off[0] + p] + ... + a[n-1]*x[off[n-1] + p], p < len,
   // for 1 <= n <= kMaxFused.
   void (*fused_pass)(int n, int64_t len, const T* x, const int64_t* off, const T* a, bool add,
@@ -661,7 +663,7 @@ void c2i_row(const Col2imRun& k, const T* src, bool add, T* out) {
 
 // The table with vectors of DB bytes in tap_dots and the NHWC loops.
 template <class T, int DB>
-constexpr DepthwiseKernels<T> depthwise_kernels_for() {
+constexpr DirectLoops<T> direct_loops_for() {
   return {&dw_fused_pass_n<T>,          &dw_tap_dots_n<T, DB>,    DB / int(sizeof(T)),
           &dw_nhwc_taps<T, DB>,          &dw_nhwc_taps_run<T, DB>, &dw_nhwc_tap_sums<T, DB>,
           &dw_flat_taps<T, DB>,          &c2i_row<T, DB>};
@@ -670,13 +672,13 @@ constexpr DepthwiseKernels<T> depthwise_kernels_for() {
 }  // namespace
 
 // The portable tables (conv2d_depthwise.cpp).
-extern const DepthwiseKernels<float> kDepthwiseGenericF32;
-extern const DepthwiseKernels<double> kDepthwiseGenericF64;
+extern const DirectLoops<float> kDirectLoopsGenericF32;
+extern const DirectLoops<double> kDirectLoopsGenericF64;
 // The AVX2 + FMA tables (depthwise_avx2.cpp); defined only in x86 SIMD builds.
-extern const DepthwiseKernels<float> kDepthwiseAvx2F32;
-extern const DepthwiseKernels<double> kDepthwiseAvx2F64;
+extern const DirectLoops<float> kDirectLoopsAvx2F32;
+extern const DirectLoops<double> kDirectLoopsAvx2F64;
 // The AVX-512F tables (depthwise_avx512.cpp); defined only in x86 SIMD builds.
-extern const DepthwiseKernels<float> kDepthwiseAvx512F32;
-extern const DepthwiseKernels<double> kDepthwiseAvx512F64;
+extern const DirectLoops<float> kDirectLoopsAvx512F32;
+extern const DirectLoops<double> kDirectLoopsAvx512F64;
 
 }  // namespace convcore::detail
