@@ -372,21 +372,8 @@ __attribute__((always_inline)) inline void dw_flat_block(int64_t n, int64_t f0, 
     __builtin_memcpy(&acc[0][v], init + at[v], sizeof(V));
     for (int c = 1; c < C; ++c) acc[c][v] = V{};
   }
-  int64_t t = 0;
-  for (; t + C <= n; t += C)
-#pragma GCC unroll 4
-    for (int c = 0; c < C; ++c) {
-      const T* xt = x + off[t + c] + f0;
-      const T* wt = w + (t + c) * period;
-#pragma GCC unroll 16
-      for (int v = 0; v < B; ++v) {
-        V a, b;
-        __builtin_memcpy(&a, xt + v * L, sizeof(V));
-        __builtin_memcpy(&b, wt + at[v], sizeof(V));
-        acc[c][v] += a * b;
-      }
-    }
-  for (int c = 0; t < n; ++t, ++c) {
+  // Tap t into partial sum c.
+  const auto add_tap = [&](int c, int64_t t) __attribute__((always_inline)) {
     const T* xt = x + off[t] + f0;
     const T* wt = w + t * period;
 #pragma GCC unroll 16
@@ -396,7 +383,12 @@ __attribute__((always_inline)) inline void dw_flat_block(int64_t n, int64_t f0, 
       __builtin_memcpy(&b, wt + at[v], sizeof(V));
       acc[c][v] += a * b;
     }
-  }
+  };
+  int64_t t = 0;
+  for (; t + C <= n; t += C)
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) add_tap(c, t + c);
+  for (int c = 0; t < n; ++t, ++c) add_tap(c, t);
 #pragma GCC unroll 16
   for (int v = 0; v < B; ++v) {
     if constexpr (C == 4) acc[0][v] = (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]);
