@@ -475,12 +475,18 @@ void dw_flat_taps(int64_t n, int64_t len, const T* x, const int64_t* off, const 
 // The first n (1 <= n <= L) lanes of a vector of VB bytes: read from p, the rest zero, and
 // written to p, nothing past them touched. Masked moves where the file is built for AVX2 or
 // AVX-512, else lane by lane.
+// Each lane's index, in integers of T's width.
+template <class T, int VB>
+__attribute__((always_inline)) inline typename DotVecOf<typename IntOf<T>::type, VB>::type
+lane_index() {
+  typename DotVecOf<typename IntOf<T>::type, VB>::type lane;
+  for (int k = 0; k < VB / int(sizeof(T)); ++k) lane[k] = k;
+  return lane;
+}
 #if defined(__AVX2__)
 template <class T, int VB>
 __attribute__((always_inline)) inline __m256i first_lanes_mask(int n) {  // -1 in lanes < n
-  typename DotVecOf<typename IntOf<T>::type, VB>::type lane;
-  for (int k = 0; k < VB / int(sizeof(T)); ++k) lane[k] = k;
-  return (__m256i)(lane < n);
+  return (__m256i)(lane_index<T, VB>() < n);
 }
 #endif
 template <class T, int VB>
@@ -553,8 +559,7 @@ __attribute__((always_inline)) inline void c2i_block(const Col2imRun& k, int64_t
   using I = typename IntOf<T>::type;
   using M = typename DotVecOf<I, VB>::type;
   constexpr int L = VB / int(sizeof(T));
-  M lane;
-  for (int l = 0; l < L; ++l) lane[l] = l;
+  const M lane = lane_index<T, VB>();
   V acc[P][NV];
 #pragma GCC unroll 8
   for (int q = 0; q < P; ++q)
@@ -606,15 +611,13 @@ __attribute__((always_inline)) inline void c2i_block(const Col2imRun& k, int64_t
     }
 }
 
-// P rows at a time, each its nv = ceil(len / L) vectors (nv <= 3).
-template <class T, int VB, int P>
-__attribute__((always_inline)) inline void c2i_rows_of(const Col2imRun& k, int64_t nv, int last,
-                                                       const T* src, bool add, T* out) {
-  switch (nv) {
-    case 1: return c2i_block<T, VB, P, 1>(k, 0, last, src, add, out);
-    case 2: return c2i_block<T, VB, P, 2>(k, 0, last, src, add, out);
-    default: return c2i_block<T, VB, P, 3>(k, 0, last, src, add, out);
-  }
+// c2i_block with nv (1 <= nv <= NV) vectors.
+template <class T, int VB, int P, int NV>
+__attribute__((always_inline)) inline void c2i_vectors(const Col2imRun& k, int64_t x, int64_t nv,
+                                                       int last, const T* src, bool add, T* out) {
+  if constexpr (NV > 1)
+    if (nv < NV) return c2i_vectors<T, VB, P, NV - 1>(k, x, nv, last, src, add, out);
+  c2i_block<T, VB, P, NV>(k, x, last, src, add, out);
 }
 
 template <class T, int VB>
@@ -631,26 +634,21 @@ void c2i_row(const Col2imRun& k, const T* src, bool add, T* out) {
       const int64_t rest = k.len - x;
       if (rest == 0) continue;
       const int tail = int(rest - (rest - 1) / L * L);
-      switch ((rest + L - 1) / L) {
-        case 1: c2i_block<T, VB, 1, 1>(k, x, tail, src, add, out); break;
-        case 2: c2i_block<T, VB, 1, 2>(k, x, tail, src, add, out); break;
-        case 3: c2i_block<T, VB, 1, 3>(k, x, tail, src, add, out); break;
-        default: c2i_block<T, VB, 1, 4>(k, x, tail, src, add, out); break;
-      }
+      c2i_vectors<T, VB, 1, kBlock>(k, x, (rest + L - 1) / L, tail, src, add, out);
     }
     return;
   }
-  // Short rows: several rows together, so that 4 to 6 sums are in flight.
+  // Short rows (nv <= 3): several rows together, so that 4 to 6 sums are in flight.
   const int64_t p = nv == 1 ? 4 : 2;
   int64_t q = 0;
   for (; q + p <= k.rows; q += p) {
     if (p == 4)
-      c2i_rows_of<T, VB, 4>(k, nv, last, src + q * k.src_rows, add, out + q * k.out_rows);
+      c2i_vectors<T, VB, 4, 3>(k, 0, nv, last, src + q * k.src_rows, add, out + q * k.out_rows);
     else
-      c2i_rows_of<T, VB, 2>(k, nv, last, src + q * k.src_rows, add, out + q * k.out_rows);
+      c2i_vectors<T, VB, 2, 3>(k, 0, nv, last, src + q * k.src_rows, add, out + q * k.out_rows);
   }
   for (; q < k.rows; ++q)
-    c2i_rows_of<T, VB, 1>(k, nv, last, src + q * k.src_rows, add, out + q * k.out_rows);
+    c2i_vectors<T, VB, 1, 3>(k, 0, nv, last, src + q * k.src_rows, add, out + q * k.out_rows);
 }
 
 // The table with vectors of DB bytes in tap_dots and the NHWC loops.

@@ -73,7 +73,7 @@ void backward_input_col2im(const GemmKernel<T>& kern, const Conv2dGeometry& g, c
   const bool direct = col_is_input(g), gather = g.sw == 1;
   const int64_t nthr = image_threads(g);
   // dcol with kCol2imSlack zeros on each side for the gather's whole-vector reads.
-  constexpr int64_t slack = kCol2imSlack<T>;
+  const int64_t slack = gather ? kCol2imSlack<T> : 0;
   Scratch col_buf(direct ? 0 : nthr, (K * N + 2 * slack) * int64_t(sizeof(T)));
   const int64_t wt_elems = prepacked_a_elems(kern, K, ocg);
   Scratch packed_w(1, g.groups * wt_elems * int64_t(sizeof(T)));
