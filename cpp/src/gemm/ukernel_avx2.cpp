@@ -29,6 +29,9 @@ struct F32x8 {
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  // c += a*b. With 12 accumulators GCC already keeps each in its register, so the compiler
+  // chooses here (the AVX-512 rows fix the registers, ukernel_simd_step says why).
+  static void fmacc(V& c, V a, V b) { c = _mm256_fmadd_ps(a, b, c); }
   // For the block transpose (transpose_block_simd): interleaves within 128-bit lanes, of values
   // and of pairs of values, and a permutation of whole lanes.
   static V unpacklo(V a, V b) { return _mm256_unpacklo_ps(a, b); }
@@ -56,6 +59,7 @@ struct F64x4 {
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
   static V max(V a, V b) { return _mm256_max_pd(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static void fmacc(V& c, V a, V b) { c = _mm256_fmadd_pd(a, b, c); }
   static V unpacklo(V a, V b) { return _mm256_unpacklo_pd(a, b); }
   static V unpackhi(V a, V b) { return _mm256_unpackhi_pd(a, b); }
   template <int imm>

@@ -40,6 +40,8 @@ struct F32x16 {
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // c += a*b as one vfmadd231 on c's own register (ukernel_simd_step says why).
+  static void fmacc(V& c, V a, V b) { asm("vfmadd231ps %1, %2, %0" : "+v"(c) : "v"(a), "v"(b)); }
   // For the block transpose (transpose_block_simd): interleaves within 128-bit lanes, of values
   // and of pairs of values, and a shuffle of whole lanes.
   static V unpacklo(V a, V b) { return _mm512_unpacklo_ps(a, b); }
@@ -67,6 +69,7 @@ struct F64x8 {
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
   static V max(V a, V b) { return _mm512_max_pd(a, b); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static void fmacc(V& c, V a, V b) { asm("vfmadd231pd %1, %2, %0" : "+v"(c) : "v"(a), "v"(b)); }
   static V unpacklo(V a, V b) { return _mm512_unpacklo_pd(a, b); }
   static V unpackhi(V a, V b) { return _mm512_unpackhi_pd(a, b); }
   template <int imm>

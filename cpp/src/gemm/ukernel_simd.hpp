@@ -10,13 +10,19 @@
 // AVX2 path. For the same reason nothing here calls an inline function from a standard header.
 //
 // S provides: T, V, L, zero(), load(p), bcast(p), set1(x), mul(a, b), add(a, b), max(a, b),
-// fmadd(a, b, c) = a*b + c, store(p, v).
+// fmadd(a, b, c) = a*b + c, fmacc(c, a, b): c += a*b in c's register, store(p, v).
 #include <cstdint>
 
 namespace convcore::detail {
 namespace {
 
 // acc[i][v] += A[i] * b[v*L .. v*L+L-1] for one k step, A[i] at a(i).
+//
+// With several vectors a row, each accumulator is updated in its own register (fmacc): left to
+// choose, GCC writes some FMAs into the broadcast's register instead and then moves accumulators
+// between registers, and spills one, in the AVX-512 wide tiles' unrolled loops (6-14 moves and
+// 1-2 spills a loop of 96 FMAs). With one vector a row the broadcast is used once and is best
+// folded into the FMA as a memory operand, which only fmadd lets the compiler do.
 template <class S, int MR, int NV, class AElem>
 __attribute__((always_inline)) inline void ukernel_simd_step(typename S::V (&acc)[MR][NV],
                                                              AElem a, const typename S::T* b) {
@@ -27,7 +33,12 @@ __attribute__((always_inline)) inline void ukernel_simd_step(typename S::V (&acc
   for (int i = 0; i < MR; ++i) {
     const typename S::V ai = S::bcast(a(i));
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+    for (int v = 0; v < NV; ++v) {
+      if constexpr (NV == 1)
+        acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+      else
+        S::fmacc(acc[i][v], ai, bv[v]);
+    }
   }
 }
 
@@ -58,12 +69,27 @@ __attribute__((always_inline)) inline void ukernel_simd_body(int64_t kc, typenam
     __builtin_prefetch(c + i * ldc, 1, 3);
     __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
   }
+  // alpha, beta and C's place are needed only after the k loop. Passed through memory around it
+  // (the empty asm may change them, so nothing computed from them before can be reused after),
+  // they hold no register during the loop: kept live, GCC held the prefetches' row addresses and
+  // alpha and beta in vector registers, leaving the AVX-512 wide tiles too few for theirs.
+  struct {
+    T alpha, beta;
+    T* c;
+    int64_t ldc;
+  } after{alpha, beta, c, ldc};
+  asm("" : "+m"(after));
   int64_t p = 0;
   for (; p + U <= kc; p += U) {
 #pragma GCC unroll 8
     for (int u = 0; u < U; ++u) ukernel_simd_step<S, MR, NV>(acc, acol(p + u), brow(p + u));
   }
   for (; p < kc; ++p) ukernel_simd_step<S, MR, NV>(acc, acol(p), brow(p));
+  asm("" : "+m"(after));
+  alpha = after.alpha;
+  beta = after.beta;
+  c = after.c;
+  ldc = after.ldc;
 
   const V va = S::set1(alpha);
   if (beta == T(0)) {
