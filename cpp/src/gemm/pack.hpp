@@ -123,7 +123,7 @@ void pack_panels_w(int64_t w_rt, int64_t rows, int64_t kc, const T* src, int64_t
   }
 }
 
-// Packs with a fixed-width body for the panel widths the kernel table uses.
+// Packs with a fixed-width body for the panel widths the kernel table uses (every MR and NR).
 template <class T>
 void pack_panels(int64_t w, int64_t rows, int64_t kc, const T* src, int64_t rs, int64_t ps,
                  T* dst) {
@@ -133,7 +133,9 @@ void pack_panels(int64_t w, int64_t rows, int64_t kc, const T* src, int64_t rs, 
     case 8: pack_panels_w<8>(w, rows, kc, src, rs, ps, dst); break;
     case 12: pack_panels_w<12>(w, rows, kc, src, rs, ps, dst); break;
     case 16: pack_panels_w<16>(w, rows, kc, src, rs, ps, dst); break;
+    case 24: pack_panels_w<24>(w, rows, kc, src, rs, ps, dst); break;
     case 32: pack_panels_w<32>(w, rows, kc, src, rs, ps, dst); break;
+    case 64: pack_panels_w<64>(w, rows, kc, src, rs, ps, dst); break;
     default: pack_panels_w<0>(w, rows, kc, src, rs, ps, dst); break;
   }
 }

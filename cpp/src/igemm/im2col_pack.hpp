@@ -87,51 +87,60 @@ struct Im2colPackB {
 //
 //   dst[(j/nr)*kc*nr + p*nr + j%nr] = col[j0 + j][p0 + p]      (p: output pixel, j: tap)
 //
-// A panel holds nr taps for kc pixels. It is filled one tap at a time: the tap's pixels are read
-// along input rows (contiguous for stride 1) and written nr apart into the panel, which stays in
-// L1 while it is filled.
+// A panel holds nr taps for kc pixels. It is filled kPixelBlock pixels at a time, one tap at a
+// time: the tap's pixels are read along input rows (contiguous for stride 1) and written nr apart
+// into the panel, so that the part being written stays in L1 whatever the panel's size (a whole
+// 64-wide panel of 256 pixels is 64 KiB; written tap by tap, it went to L2 and back for each).
 template <class T>
 struct Im2colTransPackB {
   const Conv2dGeometry& g;
   const T* x;  // one group of one image: x[icg][ih][iw]
 
+  static constexpr int64_t kPixelBlock = 64;
+
   void operator()(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, T* dst) const {
-    const int64_t plane = g.ih * g.iw, ow = g.ow();
     const int64_t panels = (nc + nr - 1) / nr;
     for (int64_t q = 0; q < panels; ++q) {
-      T* panel = dst + q * kc * nr;
       const int64_t jb = j0 + q * nr, width = std::min(nr, j0 + nc - jb);
-      for (int64_t jj = 0; jj < nr; ++jj) {
-        T* d = panel + jj;  // d[p * nr] for p in [0, kc)
-        if (jj >= width) {  // past the last tap: zero
-          for (int64_t p = 0; p < kc; ++p) d[p * nr] = T(0);
-          continue;
+      for (int64_t pb = 0; pb < kc; pb += kPixelBlock)
+        fill(p0 + pb, std::min(kPixelBlock, kc - pb), jb, width, nr, dst + q * kc * nr + pb * nr);
+    }
+  }
+
+ private:
+  // d[p * nr + jj] = col[jb + jj][p0 + p] for p < len, jj < nr (zero for jj >= width).
+  void fill(int64_t p0, int64_t len_p, int64_t jb, int64_t width, int64_t nr, T* d0) const {
+    const int64_t plane = g.ih * g.iw, ow = g.ow();
+    for (int64_t jj = 0; jj < nr; ++jj) {
+      T* d = d0 + jj;  // d[p * nr] for p in [0, len_p)
+      if (jj >= width) {  // past the last tap: zero
+        for (int64_t p = 0; p < len_p; ++p) d[p * nr] = T(0);
+        continue;
+      }
+      const Tap t = Tap::of(g, jb + jj);
+      const int64_t r = t.r, s = t.s;
+      const T* xc = x + t.c * plane;
+      // Pixels p0 .. p0+len_p in runs along output rows.
+      int64_t p = 0, i = p0 / ow, j = p0 % ow;
+      while (p < len_p) {
+        const int64_t len = std::min(len_p - p, ow - j);
+        const int64_t y = i * g.sh + r * g.dh - g.pt;
+        T* dr = d + p * nr;
+        if (static_cast<uint64_t>(y) >= static_cast<uint64_t>(g.ih)) {
+          for (int64_t t = 0; t < len; ++t) dr[t * nr] = T(0);
+        } else {
+          const T* row = xc + y * g.iw;
+          const int64_t x0 = j * g.sw + s * g.dw - g.pl;
+          const auto [t_lo, t_hi] = valid_range(x0, g.sw, g.iw, len);
+          for (int64_t t = 0; t < t_lo; ++t) dr[t * nr] = T(0);
+          for (int64_t t = t_lo; t < t_hi; ++t) dr[t * nr] = row[x0 + t * g.sw];
+          for (int64_t t = t_hi; t < len; ++t) dr[t * nr] = T(0);
         }
-        const Tap t = Tap::of(g, jb + jj);
-        const int64_t r = t.r, s = t.s;
-        const T* xc = x + t.c * plane;
-        // Pixels p0 .. p0+kc in runs along output rows.
-        int64_t p = 0, i = p0 / ow, j = p0 % ow;
-        while (p < kc) {
-          const int64_t len = std::min(kc - p, ow - j);
-          const int64_t y = i * g.sh + r * g.dh - g.pt;
-          T* dr = d + p * nr;
-          if (static_cast<uint64_t>(y) >= static_cast<uint64_t>(g.ih)) {
-            for (int64_t t = 0; t < len; ++t) dr[t * nr] = T(0);
-          } else {
-            const T* row = xc + y * g.iw;
-            const int64_t x0 = j * g.sw + s * g.dw - g.pl;
-            const auto [t_lo, t_hi] = valid_range(x0, g.sw, g.iw, len);
-            for (int64_t t = 0; t < t_lo; ++t) dr[t * nr] = T(0);
-            for (int64_t t = t_lo; t < t_hi; ++t) dr[t * nr] = row[x0 + t * g.sw];
-            for (int64_t t = t_hi; t < len; ++t) dr[t * nr] = T(0);
-          }
-          p += len;
-          j += len;
-          if (j == ow) {
-            j = 0;
-            ++i;
-          }
+        p += len;
+        j += len;
+        if (j == ow) {
+          j = 0;
+          ++i;
         }
       }
     }
