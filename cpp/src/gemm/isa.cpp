@@ -69,6 +69,8 @@ constexpr TileKernels<float> kAvx512FlatF32 CONVCORE_TILE(6x32, avx512f);
 constexpr TileKernels<double> kAvx512F64 CONVCORE_TILE(12x16, avx512f);
 constexpr TileKernels<double> kAvx512NarrowF64 CONVCORE_TILE(24x8, avx512f);
 constexpr TileKernels<double> kAvx512FlatF64 CONVCORE_TILE(6x16, avx512f);
+constexpr TileKernels<float> kAvx512BroadF32 CONVCORE_TILE(6x64, avx512f);
+constexpr TileKernels<double> kAvx512BroadF64 CONVCORE_TILE(6x32, avx512f);
 #undef CONVCORE_TILE
 constexpr PathExtras<float> kAvx2ExtrasF32{&kDirectLoopsAvx2F32, &activate_span__avx2_fma,
                                            &fma_chains__avx2_fma,
@@ -86,9 +88,9 @@ constexpr PathExtras<double> kAvx512ExtrasF64{&kDirectLoopsAvx512F64, &activate_
 // A build without the SIMD files: their rows exist (the table's shape does not change) but hold
 // no kernels, and isa_supported() never enables them.
 constexpr TileKernels<float> kAvx2F32{}, kAvx2NarrowF32{}, kAvx512F32{}, kAvx512NarrowF32{},
-    kAvx512FlatF32{};
+    kAvx512FlatF32{}, kAvx512BroadF32{};
 constexpr TileKernels<double> kAvx2F64{}, kAvx2NarrowF64{}, kAvx512F64{}, kAvx512NarrowF64{},
-    kAvx512FlatF64{};
+    kAvx512FlatF64{}, kAvx512BroadF64{};
 constexpr PathExtras<float> kAvx2ExtrasF32{}, kAvx512ExtrasF32{};
 constexpr PathExtras<double> kAvx2ExtrasF64{}, kAvx512ExtrasF64{};
 #endif
@@ -106,6 +108,7 @@ constexpr GemmKernel<float> kKernelsF32[] = {
     make_kernel<float, Isa::avx512>(kAvx512F32, kAvx512ExtrasF32),
     make_kernel<float, Isa::avx512, Tile::narrow>(kAvx512NarrowF32, kAvx512ExtrasF32),
     make_kernel<float, Isa::avx512, Tile::flat>(kAvx512FlatF32, kAvx512ExtrasF32),
+    make_kernel<float, Isa::avx512, Tile::broad>(kAvx512BroadF32, kAvx512ExtrasF32),
 };
 constexpr GemmKernel<double> kKernelsF64[] = {
     make_kernel<double, Isa::generic>(ref_kernels<double>(), kGenericExtrasF64),
@@ -114,9 +117,10 @@ constexpr GemmKernel<double> kKernelsF64[] = {
     make_kernel<double, Isa::avx512>(kAvx512F64, kAvx512ExtrasF64),
     make_kernel<double, Isa::avx512, Tile::narrow>(kAvx512NarrowF64, kAvx512ExtrasF64),
     make_kernel<double, Isa::avx512, Tile::flat>(kAvx512FlatF64, kAvx512ExtrasF64),
+    make_kernel<double, Isa::avx512, Tile::broad>(kAvx512BroadF64, kAvx512ExtrasF64),
 };
 // Where the rows of each path start in the tables above, indexed by Isa (and one past the end).
-constexpr int kRowsOf[] = {0, 1, 3, 6};
+constexpr int kRowsOf[] = {0, 1, 3, 7};
 static_assert(sizeof(kKernelsF32) / sizeof(kKernelsF32[0]) == kRowsOf[3], "rows of the table");
 static_assert(sizeof(kKernelsF64) / sizeof(kKernelsF64[0]) == kRowsOf[3], "rows of the table");
 

@@ -121,14 +121,16 @@ CONVCORE_DECLARE_TILE(double, 6x8, avx2_fma)
 CONVCORE_DECLARE_TILE(float, 12x8, avx2_fma)
 CONVCORE_DECLARE_TILE(double, 12x4, avx2_fma)
 // AVX-512F (ukernel_avx512.cpp): 24 zmm accumulators, wide 12 rows of two vectors, narrow 24 rows
-// of one; and the flat tiles, 6 rows of two vectors (12 accumulators), for products only a few
-// rows tall (a layer's few output channels in the Y = W col orientation).
+// of one, broad 6 rows of four; and the flat tiles, 6 rows of two vectors (12 accumulators), for
+// products only a few rows tall (a layer's few output channels in the Y = W col orientation).
 CONVCORE_DECLARE_TILE(float, 12x32, avx512f)
 CONVCORE_DECLARE_TILE(double, 12x16, avx512f)
 CONVCORE_DECLARE_TILE(float, 24x16, avx512f)
 CONVCORE_DECLARE_TILE(double, 24x8, avx512f)
 CONVCORE_DECLARE_TILE(float, 6x32, avx512f)
 CONVCORE_DECLARE_TILE(double, 6x16, avx512f)
+CONVCORE_DECLARE_TILE(float, 6x64, avx512f)
+CONVCORE_DECLARE_TILE(double, 6x32, avx512f)
 #undef CONVCORE_DECLARE_TILE
 
 // Block sizes (BLIS names). MR x NR is the micro-tile; an MC x KC block of packed A stays in L2,
@@ -140,9 +142,12 @@ CONVCORE_DECLARE_TILE(double, 6x16, avx512f)
 //
 // Each SIMD instruction set has two rows: the wide tile (two vectors per row of C) and the narrow
 // one (one vector per row, twice the rows), which wastes nothing where n is a single vector wide;
-// AVX-512 has a third, flat (the wide tile's two vectors, half its rows), for m of a few rows.
+// AVX-512 has a third, flat (the wide tile's two vectors, half its rows), for m of a few rows, and
+// a fourth, broad (four vectors, 6 rows: the wide tile's accumulators), whose k step reads fewer
+// operands per FMA (4 vectors and 6 broadcasts for 24 FMAs, against 2 and 12), and needs 6 row
+// pointers where A is read in place, not 12.
 // The plan's cost models weigh them all; gemm() uses the wide one.
-enum class Tile { wide, narrow, flat };
+enum class Tile { wide, narrow, flat, broad };
 
 template <class T, Isa I, Tile S = Tile::wide>
 struct GemmBlocking;
@@ -213,10 +218,20 @@ struct GemmBlocking<double, Isa::avx512, Tile::flat> {
   static constexpr int64_t VB = 64;
   static constexpr int64_t MR = 6, NR = 16, MC = 96, KC = 256, NC = 4096;
 };
+template <>
+struct GemmBlocking<float, Isa::avx512, Tile::broad> {
+  static constexpr int64_t VB = 64;
+  static constexpr int64_t MR = 6, NR = 64, MC = 144, KC = 256, NC = 4096;
+};
+template <>
+struct GemmBlocking<double, Isa::avx512, Tile::broad> {
+  static constexpr int64_t VB = 64;
+  static constexpr int64_t MR = 6, NR = 32, MC = 96, KC = 256, NC = 4096;
+};
 
 // Largest tile over all paths: the size of the driver's edge buffer.
 constexpr int64_t kMaxMR = 24;
-constexpr int64_t kMaxNR = 32;
+constexpr int64_t kMaxNR = 64;
 // Most elements in one vector register of any path (a zmm of floats).
 constexpr int64_t kMaxLanes = 16;
 

@@ -1,7 +1,8 @@
 // AVX-512F micro-kernels, built with -mavx512f -mfma and called only when the CPU has
 // AVX-512F (isa.cpp).
 //
-//   tiles 12x32 / 12x16 (wide), 24x16 / 24x8 (narrow), 6x32 / 6x16 (flat), float / double, each
+//   tiles 12x32 / 12x16 (wide), 24x16 / 24x8 (narrow), 6x32 / 6x16 (flat), 6x64 / 6x32 (broad),
+//   float / double, each
 //   with its four kernels (CONVCORE_DEFINE_TILE: packed, direct-B, direct-A, rows-A)
 //
 // Wide shape (as BLIS skylakex / oneDNN avx512 GEMM): two zmm vectors per row and 12 rows, so C takes
@@ -91,12 +92,16 @@ using F32Narrow = GemmBlocking<float, Isa::avx512, Tile::narrow>;
 using F64Narrow = GemmBlocking<double, Isa::avx512, Tile::narrow>;
 using F32Flat = GemmBlocking<float, Isa::avx512, Tile::flat>;
 using F64Flat = GemmBlocking<double, Isa::avx512, Tile::flat>;
+using F32Broad = GemmBlocking<float, Isa::avx512, Tile::broad>;
+using F64Broad = GemmBlocking<double, Isa::avx512, Tile::broad>;
 static_assert(F32Tile::MR == 12 && F32Tile::NR == 2 * F32x16::L, "12x32 float tile");
 static_assert(F64Tile::MR == 12 && F64Tile::NR == 2 * F64x8::L, "12x16 double tile");
 static_assert(F32Narrow::MR == 24 && F32Narrow::NR == F32x16::L, "24x16 float tile");
 static_assert(F64Narrow::MR == 24 && F64Narrow::NR == F64x8::L, "24x8 double tile");
 static_assert(F32Flat::MR == 6 && F32Flat::NR == 2 * F32x16::L, "6x32 float tile");
 static_assert(F64Flat::MR == 6 && F64Flat::NR == 2 * F64x8::L, "6x16 double tile");
+static_assert(F32Broad::MR == 6 && F32Broad::NR == 4 * F32x16::L, "6x64 float tile");
+static_assert(F64Broad::MR == 6 && F64Broad::NR == 4 * F64x8::L, "6x32 double tile");
 
 // The A-in-place kernels of the 12- and 24-row tiles hold more row pointers than there are free
 // general registers: unrolled 4 times, GCC reloaded several per k step and spilled accumulators
@@ -108,6 +113,8 @@ CONVCORE_DEFINE_TILE(float, 24x16, avx512f, F32x16, 24, 1, 4, 2)
 CONVCORE_DEFINE_TILE(double, 24x8, avx512f, F64x8, 24, 1, 4, 2)
 CONVCORE_DEFINE_TILE(float, 6x32, avx512f, F32x16, 6, 2, 4, 4)
 CONVCORE_DEFINE_TILE(double, 6x16, avx512f, F64x8, 6, 2, 4, 4)
+CONVCORE_DEFINE_TILE(float, 6x64, avx512f, F32x16, 6, 4, 4, 4)
+CONVCORE_DEFINE_TILE(double, 6x32, avx512f, F64x8, 6, 4, 4, 4)
 
 void activate_span__avx512f(Activation act, float* y, int64_t n) { activate_span_f32(act, y, n); }
 void activate_span__avx512f(Activation act, double* y, int64_t n) { activate_span_f64(act, y, n); }
