@@ -17,7 +17,7 @@
 #include "ops/conv2d_nhwc.hpp"
 #include "ops/nhwc_via_nchw.hpp"
 #include "ops/exec.hpp"
-#include "ops/transpose_epilogue.hpp"
+#include "ops/write_back.hpp"
 #include "ops/weight_chunks.hpp"
 #include "plan/paths.hpp"
 

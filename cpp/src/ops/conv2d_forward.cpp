@@ -14,46 +14,12 @@
 #include "ops/conv2d_nhwc.hpp"
 #include "ops/exec.hpp"
 #include "ops/nhwc_via_nchw.hpp"
-#include "ops/transpose_epilogue.hpp"
+#include "ops/write_back.hpp"
 #include "plan/paths.hpp"
 
 namespace convcore {
 namespace detail {
 namespace {
-
-// The forward product's epilogue (a GEMM driver epilogue): y = act(c + bias) over a finished
-// block of c, rows [i0, i0+mc) and columns [j0, j0+nc). A row of c holds output rows of ow
-// values every `wide` columns (the rest discarded); wide == ow maps c's columns to y's 1:1.
-template <class T>
-struct BiasActivation {
-  const T* c;
-  int64_t ldc;
-  T* y;
-  int64_t ldy, wide, ow;
-  const T* bias;  // ocg values, or null
-  Activation act;
-  const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh
-
-  void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
-    // The bias added as each value is written; sigmoid and tanh then over each row just written.
-    with_write_activation(act, kern, [&](auto f, auto after) { apply(i0, mc, j0, nc, f, after); });
-  }
-
- private:
-  // dst = f(c + bias) over the block, then after(run, length) on each contiguous run of dst.
-  template <class F, class After>
-  void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
-    for (int64_t o = i0; o < i0 + mc; ++o) {
-      const T b = bias ? bias[o] : T(0);
-      const T* src = c + o * ldc;
-      T* dst = y + o * ldy;
-      for_each_output_run(j0, j0 + nc, wide, ow, [&](int64_t j, int64_t p, int64_t len) {
-        for (int64_t t = 0; t < len; ++t) dst[p + t] = f(src[j + t] + b);
-        after(dst + p, len);
-      });
-    }
-  }
-};
 
 // The image loop of the in-place paths: on nthr threads, each image's groups are padded in turn
 // into the thread's block of work (pi.elems elements, then the rest of the block, `after`) and

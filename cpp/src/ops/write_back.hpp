@@ -1,8 +1,8 @@
 #pragma once
 // The epilogues that write a product back while each finished block is in cache: the activation
-// of the write (with_write_activation, shared with the forward's BiasActivation), and the one for a
-// product computed transposed (the forward's Y^T, pixels x channels, into y with bias and
-// activation; the weight gradient's dW^T into dw).
+// of the write (with_write_activation), and WriteBack, y = act(c + bias) from the product c,
+// computed as Y = W col (channels by positions: the forward's b_in_place and packed paths) or
+// transposed (positions by channels: the forward's Y^T, the weight gradient's dW^T into dw).
 #include <algorithm>
 #include <cstdint>
 
@@ -46,38 +46,59 @@ void for_each_output_run(int64_t m0, int64_t m1, int64_t wide, int64_t ow, Fn fn
   }
 }
 
-// The transposed product's epilogue: y[o][i*ow + j] = act(yt[i*wide + j][o] + bias[o]) for
-// j < ow over a finished block of yt (rows [i0, i0+mc), channels [j0, j0+nc)). A row of yt is a
-// pixel; rows hold output rows of ow pixels every `wide` rows (the rest discarded); wide == ow
-// maps yt's rows to y's pixels 1:1.
-template <class T>
-struct TransposeBiasActivation {
-  const T* yt;
-  int64_t ocg;
+// A write-back epilogue (a GEMM driver epilogue): y = act(c + bias) over a finished block of c,
+// rows [i0, i0+mc) and columns [j0, j0+nc), the bias per channel (a row of y). c's positions hold
+// output rows of ow pixels every `wide` positions (the wide - ow past each row are discarded;
+// wide == ow maps positions to pixels 1:1).
+//   Transposed == false: c is channels x positions, y[o][p] from c[o*ldc + j];
+//   Transposed == true:  c is positions x channels, y[o][p] from c[j*ldc + o], through registers.
+template <class T, bool Transposed>
+struct WriteBack {
+  const T* c;
+  int64_t ldc;
   T* y;
-  int64_t n;      // pixels: y is ocg x n
-  int64_t wide, ow;
-  const T* bias;  // ocg values, or null
+  int64_t ldy, wide, ow;
+  const T* bias;  // one value per channel, or null
   Activation act;
-  const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh
+  const GemmKernel<T>* kern;  // its activate pass for sigmoid and tanh, its transpose blocks
 
   void operator()(int64_t i0, int64_t mc, int64_t j0, int64_t nc) const {
-    with_write_activation(act, kern, [&](auto f, auto after) { apply(i0, mc, j0, nc, f, after); });
-  }
-
- private:
-  // dst = f(yt + bias) over the block, then after(run, length) on each contiguous run of dst:
-  // the block's rows go by runs that land in one output row (the whole block where wide == ow).
-  template <class F, class After>
-  void apply(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
-    for_each_output_run(i0, i0 + mc, wide, ow, [&](int64_t m0, int64_t p0, int64_t len) {
-      transpose_run(m0, p0, len, j0, nc, f);
-      for (int64_t o = j0; o < j0 + nc; ++o) after(y + o * n + p0, len);
+    // The bias added as each value is written; sigmoid and tanh then over each run just written.
+    with_write_activation(act, kern, [&](auto f, auto after) {
+      if constexpr (Transposed)
+        transposed(i0, mc, j0, nc, f, after);
+      else
+        rows(i0, mc, j0, nc, f, after);
     });
   }
 
-  // y[o][p0 + t] = f(yt[m0 + t][o] + bias[o]) for t < len, j0 <= o < j0 + nc. Square blocks of
-  // pixels x channels go through registers, the bias added and relu applied there (sigmoid and
+ private:
+  // Channels [i0, i0+mc) by positions [j0, j0+nc): each channel's runs, value by value.
+  template <class F, class After>
+  void rows(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
+    for (int64_t o = i0; o < i0 + mc; ++o) {
+      const T b = bias ? bias[o] : T(0);
+      const T* src = c + o * ldc;
+      T* dst = y + o * ldy;
+      for_each_output_run(j0, j0 + nc, wide, ow, [&](int64_t j, int64_t p, int64_t len) {
+        for (int64_t t = 0; t < len; ++t) dst[p + t] = f(src[j + t] + b);
+        after(dst + p, len);
+      });
+    }
+  }
+
+  // Positions [i0, i0+mc) by channels [j0, j0+nc): the runs of positions that land in one output
+  // row (the whole block where wide == ow), each transposed into y.
+  template <class F, class After>
+  void transposed(int64_t i0, int64_t mc, int64_t j0, int64_t nc, F f, After after) const {
+    for_each_output_run(i0, i0 + mc, wide, ow, [&](int64_t m0, int64_t p0, int64_t len) {
+      transpose_run(m0, p0, len, j0, nc, f);
+      for (int64_t o = j0; o < j0 + nc; ++o) after(y + o * ldy + p0, len);
+    });
+  }
+
+  // y[o][p0 + t] = f(c[m0 + t][o] + bias[o]) for t < len, j0 <= o < j0 + nc. Square blocks of
+  // positions x channels go through registers, the bias added and relu applied there (sigmoid and
   // tanh then run along each written run, `after`): the path's own blocks (lanes on a side) where
   // it has them, then, where the baseline has SSE, 4 x 4 float (2 x 2 double) blocks over what is
   // left; the edges value by value.
@@ -89,7 +110,7 @@ struct TransposeBiasActivation {
     const auto by_value = [&](int64_t o0, int64_t o1, int64_t t0, int64_t t1) {
       for (int64_t o = o0; o < o1; ++o) {
         const T b = bias ? bias[o] : T(0);
-        for (int64_t t = t0; t < t1; ++t) y[o * n + p0 + t] = f(yt[(m0 + t) * ocg + o] + b);
+        for (int64_t t = t0; t < t1; ++t) y[o * ldy + p0 + t] = f(c[(m0 + t) * ldc + o] + b);
       }
     };
     // The rectangle in blocks of side B through `block`, what is left of it through `rest`.
@@ -99,7 +120,7 @@ struct TransposeBiasActivation {
       for (int64_t o = o0; o < ob; o += B) {
         const T* add = bias ? bias + o : zeros;
         for (int64_t t = t0; t < tb; t += B)
-          block(yt + (m0 + t) * ocg + o, ocg, add, relu, y + o * n + p0 + t, n);
+          block(c + (m0 + t) * ldc + o, ldc, add, relu, y + o * ldy + p0 + t, ldy);
       }
       if (ob > o0 && tb < t1) rest(o0, ob, tb, t1);
       if (ob < o1) rest(ob, o1, t0, t1);
@@ -120,5 +141,12 @@ struct TransposeBiasActivation {
       sse(j0, j0 + nc, 0, len);
   }
 };
+
+// The forward's epilogue for Y = W col (channels x positions).
+template <class T>
+using BiasActivation = WriteBack<T, false>;
+// The epilogue for a product computed transposed (positions x channels).
+template <class T>
+using TransposeBiasActivation = WriteBack<T, true>;
 
 }  // namespace convcore::detail
