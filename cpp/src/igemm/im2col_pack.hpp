@@ -110,18 +110,25 @@ struct Im2colTransPackB {
  private:
   // d[p * nr + jj] = col[jb + jj][p0 + p] for p < len, jj < nr (zero for jj >= width).
   void fill(int64_t p0, int64_t len_p, int64_t jb, int64_t width, int64_t nr, T* d0) const {
-    const int64_t plane = g.ih * g.iw, ow = g.ow();
+    const int64_t plane = g.ih * g.iw, ow = g.ow(), i0 = p0 / ow, j0 = p0 % ow;
+    Tap tap = Tap::of(g, jb);  // tap jb + jj, stepped along with jj
     for (int64_t jj = 0; jj < nr; ++jj) {
       T* d = d0 + jj;  // d[p * nr] for p in [0, len_p)
       if (jj >= width) {  // past the last tap: zero
         for (int64_t p = 0; p < len_p; ++p) d[p * nr] = T(0);
         continue;
       }
-      const Tap t = Tap::of(g, jb + jj);
-      const int64_t r = t.r, s = t.s;
-      const T* xc = x + t.c * plane;
+      const int64_t r = tap.r, s = tap.s;
+      const T* xc = x + tap.c * plane;
+      if (++tap.s == g.kw) {
+        tap.s = 0;
+        if (++tap.r == g.kh) {
+          tap.r = 0;
+          ++tap.c;
+        }
+      }
       // Pixels p0 .. p0+len_p in runs along output rows.
-      int64_t p = 0, i = p0 / ow, j = p0 % ow;
+      int64_t p = 0, i = i0, j = j0;
       while (p < len_p) {
         const int64_t len = std::min(len_p - p, ow - j);
         const int64_t y = i * g.sh + r * g.dh - g.pt;
