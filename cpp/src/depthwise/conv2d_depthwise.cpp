@@ -423,11 +423,13 @@ void depthwise_backward_weight(const DirectLoops<T>& kern, const Conv2dGeometry&
   });
 }
 
-#define CONVCORE_INSTANTIATE(T)                                                                  \
-  template void depthwise_forward<T>(const DirectLoops<T>&, const Conv2dGeometry&, const T*, const T*, const T*, T*,    \
-                                     Activation);                                                \
-  template void depthwise_backward_input<T>(const DirectLoops<T>&, const Conv2dGeometry&, const T*, const T*, T*);      \
-  template void depthwise_backward_weight<T>(const DirectLoops<T>&, const Conv2dGeometry&, const T*, const T*, T*, bool);
+#define CONVCORE_INSTANTIATE(T)                                                                   \
+  template void depthwise_forward<T>(const DirectLoops<T>&, const Conv2dGeometry&, const T*,      \
+                                     const T*, const T*, T*, Activation);                         \
+  template void depthwise_backward_input<T>(const DirectLoops<T>&, const Conv2dGeometry&,         \
+                                            const T*, const T*, T*);                              \
+  template void depthwise_backward_weight<T>(const DirectLoops<T>&, const Conv2dGeometry&,        \
+                                             const T*, const T*, T*, bool);
 CONVCORE_INSTANTIATE(float)
 CONVCORE_INSTANTIATE(double)
 #undef CONVCORE_INSTANTIATE

@@ -134,12 +134,12 @@ void col2im_rows(const DirectLoops<T>& k, const Conv2dGeometry& g, const T* col,
 }  // namespace detail
 
 #define CONVCORE_INSTANTIATE(T)                                                              \
-  template void detail::col2im_rows<T>(const detail::DirectLoops<T>&,                     \
-                                       const Conv2dGeometry&, const T*, T*);                   \
+  template void detail::col2im_rows<T>(const detail::DirectLoops<T>&, const Conv2dGeometry&, \
+                                       const T*, T*);                                        \
   template void im2col<T>(const Conv2dGeometry&, const T*, T*);                              \
   template void col2im<T>(const Conv2dGeometry&, const T*, T*);                              \
   template void expand_stride<T>(const Conv2dGeometry&, int64_t, const T*, T*);              \
-  template void pad<T>(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,         \
+  template void pad<T>(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,        \
                        const T*, T*);                                                        \
   template void flip_kernels<T>(const Conv2dGeometry&, const T*, T*);
 CONVCORE_INSTANTIATE(float)
