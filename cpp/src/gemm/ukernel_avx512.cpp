@@ -105,7 +105,7 @@ static_assert(F64Broad::MR == 6 && F64Broad::NR == 4 * F64x8::L, "6x32 double ti
 
 // The A-in-place kernels of the 12- and 24-row tiles hold more row pointers than there are free
 // general registers: unrolled 4 times, GCC reloaded several per k step and spilled accumulators
-// (12x32). Unrolled once (12 rows) or twice (24 rows) they keep only the pointers on the stack;
+// (12x32). Unrolled once (12 rows) or twice (24 rows) they keep at most pointers on the stack;
 // one core, operands in L1: 12x32 about 197 -> 210 GFLOP/s, 12x16 90 -> 96, 24x16 175 -> 179.
 CONVCORE_DEFINE_TILE(float, 12x32, avx512f, F32x16, 12, 2, 4, 1)
 CONVCORE_DEFINE_TILE(double, 12x16, avx512f, F64x8, 12, 2, 4, 1)
